@@ -1,0 +1,42 @@
+"""Actions: what the leader must do after a batch commits. Data only; the runtime executes them."""
+
+from __future__ import annotations
+
+import msgspec
+
+from partition_processor.commands import IngressSink
+from partition_processor.journal import Completion, Result
+
+
+class StartInvocation(msgspec.Struct, frozen=True):
+    """Open an attempt: the invoker reads the status and journal from the committed store."""
+
+    invocation_id: str
+    attempt: int
+
+
+class NotifyInvoker(msgspec.Struct, frozen=True):
+    """Deliver the completion of journal entry ``index`` to the running attempt."""
+
+    invocation_id: str
+    attempt: int
+    index: int
+    completion: Completion
+
+
+class RespondToIngress(msgspec.Struct, frozen=True):
+    """Give the invocation's result to an ingress request waiting for it."""
+
+    sink: IngressSink
+    invocation_id: str
+    result: Result
+
+
+class RegisterTimer(msgspec.Struct, frozen=True):
+    """A timer row was written: the timer service must fire it at ``wake_ms``."""
+
+    wake_ms: int
+    timer_id: str
+
+
+Action = StartInvocation | NotifyInvoker | RespondToIngress | RegisterTimer

@@ -1,0 +1,186 @@
+"""Log records (DESIGN §3): an ``Envelope`` around one command.
+
+Records are msgpack-encoded msgspec structs. Unions are tagged by name so that a log written by
+this version stays readable by later ones (new variants get new tags; old tags are never reused).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from partition_processor.journal import JournalCommand, Result
+
+RECORD_VERSION = 1
+
+# ---------------------------------------------------------------- sources and dedup
+
+
+class IngressSource(msgspec.Struct, tag="ingress", frozen=True):
+    node: str
+
+
+class LeaderSource(msgspec.Struct, tag="leader", frozen=True):
+    partition: int
+    epoch: int
+    node: str
+
+
+class PartitionSource(msgspec.Struct, tag="partition", frozen=True):
+    partition: int
+
+
+class AdminSource(msgspec.Struct, tag="admin", frozen=True):
+    pass
+
+
+Source = IngressSource | LeaderSource | PartitionSource | AdminSource
+
+
+class LeaderDedup(msgspec.Struct, tag="leader", frozen=True):
+    """Fences records proposed by a leader: applied only while ``epoch`` is the current one."""
+
+    epoch: int
+    seq: int
+
+
+class ProducerDedup(msgspec.Struct, tag="producer", frozen=True):
+    """Another partition's outbox or a subscription: the receiver drops repeated sequences."""
+
+    producer_id: str
+    seq: int
+
+
+Dedup = LeaderDedup | ProducerDedup
+
+# ---------------------------------------------------------------- shared parts
+
+ServiceType = Literal["service", "virtual_object", "workflow"]
+HandlerKind = Literal["none", "exclusive", "shared", "workflow"]
+
+
+class Target(msgspec.Struct, frozen=True):
+    """The handler an invocation runs. ``key`` is set for virtual objects and workflows."""
+
+    service: str
+    handler: str
+    service_type: ServiceType = "service"
+    handler_kind: HandlerKind = "none"
+    key: str | None = None
+
+    def describe(self) -> str:
+        if self.key is None:
+            return f"{self.service}/{self.handler}"
+        return f"{self.service}/{self.key}/{self.handler}"
+
+
+class RetryPolicy(msgspec.Struct, frozen=True):
+    """Invocation retry backoff: ``initial * factor**(attempt-1)`` capped at ``max_interval``."""
+
+    initial_interval_ms: int = 500
+    factor: float = 2.0
+    max_interval_ms: int = 60_000
+    max_attempts: int = 0  # 0 = unlimited
+
+    def delay_ms(self, attempt: int) -> int:
+        """Backoff before attempt ``attempt + 1`` after attempt ``attempt`` failed."""
+        delay = self.initial_interval_ms * (self.factor ** max(0, attempt - 1))
+        return int(min(delay, self.max_interval_ms))
+
+
+class IngressSink(msgspec.Struct, frozen=True):
+    """Where to deliver a result: the ingress node and its request waiting for it."""
+
+    node: str
+    request_id: str
+
+
+# ---------------------------------------------------------------- commands
+
+
+class Invoke(msgspec.Struct, tag="invoke", frozen=True):
+    """Start an invocation (or, if its id already exists, attach ``sink`` to it)."""
+
+    invocation_id: str
+    target: Target
+    argument: bytes
+    headers: list[tuple[str, str]] = []
+    idempotency_key: str | None = None
+    sink: IngressSink | None = None
+    retry_policy: RetryPolicy = RetryPolicy()
+    completion_retention_ms: int = 0
+
+
+class JournalAppend(msgspec.Struct, tag="append", frozen=True):
+    """The SDK produced journal entry ``index``."""
+
+    index: int
+    command: JournalCommand
+
+
+class CompleteRun(msgspec.Struct, tag="complete_run", frozen=True):
+    """The result of the ``ctx.run`` at entry ``index``."""
+
+    index: int
+    result: Result
+
+
+class End(msgspec.Struct, tag="end", frozen=True):
+    """The attempt finished; the invocation's result is its Output entry."""
+
+
+class Failed(msgspec.Struct, tag="failed", frozen=True):
+    """The attempt failed: retried with backoff when ``retryable``, else a terminal result."""
+
+    code: int
+    message: str
+    retryable: bool
+
+
+Effect = JournalAppend | CompleteRun | End | Failed
+
+
+class InvokerEffect(msgspec.Struct, tag="invoker_effect", frozen=True):
+    """What the leader's invoker observed on attempt ``attempt`` of an invocation."""
+
+    invocation_id: str
+    attempt: int
+    effect: Effect
+
+
+class TimerFired(msgspec.Struct, tag="timer_fired", frozen=True):
+    wake_ms: int
+    timer_id: str
+
+
+class AnnounceLeader(msgspec.Struct, tag="announce_leader", frozen=True):
+    """A node claims leadership of a partition; the first higher epoch in the log wins."""
+
+    epoch: int
+    node: str
+
+
+Command = Invoke | InvokerEffect | TimerFired | AnnounceLeader
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    """One log record."""
+
+    source: Source
+    timestamp_ms: int
+    command: Command
+    dedup: Dedup | None = None
+    v: int = RECORD_VERSION
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Envelope)
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    return _encoder.encode(envelope)
+
+
+def decode_envelope(payload: bytes) -> Envelope:
+    return _decoder.decode(payload)

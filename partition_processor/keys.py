@@ -1,0 +1,86 @@
+"""Store keys (DESIGN §5): 2-byte kind, 2-byte partition, then the kind's fields.
+
+Integers are big-endian and strings length-prefixed, so a prefix scan returns keys in order
+(timers by wake time, inbox by sequence, journal by index). Retired kinds stay reserved.
+"""
+
+from __future__ import annotations
+
+import struct
+from enum import IntEnum
+
+
+class Kind(IntEnum):
+    FSM = 1
+    STATUS = 2
+    JOURNAL = 3
+    STATE = 4
+    LOCK = 5
+    INBOX = 6
+    TIMER = 7
+    OUTBOX = 8  # reserved: cross-partition messages
+    PROMISE = 9  # reserved: workflow promises
+    DEDUP = 10  # reserved: per-producer sequence watermarks
+
+
+def _text(value: str) -> bytes:
+    encoded = value.encode()
+    return struct.pack(">H", len(encoded)) + encoded
+
+
+def partition_prefix(kind: Kind, partition: int) -> bytes:
+    return struct.pack(">HH", kind, partition)
+
+
+def fsm_key(partition: int) -> bytes:
+    return partition_prefix(Kind.FSM, partition)
+
+
+def status_key(partition: int, invocation_id: str) -> bytes:
+    return partition_prefix(Kind.STATUS, partition) + _text(invocation_id)
+
+
+def journal_prefix(partition: int, invocation_id: str) -> bytes:
+    return partition_prefix(Kind.JOURNAL, partition) + _text(invocation_id)
+
+
+def journal_key(partition: int, invocation_id: str, index: int) -> bytes:
+    return journal_prefix(partition, invocation_id) + struct.pack(">I", index)
+
+
+def state_prefix(partition: int, service: str, key: str) -> bytes:
+    return partition_prefix(Kind.STATE, partition) + _text(service) + _text(key)
+
+
+def state_key(partition: int, service: str, key: str, name: str) -> bytes:
+    return state_prefix(partition, service, key) + _text(name)
+
+
+def state_name_of(key: bytes, prefix: bytes) -> str:
+    """The state key name of a full state key whose object prefix is ``prefix``."""
+    (length,) = struct.unpack_from(">H", key, len(prefix))
+    start = len(prefix) + 2
+    return key[start : start + length].decode()
+
+
+def lock_key(partition: int, service: str, key: str) -> bytes:
+    return partition_prefix(Kind.LOCK, partition) + _text(service) + _text(key)
+
+
+def inbox_prefix(partition: int, service: str, key: str) -> bytes:
+    return partition_prefix(Kind.INBOX, partition) + _text(service) + _text(key)
+
+
+def inbox_key(partition: int, service: str, key: str, seq: int) -> bytes:
+    return inbox_prefix(partition, service, key) + struct.pack(">Q", seq)
+
+
+def timer_key(partition: int, wake_ms: int, timer_id: str) -> bytes:
+    return partition_prefix(Kind.TIMER, partition) + struct.pack(">Q", wake_ms) + _text(timer_id)
+
+
+def parse_timer_key(key: bytes) -> tuple[int, str]:
+    """(wake_ms, timer_id) of a timer key."""
+    (wake_ms,) = struct.unpack_from(">Q", key, 4)
+    (length,) = struct.unpack_from(">H", key, 12)
+    return wake_ms, key[14 : 14 + length].decode()

@@ -1,0 +1,41 @@
+"""An in-memory ``Store`` for unit tests and simulations."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Mapping
+
+
+class MemoryStore:
+    """Sorted key-value store; commits are atomic because they run without interleaving."""
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+        self._keys: list[bytes] = []
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        start = bisect.bisect_left(self._keys, prefix)
+        matched = []
+        for key in self._keys[start:]:
+            if not key.startswith(prefix):
+                break
+            matched.append((key, self._data[key]))
+        return iter(matched)
+
+    def commit(self, writes: Mapping[bytes, bytes | None]) -> None:
+        for key, value in writes.items():
+            if value is None:
+                if key in self._data:
+                    del self._data[key]
+                    self._keys.pop(bisect.bisect_left(self._keys, key))
+            else:
+                if key not in self._data:
+                    bisect.insort(self._keys, key)
+                self._data[key] = value
+
+    def close(self) -> None:
+        self._data.clear()
+        self._keys.clear()

@@ -1,0 +1,171 @@
+"""Read/write access to the partition store.
+
+``KeyValueReader`` / ``Store`` are the seams to the storage engines (RocksDB, memory).
+``Transaction`` overlays one batch's pending writes on a reader: the state machine reads through
+it and writes only into it, and the processor commits it as one atomic write batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Protocol
+
+import msgspec
+
+from partition_processor import keys
+from partition_processor.journal import JournalEntry
+from partition_processor.values import FsmState, InvocationStatus, TimerValue
+
+
+class KeyValueReader(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) whose key starts with ``prefix``, in ascending key order."""
+        ...
+
+
+class Store(KeyValueReader, Protocol):
+    def commit(self, writes: Mapping[bytes, bytes | None]) -> None:
+        """Apply every write atomically (``None`` deletes)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+_encoder = msgspec.msgpack.Encoder()
+_status_decoder = msgspec.msgpack.Decoder(InvocationStatus)
+_entry_decoder = msgspec.msgpack.Decoder(JournalEntry)
+_fsm_decoder = msgspec.msgpack.Decoder(FsmState)
+_timer_decoder = msgspec.msgpack.Decoder(TimerValue)
+
+
+def decode_status(raw: bytes) -> InvocationStatus:
+    return _status_decoder.decode(raw)
+
+
+def decode_entry(raw: bytes) -> JournalEntry:
+    return _entry_decoder.decode(raw)
+
+
+def decode_timer(raw: bytes) -> TimerValue:
+    return _timer_decoder.decode(raw)
+
+
+def read_fsm(reader: KeyValueReader, partition: int) -> FsmState:
+    raw = reader.get(keys.fsm_key(partition))
+    return FsmState() if raw is None else _fsm_decoder.decode(raw)
+
+
+def read_status(
+    reader: KeyValueReader, partition: int, invocation_id: str
+) -> InvocationStatus | None:
+    raw = reader.get(keys.status_key(partition, invocation_id))
+    return None if raw is None else decode_status(raw)
+
+
+def read_journal(reader: KeyValueReader, partition: int, invocation_id: str) -> list[JournalEntry]:
+    return [decode_entry(v) for _, v in reader.scan(keys.journal_prefix(partition, invocation_id))]
+
+
+class Transaction:
+    """One batch's view of a partition: the store plus the writes made so far."""
+
+    def __init__(self, reader: KeyValueReader, partition: int) -> None:
+        self.partition = partition
+        self._reader = reader
+        self.writes: dict[bytes, bytes | None] = {}
+        self.fsm = read_fsm(reader, partition)
+
+    # -- raw access
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.writes:
+            return self.writes[key]
+        return self._reader.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.writes[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.writes[key] = None
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        merged: dict[bytes, bytes | None] = dict(self._reader.scan(prefix))
+        for key, value in self.writes.items():
+            if key.startswith(prefix):
+                merged[key] = value
+        for key in sorted(merged):
+            value = merged[key]
+            if value is not None:
+                yield key, value
+
+    def encoded_fsm(self) -> tuple[bytes, bytes]:
+        return keys.fsm_key(self.partition), _encoder.encode(self.fsm)
+
+    # -- typed tables
+
+    def status(self, invocation_id: str) -> InvocationStatus | None:
+        return read_status(self, self.partition, invocation_id)
+
+    def put_status(self, status: InvocationStatus) -> None:
+        self.put(keys.status_key(self.partition, status.invocation_id), _encoder.encode(status))
+
+    def delete_status(self, invocation_id: str) -> None:
+        self.delete(keys.status_key(self.partition, invocation_id))
+
+    def entry(self, invocation_id: str, index: int) -> JournalEntry | None:
+        raw = self.get(keys.journal_key(self.partition, invocation_id, index))
+        return None if raw is None else decode_entry(raw)
+
+    def put_entry(self, invocation_id: str, index: int, entry: JournalEntry) -> None:
+        self.put(keys.journal_key(self.partition, invocation_id, index), _encoder.encode(entry))
+
+    def delete_journal(self, invocation_id: str, length: int) -> None:
+        for index in range(length):
+            self.delete(keys.journal_key(self.partition, invocation_id, index))
+
+    def state_value(self, service: str, key: str, name: str) -> bytes | None:
+        return self.get(keys.state_key(self.partition, service, key, name))
+
+    def put_state_value(self, service: str, key: str, name: str, value: bytes) -> None:
+        self.put(keys.state_key(self.partition, service, key, name), value)
+
+    def delete_state_value(self, service: str, key: str, name: str) -> None:
+        self.delete(keys.state_key(self.partition, service, key, name))
+
+    def state_names(self, service: str, key: str) -> list[str]:
+        prefix = keys.state_prefix(self.partition, service, key)
+        return [keys.state_name_of(k, prefix) for k, _ in self.scan(prefix)]
+
+    def lock_holder(self, service: str, key: str) -> str | None:
+        raw = self.get(keys.lock_key(self.partition, service, key))
+        return None if raw is None else raw.decode()
+
+    def set_lock(self, service: str, key: str, invocation_id: str | None) -> None:
+        lock = keys.lock_key(self.partition, service, key)
+        if invocation_id is None:
+            self.delete(lock)
+        else:
+            self.put(lock, invocation_id.encode())
+
+    def enqueue_inbox(self, service: str, key: str, invocation_id: str) -> None:
+        seq = self.fsm.inbox_seq
+        self.fsm = msgspec.structs.replace(self.fsm, inbox_seq=seq + 1)
+        self.put(keys.inbox_key(self.partition, service, key, seq), invocation_id.encode())
+
+    def pop_inbox(self, service: str, key: str) -> str | None:
+        for inbox_key, value in self.scan(keys.inbox_prefix(self.partition, service, key)):
+            self.delete(inbox_key)
+            return value.decode()
+        return None
+
+    def timer(self, wake_ms: int, timer_id: str) -> TimerValue | None:
+        raw = self.get(keys.timer_key(self.partition, wake_ms, timer_id))
+        return None if raw is None else decode_timer(raw)
+
+    def put_timer(self, wake_ms: int, timer_id: str, value: TimerValue) -> None:
+        self.put(keys.timer_key(self.partition, wake_ms, timer_id), _encoder.encode(value))
+
+    def delete_timer(self, wake_ms: int, timer_id: str) -> None:
+        self.delete(keys.timer_key(self.partition, wake_ms, timer_id))

@@ -1,0 +1,74 @@
+"""Values stored in the partition store (DESIGN §5 store layout)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from partition_processor.commands import IngressSink, RetryPolicy, Target
+from partition_processor.journal import Failure, Result
+
+Phase = Literal["inboxed", "invoked", "backing_off", "completed"]
+
+
+class AttemptFailure(msgspec.Struct, frozen=True):
+    """Why the last attempt failed (shown on the status page; drives nothing)."""
+
+    attempt: int
+    code: int
+    message: str
+
+
+class InvocationStatus(msgspec.Struct, frozen=True):
+    """Everything the partition knows about one invocation except its journal."""
+
+    invocation_id: str
+    target: Target
+    phase: Phase
+    created_ms: int
+    modified_ms: int
+    attempt: int = 0
+    journal_length: int = 0
+    retry_policy: RetryPolicy = RetryPolicy()
+    sinks: list[IngressSink] = []
+    idempotency_key: str | None = None
+    completion_retention_ms: int = 0
+    result: Result | None = None
+    last_failure: AttemptFailure | None = None
+
+
+class FsmState(msgspec.Struct, frozen=True):
+    """Per-partition bookkeeping, written in every batch."""
+
+    applied_lsn: int = -1
+    leader_epoch: int = 0
+    leader_node: str = ""
+    inbox_seq: int = 0
+
+
+class RetryTimer(msgspec.Struct, tag="retry", frozen=True):
+    """Start the next attempt of an invocation that is backing off."""
+
+    invocation_id: str
+    attempt: int
+
+
+class PurgeTimer(msgspec.Struct, tag="purge", frozen=True):
+    """Forget a completed invocation once its retention has passed."""
+
+    invocation_id: str
+
+
+TimerValue = RetryTimer | PurgeTimer
+
+__all__ = [
+    "AttemptFailure",
+    "Failure",
+    "FsmState",
+    "InvocationStatus",
+    "Phase",
+    "PurgeTimer",
+    "RetryTimer",
+    "TimerValue",
+]

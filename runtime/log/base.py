@@ -1,0 +1,69 @@
+"""The one seam to the log (DESIGN §3).
+
+A log has a fixed number of partitions. Each partition is an ordered sequence of opaque records;
+the position of a record is its LSN, starting at 0 (for Kafka, the offset). Appends to a
+partition are ordered: a caller that awaits ``append`` and then appends again sees its records in
+that order. Everything above this seam treats records as bytes.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Sequence
+
+import msgspec
+
+
+class LogError(Exception):
+    """The log could not complete an operation (I/O failure, broker unavailable, closed log)."""
+
+
+class LogRecord(msgspec.Struct, frozen=True):
+    """One record read back from a partition."""
+
+    lsn: int
+    payload: bytes
+
+
+class Log(abc.ABC):
+    """A partitioned, durable, append-only log."""
+
+    @property
+    @abc.abstractmethod
+    def partitions(self) -> int:
+        """The number of partitions, fixed when the log is created."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Open files / connect, creating the log (or topic) if it does not exist."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release every resource. Idempotent. Pending readers end."""
+
+    @abc.abstractmethod
+    async def append(self, partition: int, records: Sequence[bytes]) -> int:
+        """Append ``records`` in order and return the LSN of the last one.
+
+        Returns only once the records are durable (LocalLog: fsynced; Kafka: acks=all).
+        """
+
+    @abc.abstractmethod
+    def read(self, partition: int, from_lsn: int) -> AsyncIterator[list[LogRecord]]:
+        """Tail the partition from ``from_lsn``: yield non-empty batches in LSN order, forever.
+
+        The iterator waits for new records when it reaches the end; it stops when the log is
+        closed or the consumer stops iterating.
+        """
+
+    @abc.abstractmethod
+    async def tail(self, partition: int) -> int:
+        """The LSN the next appended record will get (0 for an empty partition)."""
+
+    @abc.abstractmethod
+    async def trim(self, partition: int, upto_lsn: int) -> None:
+        """Allow records with LSN < ``upto_lsn`` to be discarded.
+
+        Best effort: a backend that cannot delete (a broker without DeleteRecords) keeps them.
+        Reads from below the trim point are not supported afterwards.
+        """

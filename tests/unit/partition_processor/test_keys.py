@@ -1,0 +1,29 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
+from partition_processor import keys
+from partition_processor.ids import (
+    make_invocation_id,
+    parse_partition_key,
+    partition_of,
+)
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**64 - 1), st.text(max_size=20)), min_size=2))
+def test_timer_keys_sort_by_wake_time(timers: list[tuple[int, str]]) -> None:
+    encoded = sorted(keys.timer_key(3, wake, tid) for wake, tid in timers)
+    wakes = [keys.parse_timer_key(k)[0] for k in encoded]
+    assert wakes == sorted(wakes)
+
+
+@given(st.lists(st.integers(0, 2**64 - 1), min_size=2))
+def test_inbox_keys_sort_by_sequence(seqs: list[int]) -> None:
+    encoded = sorted(keys.inbox_key(1, "S", "k", s) for s in seqs)
+    assert encoded == [keys.inbox_key(1, "S", "k", s) for s in sorted(seqs)]
+
+
+@given(st.integers(0, 2**64 - 1), st.binary(min_size=16, max_size=16), st.integers(1, 64))
+def test_invocation_id_round_trips_partition_key(pk: int, uuid: bytes, partitions: int) -> None:
+    invocation_id = make_invocation_id(pk, uuid)
+    assert parse_partition_key(invocation_id) == pk
+    assert 0 <= partition_of(pk, partitions) < partitions
