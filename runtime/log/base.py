@@ -45,7 +45,10 @@ class Log(abc.ABC):
     async def append(self, partition: int, records: Sequence[bytes]) -> int:
         """Append ``records`` in order and return the LSN of the last one.
 
-        Returns only once the records are durable (LocalLog: fsynced; Kafka: acks=all).
+        Returns only once the records are durable (LocalLog: fsynced; Kafka: acks=all). The
+        records of one call get consecutive LSNs. ``records`` must not be empty (``ValueError``).
+        On ``LogError`` some of the records may have been appended, and a cancelled append may
+        still complete: records must be safe to append twice (DESIGN §5 dedup).
         """
 
     @abc.abstractmethod
@@ -53,7 +56,10 @@ class Log(abc.ABC):
         """Tail the partition from ``from_lsn``: yield non-empty batches in LSN order, forever.
 
         The iterator waits for new records when it reaches the end; it stops when the log is
-        closed or the consumer stops iterating.
+        closed or the consumer stops iterating (call ``aclose()`` to release it promptly).
+        Batches are capped (about 256 records or 1 MiB). ``from_lsn`` must be at most
+        ``tail(partition)``, else the iterator raises ``LogError``; below a trim point it raises
+        ``LogError`` where records were deleted (LocalLog always, Kafka if the broker trimmed).
         """
 
     @abc.abstractmethod

@@ -70,7 +70,7 @@ class Env:
         *,
         request: str | None = "r1",
         retention_ms: int = 0,
-        policy: RetryPolicy = RetryPolicy(),
+        policy: RetryPolicy | None = None,
     ) -> list[Action]:
         sink = IngressSink(NODE, request) if request else None
         return self.apply(
@@ -79,7 +79,7 @@ class Env:
                 target,
                 b'"x"',
                 sink=sink,
-                retry_policy=policy,
+                retry_policy=policy or RetryPolicy(),
                 completion_retention_ms=retention_ms,
             )
         )

@@ -1,0 +1,76 @@
+"""Runs `cairn dev examples.demo:app` and makes real invocations against it over HTTP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+INGRESS = "http://127.0.0.1:8080"
+ADMIN = "http://127.0.0.1:9070"
+
+
+def call(path: str, body: object, headers: dict[str, str] | None = None) -> tuple[int, str, str]:
+    request = urllib.request.Request(
+        INGRESS + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"content-type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode(), response.headers["x-restate-id"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(), exc.headers.get("x-restate-id", "")
+
+
+def wait_ready(process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("demo: cairn dev exited early")
+        try:
+            with urllib.request.urlopen(ADMIN + "/services", timeout=2) as response:
+                if json.loads(response.read())["services"]:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        time.sleep(0.2)
+    raise SystemExit("demo: cairn dev did not become ready")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="cairn-demo-") as data_dir:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "runtime.cli", "dev", "examples.demo:app", "--data-dir", data_dir, "--partitions", "4"],
+        )
+        try:
+            wait_ready(process)
+            print("\n$ POST /Greeter/greet 'Ada'")
+            print("  ->", call("/Greeter/greet", "Ada")[:2])
+            for delta in (1, 2, 3):
+                print(f"$ POST /Counter/demo/add {delta}")
+                print("  ->", call("/Counter/demo/add", delta)[:2])
+            print("$ POST /Counter/demo/get")
+            print("  ->", call("/Counter/demo/get", None)[:2])
+            print("$ POST /Checkout/place_order 'order-7' (the payment step fails once, is retried)")
+            print("  ->", call("/Checkout/place_order", "order-7")[:2])
+            print("$ POST /Counter/demo/add 10 with idempotency-key: demo-1, three times")
+            for _ in range(3):
+                status, body, invocation_id = call(
+                    "/Counter/demo/add", 10, {"idempotency-key": "demo-1"}
+                )
+                print("  ->", (status, body), invocation_id)
+            print("$ POST /Nope/greet (unknown service)")
+            print("  ->", call("/Nope/greet", "x")[:2])
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Admin HTTP: deployments, services, invocation status, object state, health."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from partition_processor import keys
+from partition_processor.ids import (
+    InvalidInvocationId,
+    object_partition_key,
+    parse_partition_key,
+    partition_of,
+)
+from partition_processor.journal import Failure, JournalEntry, Success, command_name
+from partition_processor.tables import KeyValueReader, read_journal, read_status
+from runtime.ingress.http import error_response
+from runtime.invoker.discovery import DiscoveryError
+from runtime.metadata import Deployment, Registry, ServiceInfo
+
+Discover = Callable[[str], Awaitable[Deployment]]
+
+
+def _service_json(service: ServiceInfo) -> dict[str, Any]:
+    return {
+        "name": service.name,
+        "ty": service.service_type,
+        "deployment_id": service.deployment_id,
+        "handlers": [
+            {"name": h.name, "kind": h.kind, "retry_policy": msgspec.to_builtins(h.retry_policy)}
+            for h in service.handlers.values()
+        ],
+    }
+
+
+def _deployment_json(deployment: Deployment) -> dict[str, Any]:
+    return {
+        "id": deployment.id,
+        "uri": deployment.uri,
+        "services": [_service_json(s) for s in deployment.services],
+    }
+
+
+def _value_json(value: bytes) -> Any:
+    """Show a stored value as JSON when it is JSON, else as base64."""
+    try:
+        return msgspec.json.decode(value)
+    except msgspec.DecodeError:
+        return {"base64": base64.b64encode(value).decode()}
+
+
+def _completion_json(entry: JournalEntry) -> Any:
+    match entry.completion:
+        case None:
+            return None
+        case Success(value=value):
+            return {"value": _value_json(value)}
+        case Failure(code=code, message=message):
+            return {"failure": {"code": code, "message": message}}
+        case other:
+            return msgspec.to_builtins(other)
+
+
+class AdminServer:
+    def __init__(
+        self,
+        registry: Registry,
+        store: KeyValueReader,
+        partitions: int,
+        *,
+        discover: Discover,
+        is_ready: Callable[[], bool],
+    ) -> None:
+        self._registry = registry
+        self._store = store
+        self._partitions = partitions
+        self._discover = discover
+        self._is_ready = is_ready
+        self.app = web.Application()
+        router = self.app.router
+        router.add_get("/health", self._health)
+        router.add_post("/deployments", self._register)
+        router.add_get("/deployments", self._deployments)
+        router.add_get("/deployments/{id}", self._deployment)
+        router.add_get("/services", self._services)
+        router.add_get("/services/{service}", self._service)
+        router.add_get("/services/{service}/state/{key}", self._state)
+        router.add_get("/invocations/{id}", self._invocation)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        if not self._is_ready():
+            return error_response(503, "the node is starting")
+        return web.json_response({"status": "ok"})
+
+    async def _register(self, request: web.Request) -> web.Response:
+        try:
+            body = msgspec.json.decode(await request.read())
+        except msgspec.DecodeError as exc:
+            return error_response(400, f"the body is not valid JSON: {exc}")
+        uri = body.get("uri") if isinstance(body, dict) else None
+        if not isinstance(uri, str) or not uri:
+            return error_response(400, 'expected {"uri": "http://HOST:PORT"}')
+        try:
+            deployment = await self._discover(uri)
+        except DiscoveryError as exc:
+            return error_response(400, str(exc))
+        registered, created = await self._registry.register(deployment)
+        return web.json_response(_deployment_json(registered), status=201 if created else 200)
+
+    async def _deployments(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"deployments": [_deployment_json(d) for d in self._registry.deployments()]}
+        )
+
+    async def _deployment(self, request: web.Request) -> web.Response:
+        deployment = self._registry.deployment(request.match_info["id"])
+        if deployment is None:
+            return error_response(404, f"deployment {request.match_info['id']!r} not found")
+        return web.json_response(_deployment_json(deployment))
+
+    async def _services(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"services": [_service_json(s) for s in self._registry.services()]}
+        )
+
+    async def _service(self, request: web.Request) -> web.Response:
+        service = self._registry.service(request.match_info["service"])
+        if service is None:
+            return error_response(404, f"service {request.match_info['service']!r} not found")
+        return web.json_response(_service_json(service))
+
+    async def _state(self, request: web.Request) -> web.Response:
+        service, key = request.match_info["service"], request.match_info["key"]
+        if self._registry.service(service) is None:
+            return error_response(404, f"service {service!r} not found")
+        partition = partition_of(object_partition_key(service, key), self._partitions)
+        prefix = keys.state_prefix(partition, service, key)
+        state = {keys.state_name_of(k, prefix): _value_json(v) for k, v in self._store.scan(prefix)}
+        return web.json_response({"service": service, "key": key, "state": state})
+
+    async def _invocation(self, request: web.Request) -> web.Response:
+        invocation_id = request.match_info["id"]
+        try:
+            partition = partition_of(parse_partition_key(invocation_id), self._partitions)
+        except InvalidInvocationId as exc:
+            return error_response(400, str(exc))
+        status = read_status(self._store, partition, invocation_id)
+        if status is None:
+            return error_response(404, f"invocation {invocation_id!r} not found")
+        journal = read_journal(self._store, partition, invocation_id)
+        failure = status.last_failure
+        result: Any = None
+        if isinstance(status.result, Success):
+            result = {"value": _value_json(status.result.value)}
+        elif isinstance(status.result, Failure):
+            result = {"failure": {"code": status.result.code, "message": status.result.message}}
+        return web.json_response(
+            {
+                "id": invocation_id,
+                "target": status.target.describe(),
+                "service": status.target.service,
+                "handler": status.target.handler,
+                "key": status.target.key,
+                "status": status.phase,
+                "attempt": status.attempt,
+                "idempotency_key": status.idempotency_key,
+                "created_ms": status.created_ms,
+                "modified_ms": status.modified_ms,
+                "last_failure": msgspec.to_builtins(failure) if failure else None,
+                "result": result,
+                "journal": [
+                    {
+                        "index": index,
+                        "command": command_name(entry.command),
+                        "completed": entry.completion is not None,
+                        "completion": _completion_json(entry),
+                    }
+                    for index, entry in enumerate(journal)
+                ],
+            }
+        )

@@ -1,0 +1,204 @@
+"""The ``cairn`` command line: ``server``, ``dev``, ``deployments``, ``services``.
+
+Every ``server`` flag can also be given as an environment variable ``CAIRN_<FLAG>`` (for example
+``CAIRN_DATA_DIR``, ``CAIRN_LOG``, ``CAIRN_KAFKA_BOOTSTRAP``); a flag on the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from runtime.node import Node, NodeConfig
+
+DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"CAIRN_{name}", default)
+
+
+def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
+    parser.add_argument("--data-dir", default=_env("DATA_DIR", data_dir))
+    parser.add_argument("--ingress-bind", default=_env("INGRESS_BIND", "127.0.0.1:8080"))
+    parser.add_argument("--admin-bind", default=_env("ADMIN_BIND", "127.0.0.1:9070"))
+    parser.add_argument("--log", choices=["local", "kafka"], default=_env("LOG", "local"))
+    parser.add_argument("--kafka-bootstrap", default=_env("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    parser.add_argument("--kafka-topic-prefix", default=_env("KAFKA_TOPIC_PREFIX", "cairn"))
+    parser.add_argument(
+        "--kafka-fetch-max-wait-ms", type=int, default=int(_env("KAFKA_FETCH_MAX_WAIT_MS", "100"))
+    )
+    parser.add_argument("--partitions", type=int, default=int(_env("PARTITIONS", "24")))
+    parser.add_argument("--node-name", default=_env("NODE_NAME", "node-1"))
+    parser.add_argument(
+        "--ingress-max-body-bytes",
+        type=int,
+        default=int(_env("INGRESS_MAX_BODY_BYTES", str(10 * 1024 * 1024))),
+    )
+    parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+
+
+def _config(args: argparse.Namespace) -> NodeConfig:
+    if args.partitions < 1:
+        raise SystemExit("cairn: --partitions must be at least 1")
+    return NodeConfig(
+        data_dir=Path(args.data_dir),
+        ingress_bind=args.ingress_bind,
+        admin_bind=args.admin_bind,
+        log=args.log,
+        kafka_bootstrap=args.kafka_bootstrap,
+        kafka_topic_prefix=args.kafka_topic_prefix,
+        kafka_fetch_max_wait_ms=args.kafka_fetch_max_wait_ms,
+        partitions=args.partitions,
+        node_name=args.node_name,
+        ingress_max_body_bytes=args.ingress_max_body_bytes,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cairn", description="Durable execution for Python.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    server = commands.add_parser("server", help="run a Cairn node")
+    _add_node_flags(server, data_dir="cairn-data")
+
+    dev = commands.add_parser(
+        "dev", help="run an embedded node, serve module:app and register it, in one process"
+    )
+    dev.add_argument("app", help="the SDK app to serve, as module:attribute")
+    dev.add_argument("--endpoint-port", type=int, default=9080)
+    _add_node_flags(dev, data_dir=".cairn/dev")
+
+    deployments = commands.add_parser("deployments", help="manage deployments")
+    deployment_commands = deployments.add_subparsers(dest="action", required=True)
+    register = deployment_commands.add_parser("register", help="register an SDK endpoint")
+    register.add_argument("uri", help="the endpoint, e.g. http://127.0.0.1:9080")
+    register.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+    listing = deployment_commands.add_parser("list", help="list deployments")
+    listing.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+
+    services = commands.add_parser("services", help="list registered services")
+    services.add_argument("action", choices=["list"])
+    services.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+    return parser
+
+
+def _admin_request(admin: str, method: str, path: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        admin.rstrip("/") + path,
+        data=data,
+        method=method,
+        headers={"content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        raise SystemExit(f"cairn: {method} {path} failed with {exc.code}: {detail}") from exc
+    except urllib.error.URLError as exc:
+        raise SystemExit(f"cairn: cannot reach the admin API at {admin}: {exc.reason}") from exc
+
+
+async def _run_until_signalled(node: Node) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+        print(
+            f"cairn: node ready (ingress http://{node.config.ingress_bind}, "
+            f"admin http://{node.config.admin_bind})",
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        await node.stop()
+
+
+def _load_app(target: str) -> Any:
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise SystemExit(f"cairn: expected module:attribute, got {target!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"cairn: cannot import {module_name!r}: {exc}") from exc
+    try:
+        return getattr(module, attribute)
+    except AttributeError as exc:
+        raise SystemExit(f"cairn: {module_name!r} has no attribute {attribute!r}") from exc
+
+
+async def _dev(args: argparse.Namespace) -> None:
+    import sdk
+    from runtime.invoker.discovery import discover
+
+    app = _load_app(args.app)
+    node = Node(_config(args))
+    server = await sdk.start_server(app, host="127.0.0.1", port=args.endpoint_port)
+    uri = f"http://127.0.0.1:{server.port}"
+
+    async def stop_endpoint() -> None:
+        await server.stop()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+        await node.registry.register(await discover(uri))
+        names = ", ".join(s.name for s in node.registry.services())
+        print(
+            f"cairn dev: serving {names} from {uri}; ingress http://{args.ingress_bind}, "
+            f"admin http://{args.admin_bind}. Ctrl-C stops.",
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        await stop_endpoint()
+        await node.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.command in ("server", "dev"):
+        logging.basicConfig(
+            level=args.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        if args.command == "server":
+            asyncio.run(_run_until_signalled(Node(_config(args))))
+        else:
+            asyncio.run(_dev(args))
+    elif args.command == "deployments" and args.action == "register":
+        result = _admin_request(args.admin, "POST", "/deployments", {"uri": args.uri})
+        services = ", ".join(s["name"] for s in result["services"])
+        print(f"registered {result['id']} at {result['uri']}: {services}")
+    elif args.command == "deployments" and args.action == "list":
+        for deployment in _admin_request(args.admin, "GET", "/deployments")["deployments"]:
+            services = ", ".join(s["name"] for s in deployment["services"])
+            print(f"{deployment['id']}  {deployment['uri']}  {services}")
+    elif args.command == "services":
+        for service in _admin_request(args.admin, "GET", "/services")["services"]:
+            handlers = ", ".join(h["name"] for h in service["handlers"])
+            print(f"{service['name']}  ({service['ty']})  {handlers}")
+
+
+if __name__ == "__main__":
+    main()

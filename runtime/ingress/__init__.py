@@ -1,0 +1,1 @@
+"""HTTP ingress with Restate's paths and status codes (DESIGN §7)."""

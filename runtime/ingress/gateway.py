@@ -1,0 +1,152 @@
+"""Turns an ingress request into an ``Invoke`` record and waits for its result."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+
+from partition_processor.actions import RespondToIngress
+from partition_processor.commands import (
+    Envelope,
+    IngressSink,
+    IngressSource,
+    Invoke,
+    Target,
+    encode_envelope,
+)
+from partition_processor.ids import (
+    make_invocation_id,
+    object_partition_key,
+    parse_partition_key,
+    partition_of,
+    stable_hash64,
+    stable_uuid128,
+)
+from partition_processor.journal import Result
+from runtime.clock import now_ms
+from runtime.log import Log
+from runtime.metadata import HandlerInfo
+
+DAY_MS = 24 * 3600 * 1000
+# Completed invocations without an idempotency key are still kept this long, so that a record the
+# log delivers twice (Kafka producer retries) finds its status and is not executed again.
+DEFAULT_DEDUP_RETENTION_MS = 10 * 60 * 1000
+
+
+class PendingResponses:
+    """Ingress requests of this node waiting for their invocation's result."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, asyncio.Future[tuple[str, Result]]] = {}
+
+    def expect(self, request_id: str) -> asyncio.Future[tuple[str, Result]]:
+        future: asyncio.Future[tuple[str, Result]] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        return future
+
+    def forget(self, request_id: str) -> None:
+        self._waiting.pop(request_id, None)
+
+    def respond(self, action: RespondToIngress) -> None:
+        future = self._waiting.pop(action.sink.request_id, None)
+        if future is not None and not future.done():
+            future.set_result((action.invocation_id, action.result))
+
+
+class InvocationGateway:
+    def __init__(
+        self,
+        log: Log,
+        node_id: str,
+        responses: PendingResponses,
+        *,
+        idempotency_retention_ms: int = DAY_MS,
+        dedup_retention_ms: int = DEFAULT_DEDUP_RETENTION_MS,
+    ) -> None:
+        self._log = log
+        self._node_id = node_id
+        self._responses = responses
+        self._idempotency_retention_ms = idempotency_retention_ms
+        self._dedup_retention_ms = dedup_retention_ms
+
+    def invocation_id_for(self, target: Target, idempotency_key: str | None) -> str:
+        """Deterministic for idempotent requests: the same key names the same invocation."""
+        if target.key is not None:
+            partition_key = object_partition_key(target.service, target.key)
+        elif idempotency_key is not None:
+            partition_key = stable_hash64("idempotency", target.describe(), idempotency_key)
+        else:
+            partition_key = uuid.uuid4().int >> 64
+        if idempotency_key is not None:
+            uuid_bytes = stable_uuid128(target.describe(), idempotency_key)
+        else:
+            uuid_bytes = uuid.uuid4().bytes
+        return make_invocation_id(partition_key, uuid_bytes)
+
+    async def call(
+        self,
+        target: Target,
+        handler: HandlerInfo,
+        argument: bytes,
+        headers: Sequence[tuple[str, str]],
+        idempotency_key: str | None,
+    ) -> tuple[str, Result]:
+        """Append the invocation and wait for its result (or for the caller to go away)."""
+        invocation_id = self.invocation_id_for(target, idempotency_key)
+        request_id = uuid.uuid4().hex
+        result = self._responses.expect(request_id)
+        try:
+            await self._append(
+                invocation_id,
+                target,
+                handler,
+                argument,
+                headers,
+                idempotency_key,
+                IngressSink(self._node_id, request_id),
+            )
+            return await result
+        finally:
+            self._responses.forget(request_id)
+
+    async def send(
+        self,
+        target: Target,
+        handler: HandlerInfo,
+        argument: bytes,
+        headers: Sequence[tuple[str, str]],
+        idempotency_key: str | None,
+    ) -> str:
+        """Append the invocation without waiting for it; returns its id."""
+        invocation_id = self.invocation_id_for(target, idempotency_key)
+        await self._append(invocation_id, target, handler, argument, headers, idempotency_key, None)
+        return invocation_id
+
+    async def _append(
+        self,
+        invocation_id: str,
+        target: Target,
+        handler: HandlerInfo,
+        argument: bytes,
+        headers: Sequence[tuple[str, str]],
+        idempotency_key: str | None,
+        sink: IngressSink | None,
+    ) -> None:
+        if idempotency_key is not None:
+            retention = handler.idempotency_retention_ms or self._idempotency_retention_ms
+        else:
+            retention = self._dedup_retention_ms
+        command = Invoke(
+            invocation_id=invocation_id,
+            target=target,
+            argument=argument,
+            headers=list(headers),
+            idempotency_key=idempotency_key,
+            sink=sink,
+            retry_policy=handler.retry_policy,
+            completion_retention_ms=retention,
+        )
+        envelope = Envelope(IngressSource(self._node_id), now_ms(), command)
+        partition = partition_of(parse_partition_key(invocation_id), self._log.partitions)
+        await self._log.append(partition, [encode_envelope(envelope)])

@@ -1,0 +1,167 @@
+"""The ingress HTTP server: Restate's request paths, headers and error codes (DESIGN §7).
+
+``POST /{Service}/{handler}``, ``POST /{Object}/{key}/{handler}``, either with ``/send`` appended
+for a one-way call (202). Errors are JSON ``{"code": ..., "message": ...}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+from aiohttp import web
+
+from partition_processor.commands import Target
+from partition_processor.journal import Failure, Success
+from runtime.ingress.gateway import InvocationGateway
+from runtime.metadata import HandlerInfo, Registry, ServiceInfo
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+IDEMPOTENCY_HEADER = "idempotency-key"
+ID_HEADER = "x-restate-id"
+# Headers forwarded to the handler as ``ctx.request().headers``.
+_HOP_BY_HOP = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
+
+
+class IngressError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"code": status, "message": message}, status=status)
+
+
+class IngressServer:
+    def __init__(
+        self,
+        registry: Registry,
+        gateway: InvocationGateway,
+        *,
+        is_ready: Callable[[], bool],
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self._registry = registry
+        self._gateway = gateway
+        self._is_ready = is_ready
+        self._max_body_bytes = max_body_bytes
+        # aiohttp's own limit would answer 413 in plain text; we check the size ourselves.
+        self.app = web.Application(client_max_size=max_body_bytes + 1024)
+        self.app.router.add_get("/restate/health", self._health)
+        self.app.router.add_route("POST", "/{path:.+}", self._invoke)
+        self.app.router.add_route("*", "/{path:.*}", self._not_found)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        if not self._is_ready():
+            return error_response(503, "the node is starting")
+        return web.json_response({"status": "ok"})
+
+    async def _not_found(self, request: web.Request) -> web.Response:
+        return error_response(404, f"no route for {request.method} {request.path}")
+
+    async def _invoke(self, request: web.Request) -> web.Response:
+        try:
+            if not self._is_ready():
+                raise IngressError(503, "the node is starting")
+            target, handler, send = self._resolve(request.match_info["path"])
+            body = await self._read_body(request)
+            idempotency_key = request.headers.get(IDEMPOTENCY_HEADER) or None
+            headers = [
+                (k.lower(), v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP
+            ]
+            if send:
+                invocation_id = await self._gateway.send(
+                    target, handler, body, headers, idempotency_key
+                )
+                return web.json_response(
+                    {"invocationId": invocation_id, "status": "Accepted"},
+                    status=202,
+                    headers={ID_HEADER: invocation_id},
+                )
+            invocation_id, result = await self._gateway.call(
+                target, handler, body, headers, idempotency_key
+            )
+        except IngressError as exc:
+            return error_response(exc.status, exc.message)
+        match result:
+            case Success(value=value):
+                return web.Response(
+                    body=value,
+                    status=200,
+                    content_type="application/json",
+                    headers={ID_HEADER: invocation_id},
+                )
+            case Failure(code=code, message=message):
+                status = code if 400 <= code <= 599 else 500
+                return web.json_response(
+                    {"code": code, "message": message},
+                    status=status,
+                    headers={ID_HEADER: invocation_id},
+                )
+
+    def _resolve(self, path: str) -> tuple[Target, HandlerInfo, bool]:
+        parts = path.split("/")
+        send = parts[-1] == "send" and len(parts) >= 3
+        if send:
+            parts = parts[:-1]
+        if not parts or not parts[0]:
+            raise IngressError(404, "no service in the path")
+        service = self._registry.service(parts[0])
+        if service is None:
+            raise IngressError(404, f"service {parts[0]!r} not found")
+        keyed = service.service_type != "service"
+        if len(parts) == 2:
+            if keyed and parts[1] in service.handlers:
+                raise IngressError(
+                    400,
+                    f"{service.service_type.replace('_', ' ')} {service.name!r} needs a key: "
+                    f"POST /{service.name}/{{key}}/{parts[1]}",
+                )
+            return self._target(service, None, parts[1]), self._handler(service, parts[1]), send
+        if len(parts) == 3 and keyed:
+            key = parts[1]
+            if not key:
+                raise IngressError(400, f"empty key for {service.name!r}")
+            return self._target(service, key, parts[2]), self._handler(service, parts[2]), send
+        raise IngressError(404, f"no handler at /{path}")
+
+    @staticmethod
+    def _handler(service: ServiceInfo, name: str) -> HandlerInfo:
+        handler = service.handlers.get(name)
+        if handler is None:
+            raise IngressError(404, f"handler {service.name}/{name} not found")
+        return handler
+
+    def _target(self, service: ServiceInfo, key: str | None, handler_name: str) -> Target:
+        handler = self._handler(service, handler_name)
+        return Target(
+            service=service.name,
+            handler=handler_name,
+            service_type=service.service_type,
+            handler_kind=handler.kind,
+            key=key,
+        )
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        length = request.content_length
+        if length is not None and length > self._max_body_bytes:
+            raise IngressError(413, f"body of {length} bytes exceeds {self._max_body_bytes}")
+        chunks = []
+        size = 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > self._max_body_bytes:
+                raise IngressError(413, f"body exceeds {self._max_body_bytes} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        if body.strip():
+            try:
+                msgspec.json.decode(body)
+            except msgspec.DecodeError as exc:
+                raise IngressError(400, f"the body is not valid JSON: {exc}") from exc
+        return body
+
+
+__all__ = ["IngressServer", "error_response"]

@@ -1,0 +1,1 @@
+"""The invoker: runs invocation attempts against SDK endpoints over gRPC (DESIGN §6)."""

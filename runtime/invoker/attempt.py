@@ -1,0 +1,184 @@
+"""One invocation attempt: a bidirectional stream to the SDK endpoint (DESIGN §6).
+
+Everything the SDK reports is turned into an ``InvokerEffect`` record and appended to the log;
+nothing here changes state directly. Effects are proposed in the order the SDK sent them, batched
+when several are waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from partition_processor.commands import (
+    CompleteRun,
+    Effect,
+    End,
+    Failed,
+    InvokerEffect,
+    JournalAppend,
+)
+from partition_processor.ids import random_seed_of
+from partition_processor.journal import Completion
+from partition_processor.tables import KeyValueReader, read_journal, read_status
+from proto import endpoint_pb2 as pb
+from proto import endpoint_pb2_grpc
+from runtime.invoker import codec
+from runtime.invoker.channels import ChannelPool
+from runtime.log import LogError
+from runtime.metadata import Registry
+from runtime.worker.proposer import LeaderProposer
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE_CODE = 503
+PROTOCOL_ERROR_CODE = 571
+
+
+class Attempt:
+    """Runs attempt ``number`` of ``invocation_id`` until it ends, fails or is cancelled."""
+
+    def __init__(
+        self,
+        invocation_id: str,
+        number: int,
+        *,
+        partition: int,
+        store: KeyValueReader,
+        registry: Registry,
+        channels: ChannelPool,
+        proposer: LeaderProposer,
+    ) -> None:
+        self.invocation_id = invocation_id
+        self.number = number
+        self._partition = partition
+        self._store = store
+        self._registry = registry
+        self._channels = channels
+        self._proposer = proposer
+        self._outgoing: asyncio.Queue[pb.RuntimeMessage | None] = asyncio.Queue()
+        self._effects: asyncio.Queue[InvokerEffect] = asyncio.Queue()
+
+    def notify(self, index: int, completion: Completion) -> None:
+        notification = pb.Notification(index=index, completion=codec.completion_to_pb(completion))
+        self._outgoing.put_nowait(pb.RuntimeMessage(notification=notification))
+
+    async def run(self) -> None:
+        status = read_status(self._store, self._partition, self.invocation_id)
+        if status is None or status.phase != "invoked" or status.attempt != self.number:
+            return  # superseded before it started
+        target = status.target
+        service = self._registry.service(target.service)
+        deployment = self._registry.deployment(service.deployment_id) if service else None
+        if service is None or deployment is None:
+            self._emit(Failed(UNAVAILABLE_CODE, f"no deployment serves {target.service!r}", True))
+            await self._propose_loop()
+            return
+        entries = read_journal(self._store, self._partition, self.invocation_id)
+        self._outgoing.put_nowait(
+            pb.RuntimeMessage(
+                start=pb.Start(
+                    invocation_id=self.invocation_id,
+                    service=target.service,
+                    handler=target.handler,
+                    key=target.key or "",
+                    known_entries=len(entries),
+                    random_seed=random_seed_of(self.invocation_id),
+                    attempt=self.number,
+                )
+            )
+        )
+        for index, entry in enumerate(entries):
+            self._outgoing.put_nowait(
+                pb.RuntimeMessage(replay_entry=codec.entry_to_pb(index, entry))
+            )
+        stub = endpoint_pb2_grpc.EndpointStub(self._channels.get(deployment.uri))
+        call = stub.Invoke()
+        writer = asyncio.create_task(self._write(call))
+        proposer = asyncio.create_task(self._propose_loop())
+        try:
+            await self._read(call, deployment.uri)
+            await proposer
+        finally:
+            for task in (writer, proposer):
+                task.cancel()
+            await asyncio.gather(writer, proposer, return_exceptions=True)
+            call.cancel()
+
+    async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
+        while (message := await self._outgoing.get()) is not None:
+            await call.write(message)
+
+    async def _read(self, call: grpc.aio.StreamStreamCall, uri: str) -> None:
+        """Turn SDK messages into effects until the attempt ends one way or another."""
+        while True:
+            try:
+                message = await call.read()
+            except grpc.aio.AioRpcError as exc:
+                self._emit(Failed(UNAVAILABLE_CODE, f"endpoint {uri}: {exc.code().name}", True))
+                return
+            if message is grpc.aio.EOF:
+                self._emit(Failed(UNAVAILABLE_CODE, "the endpoint closed the stream early", True))
+                return
+            assert isinstance(message, pb.SdkMessage)
+            try:
+                effect = self._effect_of(message, message.WhichOneof("kind"))
+            except codec.ProtocolViolation as exc:
+                effect = Failed(PROTOCOL_ERROR_CODE, str(exc), True)
+            self._emit(effect)
+            if isinstance(effect, End | Failed):
+                return
+
+    def _emit(self, effect: Effect) -> None:
+        self._effects.put_nowait(InvokerEffect(self.invocation_id, self.number, effect))
+
+    async def _propose_loop(self) -> None:
+        """Append effects in arrival order; those arriving during an append share the next one."""
+        while True:
+            batch = [await self._effects.get()]
+            while not self._effects.empty():
+                batch.append(self._effects.get_nowait())
+            await self._propose(batch)
+            if isinstance(batch[-1].effect, End | Failed):
+                return
+
+    def _effect_of(self, message: pb.SdkMessage, which: str | None) -> Effect:
+        match which:
+            case "command":
+                command = codec.command_from_pb(message.command.command)
+                return JournalAppend(message.command.index, command)
+            case "run_completion":
+                completion = message.run_completion
+                return CompleteRun(completion.index, codec.run_result_from_pb(completion))
+            case "error":
+                error = message.error
+                if error.retryable:
+                    log.warning(
+                        "%s attempt %d failed (%d): %s",
+                        self.invocation_id,
+                        self.number,
+                        error.code,
+                        error.message,
+                    )
+                return Failed(error.code or 500, error.message, error.retryable)
+            case "end":
+                return End()
+            case "suspension":
+                return Failed(
+                    PROTOCOL_ERROR_CODE, "suspension is not supported by this runtime yet", True
+                )
+            case _:
+                raise codec.ProtocolViolation(f"unexpected SDK message {which!r}")
+
+    async def _propose(self, batch: list[InvokerEffect]) -> None:
+        for delay_s in (0.1, 0.5, 2.0, None):
+            try:
+                await self._proposer.propose(batch)
+                return
+            except LogError as exc:
+                if delay_s is None:
+                    raise
+                log.warning("proposing effects of %s failed, retrying: %s", self.invocation_id, exc)
+                await asyncio.sleep(delay_s)

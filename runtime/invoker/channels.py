@@ -1,0 +1,33 @@
+"""One gRPC channel per SDK endpoint, shared by every attempt on this node."""
+
+from __future__ import annotations
+
+import grpc
+
+from runtime.invoker.discovery import grpc_target
+
+
+class ChannelPool:
+    def __init__(self) -> None:
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def get(self, uri: str) -> grpc.aio.Channel:
+        channel = self._channels.get(uri)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(
+                grpc_target(uri),
+                options=[
+                    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                    # Reconnect quickly when an endpoint restarts (default backoff reaches 120 s).
+                    ("grpc.initial_reconnect_backoff_ms", 100),
+                    ("grpc.max_reconnect_backoff_ms", 1000),
+                ],
+            )
+            self._channels[uri] = channel
+        return channel
+
+    async def close(self) -> None:
+        channels, self._channels = self._channels, {}
+        for channel in channels.values():
+            await channel.close()

@@ -1,0 +1,114 @@
+"""Conversion between stored journal structs and the wire messages of proto/endpoint.proto."""
+
+from __future__ import annotations
+
+from typing import assert_never
+
+from partition_processor import journal as j
+from partition_processor.commands import RetryPolicy
+from proto import endpoint_pb2 as pb
+
+
+def completion_to_pb(completion: j.Completion) -> pb.Completion:
+    match completion:
+        case j.Success(value=value):
+            return pb.Completion(value=value)
+        case j.Void():
+            return pb.Completion(void=pb.Empty())
+        case j.Failure(code=code, message=message):
+            return pb.Completion(failure=pb.Failure(code=code, message=message))
+        case j.StateKeys(keys=keys):
+            return pb.Completion(state_keys=pb.StateKeys(keys=keys))
+        case _:
+            assert_never(completion)
+
+
+def _result_fields(result: j.Result) -> dict[str, object]:
+    match result:
+        case j.Success(value=value):
+            return {"value": value}
+        case j.Failure(code=code, message=message):
+            return {"failure": pb.Failure(code=code, message=message)}
+        case _:
+            assert_never(result)
+
+
+def command_to_pb(command: j.JournalCommand) -> pb.JournalCommand:
+    match command:
+        case j.Input(value=value, headers=headers):
+            return pb.JournalCommand(
+                input=pb.InputCommand(
+                    value=value, headers=[pb.Header(key=k, value=v) for k, v in headers]
+                )
+            )
+        case j.Output(result=result):
+            return pb.JournalCommand(output=pb.OutputCommand(**_result_fields(result)))  # type: ignore[arg-type]
+        case j.GetState(key=key):
+            return pb.JournalCommand(get_state=pb.GetStateCommand(key=key))
+        case j.SetState(key=key, value=value):
+            return pb.JournalCommand(set_state=pb.SetStateCommand(key=key, value=value))
+        case j.ClearState(key=key):
+            return pb.JournalCommand(clear_state=pb.ClearStateCommand(key=key))
+        case j.ClearAllState():
+            return pb.JournalCommand(clear_all_state=pb.ClearAllStateCommand())
+        case j.GetStateKeys():
+            return pb.JournalCommand(get_state_keys=pb.GetStateKeysCommand())
+        case j.Run(name=name):
+            return pb.JournalCommand(run=pb.RunCommand(name=name))
+        case _:
+            assert_never(command)
+
+
+def entry_to_pb(index: int, entry: j.JournalEntry) -> pb.JournalEntry:
+    message = pb.JournalEntry(index=index, command=command_to_pb(entry.command))
+    if entry.completion is not None:
+        message.completion.CopyFrom(completion_to_pb(entry.completion))
+    return message
+
+
+class ProtocolViolation(Exception):
+    """The SDK sent something the protocol does not allow."""
+
+
+def _result_from(message: pb.OutputCommand | pb.ProposeRunCompletion) -> j.Result:
+    which = message.WhichOneof("result")
+    if which == "value":
+        return j.Success(message.value)
+    if which == "failure":
+        return j.Failure(message.failure.code, message.failure.message)
+    return j.Success(b"")
+
+
+def command_from_pb(message: pb.JournalCommand) -> j.JournalCommand:
+    which = message.WhichOneof("kind")
+    match which:
+        case "output":
+            return j.Output(_result_from(message.output))
+        case "get_state":
+            return j.GetState(message.get_state.key)
+        case "set_state":
+            return j.SetState(message.set_state.key, message.set_state.value)
+        case "clear_state":
+            return j.ClearState(message.clear_state.key)
+        case "clear_all_state":
+            return j.ClearAllState()
+        case "get_state_keys":
+            return j.GetStateKeys()
+        case "run":
+            return j.Run(message.run.name)
+        case _:
+            raise ProtocolViolation(f"the SDK may not propose a {which!r} command")
+
+
+def run_result_from_pb(message: pb.ProposeRunCompletion) -> j.Result:
+    return _result_from(message)
+
+
+def retry_policy_from_pb(message: pb.RetryPolicy) -> RetryPolicy:
+    default = RetryPolicy()
+    return RetryPolicy(
+        initial_interval_ms=message.initial_interval_ms or default.initial_interval_ms,
+        factor=message.factor or default.factor,
+        max_interval_ms=message.max_interval_ms or default.max_interval_ms,
+        max_attempts=message.max_attempts,
+    )

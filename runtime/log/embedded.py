@@ -1,0 +1,619 @@
+"""LocalLog: the embedded, durable, single-process log (DESIGN §3).
+
+Layout of ``directory``::
+
+    LOCK                              flock'ed while a LocalLog has the directory open
+    meta.json                         {"format": 1, "partitions": N}, written once
+    p0000/00000000000000000000.seg    segments of partition 0, named by their first LSN
+    p0000/00000000000000131072.seg
+    p0001/...
+
+A segment is a run of frames ``[u32 length][u32 crc][payload]`` (big-endian). The CRC covers the
+length field as well as the payload, so a zero-filled tail (a crash after the file grew but before
+the data landed) is not mistaken for empty records. Partitions are split into segments only so
+that ``trim`` can drop whole files; the active (last) segment is the only one ever written to.
+
+Durability: one writer task takes every queued append, hands the writes to a worker thread and
+fsyncs each touched file once (group commit); the LSNs become visible to readers and ``append``
+returns only after that fsync. Memory: one ``array('q')`` of frame offsets per segment (8 bytes per
+record) and a small per-partition cache of recent payloads so that tailing readers do no I/O;
+older records are read back from disk in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import collections
+import fcntl
+import json
+import logging
+import os
+import struct
+import zlib
+from array import array
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+from runtime.log.base import Log, LogError, LogRecord
+
+__all__ = ["LocalLog"]
+
+_log = logging.getLogger(__name__)
+
+_FORMAT = 1
+_HEADER = struct.Struct(">II")
+_LENGTH = struct.Struct(">I")
+_RECORD_BYTES_MAX = 2**32 - 1
+_SEGMENT_SUFFIX = ".seg"
+
+# One yielded batch stays below both caps (a single larger record is yielded alone).
+_BATCH_RECORDS_MAX = 256
+_BATCH_BYTES_MAX = 1 << 20
+# Per-partition cache of the newest durable payloads; tailing readers are served from it.
+_CACHE_RECORDS_MAX = 512
+_CACHE_BYTES_MAX = 512 << 10
+
+# fdatasync is enough for appends (it still flushes the file size) and cheaper than fsync.
+_sync = getattr(os, "fdatasync", os.fsync)
+
+
+def _crc(payload: bytes | memoryview, length: int) -> int:
+    return zlib.crc32(payload, zlib.crc32(_LENGTH.pack(length)))
+
+
+def _frame(payload: bytes) -> bytes:
+    return _HEADER.pack(len(payload), _crc(payload, len(payload))) + payload
+
+
+@dataclass(eq=False)
+class _Segment:
+    """One segment file. ``positions``/``size`` cover durable frames only (mutated on the loop)."""
+
+    base_lsn: int
+    path: Path
+    positions: array[int]
+    size: int
+    # Write descriptor of the active segment; touched only by the writer thread and by close().
+    wfd: int | None = None
+
+    def end_of(self, index: int) -> int:
+        """File offset just after record ``index - 1`` of this segment."""
+        return self.positions[index] if index < len(self.positions) else self.size
+
+
+@dataclass(eq=False)
+class _Partition:
+    """In-memory state of one partition; owned by the event loop."""
+
+    index: int
+    path: Path
+    segments: list[_Segment]
+    bases: list[int]
+    end_lsn: int
+    trim_lsn: int
+    recent: collections.deque[bytes] = field(default_factory=collections.deque)
+    recent_start: int = 0
+    recent_bytes: int = 0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def notify(self) -> None:
+        """Wake every reader waiting for new records (a fresh Event per generation)."""
+        event, self.changed = self.changed, asyncio.Event()
+        event.set()
+
+    def remember(self, payloads: list[bytes]) -> None:
+        """Add newly durable payloads to the recent cache and evict the oldest over the caps."""
+        self.recent.extend(payloads)
+        self.recent_bytes += sum(len(p) for p in payloads)
+        while self.recent and (
+            len(self.recent) > _CACHE_RECORDS_MAX or self.recent_bytes > _CACHE_BYTES_MAX
+        ):
+            self.recent_bytes -= len(self.recent.popleft())
+            self.recent_start += 1
+
+
+@dataclass(eq=False)
+class _Append:
+    partition: int
+    payloads: list[bytes]
+    future: asyncio.Future[int]
+
+
+@dataclass(eq=False)
+class _PartitionWrite:
+    """What one commit round writes to one partition (built on the loop, run in the thread)."""
+
+    partition: _Partition
+    active: _Segment
+    first_lsn: int
+    appends: list[_Append] = field(default_factory=list)
+    # Filled by the writer thread: (segment, new frame offsets, new durable size) per segment.
+    written: list[tuple[_Segment, array[int], int]] = field(default_factory=list)
+
+
+class LocalLog(Log):
+    """An embedded, durable, single-process log with group commit.
+
+    Args:
+        directory: Where the log lives; created if missing.
+        partitions: The partition count. Fixed when the directory is first created; opening it
+            again with another count raises ``LogError``.
+        segment_bytes: Size after which a partition starts a new segment file. Smaller segments
+            let ``trim`` free space sooner.
+
+    ``trim`` deletes whole segments below the trim point; reads below the trim point raise
+    ``LogError``. The trim point itself is not persisted: after a restart it is the first LSN of
+    the oldest remaining segment, so reads between that and an earlier ``trim`` succeed again.
+    """
+
+    def __init__(self, directory: Path, partitions: int, *, segment_bytes: int = 64 << 20) -> None:
+        if partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {partitions}")
+        if segment_bytes < 1:
+            raise ValueError(f"segment_bytes must be >= 1, got {segment_bytes}")
+        self._directory = Path(directory)
+        self._partition_count = partitions
+        self._segment_bytes = segment_bytes
+        self._parts: list[_Partition] = []
+        self._lock_fd: int | None = None
+        self._queue: list[_Append] = []
+        self._work_ready = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._started = False
+        self._closing = False
+        self._closed = asyncio.Event()
+        # Set when a write failed midway: the files may end in a partial frame, so nothing more
+        # is appended until a restart truncates it.
+        self._failure: LogError | None = None
+
+    @property
+    def partitions(self) -> int:
+        """The number of partitions."""
+        return self._partition_count
+
+    async def start(self) -> None:
+        """Open (or create) the directory, recover every partition and start the writer.
+
+        Recovery truncates a torn or corrupt tail of each partition's active segment; damage
+        anywhere else is not a crash artefact and raises ``LogError``.
+        """
+        if self._started or self._closing:
+            raise LogError("LocalLog.start() called twice or after close()")
+        self._started = True
+        try:
+            self._lock_fd, segments = await asyncio.to_thread(self._open_sync)
+        except OSError as exc:
+            raise LogError(f"cannot open log directory {self._directory}: {exc}") from exc
+        for index, segs in enumerate(segments):
+            last = segs[-1]
+            self._parts.append(
+                _Partition(
+                    index=index,
+                    path=last.path.parent,
+                    segments=segs,
+                    bases=[s.base_lsn for s in segs],
+                    end_lsn=last.base_lsn + len(last.positions),
+                    trim_lsn=segs[0].base_lsn,
+                    recent_start=last.base_lsn + len(last.positions),
+                )
+            )
+        self._writer = asyncio.create_task(self._run_writer(), name="cairn-locallog-writer")
+
+    async def close(self) -> None:
+        """Finish queued appends, end readers and release files. Idempotent."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        try:
+            if self._writer is not None:
+                self._work_ready.set()
+                await self._writer
+        finally:
+            for part in self._parts:
+                part.notify()
+                for seg in part.segments:
+                    if seg.wfd is not None:
+                        os.close(seg.wfd)
+                        seg.wfd = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = None
+            self._closed.set()
+
+    async def append(self, partition: int, records: Sequence[bytes]) -> int:
+        """Append ``records`` contiguously and return the LSN of the last one, once fsynced.
+
+        If the caller is cancelled the records may still be written.
+        """
+        self._check_partition(partition)
+        if not records:
+            raise ValueError("append needs at least one record")
+        payloads = [bytes(r) for r in records]
+        if any(len(p) > _RECORD_BYTES_MAX for p in payloads):
+            raise ValueError(f"a record is larger than {_RECORD_BYTES_MAX} bytes")
+        self._check_usable()
+        if self._failure is not None:
+            raise LogError("an earlier write failed; restart the log") from self._failure
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Append(partition, payloads, future))
+        self._work_ready.set()
+        return await future
+
+    async def read(self, partition: int, from_lsn: int) -> AsyncIterator[list[LogRecord]]:
+        """Yield durable records from ``from_lsn`` on, then wait for new ones until close.
+
+        ``from_lsn`` may be at most ``tail(partition)``; reading below the trim point raises
+        ``LogError``.
+        """
+        self._check_partition(partition)
+        if from_lsn < 0:
+            raise ValueError(f"from_lsn must be >= 0, got {from_lsn}")
+        self._check_usable()
+        part = self._parts[partition]
+        if from_lsn > part.end_lsn:
+            raise LogError(f"read from {from_lsn} beyond the tail {part.end_lsn} of {partition}")
+        lsn = from_lsn
+        while not self._closing:
+            if lsn < part.trim_lsn:
+                raise LogError(f"LSN {lsn} of partition {partition} is below the trim point")
+            if lsn < part.end_lsn:
+                batch = await self._read_batch(part, lsn)
+                lsn += len(batch)
+                yield batch
+            else:
+                await part.changed.wait()
+
+    async def tail(self, partition: int) -> int:
+        """The number of durable records ever appended to ``partition``."""
+        self._check_partition(partition)
+        self._check_usable()
+        return self._parts[partition].end_lsn
+
+    async def trim(self, partition: int, upto_lsn: int) -> None:
+        """Forbid reads below ``upto_lsn`` and delete the segments wholly below it.
+
+        The active segment is never deleted, so some trimmed records may stay on disk.
+        """
+        self._check_partition(partition)
+        self._check_usable()
+        part = self._parts[partition]
+        upto_lsn = min(upto_lsn, part.end_lsn)
+        if upto_lsn <= part.trim_lsn:
+            return
+        part.trim_lsn = upto_lsn
+        doomed: list[_Segment] = []
+        while len(part.segments) > 1 and part.segments[1].base_lsn <= upto_lsn:
+            doomed.append(part.segments.pop(0))
+            part.bases.pop(0)
+        if doomed:
+            try:
+                await asyncio.to_thread(_delete_segments_sync, part.path, doomed)
+            except OSError as exc:
+                raise LogError(f"cannot delete trimmed segments of {partition}: {exc}") from exc
+
+    # --- checks -------------------------------------------------------------------------------
+
+    def _check_partition(self, partition: int) -> None:
+        if not 0 <= partition < self._partition_count:
+            raise ValueError(f"partition {partition} not in [0, {self._partition_count})")
+
+    def _check_usable(self) -> None:
+        if self._closing:
+            raise LogError("the log is closed")
+        if not self._started:
+            raise LogError("the log is not started")
+
+    # --- writer -------------------------------------------------------------------------------
+
+    async def _run_writer(self) -> None:
+        """Commit whatever is queued, one round at a time, until close() and the queue is empty.
+
+        Appends queued while a round is being fsynced form the next round: that is the group
+        commit.
+        """
+        try:
+            while self._queue or not self._closing:
+                if not self._queue:
+                    await self._work_ready.wait()
+                    self._work_ready.clear()
+                    continue
+                batch, self._queue = self._queue, []
+                await self._commit(batch)
+        finally:
+            # Whatever ended the writer, nobody else will commit what is still queued.
+            _fail(self._queue, LogError("the log writer stopped"))
+            self._queue = []
+
+    async def _commit(self, batch: list[_Append]) -> None:
+        if self._failure is not None:
+            _fail(batch, self._failure)
+            return
+        plan: dict[int, _PartitionWrite] = {}
+        for item in batch:
+            write = plan.get(item.partition)
+            if write is None:
+                part = self._parts[item.partition]
+                write = _PartitionWrite(part, part.segments[-1], part.end_lsn)
+                plan[item.partition] = write
+            write.appends.append(item)
+        writes = list(plan.values())
+        try:
+            await asyncio.to_thread(self._write_sync, writes)
+        except BaseException as exc:
+            failure = LogError(f"log write failed: {exc!r}")
+            failure.__cause__ = exc
+            self._failure = failure
+            _fail(batch, failure)
+            _close_unpublished(writes)
+            if not isinstance(exc, Exception):
+                raise  # cancellation and friends propagate
+            _log.error("LocalLog write failed; appends refused until restart", exc_info=exc)
+            return
+        for write in writes:
+            self._publish(write)
+
+    def _publish(self, write: _PartitionWrite) -> None:
+        """Make a fsynced round visible: extend indexes, cache, resolve appends, wake readers."""
+        part = write.partition
+        for seg, positions, size in write.written:
+            if seg is not part.segments[-1]:
+                part.segments.append(seg)
+                part.bases.append(seg.base_lsn)
+            seg.positions.extend(positions)
+            seg.size = size
+        lsn = write.first_lsn
+        for item in write.appends:
+            lsn += len(item.payloads)
+            part.remember(item.payloads)
+            if not item.future.done():
+                item.future.set_result(lsn - 1)
+        part.end_lsn = lsn
+        part.notify()
+
+    def _write_sync(self, writes: list[_PartitionWrite]) -> None:
+        """Worker thread: write every partition's frames, then fsync each touched file once."""
+        to_sync: list[int] = []
+        for write in writes:
+            to_sync.append(self._write_partition_sync(write))
+        for fd in to_sync:
+            _sync(fd)
+
+    def _write_partition_sync(self, write: _PartitionWrite) -> int:
+        """Worker thread: append one partition's frames, rolling segments; return the fd to sync."""
+        seg, size, lsn = write.active, write.active.size, write.first_lsn
+        positions: array[int] = array("q")
+        chunks: list[bytes] = []
+        for item in write.appends:
+            for payload in item.payloads:
+                frame = _frame(payload)
+                if size > 0 and size + len(frame) > self._segment_bytes:
+                    # Seal the full segment durably before the next one exists, so that only
+                    # the last segment can ever have a torn tail.
+                    _write_all(_wfd(seg), chunks)
+                    _sync(_wfd(seg))
+                    os.close(_wfd(seg))
+                    seg.wfd = None
+                    write.written.append((seg, positions, size))
+                    seg = _create_segment_sync(write.partition.path, lsn)
+                    size, positions, chunks = 0, array("q"), []
+                positions.append(size)
+                chunks.append(frame)
+                size += len(frame)
+                lsn += 1
+        _write_all(_wfd(seg), chunks)
+        write.written.append((seg, positions, size))
+        return _wfd(seg)
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def _read_batch(self, part: _Partition, lsn: int) -> list[LogRecord]:
+        """Up to one capped batch from ``lsn`` (which must be durable and not trimmed)."""
+        if lsn >= part.recent_start:
+            payloads = _take_capped(islice(part.recent, lsn - part.recent_start, None))
+        else:
+            seg = part.segments[bisect.bisect_right(part.bases, lsn) - 1]
+            index = lsn - seg.base_lsn
+            count = _capped_count(seg, index, min(len(seg.positions) - index, part.end_lsn - lsn))
+            offset = seg.positions[index]
+            length = seg.end_of(index + count) - offset
+            try:
+                payloads = await asyncio.to_thread(
+                    _read_frames_sync, seg.path, offset, length, count
+                )
+            except FileNotFoundError as exc:
+                raise LogError(f"LSN {lsn} of {part.index} was trimmed while reading") from exc
+            except OSError as exc:
+                raise LogError(f"cannot read partition {part.index}: {exc}") from exc
+        return [LogRecord(lsn=lsn + i, payload=p) for i, p in enumerate(payloads)]
+
+    # --- opening ------------------------------------------------------------------------------
+
+    def _open_sync(self) -> tuple[int, list[list[_Segment]]]:
+        """Worker thread: lock the directory, check meta.json, recover every partition."""
+        self._directory.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(self._directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        opened: list[list[_Segment]] = []
+        try:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise LogError(f"{self._directory} is already open by another LocalLog") from exc
+            self._check_meta_sync()
+            for i in range(self._partition_count):
+                opened.append(_open_partition_sync(self._directory / f"p{i:04d}"))
+            return lock_fd, opened
+        except BaseException:
+            for segments in opened:
+                os.close(_wfd(segments[-1]))
+            os.close(lock_fd)
+            raise
+
+    def _check_meta_sync(self) -> None:
+        meta_path = self._directory / "meta.json"
+        if meta_path.exists():
+            try:
+                meta = json.loads(meta_path.read_text())
+            except ValueError as exc:
+                raise LogError(f"{meta_path} is not valid JSON") from exc
+            if meta.get("format") != _FORMAT:
+                raise LogError(f"{meta_path}: unsupported format {meta.get('format')!r}")
+            if (found := meta.get("partitions")) != self._partition_count:
+                raise LogError(
+                    f"{self._directory} has {found} partitions, not {self._partition_count}"
+                )
+            return
+        tmp = meta_path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump({"format": _FORMAT, "partitions": self._partition_count}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, meta_path)
+        _sync_dir(self._directory)
+
+
+# --- helpers (pure or worker-thread) ----------------------------------------------------------
+
+
+def _fail(items: list[_Append], error: LogError) -> None:
+    """Fail the appends still waiting (a cancelled caller's future is already done)."""
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(error)
+
+
+def _close_unpublished(writes: list[_PartitionWrite]) -> None:
+    """After a failed round: close segments the thread created but nobody will publish."""
+    for write in writes:
+        for seg, _, _ in write.written:
+            if seg not in write.partition.segments and seg.wfd is not None:
+                os.close(seg.wfd)
+                seg.wfd = None
+
+
+def _wfd(seg: _Segment) -> int:
+    if seg.wfd is None:
+        raise LogError(f"segment {seg.path} is not open for writing")
+    return seg.wfd
+
+
+def _write_all(fd: int, chunks: list[bytes]) -> None:
+    data = memoryview(b"".join(chunks))
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _sync_dir(path: Path) -> None:
+    """Make a created/deleted directory entry durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _create_segment_sync(directory: Path, base_lsn: int) -> _Segment:
+    path = directory / f"{base_lsn:020d}{_SEGMENT_SUFFIX}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+    _sync_dir(directory)
+    return _Segment(base_lsn=base_lsn, path=path, positions=array("q"), size=0, wfd=fd)
+
+
+def _open_partition_sync(directory: Path) -> list[_Segment]:
+    """Index every segment of a partition; truncate a torn tail of the last one."""
+    directory.mkdir(exist_ok=True)
+    files = sorted(
+        (int(p.name.removesuffix(_SEGMENT_SUFFIX)), p)
+        for p in directory.iterdir()
+        if p.name.endswith(_SEGMENT_SUFFIX) and p.name.removesuffix(_SEGMENT_SUFFIX).isdigit()
+    )
+    if not files:
+        return [_create_segment_sync(directory, 0)]
+    segments: list[_Segment] = []
+    for i, (base_lsn, path) in enumerate(files):
+        if segments and base_lsn != segments[-1].base_lsn + len(segments[-1].positions):
+            raise LogError(f"{path} does not start where the previous segment ends")
+        positions, good_size, file_size = _scan_segment_sync(path)
+        if good_size != file_size:
+            if i != len(files) - 1:
+                raise LogError(f"{path} is corrupt at byte {good_size} (not the active segment)")
+            _log.warning("truncating %d torn bytes at the end of %s", file_size - good_size, path)
+            os.truncate(path, good_size)
+        segments.append(_Segment(base_lsn, path, positions, good_size))
+    last = segments[-1]
+    fd = os.open(last.path, os.O_WRONLY | os.O_APPEND)
+    try:
+        _sync(fd)  # make a truncation durable before anything is appended after it
+    except BaseException:
+        os.close(fd)
+        raise
+    last.wfd = fd
+    return segments
+
+
+def _scan_segment_sync(path: Path) -> tuple[array[int], int, int]:
+    """Offsets of the valid frames, the end of the last valid frame, and the file size."""
+    positions: array[int] = array("q")
+    pos = 0
+    with open(path, "rb") as f:
+        file_size = os.fstat(f.fileno()).st_size
+        while pos + _HEADER.size <= file_size:
+            length, crc = _HEADER.unpack(f.read(_HEADER.size))
+            if pos + _HEADER.size + length > file_size:
+                break
+            payload = f.read(length)
+            if len(payload) != length or _crc(payload, length) != crc:
+                break
+            positions.append(pos)
+            pos += _HEADER.size + length
+    return positions, pos, file_size
+
+
+def _read_frames_sync(path: Path, offset: int, length: int, count: int) -> list[bytes]:
+    """Worker thread: read ``count`` frames occupying ``length`` bytes at ``offset``."""
+    with open(path, "rb", buffering=0) as f:
+        data = memoryview(os.pread(f.fileno(), length, offset))
+    payloads: list[bytes] = []
+    pos = 0
+    for _ in range(count):
+        if pos + _HEADER.size > len(data):
+            raise LogError(f"{path}: short read at byte {offset + pos}")
+        size, crc = _HEADER.unpack_from(data, pos)
+        payload = data[pos + _HEADER.size : pos + _HEADER.size + size]
+        if len(payload) != size or _crc(payload, size) != crc:
+            raise LogError(f"{path}: corrupt frame at byte {offset + pos}")
+        payloads.append(bytes(payload))
+        pos += _HEADER.size + size
+    return payloads
+
+
+def _delete_segments_sync(directory: Path, segments: list[_Segment]) -> None:
+    for seg in segments:
+        seg.path.unlink(missing_ok=True)
+    _sync_dir(directory)
+
+
+def _take_capped(payloads: Iterable[bytes]) -> list[bytes]:
+    """The first payloads within the batch caps (always at least one)."""
+    out: list[bytes] = []
+    total = 0
+    for payload in payloads:
+        if out and (len(out) >= _BATCH_RECORDS_MAX or total + len(payload) > _BATCH_BYTES_MAX):
+            break
+        out.append(payload)
+        total += len(payload) + _HEADER.size
+    return out
+
+
+def _capped_count(seg: _Segment, index: int, available: int) -> int:
+    """How many records from ``index`` (at most ``available``) fit in one batch."""
+    hi = index + min(available, _BATCH_RECORDS_MAX)
+    start = seg.positions[index]
+    if seg.end_of(hi) - start <= _BATCH_BYTES_MAX:
+        return hi - index
+    # positions[j] is where record j - 1 ends: keep the records that end within the cap.
+    first_over = bisect.bisect_right(seg.positions, start + _BATCH_BYTES_MAX, index + 1, hi)
+    return max(1, first_over - index - 1)

@@ -1,0 +1,438 @@
+"""KafkaLog: the log on a Kafka topic with N partitions (DESIGN §3, §10).
+
+The Kafka offset is the LSN. Appends always name their partition and wait for ``acks=all``.
+The idempotent producer is off (the test broker lacks InitProducerId), so a retried send can
+append a record twice: records above this seam are deduplicated (DESIGN §5).
+
+Reads share one consumer ("lane") per KafkaLog: every partition is assigned to it up front and
+paused; a reader seeks its partition, resumes it and pulls only that partition with
+``getmany(tp)``, so aiokafka's per-partition prefetch buffer is the bounded queue and a slow
+reader only stops fetching for its own partition. A second concurrent reader of the same
+partition needs its own position, so it gets another lane (another consumer).
+
+The tail is never taken from ``end_offsets()``/``seek_to_end()`` (wrong on the test broker when
+the last batch holds several records): it is the highwater mark of a real fetch response, and at
+least one past the newest offset this KafkaLog has been acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
+from aiokafka.errors import (
+    ConsumerStoppedError,
+    KafkaError,
+    NoError,
+    OffsetOutOfRangeError,
+    TopicAlreadyExistsError,
+    UnsupportedVersionError,
+    for_code,
+)
+
+from runtime.log.base import Log, LogError, LogRecord
+
+__all__ = ["KafkaLog"]
+
+_log = logging.getLogger(__name__)
+
+_BATCH_RECORDS_MAX = 256
+_BATCH_BYTES_MAX = 1 << 20
+# How long a reader's getmany waits before re-checking for close. close() wakes it at once (it
+# stops the consumer), so this only bounds how often an idle reader loops.
+_READER_IDLE_MS = 5_000
+# The tail probe wants a fetch response, not data: a short broker-side wait keeps tail() of an
+# empty partition quick; it polls getmany at the same pace until the highwater is known.
+_PROBE_FETCH_WAIT_MS = 10
+_PROBE_POLL_MS = 10
+
+
+@dataclass(eq=False)
+class _Lane:
+    """One consumer with every partition assigned; each partition serves at most one reader."""
+
+    consumer: Any  # AIOKafkaConsumer (untyped library)
+    busy: set[int] = field(default_factory=set)
+
+
+class KafkaLog(Log):
+    """A log on the Kafka topic ``topic``.
+
+    Args:
+        bootstrap: ``host:port[,host:port...]`` of the brokers.
+        topic: The topic; created with ``partitions`` partitions if missing.
+        partitions: The partition count; an existing topic with another count raises ``LogError``.
+        client_id: Client id reported to the brokers.
+        replication_factor: Used only when creating the topic.
+        linger: How long the producer waits to batch records of concurrent appends.
+        fetch_max_wait: Longest broker-side wait of a reader's fetch. Kafka answers as soon as
+            data arrives; the test broker (Tansu) always waits this long, so it bounds read
+            latency there.
+        request_timeout: Timeout of each broker request.
+
+    ``trim`` is best effort: it asks for DeleteRecords and only logs a failure (the test broker
+    does not implement it), so records may stay readable below the trim point.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        *,
+        client_id: str = "cairn",
+        replication_factor: int = 1,
+        linger: timedelta = timedelta(milliseconds=2),
+        fetch_max_wait: timedelta = timedelta(milliseconds=100),
+        request_timeout: timedelta = timedelta(seconds=30),
+    ) -> None:
+        if partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {partitions}")
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._partition_count = partitions
+        self._client_id = client_id
+        self._replication_factor = replication_factor
+        self._linger_ms = int(linger.total_seconds() * 1000)
+        self._fetch_max_wait_ms = max(1, int(fetch_max_wait.total_seconds() * 1000))
+        self._request_timeout_ms = int(request_timeout.total_seconds() * 1000)
+        self._admin: Any = None
+        self._producer: Any = None
+        self._lanes: list[_Lane] = []
+        # Serialises lane creation, so that readers starting together share the first lane.
+        self._lanes_lock = asyncio.Lock()
+        self._probe: Any = None
+        self._probe_lock = asyncio.Lock()
+        # Held while one append enqueues its records, so that they stay contiguous.
+        self._send_locks = [asyncio.Lock() for _ in range(partitions)]
+        # One past the newest offset acked to this KafkaLog, per partition: a lower bound of the
+        # tail that needs no broker round trip.
+        self._acked_tail = [0] * partitions
+        self._trim_unsupported = False
+        self._started = False
+        self._closing = False
+        self._closed = asyncio.Event()
+
+    @property
+    def partitions(self) -> int:
+        """The number of partitions."""
+        return self._partition_count
+
+    async def start(self) -> None:
+        """Create the topic if needed (checking its partition count) and start the producer.
+
+        Consumers start lazily, on the first ``read`` or ``tail``.
+        """
+        if self._started or self._closing:
+            raise LogError("KafkaLog.start() called twice or after close()")
+        self._started = True
+        try:
+            self._admin = AIOKafkaAdminClient(
+                bootstrap_servers=self._bootstrap,
+                client_id=self._client_id,
+                request_timeout_ms=self._request_timeout_ms,
+            )
+            await self._admin.start()
+            await self._ensure_topic()
+            self._producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                client_id=self._client_id,
+                acks="all",
+                enable_idempotence=False,
+                linger_ms=self._linger_ms,
+                request_timeout_ms=self._request_timeout_ms,
+            )
+            await self._producer.start()
+        except KafkaError as exc:
+            await self.close()
+            raise LogError(f"cannot start the log on topic {self._topic}: {exc!r}") from exc
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Flush pending appends, stop every client and end readers. Idempotent."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        try:
+            clients = [lane.consumer for lane in self._lanes]
+            clients += [self._probe, self._producer]
+            for client in clients:
+                if client is not None:
+                    await _quietly(client.stop())
+            if self._admin is not None:
+                await _quietly(self._admin.close())
+        finally:
+            self._closed.set()
+
+    async def append(self, partition: int, records: Sequence[bytes]) -> int:
+        """Produce ``records`` contiguously and return the offset of the last one once acked.
+
+        On ``LogError`` some of the records may have been appended; callers retry and rely on
+        dedup. If the caller is cancelled the records may still be appended.
+        """
+        self._check_partition(partition)
+        if not records:
+            raise ValueError("append needs at least one record")
+        self._check_usable()
+        futures: list[asyncio.Future[Any]] = []
+        error: BaseException | None = None
+        async with self._send_locks[partition]:
+            for record in records:
+                try:
+                    futures.append(
+                        await self._producer.send(self._topic, bytes(record), partition=partition)
+                    )
+                except KafkaError as exc:
+                    error = exc
+                    break
+        if futures:
+            # asyncio.wait never cancels the delivery futures; aiokafka owns them.
+            await asyncio.wait(futures)
+        for future in futures:
+            if error is None:
+                error = asyncio.CancelledError() if future.cancelled() else future.exception()
+        if error is not None:
+            raise LogError(f"append to {self._topic}:{partition} failed: {error!r}") from error
+        last: int = futures[-1].result().offset
+        self._acked_tail[partition] = max(self._acked_tail[partition], last + 1)
+        return last
+
+    async def read(self, partition: int, from_lsn: int) -> AsyncIterator[list[LogRecord]]:
+        """Yield records from ``from_lsn`` on, in order without gaps, until close.
+
+        ``from_lsn`` may be at most ``tail(partition)``. Reading below a trim point raises
+        ``LogError`` on brokers that trimmed.
+        """
+        self._check_partition(partition)
+        if from_lsn < 0:
+            raise ValueError(f"from_lsn must be >= 0, got {from_lsn}")
+        self._check_usable()
+        if from_lsn > self._acked_tail[partition]:
+            tail = await self.tail(partition)
+            if from_lsn > tail:
+                raise LogError(f"read from {from_lsn} beyond the tail {tail} of {partition}")
+        lane = await self._lease(partition)
+        tp = TopicPartition(self._topic, partition)
+        try:
+            if self._closing:  # closed while this reader waited for its lane
+                return
+            lane.consumer.seek(tp, from_lsn)
+            lane.consumer.resume(tp)
+            lsn = from_lsn
+            while not self._closing:
+                batch = _to_batch(await self._fetch(lane, tp), lsn, tp)
+                for chunk in _chunks(batch):
+                    lsn = chunk[-1].lsn + 1
+                    yield chunk
+        finally:
+            self._release(lane, partition)
+
+    async def tail(self, partition: int) -> int:
+        """The offset the next record will get, from a fresh fetch response's highwater."""
+        self._check_partition(partition)
+        self._check_usable()
+        tp = TopicPartition(self._topic, partition)
+        async with self._probe_lock:
+            probe = await self._probe_consumer()
+            probe.assign([tp])  # a new assignment: the highwater is unknown until a fetch
+            # Fetch at a record known to exist, so that the broker answers at once.
+            probe.seek(tp, max(self._acked_tail[partition] - 1, 0))
+            try:
+                highwater = await self._await_highwater(probe, tp)
+            finally:
+                if not self._closing:
+                    probe.pause(tp)  # else it keeps fetching this partition in the background
+        return max(highwater, self._acked_tail[partition])
+
+    async def trim(self, partition: int, upto_lsn: int) -> None:
+        """Ask the broker to delete records below ``upto_lsn``; failures are logged, not raised."""
+        self._check_partition(partition)
+        self._check_usable()
+        if upto_lsn <= 0 or self._trim_unsupported:
+            return
+        tp = TopicPartition(self._topic, partition)
+        try:
+            await self._admin.delete_records(
+                {tp: RecordsToDelete(before_offset=upto_lsn)},
+                timeout_ms=self._request_timeout_ms,
+            )
+        except UnsupportedVersionError:
+            self._trim_unsupported = True
+            _log.warning("broker has no DeleteRecords: trimming %s disabled", self._topic)
+        except KafkaError as exc:
+            _log.warning("trim of %s:%d below %d failed: %r", self._topic, partition, upto_lsn, exc)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _check_partition(self, partition: int) -> None:
+        if not 0 <= partition < self._partition_count:
+            raise ValueError(f"partition {partition} not in [0, {self._partition_count})")
+
+    def _check_usable(self) -> None:
+        if self._closing:
+            raise LogError("the log is closed")
+        if not self._started:
+            raise LogError("the log is not started")
+
+    async def _ensure_topic(self) -> None:
+        """Create the topic; if it exists, check its partition count.
+
+        Create first, describe second: the test broker auto-creates a topic (with its default
+        partition count) when asked for the metadata of one that does not exist.
+        """
+        topic = NewTopic(self._topic, self._partition_count, self._replication_factor)
+        response = await self._admin.create_topics([topic], timeout_ms=self._request_timeout_ms)
+        for name, code, *rest in response.topic_errors:
+            error = for_code(code)
+            if name != self._topic or error is NoError:
+                continue
+            if error is not TopicAlreadyExistsError:
+                raise LogError(f"cannot create topic {name}: {error.__name__} {rest}")
+            described = await self._admin.describe_topics([self._topic])
+            count = len(described[0]["partitions"]) if described else 0
+            if count != self._partition_count:
+                raise LogError(
+                    f"topic {self._topic} has {count} partitions, not {self._partition_count}"
+                )
+
+    def _new_consumer(self, **overrides: Any) -> Any:
+        options: dict[str, Any] = {
+            "bootstrap_servers": self._bootstrap,
+            "client_id": self._client_id,
+            "group_id": None,
+            "enable_auto_commit": False,
+            # Never reset silently: a position below the trim point must surface as an error.
+            "auto_offset_reset": "none",
+            "fetch_max_wait_ms": self._fetch_max_wait_ms,
+            "request_timeout_ms": self._request_timeout_ms,
+        }
+        options.update(overrides)
+        return AIOKafkaConsumer(**options)
+
+    async def _lease(self, partition: int) -> _Lane:
+        """A lane whose consumer has ``partition`` free, starting a new lane if none has."""
+        async with self._lanes_lock:
+            for lane in self._lanes:
+                if partition not in lane.busy:
+                    lane.busy.add(partition)
+                    return lane
+            lane = _Lane(await self._start_lane_consumer(), {partition})
+            self._lanes.append(lane)
+            return lane
+
+    async def _start_lane_consumer(self) -> Any:
+        """A started consumer with every partition assigned, at offset 0 and paused."""
+        consumer = self._new_consumer()
+        try:
+            await consumer.start()
+        except KafkaError as exc:
+            await _quietly(consumer.stop())
+            raise LogError(f"cannot start a consumer for {self._topic}: {exc!r}") from exc
+        if self._closing:
+            await _quietly(consumer.stop())
+            raise LogError("the log is closed")
+        tps = [TopicPartition(self._topic, p) for p in range(self._partition_count)]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, 0)  # a valid position, so no offset reset is ever attempted
+        consumer.pause(*tps)
+        return consumer
+
+    def _release(self, lane: _Lane, partition: int) -> None:
+        lane.busy.discard(partition)
+        if not self._closing:
+            lane.consumer.pause(TopicPartition(self._topic, partition))
+
+    async def _fetch(self, lane: _Lane, tp: TopicPartition) -> list[Any]:
+        """The next records of ``tp`` (empty after an idle wait or when closing)."""
+        try:
+            data = await lane.consumer.getmany(
+                tp, timeout_ms=_READER_IDLE_MS, max_records=_BATCH_RECORDS_MAX
+            )
+        except ConsumerStoppedError:
+            if self._closing:
+                return []
+            raise LogError(f"the consumer of {tp.topic} stopped") from None
+        except OffsetOutOfRangeError as exc:
+            raise LogError(f"{tp.topic}:{tp.partition}: position out of range (trimmed?)") from exc
+        except KafkaError as exc:
+            raise LogError(f"read of {tp.topic}:{tp.partition} failed: {exc!r}") from exc
+        records: list[Any] = data.get(tp, [])
+        return records
+
+    async def _await_highwater(self, probe: Any, tp: TopicPartition) -> int:
+        """Poll the probe until a fetch response for ``tp`` has set its highwater."""
+        deadline = asyncio.get_running_loop().time() + self._request_timeout_ms / 1000
+        while (highwater := probe.highwater(tp)) is None:
+            self._check_usable()
+            if asyncio.get_running_loop().time() > deadline:
+                raise LogError(f"no fetch response for {tp.topic}:{tp.partition}")
+            try:
+                await probe.getmany(tp, timeout_ms=_PROBE_POLL_MS, max_records=1)
+            except (KafkaError, ConsumerStoppedError) as exc:
+                self._check_usable()
+                raise LogError(f"tail of {tp.topic}:{tp.partition}: {exc!r}") from exc
+        return int(highwater)
+
+    async def _probe_consumer(self) -> Any:
+        if self._probe is None:
+            # "earliest": if the probe position was trimmed away, reset and fetch anyway; only
+            # the highwater matters.
+            probe = self._new_consumer(
+                auto_offset_reset="earliest", fetch_max_wait_ms=_PROBE_FETCH_WAIT_MS
+            )
+            try:
+                await probe.start()
+            except KafkaError as exc:
+                await _quietly(probe.stop())
+                raise LogError(f"cannot start a consumer for {self._topic}: {exc!r}") from exc
+            if self._closing:
+                await _quietly(probe.stop())
+                raise LogError("the log is closed")
+            self._probe = probe
+        return self._probe
+
+
+def _to_batch(records: list[Any], next_lsn: int, tp: TopicPartition) -> list[LogRecord]:
+    """Records from ``next_lsn`` on; a gap means offsets were lost, which must not be hidden."""
+    batch: list[LogRecord] = []
+    for record in records:
+        if record.offset < next_lsn:
+            continue  # the broker may answer from the start of the batch holding next_lsn
+        if record.offset != next_lsn:
+            raise LogError(
+                f"{tp.topic}:{tp.partition}: expected offset {next_lsn}, got {record.offset}"
+            )
+        batch.append(LogRecord(lsn=record.offset, payload=record.value or b""))
+        next_lsn += 1
+    return batch
+
+
+def _chunks(batch: list[LogRecord]) -> list[list[LogRecord]]:
+    """Split a fetched batch so that no yielded batch exceeds ~1 MiB (unless one record does)."""
+    chunks: list[list[LogRecord]] = []
+    size = 0
+    for record in batch:
+        if not chunks or size + len(record.payload) > _BATCH_BYTES_MAX:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(record)
+        size += len(record.payload)
+    return chunks
+
+
+async def _quietly(stopping: Any) -> None:
+    """Await a client's stop/close, logging (not raising) its failure so others still stop."""
+    try:
+        await stopping
+    except Exception:
+        _log.warning("error while stopping a Kafka client", exc_info=True)

@@ -1,0 +1,134 @@
+"""Cluster metadata: registered deployments and their services (DESIGN §3, §7).
+
+Metadata is a stream of records on its own single-partition log (``cairn.metadata``) that every
+node follows from the start; the in-memory registry is derived from it, never written directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+
+from partition_processor.commands import HandlerKind, RetryPolicy, ServiceType
+from partition_processor.ids import stable_hash64
+from runtime.clock import now_ms
+from runtime.log import Log
+
+log = logging.getLogger(__name__)
+
+
+class HandlerInfo(msgspec.Struct, frozen=True):
+    name: str
+    kind: HandlerKind
+    retry_policy: RetryPolicy = RetryPolicy()
+    idempotency_retention_ms: int | None = None
+    workflow_retention_ms: int | None = None
+    inactivity_timeout_ms: int | None = None
+
+
+class ServiceInfo(msgspec.Struct, frozen=True):
+    name: str
+    service_type: ServiceType
+    handlers: dict[str, HandlerInfo]
+    deployment_id: str = ""
+
+
+class Deployment(msgspec.Struct, frozen=True):
+    id: str
+    uri: str
+    services: list[ServiceInfo]
+    registered_ms: int = 0
+
+    def same_services(self, other: Deployment) -> bool:
+        return self.uri == other.uri and self.services == other.services
+
+
+class DeploymentRegistered(msgspec.Struct, tag="deployment_registered", frozen=True):
+    deployment: Deployment
+
+
+MetadataRecord = DeploymentRegistered
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(MetadataRecord)
+
+
+def deployment_id_for(uri: str) -> str:
+    return f"dp_{stable_hash64('deployment', uri):016x}"
+
+
+class Registry:
+    """Follows the metadata log and answers which deployment serves which service."""
+
+    def __init__(self, metadata_log: Log) -> None:
+        self._log = metadata_log
+        self._deployments: dict[str, Deployment] = {}
+        self._services: dict[str, ServiceInfo] = {}
+        self._applied_lsn = -1
+        self._changed = asyncio.Condition()
+        self._follower: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start following and return once everything already in the log is applied."""
+        tail = await self._log.tail(0)
+        self._follower = asyncio.create_task(self._follow(), name="metadata-follower")
+        await self.wait_applied(tail - 1)
+
+    async def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            await asyncio.gather(self._follower, return_exceptions=True)
+            self._follower = None
+
+    def service(self, name: str) -> ServiceInfo | None:
+        return self._services.get(name)
+
+    def services(self) -> list[ServiceInfo]:
+        return sorted(self._services.values(), key=lambda s: s.name)
+
+    def deployments(self) -> list[Deployment]:
+        return sorted(self._deployments.values(), key=lambda d: d.id)
+
+    def deployment(self, deployment_id: str) -> Deployment | None:
+        return self._deployments.get(deployment_id)
+
+    async def register(self, deployment: Deployment) -> tuple[Deployment, bool]:
+        """Record a deployment; returns it and False when an identical one was registered."""
+        existing = self._deployments.get(deployment.id)
+        if existing is not None and existing.same_services(deployment):
+            return existing, False
+        stamped = msgspec.structs.replace(deployment, registered_ms=now_ms())
+        lsn = await self._log.append(0, [_encoder.encode(DeploymentRegistered(stamped))])
+        await self.wait_applied(lsn)
+        return self._deployments[deployment.id], True
+
+    async def wait_applied(self, lsn: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._applied_lsn >= lsn)
+
+    async def _follow(self) -> None:
+        async for batch in self._log.read(0, 0):
+            for record in batch:
+                try:
+                    self._apply(_decoder.decode(record.payload))
+                except msgspec.DecodeError:
+                    log.error("undecodable metadata record at lsn %d skipped", record.lsn)
+            async with self._changed:
+                self._applied_lsn = batch[-1].lsn
+                self._changed.notify_all()
+
+    def _apply(self, record: MetadataRecord) -> None:
+        deployment = record.deployment
+        previous = self._deployments.get(deployment.id)
+        if previous is not None:
+            for service in previous.services:
+                if self._services.get(service.name, service).deployment_id == deployment.id:
+                    self._services.pop(service.name, None)
+        self._deployments[deployment.id] = deployment
+        for service in deployment.services:
+            # The newest registration of a service wins, as in Restate.
+            self._services[service.name] = msgspec.structs.replace(
+                service, deployment_id=deployment.id
+            )

@@ -1,0 +1,1 @@
+"""The per-partition shell around the pure processor: log reading, leadership, timers."""

@@ -1,0 +1,143 @@
+"""Runs one partition on this node: follow the log, apply batches, lead when elected.
+
+The loop (DESIGN §5): read records from ``applied_lsn + 1``, apply each batch through the pure
+processor (one RocksDB write batch with ``applied_lsn``), and only then, only as leader, execute
+the batch's actions. Leadership: catch up to the tail, append ``AnnounceLeader(epoch + 1)``, and
+lead from the moment that announcement is applied until a newer one is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import assert_never
+
+from partition_processor.actions import (
+    Action,
+    NotifyInvoker,
+    RegisterTimer,
+    RespondToIngress,
+    StartInvocation,
+)
+from partition_processor.commands import AnnounceLeader, Envelope, LeaderSource, encode_envelope
+from partition_processor.processor import LogEntry, PartitionProcessor
+from partition_processor.tables import Store
+from runtime.clock import now_ms
+from runtime.invoker.channels import ChannelPool
+from runtime.invoker.invoker import PartitionInvoker
+from runtime.log import Log
+from runtime.metadata import Registry
+from runtime.worker.proposer import LeaderProposer
+from runtime.worker.timers import TimerService
+
+log = logging.getLogger(__name__)
+
+Responder = Callable[[RespondToIngress], None]
+
+
+class _Leadership:
+    """What exists only while this node leads the partition."""
+
+    def __init__(self, proposer: LeaderProposer, invoker: PartitionInvoker) -> None:
+        self.proposer = proposer
+        self.invoker = invoker
+        self.timers = TimerService(proposer)
+
+    async def stop(self) -> None:
+        await self.invoker.stop()
+        await self.timers.stop()
+
+
+class PartitionWorker:
+    def __init__(
+        self,
+        partition: int,
+        *,
+        log_: Log,
+        store: Store,
+        node_id: str,
+        registry: Registry,
+        channels: ChannelPool,
+        respond: Responder,
+    ) -> None:
+        self.partition = partition
+        self._log = log_
+        self._store = store
+        self._node_id = node_id
+        self._registry = registry
+        self._channels = channels
+        self._respond = respond
+        self.processor = PartitionProcessor(store, partition, node_id)
+        self._leadership: _Leadership | None = None
+        self.caught_up = asyncio.Event()
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leadership is not None
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            await self._step_down()
+
+    async def _run(self) -> None:
+        applied = self.processor.fsm.applied_lsn
+        tail = await self._log.tail(self.partition)
+        announced = False
+        if applied >= tail - 1:
+            await self._announce()
+            announced = True
+        async for batch in self._log.read(self.partition, applied + 1):
+            outcome = self.processor.apply_batch([LogEntry(r.lsn, r.payload) for r in batch])
+            if not announced and outcome.applied_lsn >= tail - 1:
+                await self._announce()
+                announced = True
+            if outcome.is_leader and self._leadership is None:
+                self._become_leader(outcome.leader_epoch)
+                self.caught_up.set()
+            elif not outcome.is_leader and self._leadership is not None:
+                log.warning(
+                    "partition %d: deposed by epoch %d", self.partition, outcome.leader_epoch
+                )
+                await self._step_down()
+            if self._leadership is not None:
+                for action in outcome.actions:
+                    self._execute(self._leadership, action)
+
+    async def _announce(self) -> None:
+        epoch = self.processor.fsm.leader_epoch + 1
+        source = LeaderSource(self.partition, epoch, self._node_id)
+        record = Envelope(source, now_ms(), AnnounceLeader(epoch, self._node_id))
+        await self._log.append(self.partition, [encode_envelope(record)])
+
+    def _become_leader(self, epoch: int) -> None:
+        log.info("partition %d: leader at epoch %d", self.partition, epoch)
+        proposer = LeaderProposer(self._log, self.partition, epoch, self._node_id)
+        invoker = PartitionInvoker(
+            self.partition, self._store, self._registry, self._channels, proposer
+        )
+        leadership = _Leadership(proposer, invoker)
+        self._leadership = leadership
+        leadership.timers.start(self.processor.pending_timers())
+        for start in self.processor.invocations_to_resume():
+            invoker.start(start)
+
+    async def _step_down(self) -> None:
+        leadership, self._leadership = self._leadership, None
+        if leadership is not None:
+            await leadership.stop()
+
+    def _execute(self, leadership: _Leadership, action: Action) -> None:
+        match action:
+            case StartInvocation():
+                leadership.invoker.start(action)
+            case NotifyInvoker():
+                leadership.invoker.notify(action)
+            case RespondToIngress():
+                self._respond(action)
+            case RegisterTimer(wake_ms=wake_ms, timer_id=timer_id):
+                leadership.timers.register(wake_ms, timer_id)
+            case _:
+                assert_never(action)

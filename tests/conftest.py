@@ -1,0 +1,25 @@
+"""Fixtures shared by every test suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.broker import BrokerUnavailable, TansuBroker
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``host:port`` of a Kafka-protocol broker (Tansu) shared by the session.
+
+    Fails, never skips, when the broker is missing: the Kafka suites are part of the bar.
+    """
+    try:
+        broker = TansuBroker.start(tmp_path_factory.mktemp("tansu"))
+    except BrokerUnavailable as exc:
+        pytest.fail(f"cannot start the test Kafka broker: {exc}", pytrace=False)
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
