@@ -1,0 +1,99 @@
+"""The runtime end to end (real LocalLog, RocksDB, gRPC and HTTP) against a scripted endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from runtime.node import Node, NodeConfig
+from tests.integration.runtime.scripted_endpoint import ScriptedEndpoint, start_scripted_endpoint
+from tests.support.broker import unique_topic
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Running:
+    def __init__(self, node: Node, endpoint: ScriptedEndpoint, session: aiohttp.ClientSession):
+        self.node = node
+        self.endpoint = endpoint
+        self.session = session
+        self.ingress = f"http://{node.config.ingress_bind}"
+        self.admin = f"http://{node.config.admin_bind}"
+
+
+@pytest.fixture(params=["local", "kafka"])
+async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Running]:
+    server, endpoint, port = await start_scripted_endpoint()
+    kafka = (
+        {
+            "log": "kafka",
+            "kafka_bootstrap": request.getfixturevalue("kafka_bootstrap"),
+            "kafka_topic_prefix": unique_topic("node"),
+            "kafka_fetch_max_wait_ms": 10,
+        }
+        if request.param == "kafka"
+        else {}
+    )
+    config = NodeConfig(
+        data_dir=tmp_path / "node",
+        ingress_bind=f"127.0.0.1:{_free_port()}",
+        admin_bind=f"127.0.0.1:{_free_port()}",
+        partitions=4,
+        **kafka,  # type: ignore[arg-type]
+    )
+    node = Node(config)
+    await node.start()
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            f"http://{config.admin_bind}/deployments", json={"uri": f"http://127.0.0.1:{port}"}
+        ) as response:
+            assert response.status == 201, await response.text()
+        try:
+            yield Running(node, endpoint, session)
+        finally:
+            await node.stop()
+            await server.stop(None)
+
+
+async def test_object_state_is_applied_once_per_call(running: Running) -> None:
+    async def add(key: str) -> int:
+        async with running.session.post(f"{running.ingress}/Counter/{key}/add", json=1) as r:
+            assert r.status == 200, await r.text()
+            assert r.headers["x-restate-id"].startswith("inv_")
+            return int(await r.read())
+
+    results = await asyncio.gather(*(add(f"k{i % 3}") for i in range(30)))
+    assert sorted(results) == sorted([n for _ in range(3) for n in range(1, 11)])
+    async with running.session.get(f"{running.admin}/services/Counter/state/k0") as r:
+        assert (await r.json())["state"] == {"n": 10}
+
+
+async def test_retry_replays_journaled_run_without_executing_it_again(running: Running) -> None:
+    async with running.session.post(f"{running.ingress}/Steps/run", json=None) as r:
+        assert r.status == 200, await r.text()
+        assert await r.json() == "done"
+    assert running.endpoint.run_executions == 1
+    assert [(h, a) for h, a, _ in running.endpoint.attempts] == [("run", 1), ("run", 2)]
+
+
+async def test_idempotency_key_executes_once(running: Running) -> None:
+    async def add() -> tuple[str, bytes]:
+        async with running.session.post(
+            f"{running.ingress}/Counter/idem/add", json=5, headers={"idempotency-key": "once"}
+        ) as r:
+            assert r.status == 200
+            return r.headers["x-restate-id"], await r.read()
+
+    answers = await asyncio.gather(*(add() for _ in range(5)))
+    answers.append(await add())
+    assert len(set(answers)) == 1 and answers[0][1] == b"5"
+    assert sum(1 for h, _, _ in running.endpoint.attempts if h == "add") == 1
