@@ -22,6 +22,7 @@ class NotifyInvoker(msgspec.Struct, frozen=True):
     attempt: int
     index: int
     completion: Completion
+    completion_seq: int = 0
 
 
 class RespondToIngress(msgspec.Struct, frozen=True):
@@ -39,4 +40,26 @@ class RegisterTimer(msgspec.Struct, frozen=True):
     timer_id: str
 
 
-Action = StartInvocation | NotifyInvoker | RespondToIngress | RegisterTimer
+class NotifyInvocationId(msgspec.Struct, frozen=True):
+    """Tell the running attempt the id given to the call or send at entry ``index``."""
+
+    invocation_id: str
+    attempt: int
+    index: int
+    callee_id: str
+
+
+class ShipOutbox(msgspec.Struct, frozen=True):
+    """An outbox row was written: the shipper has something to deliver."""
+
+    seq: int
+
+
+Action = (
+    StartInvocation
+    | NotifyInvoker
+    | NotifyInvocationId
+    | RespondToIngress
+    | RegisterTimer
+    | ShipOutbox
+)

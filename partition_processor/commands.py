@@ -99,8 +99,18 @@ class IngressSink(msgspec.Struct, frozen=True):
 # ---------------------------------------------------------------- commands
 
 
+class CallerRef(msgspec.Struct, frozen=True):
+    """The journal entry of the invocation waiting for this one's result."""
+
+    invocation_id: str
+    index: int
+
+
 class Invoke(msgspec.Struct, tag="invoke", frozen=True):
-    """Start an invocation (or, if its id already exists, attach ``sink`` to it)."""
+    """Start an invocation (or, if its id already exists, attach ``sink`` to it).
+
+    ``invoke_at_ms`` > the record's timestamp schedules it (a delayed send) with a timer.
+    """
 
     invocation_id: str
     target: Target
@@ -110,13 +120,29 @@ class Invoke(msgspec.Struct, tag="invoke", frozen=True):
     sink: IngressSink | None = None
     retry_policy: RetryPolicy = RetryPolicy()
     completion_retention_ms: int = 0
+    caller: CallerRef | None = None
+    invoke_at_ms: int = 0
+
+
+class ResolvedTarget(msgspec.Struct, frozen=True):
+    """What the invoker looked up in the registry for a call or send: the state machine has no
+    registry, so the callee's type, kind and policies travel in the record."""
+
+    target: Target
+    retry_policy: RetryPolicy = RetryPolicy()
+    completion_retention_ms: int = 0
 
 
 class JournalAppend(msgspec.Struct, tag="append", frozen=True):
-    """The SDK produced journal entry ``index``."""
+    """The SDK produced journal entry ``index``.
+
+    For calls and sends, ``resolved`` is the callee, or None when no deployment serves it (the
+    call then fails with 404).
+    """
 
     index: int
     command: JournalCommand
+    resolved: ResolvedTarget | None = None
 
 
 class CompleteRun(msgspec.Struct, tag="complete_run", frozen=True):
@@ -138,7 +164,13 @@ class Failed(msgspec.Struct, tag="failed", frozen=True):
     retryable: bool
 
 
-Effect = JournalAppend | CompleteRun | End | Failed
+class Suspended(msgspec.Struct, tag="suspended", frozen=True):
+    """The SDK closed the stream while waiting for the completion of one of ``awaiting``."""
+
+    awaiting: list[int]
+
+
+Effect = JournalAppend | CompleteRun | End | Failed | Suspended
 
 
 class InvokerEffect(msgspec.Struct, tag="invoker_effect", frozen=True):
@@ -161,7 +193,41 @@ class AnnounceLeader(msgspec.Struct, tag="announce_leader", frozen=True):
     node: str
 
 
-Command = Invoke | InvokerEffect | TimerFired | AnnounceLeader
+class InvocationResponse(msgspec.Struct, tag="invocation_response", frozen=True):
+    """A callee's result, for the ``Call`` entry ``index`` of ``invocation_id``."""
+
+    invocation_id: str
+    index: int
+    result: Result
+
+
+class NotifySignal(msgspec.Struct, tag="notify_signal", frozen=True):
+    """Complete the awakeable at entry ``index`` of ``invocation_id``.
+
+    ``sink`` (ingress) gets Success when it was completed, else Failure 404 / 409.
+    """
+
+    invocation_id: str
+    index: int
+    result: Result
+    sink: IngressSink | None = None
+
+
+class TruncateOutbox(msgspec.Struct, tag="truncate_outbox", frozen=True):
+    """Outbox messages up to ``upto_seq`` were shipped; drop them."""
+
+    upto_seq: int
+
+
+Command = (
+    Invoke
+    | InvokerEffect
+    | TimerFired
+    | AnnounceLeader
+    | InvocationResponse
+    | NotifySignal
+    | TruncateOutbox
+)
 
 
 class Envelope(msgspec.Struct, frozen=True):

@@ -6,6 +6,7 @@ An invocation id carries its partition key, so any node can route it without a l
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 PARTITION_KEY_BITS = 64
@@ -68,3 +69,64 @@ def parse_partition_key(invocation_id: str) -> int:
 def random_seed_of(invocation_id: str) -> int:
     """The seed the SDK uses for ``ctx.random()`` / ``ctx.uuid()``: fixed per invocation."""
     return stable_hash64("seed", invocation_id)
+
+
+def invocation_id_for(
+    service: str,
+    handler: str,
+    key: str | None,
+    idempotency_key: str | None,
+    *,
+    entropy: bytes,
+) -> str:
+    """The id of a new invocation of ``service/handler``.
+
+    Objects and workflows live on their key's partition. With an idempotency key the id is a
+    function of target and key only, so every retry of the request names the same invocation.
+    Otherwise ``entropy`` (16 bytes) decides it: random at the ingress, derived from the caller's
+    id and journal index for calls made by handlers (so a replayed call gets the same id).
+    """
+    if len(entropy) != 16:
+        raise ValueError("entropy must be 16 bytes")
+    described = f"{service}/{key}/{handler}" if key is not None else f"{service}/{handler}"
+    if key is not None:
+        partition_key = object_partition_key(service, key)
+    elif idempotency_key is not None:
+        partition_key = stable_hash64("idempotency", described, idempotency_key)
+    else:
+        partition_key = int.from_bytes(entropy[:8], "big")
+    if idempotency_key is not None:
+        return make_invocation_id(partition_key, stable_uuid128(described, idempotency_key))
+    return make_invocation_id(partition_key, entropy)
+
+
+def call_entropy(caller_id: str, index: int) -> bytes:
+    """Entropy for the invocation a handler starts at journal entry ``index``."""
+    return stable_uuid128("call", caller_id, str(index))
+
+
+_AWAKEABLE_PREFIX = "sign_1"
+
+
+class InvalidAwakeableId(ValueError):
+    """The string is not an awakeable id."""
+
+
+def awakeable_id(invocation_id: str, index: int) -> str:
+    """``sign_1`` + url-safe base64 of (invocation id, u32 entry index): routes to the owner."""
+    raw = invocation_id.encode() + index.to_bytes(4, "big")
+    return _AWAKEABLE_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def parse_awakeable_id(value: str) -> tuple[str, int]:
+    """(owner invocation id, entry index) of an awakeable id."""
+    if not value.startswith(_AWAKEABLE_PREFIX):
+        raise InvalidAwakeableId(f"not an awakeable id: {value!r}")
+    encoded = value[len(_AWAKEABLE_PREFIX) :]
+    try:
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        invocation_id = raw[:-4].decode()
+        parse_partition_key(invocation_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidAwakeableId(f"not an awakeable id: {value!r}") from exc
+    return invocation_id, int.from_bytes(raw[-4:], "big")

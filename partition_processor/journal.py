@@ -76,16 +76,85 @@ class Run(msgspec.Struct, tag="run", frozen=True):
     name: str
 
 
+class CallTarget(msgspec.Struct, frozen=True):
+    """A handler as the SDK names it; the runtime resolves its type and kind."""
+
+    service: str
+    handler: str
+    key: str | None = None
+
+
+class Call(msgspec.Struct, tag="call", frozen=True):
+    """A request-response call; completed with the callee's result.
+
+    ``invocation_id`` is empty when proposed and filled in by the state machine.
+    """
+
+    target: CallTarget
+    argument: bytes
+    headers: list[tuple[str, str]] = []
+    idempotency_key: str | None = None
+    invocation_id: str = ""
+
+
+class OneWayCall(msgspec.Struct, tag="one_way_call", frozen=True):
+    """A send: the callee starts at ``invoke_at_ms`` (0 = now); nothing comes back."""
+
+    target: CallTarget
+    argument: bytes
+    headers: list[tuple[str, str]] = []
+    idempotency_key: str | None = None
+    invoke_at_ms: int = 0
+    invocation_id: str = ""
+
+
+class Sleep(msgspec.Struct, tag="sleep", frozen=True):
+    """A durable timer; completed with ``Void`` at ``wake_up_ms``."""
+
+    wake_up_ms: int
+    name: str = ""
+
+
+class Awakeable(msgspec.Struct, tag="awakeable", frozen=True):
+    """Completed from outside the invocation, through its awakeable id."""
+
+    name: str = ""
+
+
+class CompleteAwakeable(msgspec.Struct, tag="complete_awakeable", frozen=True):
+    """Resolve or reject another invocation's awakeable."""
+
+    awakeable_id: str
+    result: Result
+
+
 JournalCommand = (
-    Input | Output | GetState | SetState | ClearState | ClearAllState | GetStateKeys | Run
+    Input
+    | Output
+    | GetState
+    | SetState
+    | ClearState
+    | ClearAllState
+    | GetStateKeys
+    | Run
+    | Call
+    | OneWayCall
+    | Sleep
+    | Awakeable
+    | CompleteAwakeable
 )
 
 
 class JournalEntry(msgspec.Struct, frozen=True):
-    """One journal entry: the command and, once known, its completion."""
+    """One journal entry: the command and, once known, its completion.
+
+    ``completion_seq`` numbers completions in the order they were applied (1, 2, ...), so that a
+    replayed ``select`` picks the same winner as the original execution did.
+    """
 
     command: JournalCommand
     completion: Completion | None = None
+    completion_seq: int = 0
 
 
 def command_name(command: JournalCommand) -> str:
@@ -95,5 +164,8 @@ def command_name(command: JournalCommand) -> str:
             return f"run({name!r})"
         case GetState(key=key) | SetState(key=key) | ClearState(key=key):
             return f"{command.__struct_config__.tag}({key!r})"
+        case Call(target=target) | OneWayCall(target=target):
+            where = f"{target.service}/{target.key}" if target.key else target.service
+            return f"{command.__struct_config__.tag}({where}/{target.handler})"
         case _:
             return str(command.__struct_config__.tag)

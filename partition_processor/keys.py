@@ -84,3 +84,16 @@ def parse_timer_key(key: bytes) -> tuple[int, str]:
     (wake_ms,) = struct.unpack_from(">Q", key, 4)
     (length,) = struct.unpack_from(">H", key, 12)
     return wake_ms, key[14 : 14 + length].decode()
+
+
+def outbox_key(partition: int, seq: int) -> bytes:
+    return partition_prefix(Kind.OUTBOX, partition) + struct.pack(">Q", seq)
+
+
+def outbox_seq_of(key: bytes) -> int:
+    (seq,) = struct.unpack_from(">Q", key, 4)
+    return int(seq)
+
+
+def dedup_key(partition: int, producer_id: str) -> bytes:
+    return partition_prefix(Kind.DEDUP, partition) + _text(producer_id)

@@ -14,7 +14,7 @@ import msgspec
 
 from partition_processor import keys
 from partition_processor.journal import JournalEntry
-from partition_processor.values import FsmState, InvocationStatus, TimerValue
+from partition_processor.values import FsmState, InvocationStatus, OutboxMessage, TimerValue
 
 
 class KeyValueReader(Protocol):
@@ -38,6 +38,17 @@ _status_decoder = msgspec.msgpack.Decoder(InvocationStatus)
 _entry_decoder = msgspec.msgpack.Decoder(JournalEntry)
 _fsm_decoder = msgspec.msgpack.Decoder(FsmState)
 _timer_decoder = msgspec.msgpack.Decoder(TimerValue)
+_outbox_decoder = msgspec.msgpack.Decoder(OutboxMessage)
+
+
+def decode_outbox(raw: bytes) -> OutboxMessage:
+    return _outbox_decoder.decode(raw)
+
+
+def read_outbox(reader: KeyValueReader, partition: int) -> list[tuple[int, OutboxMessage]]:
+    """Every undelivered outbox message, in sequence order."""
+    prefix = keys.partition_prefix(keys.Kind.OUTBOX, partition)
+    return [(keys.outbox_seq_of(k), decode_outbox(v)) for k, v in reader.scan(prefix)]
 
 
 def decode_status(raw: bytes) -> InvocationStatus:
@@ -169,3 +180,22 @@ class Transaction:
 
     def delete_timer(self, wake_ms: int, timer_id: str) -> None:
         self.delete(keys.timer_key(self.partition, wake_ms, timer_id))
+
+    def add_outbox(self, message: OutboxMessage) -> int:
+        seq = self.fsm.outbox_seq + 1
+        self.fsm = msgspec.structs.replace(self.fsm, outbox_seq=seq)
+        self.put(keys.outbox_key(self.partition, seq), _encoder.encode(message))
+        return seq
+
+    def truncate_outbox(self, upto_seq: int) -> None:
+        for key, _ in self.scan(keys.partition_prefix(keys.Kind.OUTBOX, self.partition)):
+            if keys.outbox_seq_of(key) > upto_seq:
+                break
+            self.delete(key)
+
+    def producer_seq(self, producer_id: str) -> int:
+        raw = self.get(keys.dedup_key(self.partition, producer_id))
+        return -1 if raw is None else int.from_bytes(raw, "big")
+
+    def set_producer_seq(self, producer_id: str, seq: int) -> None:
+        self.put(keys.dedup_key(self.partition, producer_id), seq.to_bytes(8, "big"))

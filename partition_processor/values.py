@@ -6,10 +6,18 @@ from typing import Literal
 
 import msgspec
 
-from partition_processor.commands import IngressSink, RetryPolicy, Target
+from partition_processor.commands import (
+    CallerRef,
+    IngressSink,
+    InvocationResponse,
+    Invoke,
+    NotifySignal,
+    RetryPolicy,
+    Target,
+)
 from partition_processor.journal import Failure, Result
 
-Phase = Literal["inboxed", "invoked", "backing_off", "completed"]
+Phase = Literal["scheduled", "inboxed", "invoked", "suspended", "backing_off", "completed"]
 
 
 class AttemptFailure(msgspec.Struct, frozen=True):
@@ -36,6 +44,10 @@ class InvocationStatus(msgspec.Struct, frozen=True):
     completion_retention_ms: int = 0
     result: Result | None = None
     last_failure: AttemptFailure | None = None
+    retry_count: int = 0
+    callers: list[CallerRef] = []  # calling invocations waiting for the result
+    awaiting: list[int] = []  # entries a suspended invocation waits for
+    completions: int = 0  # completion_seq of the latest completed entry
 
 
 class FsmState(msgspec.Struct, frozen=True):
@@ -45,6 +57,7 @@ class FsmState(msgspec.Struct, frozen=True):
     leader_epoch: int = 0
     leader_node: str = ""
     inbox_seq: int = 0
+    outbox_seq: int = 0
 
 
 class RetryTimer(msgspec.Struct, tag="retry", frozen=True):
@@ -60,10 +73,39 @@ class PurgeTimer(msgspec.Struct, tag="purge", frozen=True):
     invocation_id: str
 
 
-TimerValue = RetryTimer | PurgeTimer
+class SleepTimer(msgspec.Struct, tag="sleep", frozen=True):
+    """Complete the ``Sleep`` entry ``index`` of an invocation."""
+
+    invocation_id: str
+    index: int
+
+
+class DelayedInvokeTimer(msgspec.Struct, tag="delayed_invoke", frozen=True):
+    """Admit a scheduled invocation (a delayed send) now."""
+
+    invocation_id: str
+
+
+TimerValue = RetryTimer | PurgeTimer | SleepTimer | DelayedInvokeTimer
+
+OutboxCommand = Invoke | InvocationResponse | NotifySignal
+
+
+class OutboxMessage(msgspec.Struct, frozen=True):
+    """A record for another partition (or this one), shipped by the leader's outbox shipper.
+
+    ``route`` is the invocation id whose partition key picks the target partition.
+    """
+
+    route: str
+    command: OutboxCommand
+
 
 __all__ = [
     "AttemptFailure",
+    "DelayedInvokeTimer",
+    "OutboxMessage",
+    "SleepTimer",
     "Failure",
     "FsmState",
     "InvocationStatus",

@@ -167,8 +167,72 @@ class RunCommand(_message.Message):
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
+class CallTarget(_message.Message):
+    __slots__ = ("service", "handler", "key")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    handler: str
+    key: str
+    def __init__(self, service: _Optional[str] = ..., handler: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class CallCommand(_message.Message):
+    __slots__ = ("target", "argument", "headers", "idempotency_key", "invocation_id")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENT_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    target: CallTarget
+    argument: bytes
+    headers: _containers.RepeatedCompositeFieldContainer[Header]
+    idempotency_key: str
+    invocation_id: str
+    def __init__(self, target: _Optional[_Union[CallTarget, _Mapping]] = ..., argument: _Optional[bytes] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., idempotency_key: _Optional[str] = ..., invocation_id: _Optional[str] = ...) -> None: ...
+
+class OneWayCallCommand(_message.Message):
+    __slots__ = ("target", "argument", "headers", "idempotency_key", "invoke_at_ms", "invocation_id")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENT_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    INVOKE_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    target: CallTarget
+    argument: bytes
+    headers: _containers.RepeatedCompositeFieldContainer[Header]
+    idempotency_key: str
+    invoke_at_ms: int
+    invocation_id: str
+    def __init__(self, target: _Optional[_Union[CallTarget, _Mapping]] = ..., argument: _Optional[bytes] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., idempotency_key: _Optional[str] = ..., invoke_at_ms: _Optional[int] = ..., invocation_id: _Optional[str] = ...) -> None: ...
+
+class SleepCommand(_message.Message):
+    __slots__ = ("wake_up_ms", "name")
+    WAKE_UP_MS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    wake_up_ms: int
+    name: str
+    def __init__(self, wake_up_ms: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
+
+class AwakeableCommand(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CompleteAwakeableCommand(_message.Message):
+    __slots__ = ("awakeable_id", "value", "failure")
+    AWAKEABLE_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    awakeable_id: str
+    value: bytes
+    failure: Failure
+    def __init__(self, awakeable_id: _Optional[str] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ...) -> None: ...
+
 class JournalCommand(_message.Message):
-    __slots__ = ("input", "output", "get_state", "set_state", "clear_state", "clear_all_state", "get_state_keys", "run")
+    __slots__ = ("input", "output", "get_state", "set_state", "clear_state", "clear_all_state", "get_state_keys", "run", "call", "one_way_call", "sleep", "awakeable", "complete_awakeable")
     INPUT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     GET_STATE_FIELD_NUMBER: _ClassVar[int]
@@ -177,6 +241,11 @@ class JournalCommand(_message.Message):
     CLEAR_ALL_STATE_FIELD_NUMBER: _ClassVar[int]
     GET_STATE_KEYS_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    ONE_WAY_CALL_FIELD_NUMBER: _ClassVar[int]
+    SLEEP_FIELD_NUMBER: _ClassVar[int]
+    AWAKEABLE_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_AWAKEABLE_FIELD_NUMBER: _ClassVar[int]
     input: InputCommand
     output: OutputCommand
     get_state: GetStateCommand
@@ -185,17 +254,24 @@ class JournalCommand(_message.Message):
     clear_all_state: ClearAllStateCommand
     get_state_keys: GetStateKeysCommand
     run: RunCommand
-    def __init__(self, input: _Optional[_Union[InputCommand, _Mapping]] = ..., output: _Optional[_Union[OutputCommand, _Mapping]] = ..., get_state: _Optional[_Union[GetStateCommand, _Mapping]] = ..., set_state: _Optional[_Union[SetStateCommand, _Mapping]] = ..., clear_state: _Optional[_Union[ClearStateCommand, _Mapping]] = ..., clear_all_state: _Optional[_Union[ClearAllStateCommand, _Mapping]] = ..., get_state_keys: _Optional[_Union[GetStateKeysCommand, _Mapping]] = ..., run: _Optional[_Union[RunCommand, _Mapping]] = ...) -> None: ...
+    call: CallCommand
+    one_way_call: OneWayCallCommand
+    sleep: SleepCommand
+    awakeable: AwakeableCommand
+    complete_awakeable: CompleteAwakeableCommand
+    def __init__(self, input: _Optional[_Union[InputCommand, _Mapping]] = ..., output: _Optional[_Union[OutputCommand, _Mapping]] = ..., get_state: _Optional[_Union[GetStateCommand, _Mapping]] = ..., set_state: _Optional[_Union[SetStateCommand, _Mapping]] = ..., clear_state: _Optional[_Union[ClearStateCommand, _Mapping]] = ..., clear_all_state: _Optional[_Union[ClearAllStateCommand, _Mapping]] = ..., get_state_keys: _Optional[_Union[GetStateKeysCommand, _Mapping]] = ..., run: _Optional[_Union[RunCommand, _Mapping]] = ..., call: _Optional[_Union[CallCommand, _Mapping]] = ..., one_way_call: _Optional[_Union[OneWayCallCommand, _Mapping]] = ..., sleep: _Optional[_Union[SleepCommand, _Mapping]] = ..., awakeable: _Optional[_Union[AwakeableCommand, _Mapping]] = ..., complete_awakeable: _Optional[_Union[CompleteAwakeableCommand, _Mapping]] = ...) -> None: ...
 
 class JournalEntry(_message.Message):
-    __slots__ = ("index", "command", "completion")
+    __slots__ = ("index", "command", "completion", "completion_seq")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_SEQ_FIELD_NUMBER: _ClassVar[int]
     index: int
     command: JournalCommand
     completion: Completion
-    def __init__(self, index: _Optional[int] = ..., command: _Optional[_Union[JournalCommand, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ...) -> None: ...
+    completion_seq: int
+    def __init__(self, index: _Optional[int] = ..., command: _Optional[_Union[JournalCommand, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., completion_seq: _Optional[int] = ...) -> None: ...
 
 class Start(_message.Message):
     __slots__ = ("invocation_id", "service", "handler", "key", "known_entries", "random_seed", "attempt")
@@ -216,12 +292,16 @@ class Start(_message.Message):
     def __init__(self, invocation_id: _Optional[str] = ..., service: _Optional[str] = ..., handler: _Optional[str] = ..., key: _Optional[str] = ..., known_entries: _Optional[int] = ..., random_seed: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class Notification(_message.Message):
-    __slots__ = ("index", "completion")
+    __slots__ = ("index", "completion", "completion_seq", "invocation_id")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_SEQ_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     index: int
     completion: Completion
-    def __init__(self, index: _Optional[int] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ...) -> None: ...
+    completion_seq: int
+    invocation_id: str
+    def __init__(self, index: _Optional[int] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., completion_seq: _Optional[int] = ..., invocation_id: _Optional[str] = ...) -> None: ...
 
 class RuntimeMessage(_message.Message):
     __slots__ = ("start", "replay_entry", "notification")

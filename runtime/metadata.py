@@ -11,7 +11,7 @@ import logging
 
 import msgspec
 
-from partition_processor.commands import HandlerKind, RetryPolicy, ServiceType
+from partition_processor.commands import HandlerKind, RetryPolicy, ServiceType, Target
 from partition_processor.ids import stable_hash64
 from runtime.clock import now_ms
 from runtime.log import Log
@@ -28,11 +28,32 @@ class HandlerInfo(msgspec.Struct, frozen=True):
     inactivity_timeout_ms: int | None = None
 
 
+DAY_MS = 24 * 3600 * 1000
+# Completed invocations without an idempotency key are still kept this long, so that a record the
+# log delivers twice (Kafka producer retries) finds its status and is not executed again.
+DEDUP_RETENTION_MS = 10 * 60 * 1000
+
+
+def completion_retention_ms(handler: HandlerInfo, idempotent: bool) -> int:
+    """How long a completed invocation of ``handler`` keeps its result."""
+    if idempotent:
+        return handler.idempotency_retention_ms or DAY_MS
+    return DEDUP_RETENTION_MS
+
+
 class ServiceInfo(msgspec.Struct, frozen=True):
     name: str
     service_type: ServiceType
     handlers: dict[str, HandlerInfo]
     deployment_id: str = ""
+
+    def resolve(self, handler: str, key: str | None) -> tuple[Target, HandlerInfo] | None:
+        """The full target of ``handler`` (None if unknown or the key does not fit the type)."""
+        info = self.handlers.get(handler)
+        if info is None or (key is None) != (self.service_type == "service"):
+            return None
+        target = Target(self.name, handler, self.service_type, info.kind, key)
+        return target, info
 
 
 class Deployment(msgspec.Struct, frozen=True):

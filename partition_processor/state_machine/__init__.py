@@ -13,14 +13,20 @@ from partition_processor.actions import Action
 from partition_processor.commands import (
     AnnounceLeader,
     Envelope,
+    InvocationResponse,
     Invoke,
     InvokerEffect,
     LeaderDedup,
+    NotifySignal,
+    ProducerDedup,
     TimerFired,
+    TruncateOutbox,
 )
 from partition_processor.state_machine.on_announce_leader import on_announce_leader
+from partition_processor.state_machine.on_invocation_response import on_invocation_response
 from partition_processor.state_machine.on_invoke import on_invoke
 from partition_processor.state_machine.on_invoker_effect import on_invoker_effect
+from partition_processor.state_machine.on_notify_signal import on_notify_signal
 from partition_processor.state_machine.on_timer_fired import on_timer_fired
 from partition_processor.tables import Transaction
 
@@ -28,17 +34,30 @@ from partition_processor.tables import Transaction
 def apply(tx: Transaction, envelope: Envelope, actions: list[Action]) -> bool:
     """Apply one record. Returns False when the record was dropped (fenced or duplicate)."""
     dedup = envelope.dedup
-    if isinstance(dedup, LeaderDedup) and dedup.epoch != tx.fsm.leader_epoch:
-        return False  # a deposed leader's late proposal (DESIGN §5, fencing)
+    match dedup:
+        case LeaderDedup(epoch=epoch) if epoch != tx.fsm.leader_epoch:
+            return False  # a deposed leader's late proposal (DESIGN §5, fencing)
+        case ProducerDedup(producer_id=producer, seq=seq):
+            if seq <= tx.producer_seq(producer):
+                return False  # shipped again by an outbox after a retry or a leader change
+            tx.set_producer_seq(producer, seq)
     command = envelope.command
+    now_ms = envelope.timestamp_ms
     match command:
         case Invoke():
-            return on_invoke(tx, envelope.timestamp_ms, command, actions)
+            return on_invoke(tx, now_ms, command, actions)
         case InvokerEffect():
-            return on_invoker_effect(tx, envelope.timestamp_ms, command, actions)
+            return on_invoker_effect(tx, now_ms, command, actions)
         case TimerFired():
-            return on_timer_fired(tx, envelope.timestamp_ms, command, actions)
+            return on_timer_fired(tx, now_ms, command, actions)
         case AnnounceLeader():
             return on_announce_leader(tx, command)
+        case InvocationResponse():
+            return on_invocation_response(tx, now_ms, command, actions)
+        case NotifySignal():
+            return on_notify_signal(tx, now_ms, command, actions)
+        case TruncateOutbox(upto_seq=upto_seq):
+            tx.truncate_outbox(upto_seq)
+            return True
         case _:
             assert_never(command)

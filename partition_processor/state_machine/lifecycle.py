@@ -1,13 +1,27 @@
-"""Starting and finishing invocations: locks, inboxes, responses, retention."""
+"""Starting, suspending, resuming and finishing invocations; completing journal entries."""
 
 from __future__ import annotations
 
 import msgspec
 
-from partition_processor.actions import Action, RegisterTimer, RespondToIngress, StartInvocation
-from partition_processor.journal import Result
+from partition_processor.actions import (
+    Action,
+    NotifyInvoker,
+    RegisterTimer,
+    RespondToIngress,
+    ShipOutbox,
+    StartInvocation,
+)
+from partition_processor.commands import InvocationResponse
+from partition_processor.journal import Completion, JournalEntry, Result
 from partition_processor.tables import Transaction
-from partition_processor.values import InvocationStatus, PurgeTimer, RetryTimer
+from partition_processor.values import (
+    InvocationStatus,
+    OutboxCommand,
+    OutboxMessage,
+    PurgeTimer,
+    RetryTimer,
+)
 
 
 def purge_timer_id(invocation_id: str) -> str:
@@ -18,6 +32,24 @@ def retry_timer_id(invocation_id: str, attempt: int) -> str:
     return f"retry:{invocation_id}:{attempt}"
 
 
+def send(tx: Transaction, route: str, command: OutboxCommand, actions: list[Action]) -> None:
+    """Queue a record for the partition owning ``route`` (shipped after commit, DESIGN §5)."""
+    seq = tx.add_outbox(OutboxMessage(route, command))
+    actions.append(ShipOutbox(seq))
+
+
+def admit(tx: Transaction, status: InvocationStatus, now_ms: int, actions: list[Action]) -> None:
+    """Start an invocation, or queue it behind the holder of its object's lock."""
+    target = status.target
+    if target.handler_kind == "exclusive" and target.key is not None:
+        if tx.lock_holder(target.service, target.key) is not None:
+            tx.put_status(msgspec.structs.replace(status, phase="inboxed", modified_ms=now_ms))
+            tx.enqueue_inbox(target.service, target.key, status.invocation_id)
+            return
+        tx.set_lock(target.service, target.key, status.invocation_id)
+    start(tx, status, now_ms, actions)
+
+
 def start(tx: Transaction, status: InvocationStatus, now_ms: int, actions: list[Action]) -> None:
     """Move an invocation to its first attempt and ask the leader to run it."""
     started = msgspec.structs.replace(status, phase="invoked", attempt=1, modified_ms=now_ms)
@@ -25,11 +57,49 @@ def start(tx: Transaction, status: InvocationStatus, now_ms: int, actions: list[
     actions.append(StartInvocation(status.invocation_id, 1))
 
 
+def resume(
+    tx: Transaction, status: InvocationStatus, now_ms: int, actions: list[Action]
+) -> InvocationStatus:
+    """A new attempt that replays the journal (after a suspension or a backoff)."""
+    attempt = status.attempt + 1
+    resumed = msgspec.structs.replace(
+        status, phase="invoked", attempt=attempt, awaiting=[], modified_ms=now_ms
+    )
+    tx.put_status(resumed)
+    actions.append(StartInvocation(status.invocation_id, attempt))
+    return resumed
+
+
+def complete_entry(
+    tx: Transaction,
+    status: InvocationStatus,
+    index: int,
+    entry: JournalEntry,
+    completion: Completion,
+    now_ms: int,
+    actions: list[Action],
+) -> InvocationStatus:
+    """Record the completion of entry ``index`` and deliver it to whoever waits for it."""
+    seq = status.completions + 1
+    tx.put_entry(
+        status.invocation_id,
+        index,
+        JournalEntry(entry.command, completion, completion_seq=seq),
+    )
+    status = msgspec.structs.replace(status, completions=seq, modified_ms=now_ms)
+    if status.phase == "suspended" and index in status.awaiting:
+        return resume(tx, status, now_ms, actions)
+    tx.put_status(status)
+    if status.phase == "invoked":
+        actions.append(NotifyInvoker(status.invocation_id, status.attempt, index, completion, seq))
+    return status
+
+
 def schedule_retry(
     tx: Transaction, status: InvocationStatus, now_ms: int, actions: list[Action]
 ) -> None:
     """Back off after a failed attempt; the retry timer starts the next attempt."""
-    wake_ms = now_ms + status.retry_policy.delay_ms(status.attempt)
+    wake_ms = now_ms + status.retry_policy.delay_ms(status.retry_count)
     timer_id = retry_timer_id(status.invocation_id, status.attempt)
     tx.put_timer(wake_ms, timer_id, RetryTimer(status.invocation_id, status.attempt))
     tx.put_status(msgspec.structs.replace(status, phase="backing_off", modified_ms=now_ms))
@@ -47,6 +117,9 @@ def complete(
     invocation_id = status.invocation_id
     for sink in status.sinks:
         actions.append(RespondToIngress(sink, invocation_id, result))
+    for caller in status.callers:
+        response = InvocationResponse(caller.invocation_id, caller.index, result)
+        send(tx, caller.invocation_id, response, actions)
     tx.delete_journal(invocation_id, status.journal_length)
     if status.completion_retention_ms > 0:
         wake_ms = now_ms + status.completion_retention_ms
@@ -58,6 +131,8 @@ def complete(
                 phase="completed",
                 result=result,
                 sinks=[],
+                callers=[],
+                awaiting=[],
                 journal_length=0,
                 modified_ms=now_ms,
             )

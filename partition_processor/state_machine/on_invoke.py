@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import msgspec
 
-from partition_processor.actions import Action, RespondToIngress
-from partition_processor.commands import Invoke
+from partition_processor.actions import Action, RegisterTimer, RespondToIngress
+from partition_processor.commands import InvocationResponse, Invoke
 from partition_processor.journal import Input, JournalEntry
 from partition_processor.state_machine import lifecycle
 from partition_processor.tables import Transaction
-from partition_processor.values import InvocationStatus
+from partition_processor.values import DelayedInvokeTimer, InvocationStatus
+
+
+def delayed_invoke_timer_id(invocation_id: str) -> str:
+    return f"invoke:{invocation_id}"
 
 
 def on_invoke(tx: Transaction, now_ms: int, command: Invoke, actions: list[Action]) -> bool:
@@ -20,7 +24,7 @@ def on_invoke(tx: Transaction, now_ms: int, command: Invoke, actions: list[Actio
     status = InvocationStatus(
         invocation_id=command.invocation_id,
         target=command.target,
-        phase="inboxed",
+        phase="scheduled",
         created_ms=now_ms,
         modified_ms=now_ms,
         journal_length=1,
@@ -28,16 +32,16 @@ def on_invoke(tx: Transaction, now_ms: int, command: Invoke, actions: list[Actio
         sinks=[command.sink] if command.sink is not None else [],
         idempotency_key=command.idempotency_key,
         completion_retention_ms=command.completion_retention_ms,
+        callers=[command.caller] if command.caller is not None else [],
     )
     tx.put_entry(command.invocation_id, 0, JournalEntry(Input(command.argument, command.headers)))
-    target = command.target
-    if target.handler_kind == "exclusive" and target.key is not None:
-        if tx.lock_holder(target.service, target.key) is not None:
-            tx.put_status(status)
-            tx.enqueue_inbox(target.service, target.key, command.invocation_id)
-            return True
-        tx.set_lock(target.service, target.key, command.invocation_id)
-    lifecycle.start(tx, status, now_ms, actions)
+    if command.invoke_at_ms > now_ms:
+        timer_id = delayed_invoke_timer_id(command.invocation_id)
+        tx.put_timer(command.invoke_at_ms, timer_id, DelayedInvokeTimer(command.invocation_id))
+        tx.put_status(status)
+        actions.append(RegisterTimer(command.invoke_at_ms, timer_id))
+    else:
+        lifecycle.admit(tx, status, now_ms, actions)
     return True
 
 
@@ -45,11 +49,18 @@ def _attach(
     tx: Transaction, status: InvocationStatus, command: Invoke, actions: list[Action]
 ) -> None:
     """The same invocation id again: a retried idempotent request or a duplicated record."""
-    sink = command.sink
-    if sink is None:
-        return
+    sink, caller = command.sink, command.caller
     if status.phase == "completed":
         assert status.result is not None
-        actions.append(RespondToIngress(sink, status.invocation_id, status.result))
-    elif sink not in status.sinks:
-        tx.put_status(msgspec.structs.replace(status, sinks=[*status.sinks, sink]))
+        if sink is not None:
+            actions.append(RespondToIngress(sink, status.invocation_id, status.result))
+        if caller is not None:
+            response = InvocationResponse(caller.invocation_id, caller.index, status.result)
+            lifecycle.send(tx, caller.invocation_id, response, actions)
+        return
+    sinks = status.sinks if sink is None or sink in status.sinks else [*status.sinks, sink]
+    callers = (
+        status.callers if caller is None or caller in status.callers else [*status.callers, caller]
+    )
+    if sinks is not status.sinks or callers is not status.callers:
+        tx.put_status(msgspec.structs.replace(status, sinks=sinks, callers=callers))

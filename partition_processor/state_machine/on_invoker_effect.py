@@ -1,4 +1,4 @@
-"""``InvokerEffect``: journal entries, run results, the end or failure of an attempt.
+"""``InvokerEffect``: journal entries, run results, the end, failure or suspension of an attempt.
 
 Every effect names its attempt; effects of any attempt but the current one are dropped, and an
 entry is appended only at the journal's current length, so a duplicated or late record never
@@ -11,11 +11,30 @@ from typing import assert_never
 
 import msgspec
 
-from partition_processor.actions import Action, NotifyInvoker
-from partition_processor.commands import CompleteRun, End, Failed, InvokerEffect, JournalAppend
+from partition_processor.actions import Action, NotifyInvocationId, RegisterTimer
+from partition_processor.commands import (
+    CallerRef,
+    CompleteRun,
+    End,
+    Failed,
+    Invoke,
+    InvokerEffect,
+    JournalAppend,
+    NotifySignal,
+    Suspended,
+)
+from partition_processor.ids import (
+    InvalidAwakeableId,
+    call_entropy,
+    invocation_id_for,
+    parse_awakeable_id,
+)
 from partition_processor.journal import (
+    Awakeable,
+    Call,
     ClearAllState,
     ClearState,
+    CompleteAwakeable,
     Completion,
     Failure,
     GetState,
@@ -23,18 +42,24 @@ from partition_processor.journal import (
     Input,
     JournalCommand,
     JournalEntry,
+    OneWayCall,
     Output,
     Run,
     SetState,
+    Sleep,
     StateKeys,
     Success,
     Void,
 )
 from partition_processor.state_machine import lifecycle
 from partition_processor.tables import Transaction
-from partition_processor.values import AttemptFailure, InvocationStatus
+from partition_processor.values import AttemptFailure, InvocationStatus, SleepTimer
 
 JOURNAL_MISMATCH_CODE = 570
+
+
+def sleep_timer_id(invocation_id: str, index: int) -> str:
+    return f"sleep:{invocation_id}:{index}"
 
 
 def on_invoker_effect(
@@ -48,12 +73,15 @@ def on_invoker_effect(
         case JournalAppend():
             return _append(tx, status, effect, now_ms, actions)
         case CompleteRun():
-            return _complete_run(tx, status, effect, actions)
+            return _complete_run(tx, status, effect, now_ms, actions)
         case End():
             _end(tx, status, now_ms, actions)
             return True
         case Failed():
             _fail(tx, status, effect, now_ms, actions)
+            return True
+        case Suspended():
+            _suspend(tx, status, effect, now_ms, actions)
             return True
         case _:
             assert_never(effect)
@@ -68,31 +96,34 @@ def _append(
 ) -> bool:
     if effect.index != status.journal_length:
         return False  # a duplicate (index below) or a gap that cannot be applied
-    completion = _execute(tx, status, effect.command)
-    tx.put_entry(status.invocation_id, effect.index, JournalEntry(effect.command, completion))
-    tx.put_status(
-        msgspec.structs.replace(status, journal_length=effect.index + 1, modified_ms=now_ms)
-    )
+    index = effect.index
+    command, completion = _execute(tx, status, effect, actions)
+    entry = JournalEntry(command)
+    tx.put_entry(status.invocation_id, index, entry)
+    status = msgspec.structs.replace(status, journal_length=index + 1, modified_ms=now_ms)
+    tx.put_status(status)
     if completion is not None:
-        actions.append(
-            NotifyInvoker(status.invocation_id, status.attempt, effect.index, completion)
-        )
+        lifecycle.complete_entry(tx, status, index, entry, completion, now_ms, actions)
     return True
 
 
 def _execute(
-    tx: Transaction, status: InvocationStatus, command: JournalCommand
-) -> Completion | None:
-    """Apply a command's effect on state and return its immediate completion, if it has one."""
+    tx: Transaction,
+    status: InvocationStatus,
+    effect: JournalAppend,
+    actions: list[Action],
+) -> tuple[JournalCommand, Completion | None]:
+    """Apply a command's effect; returns the command as stored and its immediate completion."""
     target = status.target
     service, key = target.service, target.key or ""
     writable = target.key is not None and target.handler_kind != "shared"
+    command = effect.command
     match command:
         case GetState(key=name):
             value = tx.state_value(service, key, name)
-            return Void() if value is None else Success(value)
+            return command, Void() if value is None else Success(value)
         case GetStateKeys():
-            return StateKeys(tx.state_names(service, key))
+            return command, StateKeys(tx.state_names(service, key))
         case SetState(key=name, value=value):
             if writable:
                 tx.put_state_value(service, key, name, value)
@@ -103,21 +134,77 @@ def _execute(
             if writable:
                 for name in tx.state_names(service, key):
                     tx.delete_state_value(service, key, name)
-        case Run() | Output() | Input():
+        case Call() | OneWayCall():
+            return _call(tx, status, effect, command, actions)
+        case Sleep(wake_up_ms=wake_up_ms):
+            timer_id = sleep_timer_id(status.invocation_id, effect.index)
+            tx.put_timer(wake_up_ms, timer_id, SleepTimer(status.invocation_id, effect.index))
+            actions.append(RegisterTimer(wake_up_ms, timer_id))
+        case CompleteAwakeable(awakeable_id=awakeable_id, result=result):
+            try:
+                owner, owner_index = parse_awakeable_id(awakeable_id)
+            except InvalidAwakeableId:
+                return command, None  # the SDK validates ids; nothing to deliver
+            signal = NotifySignal(owner, owner_index, result)
+            lifecycle.send(tx, owner, signal, actions)
+        case Run() | Output() | Input() | Awakeable():
             pass
         case _:
             assert_never(command)
-    return None
+    return command, None
+
+
+def _call(
+    tx: Transaction,
+    status: InvocationStatus,
+    effect: JournalAppend,
+    command: Call | OneWayCall,
+    actions: list[Action],
+) -> tuple[JournalCommand, Completion | None]:
+    """Start the callee through the outbox; a call's result comes back as a response."""
+    target = command.target
+    callee_id = invocation_id_for(
+        target.service,
+        target.handler,
+        target.key,
+        command.idempotency_key,
+        entropy=call_entropy(status.invocation_id, effect.index),
+    )
+    stored = msgspec.structs.replace(command, invocation_id=callee_id)
+    resolved = effect.resolved
+    if resolved is None:
+        failure = Failure(404, f"{target.service}/{target.handler} not found")
+        return stored, failure if isinstance(command, Call) else None
+    is_call = isinstance(command, Call)
+    invoke = Invoke(
+        invocation_id=callee_id,
+        target=resolved.target,
+        argument=command.argument,
+        headers=command.headers,
+        idempotency_key=command.idempotency_key,
+        retry_policy=resolved.retry_policy,
+        completion_retention_ms=resolved.completion_retention_ms,
+        caller=CallerRef(status.invocation_id, effect.index) if is_call else None,
+        invoke_at_ms=0 if isinstance(command, Call) else command.invoke_at_ms,
+    )
+    lifecycle.send(tx, callee_id, invoke, actions)
+    actions.append(
+        NotifyInvocationId(status.invocation_id, status.attempt, effect.index, callee_id)
+    )
+    return stored, None
 
 
 def _complete_run(
-    tx: Transaction, status: InvocationStatus, effect: CompleteRun, actions: list[Action]
+    tx: Transaction,
+    status: InvocationStatus,
+    effect: CompleteRun,
+    now_ms: int,
+    actions: list[Action],
 ) -> bool:
     entry = tx.entry(status.invocation_id, effect.index)
     if entry is None or not isinstance(entry.command, Run) or entry.completion is not None:
         return False
-    tx.put_entry(status.invocation_id, effect.index, JournalEntry(entry.command, effect.result))
-    actions.append(NotifyInvoker(status.invocation_id, status.attempt, effect.index, effect.result))
+    lifecycle.complete_entry(tx, status, effect.index, entry, effect.result, now_ms, actions)
     return True
 
 
@@ -138,9 +225,33 @@ def _fail(
     actions: list[Action],
 ) -> None:
     failure = AttemptFailure(status.attempt, effect.code, effect.message)
-    status = msgspec.structs.replace(status, last_failure=failure)
+    retries = status.retry_count + 1
+    status = msgspec.structs.replace(status, last_failure=failure, retry_count=retries)
     max_attempts = status.retry_policy.max_attempts
-    if not effect.retryable or (max_attempts and status.attempt >= max_attempts):
+    if not effect.retryable or (max_attempts and retries >= max_attempts):
         lifecycle.complete(tx, status, Failure(effect.code, effect.message), now_ms, actions)
     else:
         lifecycle.schedule_retry(tx, status, now_ms, actions)
+
+
+def _suspend(
+    tx: Transaction,
+    status: InvocationStatus,
+    effect: Suspended,
+    now_ms: int,
+    actions: list[Action],
+) -> None:
+    """Park the invocation until one awaited entry completes (maybe already did)."""
+    if not effect.awaiting:
+        lifecycle.resume(tx, status, now_ms, actions)  # nothing to wait for: carry on
+        return
+    for index in effect.awaiting:
+        entry = tx.entry(status.invocation_id, index)
+        if entry is not None and entry.completion is not None:
+            lifecycle.resume(tx, status, now_ms, actions)
+            return
+    tx.put_status(
+        msgspec.structs.replace(
+            status, phase="suspended", awaiting=list(effect.awaiting), modified_ms=now_ms
+        )
+    )

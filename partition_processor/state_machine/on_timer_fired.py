@@ -1,13 +1,18 @@
-"""``TimerFired``: retries and retention purges. Firing twice is harmless: the row is gone."""
+"""``TimerFired``: retries, sleeps, delayed invocations, retention purges.
+
+Firing twice is harmless: applying the first firing deletes the row, the second finds nothing.
+"""
 
 from __future__ import annotations
 
-import msgspec
+from typing import assert_never
 
-from partition_processor.actions import Action, StartInvocation
+from partition_processor.actions import Action
 from partition_processor.commands import TimerFired
+from partition_processor.journal import Sleep, Void
+from partition_processor.state_machine import lifecycle
 from partition_processor.tables import Transaction
-from partition_processor.values import PurgeTimer, RetryTimer
+from partition_processor.values import DelayedInvokeTimer, PurgeTimer, RetryTimer, SleepTimer
 
 
 def on_timer_fired(
@@ -20,17 +25,26 @@ def on_timer_fired(
     match timer:
         case RetryTimer(invocation_id=invocation_id, attempt=attempt):
             status = tx.status(invocation_id)
-            if status is None or status.phase != "backing_off" or status.attempt != attempt:
-                return True
-            next_attempt = attempt + 1
-            tx.put_status(
-                msgspec.structs.replace(
-                    status, phase="invoked", attempt=next_attempt, modified_ms=now_ms
-                )
-            )
-            actions.append(StartInvocation(invocation_id, next_attempt))
+            if status is not None and status.phase == "backing_off" and status.attempt == attempt:
+                lifecycle.resume(tx, status, now_ms, actions)
+        case SleepTimer(invocation_id=invocation_id, index=index):
+            status = tx.status(invocation_id)
+            entry = tx.entry(invocation_id, index)
+            if (
+                status is not None
+                and entry is not None
+                and isinstance(entry.command, Sleep)
+                and entry.completion is None
+            ):
+                lifecycle.complete_entry(tx, status, index, entry, Void(), now_ms, actions)
+        case DelayedInvokeTimer(invocation_id=invocation_id):
+            status = tx.status(invocation_id)
+            if status is not None and status.phase == "scheduled":
+                lifecycle.admit(tx, status, now_ms, actions)
         case PurgeTimer(invocation_id=invocation_id):
             status = tx.status(invocation_id)
             if status is not None and status.phase == "completed":
                 tx.delete_status(invocation_id)
+        case _:
+            assert_never(timer)
     return True

@@ -15,23 +15,11 @@ from partition_processor.commands import (
     Target,
     encode_envelope,
 )
-from partition_processor.ids import (
-    make_invocation_id,
-    object_partition_key,
-    parse_partition_key,
-    partition_of,
-    stable_hash64,
-    stable_uuid128,
-)
+from partition_processor.ids import invocation_id_for, parse_partition_key, partition_of
 from partition_processor.journal import Result
 from runtime.clock import now_ms
 from runtime.log import Log
-from runtime.metadata import HandlerInfo
-
-DAY_MS = 24 * 3600 * 1000
-# Completed invocations without an idempotency key are still kept this long, so that a record the
-# log delivers twice (Kafka producer retries) finds its status and is not executed again.
-DEFAULT_DEDUP_RETENTION_MS = 10 * 60 * 1000
+from runtime.metadata import HandlerInfo, completion_retention_ms
 
 
 class PendingResponses:
@@ -60,29 +48,20 @@ class InvocationGateway:
         log: Log,
         node_id: str,
         responses: PendingResponses,
-        *,
-        idempotency_retention_ms: int = DAY_MS,
-        dedup_retention_ms: int = DEFAULT_DEDUP_RETENTION_MS,
     ) -> None:
         self._log = log
         self._node_id = node_id
         self._responses = responses
-        self._idempotency_retention_ms = idempotency_retention_ms
-        self._dedup_retention_ms = dedup_retention_ms
 
     def invocation_id_for(self, target: Target, idempotency_key: str | None) -> str:
         """Deterministic for idempotent requests: the same key names the same invocation."""
-        if target.key is not None:
-            partition_key = object_partition_key(target.service, target.key)
-        elif idempotency_key is not None:
-            partition_key = stable_hash64("idempotency", target.describe(), idempotency_key)
-        else:
-            partition_key = uuid.uuid4().int >> 64
-        if idempotency_key is not None:
-            uuid_bytes = stable_uuid128(target.describe(), idempotency_key)
-        else:
-            uuid_bytes = uuid.uuid4().bytes
-        return make_invocation_id(partition_key, uuid_bytes)
+        return invocation_id_for(
+            target.service,
+            target.handler,
+            target.key,
+            idempotency_key,
+            entropy=uuid.uuid4().bytes,
+        )
 
     async def call(
         self,
@@ -133,10 +112,7 @@ class InvocationGateway:
         idempotency_key: str | None,
         sink: IngressSink | None,
     ) -> None:
-        if idempotency_key is not None:
-            retention = handler.idempotency_retention_ms or self._idempotency_retention_ms
-        else:
-            retention = self._dedup_retention_ms
+        retention = completion_retention_ms(handler, idempotency_key is not None)
         command = Invoke(
             invocation_id=invocation_id,
             target=target,

@@ -19,16 +19,18 @@ from partition_processor.commands import (
     Failed,
     InvokerEffect,
     JournalAppend,
+    ResolvedTarget,
+    Suspended,
 )
 from partition_processor.ids import random_seed_of
-from partition_processor.journal import Completion
+from partition_processor.journal import Call, Completion, OneWayCall
 from partition_processor.tables import KeyValueReader, read_journal, read_status
 from proto import endpoint_pb2 as pb
 from proto import endpoint_pb2_grpc
 from runtime.invoker import codec
 from runtime.invoker.channels import ChannelPool
 from runtime.log import LogError
-from runtime.metadata import Registry
+from runtime.metadata import Registry, completion_retention_ms
 from runtime.worker.proposer import LeaderProposer
 
 log = logging.getLogger(__name__)
@@ -61,8 +63,16 @@ class Attempt:
         self._outgoing: asyncio.Queue[pb.RuntimeMessage | None] = asyncio.Queue()
         self._effects: asyncio.Queue[InvokerEffect] = asyncio.Queue()
 
-    def notify(self, index: int, completion: Completion) -> None:
-        notification = pb.Notification(index=index, completion=codec.completion_to_pb(completion))
+    def notify(self, index: int, completion: Completion, completion_seq: int) -> None:
+        notification = pb.Notification(
+            index=index,
+            completion=codec.completion_to_pb(completion),
+            completion_seq=completion_seq,
+        )
+        self._outgoing.put_nowait(pb.RuntimeMessage(notification=notification))
+
+    def notify_invocation_id(self, index: int, callee_id: str) -> None:
+        notification = pb.Notification(index=index, invocation_id=callee_id)
         self._outgoing.put_nowait(pb.RuntimeMessage(notification=notification))
 
     async def run(self) -> None:
@@ -148,7 +158,10 @@ class Attempt:
         match which:
             case "command":
                 command = codec.command_from_pb(message.command.command)
-                return JournalAppend(message.command.index, command)
+                resolved = None
+                if isinstance(command, Call | OneWayCall):
+                    resolved = self._resolve(command)
+                return JournalAppend(message.command.index, command, resolved)
             case "run_completion":
                 completion = message.run_completion
                 return CompleteRun(completion.index, codec.run_result_from_pb(completion))
@@ -166,11 +179,20 @@ class Attempt:
             case "end":
                 return End()
             case "suspension":
-                return Failed(
-                    PROTOCOL_ERROR_CODE, "suspension is not supported by this runtime yet", True
-                )
+                return Suspended(list(message.suspension.awaiting_entries))
             case _:
                 raise codec.ProtocolViolation(f"unexpected SDK message {which!r}")
+
+    def _resolve(self, command: Call | OneWayCall) -> ResolvedTarget | None:
+        """Look the callee up now: the state machine has no registry (None = unknown, 404)."""
+        target = command.target
+        service = self._registry.service(target.service)
+        resolved = service.resolve(target.handler, target.key) if service is not None else None
+        if resolved is None:
+            return None
+        full_target, handler = resolved
+        retention = completion_retention_ms(handler, command.idempotency_key is not None)
+        return ResolvedTarget(full_target, handler.retry_policy, retention)
 
     async def _propose(self, batch: list[InvokerEffect]) -> None:
         for delay_s in (0.1, 0.5, 2.0, None):

@@ -55,12 +55,55 @@ def command_to_pb(command: j.JournalCommand) -> pb.JournalCommand:
             return pb.JournalCommand(get_state_keys=pb.GetStateKeysCommand())
         case j.Run(name=name):
             return pb.JournalCommand(run=pb.RunCommand(name=name))
+        case j.Call():
+            return pb.JournalCommand(
+                call=pb.CallCommand(
+                    target=_target_to_pb(command.target),
+                    argument=command.argument,
+                    headers=[pb.Header(key=k, value=v) for k, v in command.headers],
+                    idempotency_key=command.idempotency_key,
+                    invocation_id=command.invocation_id,
+                )
+            )
+        case j.OneWayCall():
+            return pb.JournalCommand(
+                one_way_call=pb.OneWayCallCommand(
+                    target=_target_to_pb(command.target),
+                    argument=command.argument,
+                    headers=[pb.Header(key=k, value=v) for k, v in command.headers],
+                    idempotency_key=command.idempotency_key,
+                    invoke_at_ms=command.invoke_at_ms,
+                    invocation_id=command.invocation_id,
+                )
+            )
+        case j.Sleep(wake_up_ms=wake_up_ms, name=name):
+            return pb.JournalCommand(sleep=pb.SleepCommand(wake_up_ms=wake_up_ms, name=name))
+        case j.Awakeable(name=name):
+            return pb.JournalCommand(awakeable=pb.AwakeableCommand(name=name))
+        case j.CompleteAwakeable(awakeable_id=awakeable_id, result=result):
+            return pb.JournalCommand(
+                complete_awakeable=pb.CompleteAwakeableCommand(
+                    awakeable_id=awakeable_id,
+                    **_result_fields(result),  # type: ignore[arg-type]
+                )
+            )
         case _:
             assert_never(command)
 
 
+def _target_to_pb(target: j.CallTarget) -> pb.CallTarget:
+    return pb.CallTarget(service=target.service, handler=target.handler, key=target.key)
+
+
+def _target_from_pb(target: pb.CallTarget) -> j.CallTarget:
+    key = target.key if target.HasField("key") else None
+    return j.CallTarget(target.service, target.handler, key)
+
+
 def entry_to_pb(index: int, entry: j.JournalEntry) -> pb.JournalEntry:
-    message = pb.JournalEntry(index=index, command=command_to_pb(entry.command))
+    message = pb.JournalEntry(
+        index=index, command=command_to_pb(entry.command), completion_seq=entry.completion_seq
+    )
     if entry.completion is not None:
         message.completion.CopyFrom(completion_to_pb(entry.completion))
     return message
@@ -70,7 +113,9 @@ class ProtocolViolation(Exception):
     """The SDK sent something the protocol does not allow."""
 
 
-def _result_from(message: pb.OutputCommand | pb.ProposeRunCompletion) -> j.Result:
+def _result_from(
+    message: pb.OutputCommand | pb.ProposeRunCompletion | pb.CompleteAwakeableCommand,
+) -> j.Result:
     which = message.WhichOneof("result")
     if which == "value":
         return j.Success(message.value)
@@ -96,6 +141,32 @@ def command_from_pb(message: pb.JournalCommand) -> j.JournalCommand:
             return j.GetStateKeys()
         case "run":
             return j.Run(message.run.name)
+        case "call":
+            call = message.call
+            return j.Call(
+                target=_target_from_pb(call.target),
+                argument=call.argument,
+                headers=[(h.key, h.value) for h in call.headers],
+                idempotency_key=call.idempotency_key if call.HasField("idempotency_key") else None,
+            )
+        case "one_way_call":
+            send = message.one_way_call
+            return j.OneWayCall(
+                target=_target_from_pb(send.target),
+                argument=send.argument,
+                headers=[(h.key, h.value) for h in send.headers],
+                idempotency_key=send.idempotency_key if send.HasField("idempotency_key") else None,
+                invoke_at_ms=send.invoke_at_ms,
+            )
+        case "sleep":
+            return j.Sleep(message.sleep.wake_up_ms, message.sleep.name)
+        case "awakeable":
+            return j.Awakeable(message.awakeable.name)
+        case "complete_awakeable":
+            complete = message.complete_awakeable
+            if not complete.HasField("value") and not complete.HasField("failure"):
+                raise ProtocolViolation("complete_awakeable needs a value or a failure")
+            return j.CompleteAwakeable(complete.awakeable_id, _result_from(complete))
         case _:
             raise ProtocolViolation(f"the SDK may not propose a {which!r} command")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from partition_processor.actions import NotifyInvoker, StartInvocation
+from partition_processor.actions import NotifyInvocationId, NotifyInvoker, StartInvocation
 from partition_processor.tables import KeyValueReader
 from runtime.invoker.attempt import Attempt
 from runtime.invoker.channels import ChannelPool
@@ -55,7 +55,12 @@ class PartitionInvoker:
     def notify(self, action: NotifyInvoker) -> None:
         current = self._running.get(action.invocation_id)
         if current is not None and current[0].number == action.attempt:
-            current[0].notify(action.index, action.completion)
+            current[0].notify(action.index, action.completion, action.completion_seq)
+
+    def notify_invocation_id(self, action: NotifyInvocationId) -> None:
+        current = self._running.get(action.invocation_id)
+        if current is not None and current[0].number == action.attempt:
+            current[0].notify_invocation_id(action.index, action.callee_id)
 
     def _finished(self, invocation_id: str, task: asyncio.Task[None]) -> None:
         current = self._running.get(invocation_id)

@@ -15,9 +15,11 @@ from typing import assert_never
 
 from partition_processor.actions import (
     Action,
+    NotifyInvocationId,
     NotifyInvoker,
     RegisterTimer,
     RespondToIngress,
+    ShipOutbox,
     StartInvocation,
 )
 from partition_processor.commands import AnnounceLeader, Envelope, LeaderSource, encode_envelope
@@ -28,6 +30,7 @@ from runtime.invoker.channels import ChannelPool
 from runtime.invoker.invoker import PartitionInvoker
 from runtime.log import Log
 from runtime.metadata import Registry
+from runtime.worker.outbox import OutboxShipper
 from runtime.worker.proposer import LeaderProposer
 from runtime.worker.timers import TimerService
 
@@ -39,14 +42,18 @@ Responder = Callable[[RespondToIngress], None]
 class _Leadership:
     """What exists only while this node leads the partition."""
 
-    def __init__(self, proposer: LeaderProposer, invoker: PartitionInvoker) -> None:
+    def __init__(
+        self, proposer: LeaderProposer, invoker: PartitionInvoker, outbox: OutboxShipper
+    ) -> None:
         self.proposer = proposer
         self.invoker = invoker
+        self.outbox = outbox
         self.timers = TimerService(proposer)
 
     async def stop(self) -> None:
         await self.invoker.stop()
         await self.timers.stop()
+        await self.outbox.stop()
 
 
 class PartitionWorker:
@@ -118,9 +125,11 @@ class PartitionWorker:
         invoker = PartitionInvoker(
             self.partition, self._store, self._registry, self._channels, proposer
         )
-        leadership = _Leadership(proposer, invoker)
+        outbox = OutboxShipper(self._log, self.partition, self._store, proposer)
+        leadership = _Leadership(proposer, invoker, outbox)
         self._leadership = leadership
         leadership.timers.start(self.processor.pending_timers())
+        outbox.start()
         for start in self.processor.invocations_to_resume():
             invoker.start(start)
 
@@ -135,6 +144,10 @@ class PartitionWorker:
                 leadership.invoker.start(action)
             case NotifyInvoker():
                 leadership.invoker.notify(action)
+            case NotifyInvocationId():
+                leadership.invoker.notify_invocation_id(action)
+            case ShipOutbox():
+                leadership.outbox.wake()
             case RespondToIngress():
                 self._respond(action)
             case RegisterTimer(wake_ms=wake_ms, timer_id=timer_id):

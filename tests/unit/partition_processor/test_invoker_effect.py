@@ -27,15 +27,15 @@ def test_state_commands_read_and_write_object_state() -> None:
     env = Env()
     env.invoke("a", COUNTER)
     assert env.effect("a", 1, JournalAppend(1, GetState("n"))) == [
-        NotifyInvoker("a", 1, 1, Void())
+        NotifyInvoker("a", 1, 1, Void(), 1)
     ]
     env.effect("a", 1, JournalAppend(2, SetState("n", b"5")))
     env.effect("a", 1, JournalAppend(3, SetState("m", b"6")))
     assert env.effect("a", 1, JournalAppend(4, GetState("n"))) == [
-        NotifyInvoker("a", 1, 4, Success(b"5"))
+        NotifyInvoker("a", 1, 4, Success(b"5"), 2)
     ]
     assert env.effect("a", 1, JournalAppend(5, GetStateKeys())) == [
-        NotifyInvoker("a", 1, 5, StateKeys(["m", "n"]))
+        NotifyInvoker("a", 1, 5, StateKeys(["m", "n"]), 3)
     ]
     env.effect("a", 1, JournalAppend(6, ClearState("m")))
     assert env.tx().state_names("Counter", "k1") == ["n"]
@@ -65,7 +65,7 @@ def test_run_completion_is_recorded_once() -> None:
     env.invoke("a")
     env.effect("a", 1, JournalAppend(1, Run("step")))
     first = env.effect("a", 1, CompleteRun(1, Success(b"1")))
-    assert first == [NotifyInvoker("a", 1, 1, Success(b"1"))]
+    assert first == [NotifyInvoker("a", 1, 1, Success(b"1"), 1)]
     assert env.effect("a", 1, CompleteRun(1, Success(b"2"))) == []
     entry = env.tx().entry("a", 1)
     assert entry is not None and entry.completion == Success(b"1")
