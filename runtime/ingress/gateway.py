@@ -12,10 +12,16 @@ from partition_processor.commands import (
     IngressSink,
     IngressSource,
     Invoke,
+    NotifySignal,
     Target,
     encode_envelope,
 )
-from partition_processor.ids import invocation_id_for, parse_partition_key, partition_of
+from partition_processor.ids import (
+    invocation_id_for,
+    parse_awakeable_id,
+    parse_partition_key,
+    partition_of,
+)
 from partition_processor.journal import Result
 from runtime.clock import now_ms
 from runtime.log import Log
@@ -96,11 +102,27 @@ class InvocationGateway:
         argument: bytes,
         headers: Sequence[tuple[str, str]],
         idempotency_key: str | None,
+        delay_ms: int = 0,
     ) -> str:
         """Append the invocation without waiting for it; returns its id."""
         invocation_id = self.invocation_id_for(target, idempotency_key)
-        await self._append(invocation_id, target, handler, argument, headers, idempotency_key, None)
+        invoke_at_ms = now_ms() + delay_ms if delay_ms > 0 else 0
+        await self._append(
+            invocation_id, target, handler, argument, headers, idempotency_key, None, invoke_at_ms
+        )
         return invocation_id
+
+    async def complete_awakeable(self, awakeable_id: str, result: Result) -> Result:
+        """Resolve or reject an awakeable; returns Success, or Failure 404 / 409."""
+        owner, index = parse_awakeable_id(awakeable_id)
+        request_id = uuid.uuid4().hex
+        outcome = self._responses.expect(request_id)
+        try:
+            signal = NotifySignal(owner, index, result, IngressSink(self._node_id, request_id))
+            await self._append_command(owner, signal)
+            return (await outcome)[1]
+        finally:
+            self._responses.forget(request_id)
 
     async def _append(
         self,
@@ -111,6 +133,7 @@ class InvocationGateway:
         headers: Sequence[tuple[str, str]],
         idempotency_key: str | None,
         sink: IngressSink | None,
+        invoke_at_ms: int = 0,
     ) -> None:
         retention = completion_retention_ms(handler, idempotency_key is not None)
         command = Invoke(
@@ -122,7 +145,12 @@ class InvocationGateway:
             sink=sink,
             retry_policy=handler.retry_policy,
             completion_retention_ms=retention,
+            invoke_at_ms=invoke_at_ms,
         )
+        await self._append_command(invocation_id, command)
+
+    async def _append_command(self, route: str, command: Invoke | NotifySignal) -> None:
+        """Append to the partition that owns invocation id ``route``."""
         envelope = Envelope(IngressSource(self._node_id), now_ms(), command)
-        partition = partition_of(parse_partition_key(invocation_id), self._log.partitions)
+        partition = partition_of(parse_partition_key(route), self._log.partitions)
         await self._log.append(partition, [encode_envelope(envelope)])

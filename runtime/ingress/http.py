@@ -12,7 +12,9 @@ import msgspec
 from aiohttp import web
 
 from partition_processor.commands import Target
+from partition_processor.ids import InvalidAwakeableId
 from partition_processor.journal import Failure, Success
+from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.ingress.gateway import InvocationGateway
 from runtime.metadata import HandlerInfo, Registry, ServiceInfo
 
@@ -21,6 +23,15 @@ IDEMPOTENCY_HEADER = "idempotency-key"
 ID_HEADER = "x-restate-id"
 # Headers forwarded to the handler as ``ctx.request().headers``.
 _HOP_BY_HOP = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
+
+
+def _delay_ms(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 0
+    try:
+        return parse_duration_ms(raw)
+    except InvalidDuration as exc:
+        raise IngressError(400, f"bad delay: {exc}") from exc
 
 
 class IngressError(Exception):
@@ -50,6 +61,8 @@ class IngressServer:
         # aiohttp's own limit would answer 413 in plain text; we check the size ourselves.
         self.app = web.Application(client_max_size=max_body_bytes + 1024)
         self.app.router.add_get("/restate/health", self._health)
+        self.app.router.add_post("/restate/awakeables/{id}/resolve", self._resolve_awakeable)
+        self.app.router.add_post("/restate/awakeables/{id}/reject", self._reject_awakeable)
         self.app.router.add_route("POST", "/{path:.+}", self._invoke)
         self.app.router.add_route("*", "/{path:.*}", self._not_found)
 
@@ -72,8 +85,9 @@ class IngressServer:
                 (k.lower(), v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP
             ]
             if send:
+                delay_ms = _delay_ms(request.query.get("delay"))
                 invocation_id = await self._gateway.send(
-                    target, handler, body, headers, idempotency_key
+                    target, handler, body, headers, idempotency_key, delay_ms
                 )
                 return web.json_response(
                     {"invocationId": invocation_id, "status": "Accepted"},
@@ -100,6 +114,43 @@ class IngressServer:
                     status=status,
                     headers={ID_HEADER: invocation_id},
                 )
+
+    async def _resolve_awakeable(self, request: web.Request) -> web.Response:
+        try:
+            body = await self._read_body(request)
+            return await self._complete_awakeable(request, Success(body or b"null"))
+        except IngressError as exc:
+            return error_response(exc.status, exc.message)
+
+    async def _reject_awakeable(self, request: web.Request) -> web.Response:
+        try:
+            body = await self._read_body(request)
+            reason = body.decode(errors="replace") if body else "rejected"
+            try:
+                decoded = msgspec.json.decode(body) if body else None
+            except msgspec.DecodeError:
+                decoded = None
+            if isinstance(decoded, str):
+                reason = decoded
+            elif isinstance(decoded, dict) and isinstance(decoded.get("message"), str):
+                reason = decoded["message"]
+            return await self._complete_awakeable(request, Failure(500, reason))
+        except IngressError as exc:
+            return error_response(exc.status, exc.message)
+
+    async def _complete_awakeable(
+        self, request: web.Request, result: Success | Failure
+    ) -> web.Response:
+        if not self._is_ready():
+            raise IngressError(503, "the node is starting")
+        awakeable_id = request.match_info["id"]
+        try:
+            outcome = await self._gateway.complete_awakeable(awakeable_id, result)
+        except InvalidAwakeableId as exc:
+            raise IngressError(400, str(exc)) from exc
+        if isinstance(outcome, Failure):
+            raise IngressError(outcome.code, outcome.message)
+        return web.Response(status=202)
 
     def _resolve(self, path: str) -> tuple[Target, HandlerInfo, bool]:
         parts = path.split("/")
