@@ -3,11 +3,15 @@
 ``Counter/add`` (exclusive): get_state("n") → set_state("n", n+delta) → output(n+delta).
 ``Steps/run`` (service): run("one") → output("done"); fails its first attempt with a retryable
 error after journaling the run, to exercise retry + replay.
+``Comms/call`` (service): call Counter/{arg}/add(1) → output the callee's result.
+``Comms/nap`` (service): sleep 300 ms, suspend; resumed by replay → output "rested".
+``Comms/wait`` (service): awakeable, suspend; resumed when resolved → output its value.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -29,6 +33,15 @@ class ScriptedEndpoint(endpoint_pb2_grpc.EndpointServicer):
                     name="Counter",
                     type=pb.SERVICE_TYPE_VIRTUAL_OBJECT,
                     handlers=[pb.HandlerManifest(name="add", kind=pb.HANDLER_KIND_EXCLUSIVE)],
+                ),
+                pb.ServiceManifest(
+                    name="Comms",
+                    type=pb.SERVICE_TYPE_SERVICE,
+                    handlers=[
+                        pb.HandlerManifest(name="call"),
+                        pb.HandlerManifest(name="nap"),
+                        pb.HandlerManifest(name="wait"),
+                    ],
                 ),
                 pb.ServiceManifest(
                     name="Steps",
@@ -68,15 +81,43 @@ class ScriptedEndpoint(endpoint_pb2_grpc.EndpointServicer):
             if start.known_entries == 1:
                 self.run_executions += 1
                 yield _command(1, pb.JournalCommand(run=pb.RunCommand(name="one")))
-                yield pb.SdkMessage(
-                    run_completion=pb.ProposeRunCompletion(index=1, value=b'"ran"')
-                )
+                yield pb.SdkMessage(run_completion=pb.ProposeRunCompletion(index=1, value=b'"ran"'))
                 notification = (await iterator.__anext__()).notification
                 assert notification.index == 1
                 yield pb.SdkMessage(error=pb.Error(code=500, message="flaky", retryable=True))
                 return
             assert entries[1].completion.value == b'"ran"'
             yield _command(2, pb.JournalCommand(output=pb.OutputCommand(value=b'"done"')))
+            yield pb.SdkMessage(end=pb.End())
+        elif start.handler == "call":
+            target = pb.CallTarget(service="Counter", handler="add", key=str(argument))
+            if start.known_entries == 1:
+                call = pb.CallCommand(target=target, argument=b"1")
+                yield _command(1, pb.JournalCommand(call=call))
+                first = (await iterator.__anext__()).notification
+                assert first.index == 1 and first.invocation_id.startswith("inv_")
+                result = (await iterator.__anext__()).notification
+                assert result.index == 1 and result.completion_seq == 1
+                value = result.completion.value
+            else:  # replay: the journaled result, no second call
+                value = entries[1].completion.value
+            yield _command(2, pb.JournalCommand(output=pb.OutputCommand(value=value)))
+            yield pb.SdkMessage(end=pb.End())
+        elif start.handler in ("nap", "wait"):
+            if start.known_entries == 1:
+                if start.handler == "nap":
+                    command = pb.JournalCommand(
+                        sleep=pb.SleepCommand(wake_up_ms=int(time.time() * 1000) + 300)
+                    )
+                else:
+                    command = pb.JournalCommand(awakeable=pb.AwakeableCommand())
+                yield _command(1, command)
+                yield pb.SdkMessage(suspension=pb.Suspension(awaiting_entries=[1]))
+                return
+            assert entries[1].HasField("completion")
+            completion = entries[1].completion
+            value = b'"rested"' if start.handler == "nap" else completion.value
+            yield _command(2, pb.JournalCommand(output=pb.OutputCommand(value=value)))
             yield pb.SdkMessage(end=pb.End())
 
 

@@ -97,3 +97,51 @@ async def test_idempotency_key_executes_once(running: Running) -> None:
     answers.append(await add())
     assert len(set(answers)) == 1 and answers[0][1] == b"5"
     assert sum(1 for h, _, _ in running.endpoint.attempts if h == "add") == 1
+
+
+async def test_call_across_partitions_delivers_the_callee_result(running: Running) -> None:
+    async def call(key: str) -> int:
+        async with running.session.post(f"{running.ingress}/Comms/call", json=key) as r:
+            assert r.status == 200, await r.text()
+            return int(await r.read())
+
+    results = await asyncio.gather(*(call(f"c{i % 4}") for i in range(12)))
+    assert sorted(results) == sorted([n for _ in range(4) for n in range(1, 4)])
+
+
+async def test_sleep_suspends_and_resumes_by_replay(running: Running) -> None:
+    started = asyncio.get_running_loop().time()
+    async with running.session.post(f"{running.ingress}/Comms/nap", json=None) as r:
+        assert r.status == 200, await r.text()
+        assert await r.json() == "rested"
+    assert asyncio.get_running_loop().time() - started >= 0.29
+    naps = [a for h, a, _ in running.endpoint.attempts if h == "nap"]
+    assert naps == [1, 2]  # suspended after the sleep, resumed as a new attempt
+
+
+async def test_awakeable_resolved_over_http_resumes_the_waiter(running: Running) -> None:
+    from partition_processor.ids import awakeable_id, invocation_id_for
+
+    invocation_id = invocation_id_for("Comms", "wait", None, "w1", entropy=bytes(16))
+    waiter = asyncio.create_task(
+        running.session.post(
+            f"{running.ingress}/Comms/wait", json=None, headers={"idempotency-key": "w1"}
+        )
+    )
+    awakeable = awakeable_id(invocation_id, 1)
+    url = f"{running.ingress}/restate/awakeables/{awakeable}/resolve"
+    for _ in range(100):  # until the handler has created its awakeable
+        async with running.session.post(url, json={"ok": 1}) as r:
+            if r.status == 202:
+                break
+            assert r.status == 404, await r.text()
+        await asyncio.sleep(0.05)
+    response = await waiter
+    assert response.status == 200 and await response.json() == {"ok": 1}
+    response.release()
+    async with running.session.post(url, json=2) as r:
+        assert r.status in (404, 409)  # completed: the invocation ended, or the entry is done
+        assert "code" in await r.json()
+    bad = f"{running.ingress}/restate/awakeables/not-an-id/resolve"
+    async with running.session.post(bad, json=1) as r:
+        assert r.status == 400 and (await r.json())["code"] == 400
