@@ -49,6 +49,20 @@ class NotifyInvocationId(msgspec.Struct, frozen=True):
     callee_id: str
 
 
+class CancelInvocation(msgspec.Struct, frozen=True):
+    """Tell the running attempt it was cancelled at ``cancel_seq`` of the completion order."""
+
+    invocation_id: str
+    attempt: int
+    cancel_seq: int
+
+
+class AbortInvocation(msgspec.Struct, frozen=True):
+    """Stop the running attempt now (the invocation was killed)."""
+
+    invocation_id: str
+
+
 class ShipOutbox(msgspec.Struct, frozen=True):
     """An outbox row was written: the shipper has something to deliver."""
 
@@ -62,4 +76,6 @@ Action = (
     | RespondToIngress
     | RegisterTimer
     | ShipOutbox
+    | CancelInvocation
+    | AbortInvocation
 )

@@ -122,6 +122,8 @@ class Invoke(msgspec.Struct, tag="invoke", frozen=True):
     completion_retention_ms: int = 0
     caller: CallerRef | None = None
     invoke_at_ms: int = 0
+    # A workflow submission: when the id already exists, answer 409 instead of attaching.
+    submission: bool = False
 
 
 class ResolvedTarget(msgspec.Struct, frozen=True):
@@ -213,6 +215,34 @@ class NotifySignal(msgspec.Struct, tag="notify_signal", frozen=True):
     sink: IngressSink | None = None
 
 
+class Attach(msgspec.Struct, tag="attach", frozen=True):
+    """Deliver an invocation's result to ``sink``: when it completes (``wait``), or now (its
+    result, or Failure 470 while it runs). Failure 404 when there is no such invocation."""
+
+    invocation_id: str
+    sink: IngressSink
+    wait: bool = True
+
+
+TerminateMode = Literal["cancel", "kill"]
+
+
+class Terminate(msgspec.Struct, tag="terminate", frozen=True):
+    """Cancel (cooperative: the handler sees a TerminalError at its next await) or kill
+    (immediate) an invocation and the calls it is waiting for."""
+
+    invocation_id: str
+    mode: TerminateMode
+    sink: IngressSink | None = None
+
+
+class Purge(msgspec.Struct, tag="purge", frozen=True):
+    """Forget a completed invocation now (and a workflow's state and promises)."""
+
+    invocation_id: str
+    sink: IngressSink | None = None
+
+
 class TruncateOutbox(msgspec.Struct, tag="truncate_outbox", frozen=True):
     """Outbox messages up to ``upto_seq`` were shipped; drop them."""
 
@@ -227,6 +257,9 @@ Command = (
     | InvocationResponse
     | NotifySignal
     | TruncateOutbox
+    | Attach
+    | Terminate
+    | Purge
 )
 
 

@@ -128,6 +128,25 @@ class CompleteAwakeable(msgspec.Struct, tag="complete_awakeable", frozen=True):
     result: Result
 
 
+class GetPromise(msgspec.Struct, tag="get_promise", frozen=True):
+    """Await a workflow's durable promise; completed when it is resolved or rejected."""
+
+    name: str
+
+
+class PeekPromise(msgspec.Struct, tag="peek_promise", frozen=True):
+    """The promise's result if it has one, else ``Void``; never waits."""
+
+    name: str
+
+
+class CompletePromise(msgspec.Struct, tag="complete_promise", frozen=True):
+    """Resolve or reject a promise; completed with ``Void``, or Failure 409 if already done."""
+
+    name: str
+    result: Result
+
+
 JournalCommand = (
     Input
     | Output
@@ -142,6 +161,9 @@ JournalCommand = (
     | Sleep
     | Awakeable
     | CompleteAwakeable
+    | GetPromise
+    | PeekPromise
+    | CompletePromise
 )
 
 
@@ -162,6 +184,8 @@ def command_name(command: JournalCommand) -> str:
     match command:
         case Run(name=name):
             return f"run({name!r})"
+        case GetPromise(name=key) | PeekPromise(name=key) | CompletePromise(name=key):
+            return f"{command.__struct_config__.tag}({key!r})"
         case GetState(key=key) | SetState(key=key) | ClearState(key=key):
             return f"{command.__struct_config__.tag}({key!r})"
         case Call(target=target) | OneWayCall(target=target):

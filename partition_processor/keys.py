@@ -97,3 +97,11 @@ def outbox_seq_of(key: bytes) -> int:
 
 def dedup_key(partition: int, producer_id: str) -> bytes:
     return partition_prefix(Kind.DEDUP, partition) + _text(producer_id)
+
+
+def promise_prefix(partition: int, service: str, key: str) -> bytes:
+    return partition_prefix(Kind.PROMISE, partition) + _text(service) + _text(key)
+
+
+def promise_key(partition: int, service: str, key: str, name: str) -> bytes:
+    return promise_prefix(partition, service, key) + _text(name)

@@ -14,7 +14,13 @@ import msgspec
 
 from partition_processor import keys
 from partition_processor.journal import JournalEntry
-from partition_processor.values import FsmState, InvocationStatus, OutboxMessage, TimerValue
+from partition_processor.values import (
+    FsmState,
+    InvocationStatus,
+    OutboxMessage,
+    PromiseValue,
+    TimerValue,
+)
 
 
 class KeyValueReader(Protocol):
@@ -39,6 +45,7 @@ _entry_decoder = msgspec.msgpack.Decoder(JournalEntry)
 _fsm_decoder = msgspec.msgpack.Decoder(FsmState)
 _timer_decoder = msgspec.msgpack.Decoder(TimerValue)
 _outbox_decoder = msgspec.msgpack.Decoder(OutboxMessage)
+_promise_decoder = msgspec.msgpack.Decoder(PromiseValue)
 
 
 def decode_outbox(raw: bytes) -> OutboxMessage:
@@ -199,3 +206,19 @@ class Transaction:
 
     def set_producer_seq(self, producer_id: str, seq: int) -> None:
         self.put(keys.dedup_key(self.partition, producer_id), seq.to_bytes(8, "big"))
+
+    def promise(self, service: str, key: str, name: str) -> PromiseValue | None:
+        raw = self.get(keys.promise_key(self.partition, service, key, name))
+        return None if raw is None else _promise_decoder.decode(raw)
+
+    def put_promise(self, service: str, key: str, name: str, value: PromiseValue) -> None:
+        self.put(keys.promise_key(self.partition, service, key, name), _encoder.encode(value))
+
+    def delete_object(self, service: str, key: str) -> None:
+        """Every state value and promise of one object / workflow instance."""
+        for prefix in (
+            keys.state_prefix(self.partition, service, key),
+            keys.promise_prefix(self.partition, service, key),
+        ):
+            for row_key, _ in self.scan(prefix):
+                self.delete(row_key)

@@ -14,6 +14,7 @@ from partition_processor.commands import (
     NotifySignal,
     RetryPolicy,
     Target,
+    Terminate,
 )
 from partition_processor.journal import Failure, Result
 
@@ -48,6 +49,9 @@ class InvocationStatus(msgspec.Struct, frozen=True):
     callers: list[CallerRef] = []  # calling invocations waiting for the result
     awaiting: list[int] = []  # entries a suspended invocation waits for
     completions: int = 0  # completion_seq of the latest completed entry
+    # Set by a cancel: the handler sees a TerminalError at its first await of a future not
+    # completed before this point in the completion order (replays decide the same way).
+    cancel_seq: int = 0
 
 
 class FsmState(msgspec.Struct, frozen=True):
@@ -88,7 +92,15 @@ class DelayedInvokeTimer(msgspec.Struct, tag="delayed_invoke", frozen=True):
 
 TimerValue = RetryTimer | PurgeTimer | SleepTimer | DelayedInvokeTimer
 
-OutboxCommand = Invoke | InvocationResponse | NotifySignal
+
+class PromiseValue(msgspec.Struct, frozen=True):
+    """A workflow's durable promise: its result once completed, else who waits for it."""
+
+    result: Result | None = None
+    waiters: list[CallerRef] = []
+
+
+OutboxCommand = Invoke | InvocationResponse | NotifySignal | Terminate
 
 
 class OutboxMessage(msgspec.Struct, frozen=True):
@@ -105,6 +117,7 @@ __all__ = [
     "AttemptFailure",
     "DelayedInvokeTimer",
     "OutboxMessage",
+    "PromiseValue",
     "SleepTimer",
     "Failure",
     "FsmState",

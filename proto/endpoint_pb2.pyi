@@ -231,8 +231,30 @@ class CompleteAwakeableCommand(_message.Message):
     failure: Failure
     def __init__(self, awakeable_id: _Optional[str] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ...) -> None: ...
 
+class GetPromiseCommand(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class PeekPromiseCommand(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CompletePromiseCommand(_message.Message):
+    __slots__ = ("name", "value", "failure")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: bytes
+    failure: Failure
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ...) -> None: ...
+
 class JournalCommand(_message.Message):
-    __slots__ = ("input", "output", "get_state", "set_state", "clear_state", "clear_all_state", "get_state_keys", "run", "call", "one_way_call", "sleep", "awakeable", "complete_awakeable")
+    __slots__ = ("input", "output", "get_state", "set_state", "clear_state", "clear_all_state", "get_state_keys", "run", "call", "one_way_call", "sleep", "awakeable", "complete_awakeable", "get_promise", "peek_promise", "complete_promise")
     INPUT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     GET_STATE_FIELD_NUMBER: _ClassVar[int]
@@ -246,6 +268,9 @@ class JournalCommand(_message.Message):
     SLEEP_FIELD_NUMBER: _ClassVar[int]
     AWAKEABLE_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_AWAKEABLE_FIELD_NUMBER: _ClassVar[int]
+    GET_PROMISE_FIELD_NUMBER: _ClassVar[int]
+    PEEK_PROMISE_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_PROMISE_FIELD_NUMBER: _ClassVar[int]
     input: InputCommand
     output: OutputCommand
     get_state: GetStateCommand
@@ -259,7 +284,10 @@ class JournalCommand(_message.Message):
     sleep: SleepCommand
     awakeable: AwakeableCommand
     complete_awakeable: CompleteAwakeableCommand
-    def __init__(self, input: _Optional[_Union[InputCommand, _Mapping]] = ..., output: _Optional[_Union[OutputCommand, _Mapping]] = ..., get_state: _Optional[_Union[GetStateCommand, _Mapping]] = ..., set_state: _Optional[_Union[SetStateCommand, _Mapping]] = ..., clear_state: _Optional[_Union[ClearStateCommand, _Mapping]] = ..., clear_all_state: _Optional[_Union[ClearAllStateCommand, _Mapping]] = ..., get_state_keys: _Optional[_Union[GetStateKeysCommand, _Mapping]] = ..., run: _Optional[_Union[RunCommand, _Mapping]] = ..., call: _Optional[_Union[CallCommand, _Mapping]] = ..., one_way_call: _Optional[_Union[OneWayCallCommand, _Mapping]] = ..., sleep: _Optional[_Union[SleepCommand, _Mapping]] = ..., awakeable: _Optional[_Union[AwakeableCommand, _Mapping]] = ..., complete_awakeable: _Optional[_Union[CompleteAwakeableCommand, _Mapping]] = ...) -> None: ...
+    get_promise: GetPromiseCommand
+    peek_promise: PeekPromiseCommand
+    complete_promise: CompletePromiseCommand
+    def __init__(self, input: _Optional[_Union[InputCommand, _Mapping]] = ..., output: _Optional[_Union[OutputCommand, _Mapping]] = ..., get_state: _Optional[_Union[GetStateCommand, _Mapping]] = ..., set_state: _Optional[_Union[SetStateCommand, _Mapping]] = ..., clear_state: _Optional[_Union[ClearStateCommand, _Mapping]] = ..., clear_all_state: _Optional[_Union[ClearAllStateCommand, _Mapping]] = ..., get_state_keys: _Optional[_Union[GetStateKeysCommand, _Mapping]] = ..., run: _Optional[_Union[RunCommand, _Mapping]] = ..., call: _Optional[_Union[CallCommand, _Mapping]] = ..., one_way_call: _Optional[_Union[OneWayCallCommand, _Mapping]] = ..., sleep: _Optional[_Union[SleepCommand, _Mapping]] = ..., awakeable: _Optional[_Union[AwakeableCommand, _Mapping]] = ..., complete_awakeable: _Optional[_Union[CompleteAwakeableCommand, _Mapping]] = ..., get_promise: _Optional[_Union[GetPromiseCommand, _Mapping]] = ..., peek_promise: _Optional[_Union[PeekPromiseCommand, _Mapping]] = ..., complete_promise: _Optional[_Union[CompletePromiseCommand, _Mapping]] = ...) -> None: ...
 
 class JournalEntry(_message.Message):
     __slots__ = ("index", "command", "completion", "completion_seq")
@@ -274,7 +302,7 @@ class JournalEntry(_message.Message):
     def __init__(self, index: _Optional[int] = ..., command: _Optional[_Union[JournalCommand, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., completion_seq: _Optional[int] = ...) -> None: ...
 
 class Start(_message.Message):
-    __slots__ = ("invocation_id", "service", "handler", "key", "known_entries", "random_seed", "attempt")
+    __slots__ = ("invocation_id", "service", "handler", "key", "known_entries", "random_seed", "attempt", "cancel_seq")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
@@ -282,6 +310,7 @@ class Start(_message.Message):
     KNOWN_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     RANDOM_SEED_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_SEQ_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     service: str
     handler: str
@@ -289,7 +318,14 @@ class Start(_message.Message):
     known_entries: int
     random_seed: int
     attempt: int
-    def __init__(self, invocation_id: _Optional[str] = ..., service: _Optional[str] = ..., handler: _Optional[str] = ..., key: _Optional[str] = ..., known_entries: _Optional[int] = ..., random_seed: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
+    cancel_seq: int
+    def __init__(self, invocation_id: _Optional[str] = ..., service: _Optional[str] = ..., handler: _Optional[str] = ..., key: _Optional[str] = ..., known_entries: _Optional[int] = ..., random_seed: _Optional[int] = ..., attempt: _Optional[int] = ..., cancel_seq: _Optional[int] = ...) -> None: ...
+
+class Cancel(_message.Message):
+    __slots__ = ("cancel_seq",)
+    CANCEL_SEQ_FIELD_NUMBER: _ClassVar[int]
+    cancel_seq: int
+    def __init__(self, cancel_seq: _Optional[int] = ...) -> None: ...
 
 class Notification(_message.Message):
     __slots__ = ("index", "completion", "completion_seq", "invocation_id")
@@ -304,14 +340,16 @@ class Notification(_message.Message):
     def __init__(self, index: _Optional[int] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., completion_seq: _Optional[int] = ..., invocation_id: _Optional[str] = ...) -> None: ...
 
 class RuntimeMessage(_message.Message):
-    __slots__ = ("start", "replay_entry", "notification")
+    __slots__ = ("start", "replay_entry", "notification", "cancel")
     START_FIELD_NUMBER: _ClassVar[int]
     REPLAY_ENTRY_FIELD_NUMBER: _ClassVar[int]
     NOTIFICATION_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
     start: Start
     replay_entry: JournalEntry
     notification: Notification
-    def __init__(self, start: _Optional[_Union[Start, _Mapping]] = ..., replay_entry: _Optional[_Union[JournalEntry, _Mapping]] = ..., notification: _Optional[_Union[Notification, _Mapping]] = ...) -> None: ...
+    cancel: Cancel
+    def __init__(self, start: _Optional[_Union[Start, _Mapping]] = ..., replay_entry: _Optional[_Union[JournalEntry, _Mapping]] = ..., notification: _Optional[_Union[Notification, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ...) -> None: ...
 
 class ProposedCommand(_message.Message):
     __slots__ = ("index", "command")

@@ -12,6 +12,7 @@ from typing import assert_never
 from partition_processor.actions import Action
 from partition_processor.commands import (
     AnnounceLeader,
+    Attach,
     Envelope,
     InvocationResponse,
     Invoke,
@@ -19,14 +20,19 @@ from partition_processor.commands import (
     LeaderDedup,
     NotifySignal,
     ProducerDedup,
+    Purge,
+    Terminate,
     TimerFired,
     TruncateOutbox,
 )
 from partition_processor.state_machine.on_announce_leader import on_announce_leader
+from partition_processor.state_machine.on_attach import on_attach
 from partition_processor.state_machine.on_invocation_response import on_invocation_response
 from partition_processor.state_machine.on_invoke import on_invoke
 from partition_processor.state_machine.on_invoker_effect import on_invoker_effect
 from partition_processor.state_machine.on_notify_signal import on_notify_signal
+from partition_processor.state_machine.on_purge import on_purge
+from partition_processor.state_machine.on_terminate import on_terminate
 from partition_processor.state_machine.on_timer_fired import on_timer_fired
 from partition_processor.tables import Transaction
 
@@ -59,5 +65,11 @@ def apply(tx: Transaction, envelope: Envelope, actions: list[Action]) -> bool:
         case TruncateOutbox(upto_seq=upto_seq):
             tx.truncate_outbox(upto_seq)
             return True
+        case Attach():
+            return on_attach(tx, command, actions)
+        case Terminate():
+            return on_terminate(tx, now_ms, command, actions)
+        case Purge():
+            return on_purge(tx, command, actions)
         case _:
             assert_never(command)

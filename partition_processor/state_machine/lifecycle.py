@@ -138,10 +138,19 @@ def complete(
             )
         )
     else:
-        tx.delete_status(invocation_id)
+        forget(tx, status)
     target = status.target
     if target.handler_kind == "exclusive" and target.key is not None:
         release_lock(tx, target.service, target.key, invocation_id, now_ms, actions)
+
+
+def forget(tx: Transaction, status: InvocationStatus) -> None:
+    """Delete a finished invocation; a workflow run takes its state and promises with it."""
+    tx.delete_status(status.invocation_id)
+    tx.delete_journal(status.invocation_id, status.journal_length)
+    target = status.target
+    if target.handler_kind == "workflow" and target.key is not None:
+        tx.delete_object(target.service, target.key)
 
 
 def release_lock(

@@ -6,7 +6,7 @@ import msgspec
 
 from partition_processor.actions import Action, RegisterTimer, RespondToIngress
 from partition_processor.commands import InvocationResponse, Invoke
-from partition_processor.journal import Input, JournalEntry
+from partition_processor.journal import Failure, Input, JournalEntry
 from partition_processor.state_machine import lifecycle
 from partition_processor.tables import Transaction
 from partition_processor.values import DelayedInvokeTimer, InvocationStatus
@@ -19,7 +19,10 @@ def delayed_invoke_timer_id(invocation_id: str) -> str:
 def on_invoke(tx: Transaction, now_ms: int, command: Invoke, actions: list[Action]) -> bool:
     existing = tx.status(command.invocation_id)
     if existing is not None:
-        _attach(tx, existing, command, actions)
+        if command.submission:
+            _reject_resubmission(existing, command, actions)
+        else:
+            _attach(tx, existing, command, actions)
         return False
     status = InvocationStatus(
         invocation_id=command.invocation_id,
@@ -43,6 +46,13 @@ def on_invoke(tx: Transaction, now_ms: int, command: Invoke, actions: list[Actio
     else:
         lifecycle.admit(tx, status, now_ms, actions)
     return True
+
+
+def _reject_resubmission(status: InvocationStatus, command: Invoke, actions: list[Action]) -> None:
+    """A workflow runs once per key: a second submission is refused (409)."""
+    if command.sink is not None and command.sink not in status.sinks:
+        message = f"workflow {status.target.service}/{status.target.key} was already submitted"
+        actions.append(RespondToIngress(command.sink, status.invocation_id, Failure(409, message)))
 
 
 def _attach(

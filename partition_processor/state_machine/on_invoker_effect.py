@@ -35,8 +35,10 @@ from partition_processor.journal import (
     ClearAllState,
     ClearState,
     CompleteAwakeable,
+    CompletePromise,
     Completion,
     Failure,
+    GetPromise,
     GetState,
     GetStateKeys,
     Input,
@@ -44,6 +46,7 @@ from partition_processor.journal import (
     JournalEntry,
     OneWayCall,
     Output,
+    PeekPromise,
     Run,
     SetState,
     Sleep,
@@ -51,7 +54,7 @@ from partition_processor.journal import (
     Success,
     Void,
 )
-from partition_processor.state_machine import lifecycle
+from partition_processor.state_machine import lifecycle, promises
 from partition_processor.tables import Transaction
 from partition_processor.values import AttemptFailure, InvocationStatus, SleepTimer
 
@@ -97,10 +100,12 @@ def _append(
     if effect.index != status.journal_length:
         return False  # a duplicate (index below) or a gap that cannot be applied
     index = effect.index
-    command, completion = _execute(tx, status, effect, actions)
+    command, completion = _execute(tx, status, effect, now_ms, actions)
     entry = JournalEntry(command)
     tx.put_entry(status.invocation_id, index, entry)
-    status = msgspec.structs.replace(status, journal_length=index + 1, modified_ms=now_ms)
+    # Re-read: resolving a promise this invocation itself awaits has completed one of its entries.
+    current = tx.status(status.invocation_id) or status
+    status = msgspec.structs.replace(current, journal_length=index + 1, modified_ms=now_ms)
     tx.put_status(status)
     if completion is not None:
         lifecycle.complete_entry(tx, status, index, entry, completion, now_ms, actions)
@@ -111,6 +116,7 @@ def _execute(
     tx: Transaction,
     status: InvocationStatus,
     effect: JournalAppend,
+    now_ms: int,
     actions: list[Action],
 ) -> tuple[JournalCommand, Completion | None]:
     """Apply a command's effect; returns the command as stored and its immediate completion."""
@@ -147,6 +153,12 @@ def _execute(
                 return command, None  # the SDK validates ids; nothing to deliver
             signal = NotifySignal(owner, owner_index, result)
             lifecycle.send(tx, owner, signal, actions)
+        case GetPromise(name=name):
+            return command, promises.get_promise(tx, status, effect.index, name)
+        case PeekPromise(name=name):
+            return command, promises.peek_promise(tx, status, name)
+        case CompletePromise(name=name, result=result):
+            return command, promises.complete_promise(tx, status, name, result, now_ms, actions)
         case Run() | Output() | Input() | Awakeable():
             pass
         case _:

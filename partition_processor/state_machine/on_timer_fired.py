@@ -44,7 +44,7 @@ def on_timer_fired(
         case PurgeTimer(invocation_id=invocation_id):
             status = tx.status(invocation_id)
             if status is not None and status.phase == "completed":
-                tx.delete_status(invocation_id)
+                lifecycle.forget(tx, status)
         case _:
             assert_never(timer)
     return True

@@ -71,6 +71,9 @@ class Attempt:
         )
         self._outgoing.put_nowait(pb.RuntimeMessage(notification=notification))
 
+    def cancel(self, cancel_seq: int) -> None:
+        self._outgoing.put_nowait(pb.RuntimeMessage(cancel=pb.Cancel(cancel_seq=cancel_seq)))
+
     def notify_invocation_id(self, index: int, callee_id: str) -> None:
         notification = pb.Notification(index=index, invocation_id=callee_id)
         self._outgoing.put_nowait(pb.RuntimeMessage(notification=notification))
@@ -97,6 +100,7 @@ class Attempt:
                     known_entries=len(entries),
                     random_seed=random_seed_of(self.invocation_id),
                     attempt=self.number,
+                    cancel_seq=status.cancel_seq,
                 )
             )
         )

@@ -87,6 +87,17 @@ def command_to_pb(command: j.JournalCommand) -> pb.JournalCommand:
                     **_result_fields(result),  # type: ignore[arg-type]
                 )
             )
+        case j.GetPromise(name=name):
+            return pb.JournalCommand(get_promise=pb.GetPromiseCommand(name=name))
+        case j.PeekPromise(name=name):
+            return pb.JournalCommand(peek_promise=pb.PeekPromiseCommand(name=name))
+        case j.CompletePromise(name=name, result=result):
+            return pb.JournalCommand(
+                complete_promise=pb.CompletePromiseCommand(
+                    name=name,
+                    **_result_fields(result),  # type: ignore[arg-type]
+                )
+            )
         case _:
             assert_never(command)
 
@@ -114,7 +125,10 @@ class ProtocolViolation(Exception):
 
 
 def _result_from(
-    message: pb.OutputCommand | pb.ProposeRunCompletion | pb.CompleteAwakeableCommand,
+    message: pb.OutputCommand
+    | pb.ProposeRunCompletion
+    | pb.CompleteAwakeableCommand
+    | pb.CompletePromiseCommand,
 ) -> j.Result:
     which = message.WhichOneof("result")
     if which == "value":
@@ -167,6 +181,15 @@ def command_from_pb(message: pb.JournalCommand) -> j.JournalCommand:
             if not complete.HasField("value") and not complete.HasField("failure"):
                 raise ProtocolViolation("complete_awakeable needs a value or a failure")
             return j.CompleteAwakeable(complete.awakeable_id, _result_from(complete))
+        case "get_promise":
+            return j.GetPromise(message.get_promise.name)
+        case "peek_promise":
+            return j.PeekPromise(message.peek_promise.name)
+        case "complete_promise":
+            promise = message.complete_promise
+            if not promise.HasField("value") and not promise.HasField("failure"):
+                raise ProtocolViolation("complete_promise needs a value or a failure")
+            return j.CompletePromise(promise.name, _result_from(promise))
         case _:
             raise ProtocolViolation(f"the SDK may not propose a {which!r} command")
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from partition_processor.actions import NotifyInvocationId, NotifyInvoker, StartInvocation
+from partition_processor.actions import (
+    AbortInvocation,
+    CancelInvocation,
+    NotifyInvocationId,
+    NotifyInvoker,
+    StartInvocation,
+)
 from partition_processor.tables import KeyValueReader
 from runtime.invoker.attempt import Attempt
 from runtime.invoker.channels import ChannelPool
@@ -56,6 +62,17 @@ class PartitionInvoker:
         current = self._running.get(action.invocation_id)
         if current is not None and current[0].number == action.attempt:
             current[0].notify(action.index, action.completion, action.completion_seq)
+
+    def cancel(self, action: CancelInvocation) -> None:
+        current = self._running.get(action.invocation_id)
+        if current is not None and current[0].number == action.attempt:
+            current[0].cancel(action.cancel_seq)
+
+    def abort(self, action: AbortInvocation) -> None:
+        """The invocation was killed: stop its attempt without proposing anything more."""
+        current = self._running.pop(action.invocation_id, None)
+        if current is not None:
+            current[1].cancel()
 
     def notify_invocation_id(self, action: NotifyInvocationId) -> None:
         current = self._running.get(action.invocation_id)

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from typing import assert_never
 
 from partition_processor.actions import (
+    AbortInvocation,
     Action,
+    CancelInvocation,
     NotifyInvocationId,
     NotifyInvoker,
     RegisterTimer,
@@ -148,6 +150,10 @@ class PartitionWorker:
                 leadership.invoker.notify_invocation_id(action)
             case ShipOutbox():
                 leadership.outbox.wake()
+            case CancelInvocation():
+                leadership.invoker.cancel(action)
+            case AbortInvocation():
+                leadership.invoker.abort(action)
             case RespondToIngress():
                 self._respond(action)
             case RegisterTimer(wake_ms=wake_ms, timer_id=timer_id):

@@ -1,0 +1,32 @@
+"""``Attach``: wait for, or read, an invocation's result (attach / output endpoints)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from partition_processor.actions import Action, RespondToIngress
+from partition_processor.commands import Attach
+from partition_processor.journal import Failure
+from partition_processor.tables import Transaction
+
+NOT_FOUND = 404
+NOT_READY = 470
+
+
+def on_attach(tx: Transaction, command: Attach, actions: list[Action]) -> bool:
+    status = tx.status(command.invocation_id)
+    if status is None:
+        failure = Failure(NOT_FOUND, f"invocation {command.invocation_id} not found")
+        actions.append(RespondToIngress(command.sink, command.invocation_id, failure))
+        return False
+    if status.phase == "completed":
+        assert status.result is not None
+        actions.append(RespondToIngress(command.sink, command.invocation_id, status.result))
+        return True
+    if not command.wait:
+        failure = Failure(NOT_READY, "the invocation has not completed yet")
+        actions.append(RespondToIngress(command.sink, command.invocation_id, failure))
+        return True
+    if command.sink not in status.sinks:
+        tx.put_status(msgspec.structs.replace(status, sinks=[*status.sinks, command.sink]))
+    return True
