@@ -130,3 +130,10 @@ def parse_awakeable_id(value: str) -> tuple[str, int]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidAwakeableId(f"not an awakeable id: {value!r}") from exc
     return invocation_id, int.from_bytes(raw[-4:], "big")
+
+
+def workflow_run_id(service: str, key: str) -> str:
+    """The one invocation that runs workflow ``service`` for ``key``: a fixed id per key."""
+    return make_invocation_id(
+        object_partition_key(service, key), stable_uuid128("workflow", service, key)
+    )

@@ -88,6 +88,21 @@ def _parser() -> argparse.ArgumentParser:
     listing = deployment_commands.add_parser("list", help="list deployments")
     listing.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
 
+    invocations = commands.add_parser("invocations", help="inspect and manage invocations")
+    invocation_commands = invocations.add_subparsers(dest="action", required=True)
+    listing = invocation_commands.add_parser("list", help="list invocations")
+    listing.add_argument("--status", help="only this status (invoked, suspended, completed...)")
+    listing.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+    for action, text in (
+        ("describe", "status, target, last failure and journal"),
+        ("cancel", "cancel: the handler sees a TerminalError at its next await"),
+        ("kill", "kill now: no compensation, the object's lock is released"),
+        ("purge", "forget a completed invocation"),
+    ):
+        command = invocation_commands.add_parser(action, help=text)
+        command.add_argument("id", help="the invocation id (inv_...)")
+        command.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+
     services = commands.add_parser("services", help="list registered services")
     services.add_argument("action", choices=["list"])
     services.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
@@ -175,6 +190,18 @@ async def _dev(args: argparse.Namespace) -> None:
         await node.stop()
 
 
+def _invocations(args: argparse.Namespace) -> None:
+    if args.action == "list":
+        query = f"?status={args.status}" if args.status else ""
+        for row in _admin_request(args.admin, "GET", f"/invocations{query}")["invocations"]:
+            print(f"{row['id']}  {row['status']:<11}  {row['target']}")
+    elif args.action == "describe":
+        print(json.dumps(_admin_request(args.admin, "GET", f"/invocations/{args.id}"), indent=2))
+    else:
+        _admin_request(args.admin, "PATCH", f"/invocations/{args.id}/{args.action}")
+        print(f"{args.action}: accepted for {args.id}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command in ("server", "dev"):
@@ -194,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for deployment in _admin_request(args.admin, "GET", "/deployments")["deployments"]:
             services = ", ".join(s["name"] for s in deployment["services"])
             print(f"{deployment['id']}  {deployment['uri']}  {services}")
+    elif args.command == "invocations":
+        _invocations(args)
     elif args.command == "services":
         for service in _admin_request(args.admin, "GET", "/services")["services"]:
             handlers = ", ".join(h["name"] for h in service["handlers"])

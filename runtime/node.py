@@ -107,6 +107,7 @@ class Node:
             self._store,
             config.partitions,
             discover=discover,
+            gateway=gateway,
             is_ready=lambda: self._ready,
         )
         await self._serve(ingress.app, config.ingress_bind)

@@ -28,6 +28,7 @@ from partition_processor.ids import (
     call_entropy,
     invocation_id_for,
     parse_awakeable_id,
+    workflow_run_id,
 )
 from partition_processor.journal import (
     Awakeable,
@@ -175,15 +176,18 @@ def _call(
 ) -> tuple[JournalCommand, Completion | None]:
     """Start the callee through the outbox; a call's result comes back as a response."""
     target = command.target
-    callee_id = invocation_id_for(
-        target.service,
-        target.handler,
-        target.key,
-        command.idempotency_key,
-        entropy=call_entropy(status.invocation_id, effect.index),
-    )
-    stored = msgspec.structs.replace(command, invocation_id=callee_id)
     resolved = effect.resolved
+    if resolved is not None and resolved.target.handler_kind == "workflow" and target.key:
+        callee_id = workflow_run_id(target.service, target.key)  # submits (or attaches to) it
+    else:
+        callee_id = invocation_id_for(
+            target.service,
+            target.handler,
+            target.key,
+            command.idempotency_key,
+            entropy=call_entropy(status.invocation_id, effect.index),
+        )
+    stored = msgspec.structs.replace(command, invocation_id=callee_id)
     if resolved is None:
         failure = Failure(404, f"{target.service}/{target.handler} not found")
         return stored, failure if isinstance(command, Call) else None

@@ -10,6 +10,7 @@ import msgspec
 from aiohttp import web
 
 from partition_processor import keys
+from partition_processor.commands import IngressSink, Purge, Terminate
 from partition_processor.ids import (
     InvalidInvocationId,
     object_partition_key,
@@ -17,7 +18,8 @@ from partition_processor.ids import (
     partition_of,
 )
 from partition_processor.journal import Failure, JournalEntry, Success, command_name
-from partition_processor.tables import KeyValueReader, read_journal, read_status
+from partition_processor.tables import KeyValueReader, decode_status, read_journal, read_status
+from runtime.ingress.gateway import InvocationGateway
 from runtime.ingress.http import error_response
 from runtime.invoker.discovery import DiscoveryError
 from runtime.metadata import Deployment, Registry, ServiceInfo
@@ -73,12 +75,14 @@ class AdminServer:
         partitions: int,
         *,
         discover: Discover,
+        gateway: InvocationGateway,
         is_ready: Callable[[], bool],
     ) -> None:
         self._registry = registry
         self._store = store
         self._partitions = partitions
         self._discover = discover
+        self._gateway = gateway
         self._is_ready = is_ready
         self.app = web.Application()
         router = self.app.router
@@ -89,7 +93,11 @@ class AdminServer:
         router.add_get("/services", self._services)
         router.add_get("/services/{service}", self._service)
         router.add_get("/services/{service}/state/{key}", self._state)
+        router.add_get("/invocations", self._invocations)
         router.add_get("/invocations/{id}", self._invocation)
+        router.add_patch("/invocations/{id}/cancel", self._cancel)
+        router.add_patch("/invocations/{id}/kill", self._kill)
+        router.add_patch("/invocations/{id}/purge", self._purge)
 
     async def _health(self, request: web.Request) -> web.Response:
         if not self._is_ready():
@@ -141,6 +149,52 @@ class AdminServer:
         prefix = keys.state_prefix(partition, service, key)
         state = {keys.state_name_of(k, prefix): _value_json(v) for k, v in self._store.scan(prefix)}
         return web.json_response({"service": service, "key": key, "state": state})
+
+    async def _invocations(self, request: web.Request) -> web.Response:
+        """Every invocation this node stores (optionally ``?status=invoked`` etc.), newest last."""
+        wanted = request.query.get("status")
+        listed = []
+        for partition in range(self._partitions):
+            prefix = keys.partition_prefix(keys.Kind.STATUS, partition)
+            for _, raw in self._store.scan(prefix):
+                status = decode_status(raw)
+                if wanted is None or status.phase == wanted:
+                    listed.append(
+                        {
+                            "id": status.invocation_id,
+                            "target": status.target.describe(),
+                            "status": status.phase,
+                            "attempt": status.attempt,
+                            "created_ms": status.created_ms,
+                            "modified_ms": status.modified_ms,
+                        }
+                    )
+        listed.sort(key=lambda row: (row["created_ms"], row["id"]))
+        return web.json_response({"invocations": listed})
+
+    async def _cancel(self, request: web.Request) -> web.Response:
+        return await self._manage(request, lambda i, sink: Terminate(i, "cancel", sink))
+
+    async def _kill(self, request: web.Request) -> web.Response:
+        return await self._manage(request, lambda i, sink: Terminate(i, "kill", sink))
+
+    async def _purge(self, request: web.Request) -> web.Response:
+        return await self._manage(request, lambda i, sink: Purge(i, sink))
+
+    async def _manage(
+        self,
+        request: web.Request,
+        make: Callable[[str, IngressSink], Terminate | Purge],
+    ) -> web.Response:
+        invocation_id = request.match_info["id"]
+        try:
+            parse_partition_key(invocation_id)
+        except InvalidInvocationId as exc:
+            return error_response(400, str(exc))
+        outcome = await self._gateway.manage(lambda sink: make(invocation_id, sink))
+        if isinstance(outcome, Failure):
+            return error_response(outcome.code, outcome.message)
+        return web.json_response({"id": invocation_id, "status": "accepted"}, status=202)
 
     async def _invocation(self, request: web.Request) -> web.Response:
         invocation_id = request.match_info["id"]

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from partition_processor.actions import RespondToIngress
 from partition_processor.commands import (
+    Attach,
     Envelope,
     IngressSink,
     IngressSource,
     Invoke,
     NotifySignal,
+    Purge,
     Target,
+    Terminate,
     encode_envelope,
 )
 from partition_processor.ids import (
@@ -21,11 +24,14 @@ from partition_processor.ids import (
     parse_awakeable_id,
     parse_partition_key,
     partition_of,
+    workflow_run_id,
 )
 from partition_processor.journal import Result
 from runtime.clock import now_ms
 from runtime.log import Log
 from runtime.metadata import HandlerInfo, completion_retention_ms
+
+ManagementCommand = Terminate | Purge
 
 
 class PendingResponses:
@@ -60,7 +66,9 @@ class InvocationGateway:
         self._responses = responses
 
     def invocation_id_for(self, target: Target, idempotency_key: str | None) -> str:
-        """Deterministic for idempotent requests: the same key names the same invocation."""
+        """Deterministic for workflow runs and idempotent requests, random otherwise."""
+        if target.handler_kind == "workflow" and target.key is not None:
+            return workflow_run_id(target.service, target.key)
         return invocation_id_for(
             target.service,
             target.handler,
@@ -112,6 +120,28 @@ class InvocationGateway:
         )
         return invocation_id
 
+    async def attach(self, invocation_id: str, *, wait: bool) -> Result:
+        """The invocation's result: waiting for it, or now (Failure 470 while it runs)."""
+        request_id = uuid.uuid4().hex
+        outcome = self._responses.expect(request_id)
+        try:
+            sink = IngressSink(self._node_id, request_id)
+            await self._append_command(invocation_id, Attach(invocation_id, sink, wait))
+            return (await outcome)[1]
+        finally:
+            self._responses.forget(request_id)
+
+    async def manage(self, command_of: Callable[[IngressSink], ManagementCommand]) -> Result:
+        """Append an admin command (cancel, kill, purge) and return what it did."""
+        request_id = uuid.uuid4().hex
+        outcome = self._responses.expect(request_id)
+        try:
+            command = command_of(IngressSink(self._node_id, request_id))
+            await self._append_command(command.invocation_id, command)
+            return (await outcome)[1]
+        finally:
+            self._responses.forget(request_id)
+
     async def complete_awakeable(self, awakeable_id: str, result: Result) -> Result:
         """Resolve or reject an awakeable; returns Success, or Failure 404 / 409."""
         owner, index = parse_awakeable_id(awakeable_id)
@@ -146,10 +176,13 @@ class InvocationGateway:
             retry_policy=handler.retry_policy,
             completion_retention_ms=retention,
             invoke_at_ms=invoke_at_ms,
+            submission=target.handler_kind == "workflow",
         )
         await self._append_command(invocation_id, command)
 
-    async def _append_command(self, route: str, command: Invoke | NotifySignal) -> None:
+    async def _append_command(
+        self, route: str, command: Invoke | NotifySignal | Attach | ManagementCommand
+    ) -> None:
         """Append to the partition that owns invocation id ``route``."""
         envelope = Envelope(IngressSource(self._node_id), now_ms(), command)
         partition = partition_of(parse_partition_key(route), self._log.partitions)

@@ -6,13 +6,18 @@ for a one-way call (202). Errors are JSON ``{"code": ..., "message": ...}``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import msgspec
 from aiohttp import web
 
 from partition_processor.commands import Target
-from partition_processor.ids import InvalidAwakeableId
+from partition_processor.ids import (
+    InvalidAwakeableId,
+    InvalidInvocationId,
+    parse_partition_key,
+    workflow_run_id,
+)
 from partition_processor.journal import Failure, Success
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.ingress.gateway import InvocationGateway
@@ -61,6 +66,15 @@ class IngressServer:
         # aiohttp's own limit would answer 413 in plain text; we check the size ourselves.
         self.app = web.Application(client_max_size=max_body_bytes + 1024)
         self.app.router.add_get("/restate/health", self._health)
+        for verb in ("attach", "output"):
+            for path in (
+                "/restate/invocation/{id}/" + verb,
+                "/restate/workflow/{service}/{key}/" + verb,
+                "/restate/invocation/{service}/{handler}/{idempotency_key}/" + verb,
+                "/restate/invocation/{service}/{key}/{handler}/{idempotency_key}/" + verb,
+            ):
+                self.app.router.add_route("GET", path, self._attach)
+                self.app.router.add_route("POST", path, self._attach)
         self.app.router.add_post("/restate/awakeables/{id}/resolve", self._resolve_awakeable)
         self.app.router.add_post("/restate/awakeables/{id}/reject", self._reject_awakeable)
         self.app.router.add_route("POST", "/{path:.+}", self._invoke)
@@ -99,21 +113,39 @@ class IngressServer:
             )
         except IngressError as exc:
             return error_response(exc.status, exc.message)
-        match result:
-            case Success(value=value):
-                return web.Response(
-                    body=value,
-                    status=200,
-                    content_type="application/json",
-                    headers={ID_HEADER: invocation_id},
-                )
-            case Failure(code=code, message=message):
-                status = code if 400 <= code <= 599 else 500
-                return web.json_response(
-                    {"code": code, "message": message},
-                    status=status,
-                    headers={ID_HEADER: invocation_id},
-                )
+        return _render(invocation_id, result)
+
+    async def _attach(self, request: web.Request) -> web.Response:
+        """Wait for (``attach``) or read (``output``, 470 while running) a result."""
+        try:
+            if not self._is_ready():
+                raise IngressError(503, "the node is starting")
+            invocation_id = self._attach_target(request.match_info)
+            wait = request.path.endswith("/attach")
+            result = await self._gateway.attach(invocation_id, wait=wait)
+        except IngressError as exc:
+            return error_response(exc.status, exc.message)
+        return _render(invocation_id, result)
+
+    def _attach_target(self, match: Mapping[str, str]) -> str:
+        if "id" in match:
+            try:
+                parse_partition_key(match["id"])
+            except InvalidInvocationId as exc:
+                raise IngressError(400, str(exc)) from exc
+            return match["id"]
+        service = self._registry.service(match["service"])
+        if service is None:
+            raise IngressError(404, f"service {match['service']!r} not found")
+        if "idempotency_key" not in match:
+            if service.service_type != "workflow":
+                raise IngressError(400, f"{service.name!r} is not a workflow")
+            return workflow_run_id(service.name, match["key"])
+        key = match.get("key")
+        resolved = service.resolve(match["handler"], key)
+        if resolved is None:
+            raise IngressError(404, f"handler {service.name}/{match['handler']} not found")
+        return self._gateway.invocation_id_for(resolved[0], match["idempotency_key"])
 
     async def _resolve_awakeable(self, request: web.Request) -> web.Response:
         try:
@@ -216,3 +248,22 @@ class IngressServer:
 
 
 __all__ = ["IngressServer", "error_response"]
+
+
+def _render(invocation_id: str, result: Success | Failure) -> web.Response:
+    """A result as Restate's ingress answers it."""
+    match result:
+        case Success(value=value):
+            return web.Response(
+                body=value,
+                status=200,
+                content_type="application/json",
+                headers={ID_HEADER: invocation_id},
+            )
+        case Failure(code=code, message=message):
+            status = code if 400 <= code <= 599 else 500
+            return web.json_response(
+                {"code": code, "message": message},
+                status=status,
+                headers={ID_HEADER: invocation_id},
+            )

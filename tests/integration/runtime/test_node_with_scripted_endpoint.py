@@ -145,3 +145,38 @@ async def test_awakeable_resolved_over_http_resumes_the_waiter(running: Running)
     bad = f"{running.ingress}/restate/awakeables/not-an-id/resolve"
     async with running.session.post(bad, json=1) as r:
         assert r.status == 400 and (await r.json())["code"] == 400
+
+
+async def test_output_attach_kill_and_purge_over_http(running: Running) -> None:
+    from partition_processor.ids import invocation_id_for
+
+    invocation_id = invocation_id_for("Comms", "wait", None, "w2", entropy=bytes(16))
+    async with running.session.post(
+        f"{running.ingress}/Comms/wait/send", json=None, headers={"idempotency-key": "w2"}
+    ) as r:
+        assert r.status == 202 and (await r.json())["invocationId"] == invocation_id
+    output = f"{running.ingress}/restate/invocation/{invocation_id}/output"
+    for _ in range(100):
+        async with running.session.get(output) as r:
+            assert r.status == 470, await r.text()
+        async with running.session.get(f"{running.admin}/invocations/{invocation_id}") as r:
+            if (await r.json())["status"] == "suspended":
+                break
+        await asyncio.sleep(0.05)
+    by_key = f"{running.ingress}/restate/invocation/Comms/wait/w2/attach"
+    attacher = asyncio.create_task(running.session.get(by_key))
+    async with running.session.patch(f"{running.admin}/invocations/{invocation_id}/purge") as r:
+        assert r.status == 409  # still running
+    async with running.session.patch(f"{running.admin}/invocations/{invocation_id}/kill") as r:
+        assert r.status == 202, await r.text()
+    attached = await attacher
+    assert attached.status == 409 and (await attached.json())["message"] == "killed"
+    attached.release()
+    async with running.session.get(output) as r:
+        assert r.status == 409
+    async with running.session.patch(f"{running.admin}/invocations/{invocation_id}/purge") as r:
+        assert r.status == 202
+    async with running.session.get(output) as r:
+        assert r.status == 404
+    async with running.session.get(f"{running.admin}/invocations/inv_bad") as r:
+        assert r.status == 400
