@@ -66,6 +66,14 @@ def parse_partition_key(invocation_id: str) -> int:
         raise InvalidInvocationId(f"not an invocation id: {invocation_id!r}") from exc
 
 
+def is_invocation_id(value: str) -> bool:
+    try:
+        parse_partition_key(value)
+    except InvalidInvocationId:
+        return False
+    return True
+
+
 def random_seed_of(invocation_id: str) -> int:
     """The seed the SDK uses for ``ctx.random()`` / ``ctx.uuid()``: fixed per invocation."""
     return stable_hash64("seed", invocation_id)

@@ -147,6 +147,12 @@ class CompletePromise(msgspec.Struct, tag="complete_promise", frozen=True):
     result: Result
 
 
+class CancelInvocation(msgspec.Struct, tag="cancel_invocation", frozen=True):
+    """Cooperatively cancel another invocation (``ctx.cancel_invocation`` / a handle's cancel)."""
+
+    invocation_id: str
+
+
 JournalCommand = (
     Input
     | Output
@@ -164,6 +170,7 @@ JournalCommand = (
     | GetPromise
     | PeekPromise
     | CompletePromise
+    | CancelInvocation
 )
 
 

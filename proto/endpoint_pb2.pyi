@@ -253,8 +253,14 @@ class CompletePromiseCommand(_message.Message):
     failure: Failure
     def __init__(self, name: _Optional[str] = ..., value: _Optional[bytes] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ...) -> None: ...
 
+class CancelInvocationCommand(_message.Message):
+    __slots__ = ("invocation_id",)
+    INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    invocation_id: str
+    def __init__(self, invocation_id: _Optional[str] = ...) -> None: ...
+
 class JournalCommand(_message.Message):
-    __slots__ = ("input", "output", "get_state", "set_state", "clear_state", "clear_all_state", "get_state_keys", "run", "call", "one_way_call", "sleep", "awakeable", "complete_awakeable", "get_promise", "peek_promise", "complete_promise")
+    __slots__ = ("input", "output", "get_state", "set_state", "clear_state", "clear_all_state", "get_state_keys", "run", "call", "one_way_call", "sleep", "awakeable", "complete_awakeable", "get_promise", "peek_promise", "complete_promise", "cancel_invocation")
     INPUT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     GET_STATE_FIELD_NUMBER: _ClassVar[int]
@@ -271,6 +277,7 @@ class JournalCommand(_message.Message):
     GET_PROMISE_FIELD_NUMBER: _ClassVar[int]
     PEEK_PROMISE_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_PROMISE_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_INVOCATION_FIELD_NUMBER: _ClassVar[int]
     input: InputCommand
     output: OutputCommand
     get_state: GetStateCommand
@@ -287,7 +294,8 @@ class JournalCommand(_message.Message):
     get_promise: GetPromiseCommand
     peek_promise: PeekPromiseCommand
     complete_promise: CompletePromiseCommand
-    def __init__(self, input: _Optional[_Union[InputCommand, _Mapping]] = ..., output: _Optional[_Union[OutputCommand, _Mapping]] = ..., get_state: _Optional[_Union[GetStateCommand, _Mapping]] = ..., set_state: _Optional[_Union[SetStateCommand, _Mapping]] = ..., clear_state: _Optional[_Union[ClearStateCommand, _Mapping]] = ..., clear_all_state: _Optional[_Union[ClearAllStateCommand, _Mapping]] = ..., get_state_keys: _Optional[_Union[GetStateKeysCommand, _Mapping]] = ..., run: _Optional[_Union[RunCommand, _Mapping]] = ..., call: _Optional[_Union[CallCommand, _Mapping]] = ..., one_way_call: _Optional[_Union[OneWayCallCommand, _Mapping]] = ..., sleep: _Optional[_Union[SleepCommand, _Mapping]] = ..., awakeable: _Optional[_Union[AwakeableCommand, _Mapping]] = ..., complete_awakeable: _Optional[_Union[CompleteAwakeableCommand, _Mapping]] = ..., get_promise: _Optional[_Union[GetPromiseCommand, _Mapping]] = ..., peek_promise: _Optional[_Union[PeekPromiseCommand, _Mapping]] = ..., complete_promise: _Optional[_Union[CompletePromiseCommand, _Mapping]] = ...) -> None: ...
+    cancel_invocation: CancelInvocationCommand
+    def __init__(self, input: _Optional[_Union[InputCommand, _Mapping]] = ..., output: _Optional[_Union[OutputCommand, _Mapping]] = ..., get_state: _Optional[_Union[GetStateCommand, _Mapping]] = ..., set_state: _Optional[_Union[SetStateCommand, _Mapping]] = ..., clear_state: _Optional[_Union[ClearStateCommand, _Mapping]] = ..., clear_all_state: _Optional[_Union[ClearAllStateCommand, _Mapping]] = ..., get_state_keys: _Optional[_Union[GetStateKeysCommand, _Mapping]] = ..., run: _Optional[_Union[RunCommand, _Mapping]] = ..., call: _Optional[_Union[CallCommand, _Mapping]] = ..., one_way_call: _Optional[_Union[OneWayCallCommand, _Mapping]] = ..., sleep: _Optional[_Union[SleepCommand, _Mapping]] = ..., awakeable: _Optional[_Union[AwakeableCommand, _Mapping]] = ..., complete_awakeable: _Optional[_Union[CompleteAwakeableCommand, _Mapping]] = ..., get_promise: _Optional[_Union[GetPromiseCommand, _Mapping]] = ..., peek_promise: _Optional[_Union[PeekPromiseCommand, _Mapping]] = ..., complete_promise: _Optional[_Union[CompletePromiseCommand, _Mapping]] = ..., cancel_invocation: _Optional[_Union[CancelInvocationCommand, _Mapping]] = ...) -> None: ...
 
 class JournalEntry(_message.Message):
     __slots__ = ("index", "command", "completion", "completion_seq")

@@ -22,17 +22,20 @@ from partition_processor.commands import (
     JournalAppend,
     NotifySignal,
     Suspended,
+    Terminate,
 )
 from partition_processor.ids import (
     InvalidAwakeableId,
     call_entropy,
     invocation_id_for,
+    is_invocation_id,
     parse_awakeable_id,
     workflow_run_id,
 )
 from partition_processor.journal import (
     Awakeable,
     Call,
+    CancelInvocation,
     ClearAllState,
     ClearState,
     CompleteAwakeable,
@@ -160,6 +163,9 @@ def _execute(
             return command, promises.peek_promise(tx, status, name)
         case CompletePromise(name=name, result=result):
             return command, promises.complete_promise(tx, status, name, result, now_ms, actions)
+        case CancelInvocation(invocation_id=target_id):
+            if is_invocation_id(target_id):
+                lifecycle.send(tx, target_id, Terminate(target_id, "cancel"), actions)
         case Run() | Output() | Input() | Awakeable():
             pass
         case _:

@@ -98,6 +98,10 @@ def command_to_pb(command: j.JournalCommand) -> pb.JournalCommand:
                     **_result_fields(result),  # type: ignore[arg-type]
                 )
             )
+        case j.CancelInvocation(invocation_id=invocation_id):
+            return pb.JournalCommand(
+                cancel_invocation=pb.CancelInvocationCommand(invocation_id=invocation_id)
+            )
         case _:
             assert_never(command)
 
@@ -190,6 +194,8 @@ def command_from_pb(message: pb.JournalCommand) -> j.JournalCommand:
             if not promise.HasField("value") and not promise.HasField("failure"):
                 raise ProtocolViolation("complete_promise needs a value or a failure")
             return j.CompletePromise(promise.name, _result_from(promise))
+        case "cancel_invocation":
+            return j.CancelInvocation(message.cancel_invocation.invocation_id)
         case _:
             raise ProtocolViolation(f"the SDK may not propose a {which!r} command")
 

@@ -1,0 +1,3 @@
+from sdk.endpoint import main
+
+main()

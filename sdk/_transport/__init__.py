@@ -1,0 +1,1 @@
+"""The gRPC transport of an SDK endpoint (proto/endpoint.proto)."""

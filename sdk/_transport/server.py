@@ -1,0 +1,194 @@
+"""The endpoint's gRPC server: ``Discover`` answers the manifest, ``Invoke`` runs one attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import grpc
+
+from proto import endpoint_pb2 as pb
+from proto import endpoint_pb2_grpc
+from sdk._engine.machine import JOURNAL_MISMATCH_CODE, InvocationMachine
+from sdk.context import context_class
+from sdk.definitions import App, Handler
+from sdk.errors import AttemptClosed, JournalMismatch, Suspended, TerminalError
+from sdk.invocation import InvocationSession
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+DEFAULT_INACTIVITY_TIMEOUT = timedelta(seconds=60)
+UNKNOWN_HANDLER_CODE = 501
+
+_SERVICE_TYPES = {
+    "service": pb.SERVICE_TYPE_SERVICE,
+    "virtual_object": pb.SERVICE_TYPE_VIRTUAL_OBJECT,
+    "workflow": pb.SERVICE_TYPE_WORKFLOW,
+}
+_KINDS = {
+    None: pb.HANDLER_KIND_UNSPECIFIED,
+    "exclusive": pb.HANDLER_KIND_EXCLUSIVE,
+    "shared": pb.HANDLER_KIND_SHARED,
+    "workflow": pb.HANDLER_KIND_WORKFLOW,
+}
+
+
+def _ms(delta: timedelta) -> int:
+    return int(delta.total_seconds() * 1000)
+
+
+def handler_manifest(handler: Handler) -> pb.HandlerManifest:
+    manifest = pb.HandlerManifest(name=handler.name, kind=_KINDS[handler.kind])
+    policy = handler.effective("invocation_retry_policy")
+    if policy is not None:
+        manifest.retry_policy.CopyFrom(
+            pb.RetryPolicy(
+                initial_interval_ms=_ms(policy.initial_interval) if policy.initial_interval else 0,
+                factor=policy.exponentiation_factor or 0.0,
+                max_interval_ms=_ms(policy.max_interval) if policy.max_interval else 0,
+                max_attempts=policy.max_attempts or 0,
+            )
+        )
+    for attribute, field in (
+        ("inactivity_timeout", "inactivity_timeout_ms"),
+        ("idempotency_retention", "idempotency_retention_ms"),
+        ("workflow_retention", "workflow_retention_ms"),
+    ):
+        value = handler.effective(attribute)
+        if value is not None:
+            setattr(manifest, field, _ms(value))
+    return manifest
+
+
+def manifest_of(app: App) -> pb.Manifest:
+    return pb.Manifest(
+        protocol_version=PROTOCOL_VERSION,
+        services=[
+            pb.ServiceManifest(
+                name=service.name,
+                type=_SERVICE_TYPES[service.type],
+                handlers=[handler_manifest(h) for h in service.handlers.values()],
+            )
+            for service in app.services.values()
+        ],
+    )
+
+
+class EndpointServicer(endpoint_pb2_grpc.EndpointServicer):
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self._manifest = manifest_of(app)
+
+    async def Discover(self, request: pb.DiscoverRequest, context: Any) -> pb.Manifest:
+        return self._manifest
+
+    async def Invoke(
+        self, request_iterator: AsyncIterator[pb.RuntimeMessage], context: Any
+    ) -> AsyncIterator[pb.SdkMessage]:
+        requests = request_iterator.__aiter__()
+        first = await anext(requests)
+        if first.WhichOneof("kind") != "start":
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "the stream must begin with Start"
+            )
+        start = first.start
+        journal = []
+        for _ in range(start.known_entries):
+            replayed = await anext(requests)
+            if replayed.WhichOneof("kind") != "replay_entry":
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected a replay entry")
+            journal.append(replayed.replay_entry)
+        handler = self._app.handler(start.service, start.handler)
+        if handler is None:
+            yield pb.SdkMessage(
+                error=pb.Error(
+                    code=UNKNOWN_HANDLER_CODE,
+                    message=f"this endpoint has no handler {start.service}/{start.handler}",
+                    retryable=True,
+                )
+            )
+            return
+        timeout = handler.effective("inactivity_timeout") or DEFAULT_INACTIVITY_TIMEOUT
+        session = InvocationSession(InvocationMachine(start, journal), timeout.total_seconds())
+        reader = asyncio.create_task(_read(requests, session))
+        attempt = asyncio.create_task(run_attempt(session, handler))
+        attempt.add_done_callback(lambda _: session.outgoing.put_nowait(None))
+        try:
+            while (message := await session.outgoing.get()) is not None:
+                yield message
+        finally:
+            for task in (reader, attempt):
+                task.cancel()
+            await asyncio.gather(reader, attempt, return_exceptions=True)
+
+
+async def _read(requests: AsyncIterator[pb.RuntimeMessage], session: InvocationSession) -> None:
+    try:
+        async for message in requests:
+            session.on_runtime_message(message)
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        pass
+    finally:
+        session.on_runtime_gone()
+
+
+async def run_attempt(session: InvocationSession, handler: Handler) -> None:
+    """Run the handler to its end and report how it ended (output, failure or suspension)."""
+    machine = session.machine
+    ctx = context_class(handler.service.type, handler.kind)(session)
+    try:
+        try:
+            if handler.takes_argument:
+                argument = handler.input_serde.deserialize(machine.input.value)
+                result = await handler.fn(ctx, argument)
+            else:
+                result = await handler.fn(ctx)
+            output = pb.OutputCommand(value=handler.output_serde.serialize(result))
+        except TerminalError as exc:
+            output = pb.OutputCommand(failure=pb.Failure(code=exc.status_code, message=exc.message))
+        session.command(pb.JournalCommand(output=output))
+        machine.sys_end()
+    except JournalMismatch as exc:
+        log.error("%s: %s", machine.start.invocation_id, exc)
+        machine.sys_error(JOURNAL_MISMATCH_CODE, str(exc), exc.index)
+    except (Suspended, AttemptClosed):
+        pass
+    except Exception as exc:  # noqa: BLE001 - a retryable failure of this attempt
+        log.warning(
+            "%s %s/%s attempt %d failed: %r",
+            machine.start.invocation_id,
+            handler.service.name,
+            handler.name,
+            machine.start.attempt,
+            exc,
+        )
+        detail = "".join(traceback.format_exception_only(exc)).strip()
+        machine.sys_error(500, detail)
+    session.flush()
+
+
+class RunningEndpoint:
+    """A started endpoint server; ``port`` is the bound port."""
+
+    def __init__(self, server: grpc.aio.Server, port: int) -> None:
+        self.server = server
+        self.port = port
+
+    async def stop(self, grace_s: float = 1.0) -> None:
+        await self.server.stop(grace_s)
+
+
+async def start_server(app: App, host: str = "127.0.0.1", port: int = 9080) -> RunningEndpoint:
+    """Start serving ``app`` over gRPC on ``host:port`` (port 0 picks a free one)."""
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    endpoint_pb2_grpc.add_EndpointServicer_to_server(EndpointServicer(app), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind the endpoint to {host}:{port}")
+    await server.start()
+    return RunningEndpoint(server, bound)

@@ -1,0 +1,132 @@
+"""One attempt of one invocation inside the endpoint: the asyncio shell around the replay engine.
+
+The transport feeds runtime messages in (``on_runtime_message``) and drains ``outgoing``; the
+context turns handler actions into engine calls and waits here for completions. Waiting is where
+the protocol's rules live: the lowest completion order wins among several completed futures (so a
+``select`` decides the same way on replay), a pending cancellation is delivered at the first await
+of a future not completed before it, and an attempt that waits longer than the inactivity timeout
+with nothing running suspends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from proto import endpoint_pb2 as pb
+from sdk._engine.machine import InvocationMachine
+from sdk.errors import AttemptClosed, Suspended, TerminalError
+
+CANCELLED_CODE = 409
+
+
+class InvocationSession:
+    def __init__(self, machine: InvocationMachine, inactivity_timeout_s: float) -> None:
+        self.machine = machine
+        self.outgoing: asyncio.Queue[pb.SdkMessage | None] = asyncio.Queue()
+        self._inactivity_timeout_s = inactivity_timeout_s
+        self._changed = asyncio.Event()
+        self._waiting: dict[object, frozenset[int]] = {}
+        self._cancel_delivered = False
+        self._steps_running = 0
+        self._fatal: BaseException | None = None
+        self._runtime_gone = False
+
+    # ------------------------------------------------------------------ transport side
+
+    def on_runtime_message(self, message: pb.RuntimeMessage) -> None:
+        which = message.WhichOneof("kind")
+        if which == "notification":
+            self.machine.notify(message.notification)
+        elif which == "cancel":
+            self.machine.notify_cancel(message.cancel.cancel_seq)
+        self._wake()
+
+    def on_runtime_gone(self) -> None:
+        self._runtime_gone = True
+        self._wake()
+
+    def flush(self) -> None:
+        for message in self.machine.take_output():
+            self.outgoing.put_nowait(message)
+
+    # ------------------------------------------------------------------ context side
+
+    def command(self, command: pb.JournalCommand) -> int:
+        index = self.machine.sys_command(command)
+        self.flush()
+        return index
+
+    def fail_attempt(self, error: BaseException) -> None:
+        """A background step failed in a way that must fail the whole attempt."""
+        if self._fatal is None:
+            self._fatal = error
+        self._wake()
+
+    def step_started(self) -> None:
+        self._steps_running += 1
+
+    def step_finished(self) -> None:
+        self._steps_running -= 1
+        self._wake()
+
+    async def wait_any(self, indices: Iterable[int]) -> int:
+        """Wait until one of ``indices`` is completed; returns the one completed first."""
+        wanted = frozenset(indices)
+        while True:
+            self._check_alive()
+            chosen = self._pick(wanted)
+            if chosen is not None:
+                return chosen
+            await self._wait_for_change(wanted)
+
+    async def wait_callee_id(self, index: int) -> str:
+        """The invocation id of the call or send journaled at ``index``."""
+        while (callee := self.machine.callee_id(index)) is None:
+            self._check_alive()
+            await self._wait_for_change(frozenset(), suspendable=False)
+        return callee
+
+    def _check_alive(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+        if self._runtime_gone:
+            raise AttemptClosed()
+        if self.machine.closed:
+            raise Suspended(sorted(set().union(*self._waiting.values())))
+
+    def _pick(self, wanted: frozenset[int]) -> int | None:
+        done = []
+        for index in wanted:
+            completed = self.machine.completion(index)
+            if completed is not None:
+                done.append((completed.seq, index))
+        cancel_seq = self.machine.cancel_seq
+        if cancel_seq and not self._cancel_delivered:
+            before = [item for item in done if item[0] < cancel_seq]
+            if before:
+                return min(before)[1]
+            self._cancel_delivered = True
+            raise TerminalError("cancelled", CANCELLED_CODE)
+        return min(done)[1] if done else None
+
+    async def _wait_for_change(self, wanted: frozenset[int], suspendable: bool = True) -> None:
+        changed = self._changed
+        token = object()
+        self._waiting[token] = wanted
+        try:
+            await asyncio.wait_for(changed.wait(), self._inactivity_timeout_s)
+        except TimeoutError:
+            if suspendable and self._steps_running == 0 and not self.machine.closed:
+                awaiting = sorted(set().union(*self._waiting.values()))
+                self.machine.sys_suspend(awaiting)
+                self.flush()
+                raise Suspended(awaiting) from None
+        finally:
+            del self._waiting[token]
+
+    def _wake(self) -> None:
+        # Every waiter holds the event that was current when it started waiting; setting it and
+        # installing a fresh one wakes all of them exactly once.
+        self._changed.set()
+        self._changed = asyncio.Event()

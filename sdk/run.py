@@ -1,0 +1,114 @@
+"""``ctx.run``: a durable step whose result is journaled once and replayed afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
+
+from proto import endpoint_pb2 as pb
+from sdk.errors import AttemptClosed, Suspended, TerminalError
+from sdk.futures import DurableFuture, LazyStep
+from sdk.invocation import InvocationSession
+from sdk.serde import Serde, serde_for
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions(Generic[T]):
+    """Retries of a step inside one attempt, and how its result is (de)serialized.
+
+    With neither ``max_attempts`` nor ``max_retry_duration``, a failing step fails the attempt and
+    the runtime retries the whole invocation with the handler's retry policy (the journal replays up
+    to the step, which runs again). With either, the step is retried in place with exponential
+    backoff; when they are exhausted the last error is journaled as the step's TerminalError.
+    """
+
+    max_attempts: int | None = None
+    max_retry_duration: timedelta | None = None
+    initial_retry_interval: timedelta | None = None
+    max_retry_interval: timedelta | None = None
+    retry_interval_factor: float | None = None
+    serde: Serde[T] | None = None
+    type_hint: type[T] | None = None
+
+
+def run_step(
+    session: InvocationSession,
+    name: str,
+    action: Callable[..., Any],
+    options: RunOptions[Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> DurableFuture[Any]:
+    serde = serde_for(options.serde, options.type_hint)
+    index = session.command(pb.JournalCommand(run=pb.RunCommand(name=name)))
+
+    def decode(completion: pb.Completion) -> Any:
+        return serde.deserialize(completion.value) if completion.HasField("value") else None
+
+    async def execute() -> None:
+        session.step_started()
+        try:
+            result = await _attempts(name, action, options, args, kwargs, serde)
+            session.machine.sys_run_completion(index, result)
+            session.flush()
+        except (Suspended, AttemptClosed, asyncio.CancelledError):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - any other failure fails the attempt
+            session.fail_attempt(exc)
+        finally:
+            session.step_finished()
+
+    return LazyStep(session, index, decode, execute)
+
+
+async def _attempts(
+    name: str,
+    action: Callable[..., Any],
+    options: RunOptions[Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    serde: Serde[Any],
+) -> pb.ProposeRunCompletion:
+    """Run the closure, retrying in place as the options say; returns what to journal."""
+    retry_in_place = options.max_attempts is not None or options.max_retry_duration is not None
+    delay = (options.initial_retry_interval or timedelta(milliseconds=100)).total_seconds()
+    max_delay = (options.max_retry_interval or timedelta(seconds=10)).total_seconds()
+    factor = options.retry_interval_factor or 2.0
+    deadline = (
+        time.monotonic() + options.max_retry_duration.total_seconds()
+        if options.max_retry_duration is not None
+        else None
+    )
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            value = action(*args, **kwargs)
+            if inspect.isawaitable(value):
+                value = await value
+            return pb.ProposeRunCompletion(value=serde.serialize(value))
+        except TerminalError as exc:
+            failure = pb.Failure(code=exc.status_code, message=exc.message)
+            return pb.ProposeRunCompletion(failure=failure)
+        except Exception as exc:
+            if not retry_in_place:
+                raise
+            exhausted = (options.max_attempts is not None and attempt >= options.max_attempts) or (
+                deadline is not None and time.monotonic() + delay > deadline
+            )
+            if exhausted:
+                message = f"step {name!r} failed after {attempt} attempts: {exc!r}"
+                return pb.ProposeRunCompletion(failure=pb.Failure(code=500, message=message))
+            log.warning("step %r attempt %d failed, retrying: %r", name, attempt, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * factor, max_delay)
