@@ -1,0 +1,276 @@
+"""End-to-end harness: a real Cairn node and a real SDK endpoint, each in its own process.
+
+Tests talk to them only over HTTP (ingress, admin) and kill them with SIGKILL, as a user would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.support.broker import unique_topic
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class Process:
+    """A child process whose output goes to a log file (printed when a test fails)."""
+
+    argv: list[str]
+    log_path: Path
+    env: Mapping[str, str] = field(default_factory=_env)
+    process: subprocess.Popen[bytes] | None = None
+
+    def spawn(self) -> None:
+        assert self.process is None or self.process.poll() is not None, "already running"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child until it exits
+        self.process = subprocess.Popen(
+            self.argv, cwd=ROOT, env=dict(self.env), stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+class Endpoint:
+    """``python -m sdk MODULE:app --port P``."""
+
+    def __init__(self, app: str, log_dir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        argv = [sys.executable, "-m", "sdk", app, "--port", str(self.port), "--log-level", "info"]
+        self.process = Process(argv, log_dir / f"endpoint-{self.port}.log")
+
+    def start(self) -> None:
+        self.process.spawn()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if not self.process.alive():
+                raise RuntimeError(f"endpoint exited:\n{self.process.output()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"endpoint not ready:\n{self.process.output()}")
+
+    async def restart(self) -> None:
+        self.kill()
+        await asyncio.to_thread(self.start)
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def stop(self) -> None:
+        self.process.terminate()
+
+
+class Node:
+    """``cairn server`` on a data dir, with the local log or a fresh Kafka topic prefix."""
+
+    def __init__(
+        self,
+        log: str,
+        data_dir: Path,
+        kafka_bootstrap: str | None = None,
+        partitions: int = 4,
+        extra: list[str] | None = None,
+    ) -> None:
+        self.ingress_port = free_port()
+        self.admin_port = free_port()
+        self.ingress = f"http://127.0.0.1:{self.ingress_port}"
+        self.admin = f"http://127.0.0.1:{self.admin_port}"
+        argv = [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "server",
+            "--data-dir",
+            str(data_dir),
+            "--ingress-bind",
+            f"127.0.0.1:{self.ingress_port}",
+            "--admin-bind",
+            f"127.0.0.1:{self.admin_port}",
+            "--partitions",
+            str(partitions),
+            "--log",
+            log,
+            "--log-level",
+            "info",
+        ]
+        if log == "kafka":
+            assert kafka_bootstrap is not None
+            argv += [
+                "--kafka-bootstrap",
+                kafka_bootstrap,
+                "--kafka-topic-prefix",
+                unique_topic("e2e"),
+                "--kafka-fetch-max-wait-ms",
+                "10",
+            ]
+        argv += extra or []
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.process = Process(argv, data_dir.parent / f"{data_dir.name}-node.log")
+
+    def start(self) -> None:
+        self.process.spawn()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if not self.process.alive():
+                raise RuntimeError(f"node exited:\n{self.process.output()[-5000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.ingress}/restate/health", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"node not ready:\n{self.process.output()[-5000:]}")
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def stop(self) -> None:
+        self.process.terminate()
+
+    async def restart(self) -> None:
+        """kill -9, then start again on the same data dir (and the same log)."""
+        self.kill()
+        await asyncio.to_thread(self.start)
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+class Client:
+    """HTTP calls to a node's ingress and admin APIs."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=120),
+            connector=aiohttp.TCPConnector(limit=200),
+        )
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        data: bytes | io.BytesIO
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+        if len(data) > 1024 * 1024:
+            data = io.BytesIO(data)  # aiohttp warns about big raw bytes bodies
+        async with self._http.request(method, url, data=data, headers=headers) as response:
+            return Response(response.status, await response.read(), dict(response.headers))
+
+    async def call(
+        self,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        method: str = "POST",
+    ) -> Response:
+        """A request to the ingress, e.g. ``call("/Greeter/greet", "Ada")``."""
+        return await self.request(
+            method, f"{self.node.ingress}{path}", body, raw=raw, headers=headers
+        )
+
+    async def admin(self, method: str, path: str, body: Any = None) -> Response:
+        return await self.request(method, f"{self.node.admin}{path}", body)
+
+    async def register(self, endpoint: Endpoint) -> None:
+        response = await self.admin("POST", "/deployments", {"uri": endpoint.uri})
+        assert response.status in (200, 201), response.body
+
+    async def invocation(self, invocation_id: str) -> Any:
+        """The admin status of an invocation; waits while it is not yet applied (404 right after
+        a ``/send`` is normal: the 202 means appended to the log, the store follows)."""
+        deadline = time.monotonic() + 10
+        while True:
+            response = await self.admin("GET", f"/invocations/{invocation_id}")
+            if response.status != 404 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        assert response.status == 200, response.body
+        return response.json()
+
+    async def wait_for(
+        self, check: Any, timeout_s: float = 30.0, interval_s: float = 0.05
+    ) -> Any:
+        """Poll the async ``check()`` until it returns something truthy."""
+        deadline = time.monotonic() + timeout_s
+        last = None
+        while time.monotonic() < deadline:
+            last = await check()
+            if last:
+                return last
+            await asyncio.sleep(interval_s)
+        raise AssertionError(f"condition not met within {timeout_s}s (last: {last!r})")
