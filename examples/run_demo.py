@@ -46,7 +46,17 @@ def wait_ready(process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cairn-demo-") as data_dir:
         process = subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "dev", "examples.demo:app", "--data-dir", data_dir, "--partitions", "4"],
+            [
+                sys.executable,
+                "-m",
+                "runtime.cli",
+                "dev",
+                "examples.demo:app",
+                "--data-dir",
+                data_dir,
+                "--partitions",
+                "4",
+            ],
         )
         try:
             wait_ready(process)
@@ -57,7 +67,9 @@ def main() -> None:
                 print("  ->", call("/Counter/demo/add", delta)[:2])
             print("$ POST /Counter/demo/get")
             print("  ->", call("/Counter/demo/get", None)[:2])
-            print("$ POST /Checkout/place_order 'order-7' (the payment step fails once, is retried)")
+            print(
+                "$ POST /Checkout/place_order 'order-7' (the payment step fails once, is retried)"
+            )
             print("  ->", call("/Checkout/place_order", "order-7")[:2])
             print("$ POST /Counter/demo/add 10 with idempotency-key: demo-1, three times")
             for _ in range(3):

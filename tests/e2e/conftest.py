@@ -88,7 +88,9 @@ def shared(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Cluster]:
     """One node and endpoint for all non-destructive tests of a module (per log)."""
-    started = start_cluster(request.module.APP, log_kind, tmp_path_factory.mktemp("shared"), bootstrap)
+    started = start_cluster(
+        request.module.APP, log_kind, tmp_path_factory.mktemp("shared"), bootstrap
+    )
     yield started
     _stop(started)
 
