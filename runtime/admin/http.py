@@ -23,6 +23,7 @@ from runtime.ingress.gateway import InvocationGateway
 from runtime.ingress.http import error_response
 from runtime.invoker.discovery import DiscoveryError
 from runtime.metadata import Deployment, Registry, ServiceInfo
+from runtime.metrics import exposition
 
 Discover = Callable[[str], Awaitable[Deployment]]
 
@@ -87,6 +88,7 @@ class AdminServer:
         self.app = web.Application()
         router = self.app.router
         router.add_get("/health", self._health)
+        router.add_get("/metrics", self._metrics)
         router.add_post("/deployments", self._register)
         router.add_get("/deployments", self._deployments)
         router.add_get("/deployments/{id}", self._deployment)
@@ -103,6 +105,9 @@ class AdminServer:
         if not self._is_ready():
             return error_response(503, "the node is starting")
         return web.json_response({"status": "ok"})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=exposition(), content_type="text/plain")
 
     async def _register(self, request: web.Request) -> web.Response:
         try:

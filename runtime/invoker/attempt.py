@@ -142,7 +142,7 @@ class Attempt:
             except codec.ProtocolViolation as exc:
                 effect = Failed(PROTOCOL_ERROR_CODE, str(exc), True)
             self._emit(effect)
-            if isinstance(effect, End | Failed):
+            if isinstance(effect, End | Failed | Suspended):
                 return
 
     def _emit(self, effect: Effect) -> None:
@@ -155,7 +155,7 @@ class Attempt:
             while not self._effects.empty():
                 batch.append(self._effects.get_nowait())
             await self._propose(batch)
-            if isinstance(batch[-1].effect, End | Failed):
+            if isinstance(batch[-1].effect, End | Failed | Suspended):
                 return
 
     def _effect_of(self, message: pb.SdkMessage, which: str | None) -> Effect:

@@ -16,6 +16,7 @@ from partition_processor.tables import KeyValueReader
 from runtime.invoker.attempt import Attempt
 from runtime.invoker.channels import ChannelPool
 from runtime.metadata import Registry
+from runtime.metrics import ATTEMPTS_STARTED, OPEN_ATTEMPTS
 from runtime.worker.proposer import LeaderProposer
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class PartitionInvoker:
             proposer=self._proposer,
         )
         task = asyncio.create_task(attempt.run(), name=f"attempt-{action.invocation_id}")
+        OPEN_ATTEMPTS.inc()
+        ATTEMPTS_STARTED.inc()
         self._running[action.invocation_id] = (attempt, task)
         task.add_done_callback(lambda done: self._finished(action.invocation_id, done))
 
@@ -80,6 +83,7 @@ class PartitionInvoker:
             current[0].notify_invocation_id(action.index, action.callee_id)
 
     def _finished(self, invocation_id: str, task: asyncio.Task[None]) -> None:
+        OPEN_ATTEMPTS.dec()
         current = self._running.get(invocation_id)
         if current is not None and current[1] is task:
             del self._running[invocation_id]

@@ -1,0 +1,21 @@
+"""Process-wide Prometheus metrics, served by the admin API at ``GET /metrics``."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+OPEN_ATTEMPTS = Gauge(
+    "cairn_invoker_open_attempts",
+    "Invocation attempts with an open stream to an SDK endpoint (suspended ones hold none)",
+    registry=REGISTRY,
+)
+ATTEMPTS_STARTED = Counter(
+    "cairn_invoker_attempts_started", "Invocation attempts started", registry=REGISTRY
+)
+
+
+def exposition() -> bytes:
+    """The metrics in the Prometheus text format."""
+    return generate_latest(REGISTRY)
