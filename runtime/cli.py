@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import logging
 import os
 import signal
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -144,26 +142,11 @@ async def _run_until_signalled(node: Node) -> None:
         await node.stop()
 
 
-def _load_app(target: str) -> Any:
-    module_name, _, attribute = target.partition(":")
-    if not module_name or not attribute:
-        raise SystemExit(f"cairn: expected module:attribute, got {target!r}")
-    sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SystemExit(f"cairn: cannot import {module_name!r}: {exc}") from exc
-    try:
-        return getattr(module, attribute)
-    except AttributeError as exc:
-        raise SystemExit(f"cairn: {module_name!r} has no attribute {attribute!r}") from exc
-
-
 async def _dev(args: argparse.Namespace) -> None:
-    import sdk
+    import sdk.endpoint
     from runtime.invoker.discovery import discover
 
-    app = _load_app(args.app)
+    app = sdk.endpoint.load_app(args.app)
     node = Node(_config(args))
     server = await sdk.start_server(app, host="127.0.0.1", port=args.endpoint_port)
     uri = f"http://127.0.0.1:{server.port}"

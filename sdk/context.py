@@ -228,17 +228,6 @@ class Context:
         target, argument, output = self._typed_target(tpe, key, arg)
         return self._call(target, argument, output, idempotency_key, headers)
 
-    def workflow_call(
-        self,
-        tpe: Callable[..., Any],
-        key: str,
-        arg: Any,
-        idempotency_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> CallFuture[Any]:
-        target, argument, output = self._typed_target(tpe, key, arg)
-        return self._call(target, argument, output, idempotency_key, headers)
-
     def generic_call(
         self,
         service: str,
@@ -277,18 +266,6 @@ class Context:
         target, argument, _ = self._typed_target(tpe, key, arg)
         return self._send(target, argument, send_delay, idempotency_key, headers)
 
-    def workflow_send(
-        self,
-        tpe: Callable[..., Any],
-        key: str,
-        arg: Any,
-        send_delay: timedelta | None = None,
-        idempotency_key: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> SendHandle:
-        target, argument, _ = self._typed_target(tpe, key, arg)
-        return self._send(target, argument, send_delay, idempotency_key, headers)
-
     def generic_send(
         self,
         service: str,
@@ -303,6 +280,10 @@ class Context:
         if key is not None:
             target.key = key
         return self._send(target, arg, send_delay, idempotency_key, headers)
+
+    # A workflow is keyed like an object; calling its ``run`` handler submits it.
+    workflow_call = object_call
+    workflow_send = object_send
 
     def cancel_invocation(self, invocation_id: str) -> None:
         """Cooperatively cancel another invocation."""

@@ -40,15 +40,15 @@ def serve(app: App, host: str = "127.0.0.1", port: int = 9080) -> None:
 def load_app(target: str) -> App:
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
-        raise SystemExit(f"sdk: expected module:attribute, got {target!r}")
+        raise SystemExit(f"cairn: expected module:attribute, got {target!r}")
     sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise SystemExit(f"sdk: cannot import {module_name!r}: {exc}") from exc
+        raise SystemExit(f"cairn: cannot import {module_name!r}: {exc}") from exc
     app = getattr(module, attribute, None)
     if not isinstance(app, App):
-        raise SystemExit(f"sdk: {target!r} is not an app made by sdk.app(...)")
+        raise SystemExit(f"cairn: {target!r} is not an app made by sdk.app(...)")
     return app
 
 

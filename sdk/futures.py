@@ -52,35 +52,33 @@ class DurableFuture(Generic[T]):
         return self._result().__await__()
 
 
-class CallFuture(DurableFuture[T]):
-    """The result of a request-response call; also knows the callee's invocation id."""
+class _CalleeHandle:
+    """What a call future and a send handle share: the callee's id, and cancelling it."""
+
+    _session: InvocationSession
+    index: int
 
     async def invocation_id(self) -> str:
         return await self._session.wait_callee_id(self.index)
 
     async def cancel_invocation(self) -> None:
-        """Cooperatively cancel the callee; awaiting this future then raises its cancellation."""
+        """Cooperatively cancel the callee (a call's future then fails with its cancellation)."""
         callee = await self.invocation_id()
         self._session.command(
             pb.JournalCommand(cancel_invocation=pb.CancelInvocationCommand(invocation_id=callee))
         )
 
 
-class SendHandle:
+class CallFuture(_CalleeHandle, DurableFuture[T]):
+    """The result of a request-response call; also knows the callee's invocation id."""
+
+
+class SendHandle(_CalleeHandle):
     """The handle of a one-way send."""
 
     def __init__(self, session: InvocationSession, index: int) -> None:
         self._session = session
         self.index = index
-
-    async def invocation_id(self) -> str:
-        return await self._session.wait_callee_id(self.index)
-
-    async def cancel_invocation(self) -> None:
-        callee = await self.invocation_id()
-        self._session.command(
-            pb.JournalCommand(cancel_invocation=pb.CancelInvocationCommand(invocation_id=callee))
-        )
 
 
 def _session_of(futures: tuple[DurableFuture[Any], ...]) -> InvocationSession:
