@@ -131,7 +131,8 @@ class Attempt:
             try:
                 message = await call.read()
             except grpc.aio.AioRpcError as exc:
-                self._emit(Failed(UNAVAILABLE_CODE, f"endpoint {uri}: {exc.code().name}", True))
+                reason = f"endpoint {uri}: {exc.code().name}: {exc.details()}"
+                self._emit(Failed(UNAVAILABLE_CODE, reason, True))
                 return
             if message is grpc.aio.EOF:
                 self._emit(Failed(UNAVAILABLE_CODE, "the endpoint closed the stream early", True))

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 PROTOCOL_VERSION = 1
 DEFAULT_INACTIVITY_TIMEOUT = timedelta(seconds=60)
 UNKNOWN_HANDLER_CODE = 501
+# How long a finished attempt keeps its stream open for the runtime to close it.
+RUNTIME_CLOSE_TIMEOUT_S = 30.0
 
 _SERVICE_TYPES = {
     "service": pb.SERVICE_TYPE_SERVICE,
@@ -121,6 +123,10 @@ class EndpointServicer(endpoint_pb2_grpc.EndpointServicer):
         try:
             while (message := await session.outgoing.get()) is not None:
                 yield message
+            # The attempt has said how it ended; the runtime closes the stream once it has read
+            # that. Ending the call first would make the runtime's in-flight writes fail, and
+            # grpc.aio then reports INTERNAL in place of our last message (grpc/grpc#36066).
+            await asyncio.wait({reader}, timeout=RUNTIME_CLOSE_TIMEOUT_S)
         finally:
             for task in (reader, attempt):
                 task.cancel()

@@ -243,6 +243,19 @@ class Client:
             method, f"{self.node.ingress}{path}", body, raw=raw, headers=headers
         )
 
+    async def send(
+        self, path: str, body: Any = None, *, headers: Mapping[str, str] | None = None
+    ) -> str:
+        """``POST {path}/send``: a one-way invocation; returns its id (asserts the 202)."""
+        response = await self.call(f"{path}/send", body, headers=headers)
+        assert response.status == 202, response.body
+        invocation_id: str = response.json()["invocationId"]
+        return invocation_id
+
+    async def attach(self, invocation_id: str) -> Response:
+        """Wait for an invocation's result."""
+        return await self.call(f"/restate/invocation/{invocation_id}/attach", method="GET")
+
     async def admin(self, method: str, path: str, body: Any = None) -> Response:
         return await self.request(method, f"{self.node.admin}{path}", body)
 
@@ -262,9 +275,7 @@ class Client:
         assert response.status == 200, response.body
         return response.json()
 
-    async def wait_for(
-        self, check: Any, timeout_s: float = 30.0, interval_s: float = 0.05
-    ) -> Any:
+    async def wait_for(self, check: Any, timeout_s: float = 30.0, interval_s: float = 0.05) -> Any:
         """Poll the async ``check()`` until it returns something truthy."""
         deadline = time.monotonic() + timeout_s
         last = None

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import Cluster
-from tests.e2e.harness import Client, Response
+from tests.e2e.harness import Client
 
 APP = "tests.e2e.apps.core:app"
 
@@ -25,22 +25,9 @@ async def test_greeter(shared: Cluster, client: Client) -> None:
 # ---------------------------------------------------------------- durable steps
 
 
-async def _submit(
-    client: Client, path: str, body: object, headers: dict[str, str] | None = None
-) -> str:
-    response = await client.call(f"{path}/send", body, headers=headers)
-    assert response.status == 202, response.body
-    invocation_id: str = response.json()["invocationId"]
-    return invocation_id
-
-
 async def _entry_completed(client: Client, invocation_id: str, index: int) -> bool:
     journal = (await client.invocation(invocation_id))["journal"]
     return len(journal) > index and journal[index]["completed"]
-
-
-async def _attach(client: Client, invocation_id: str) -> Response:
-    return await client.call(f"/restate/invocation/{invocation_id}/attach", method="GET")
 
 
 def _open_gate(path: Path) -> None:
@@ -52,7 +39,7 @@ async def test_durable_steps_survive_kill_9(
     cluster: Cluster, client: Client, tmp_path: Path, victim: str
 ) -> None:
     path = tmp_path / "lines.txt"
-    invocation_id = await _submit(client, "/Steps/three_steps", str(path))
+    invocation_id = await client.send("/Steps/three_steps", str(path))
     # Step two's result is in the log (journal entry 2 completed): now kill -9 mid-invocation.
     await client.wait_for(lambda: _entry_completed(client, invocation_id, 2))
     assert path.read_text().splitlines() == ["one", "two"]
@@ -64,7 +51,7 @@ async def test_durable_steps_survive_kill_9(
         cluster.node.kill()
         _open_gate(path)
         await cluster.node.restart()
-    response = await _attach(client, invocation_id)
+    response = await client.attach(invocation_id)
     assert response.status == 200, response.body
     assert response.json() == ["one", "two", "three"]
     assert path.read_text().splitlines() == ["one", "two", "three"]
@@ -111,7 +98,7 @@ async def test_deterministic_helpers_are_the_same_on_retry(shared: Cluster, clie
 
 
 async def test_journal_mismatch_is_reported_not_hidden(shared: Cluster, client: Client) -> None:
-    invocation_id = await _submit(client, "/Steps/flip", uuid.uuid4().hex)
+    invocation_id = await client.send("/Steps/flip", uuid.uuid4().hex)
 
     async def mismatch() -> dict[str, object] | None:
         status = await client.invocation(invocation_id)
@@ -157,7 +144,7 @@ async def test_shared_handler_runs_while_exclusive_one_is_blocked(
 ) -> None:
     key = uuid.uuid4().hex
     assert (await client.call(f"/Counter/{key}/add", 5)).status == 200
-    holder = await _submit(client, f"/Counter/{key}/hold", None)
+    holder = await client.send(f"/Counter/{key}/hold", None)
 
     async def pending_awakeable() -> str | None:
         response = await client.admin("GET", f"/services/Counter/state/{key}")
@@ -165,15 +152,15 @@ async def test_shared_handler_runs_while_exclusive_one_is_blocked(
         return value
 
     awakeable_id = await client.wait_for(pending_awakeable)
-    queued = await _submit(client, f"/Counter/{key}/add", 1)
+    queued = await client.send(f"/Counter/{key}/add", 1)
     # The exclusive add waits behind the holder; the shared get does not.
     get = await client.call(f"/Counter/{key}/get")
     assert get.status == 200 and get.json() == 5
     assert (await client.invocation(queued))["status"] == "inboxed"
     resolved = await client.call(f"/restate/awakeables/{awakeable_id}/resolve", "released")
     assert resolved.status == 202, resolved.body
-    assert (await _attach(client, holder)).json() == "released"
-    assert (await _attach(client, queued)).json() == 6
+    assert (await client.attach(holder)).json() == "released"
+    assert (await client.attach(queued)).json() == 6
 
 
 async def test_clear_and_clear_all(shared: Cluster, client: Client) -> None:
