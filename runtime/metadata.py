@@ -35,7 +35,13 @@ DEDUP_RETENTION_MS = 10 * 60 * 1000
 
 
 def completion_retention_ms(handler: HandlerInfo, idempotent: bool) -> int:
-    """How long a completed invocation of ``handler`` keeps its result."""
+    """How long a completed invocation of ``handler`` keeps its result.
+
+    A workflow run keeps its result, state and promises for the workflow retention (a second
+    submission of the key gets 409 meanwhile); an idempotent request for the idempotency retention.
+    """
+    if handler.kind == "workflow":
+        return handler.workflow_retention_ms or DAY_MS
     if idempotent:
         return handler.idempotency_retention_ms or DAY_MS
     return DEDUP_RETENTION_MS

@@ -122,26 +122,34 @@ def complete(
         send(tx, caller.invocation_id, response, actions)
     tx.delete_journal(invocation_id, status.journal_length)
     if status.completion_retention_ms > 0:
-        wake_ms = now_ms + status.completion_retention_ms
-        tx.put_timer(wake_ms, purge_timer_id(invocation_id), PurgeTimer(invocation_id))
-        actions.append(RegisterTimer(wake_ms, purge_timer_id(invocation_id)))
-        tx.put_status(
-            msgspec.structs.replace(
-                status,
-                phase="completed",
-                result=result,
-                sinks=[],
-                callers=[],
-                awaiting=[],
-                journal_length=0,
-                modified_ms=now_ms,
-            )
+        completed = msgspec.structs.replace(
+            status,
+            phase="completed",
+            result=result,
+            sinks=[],
+            callers=[],
+            awaiting=[],
+            journal_length=0,
+            modified_ms=now_ms,
         )
+        wake_ms, timer_id = retention_timer(completed)
+        tx.put_timer(wake_ms, timer_id, PurgeTimer(invocation_id))
+        actions.append(RegisterTimer(wake_ms, timer_id))
+        tx.put_status(completed)
     else:
         forget(tx, status)
     target = status.target
     if target.handler_kind == "exclusive" and target.key is not None:
         release_lock(tx, target.service, target.key, invocation_id, now_ms, actions)
+
+
+def retention_timer(completed: InvocationStatus) -> tuple[int, str]:
+    """The wake time and id of the timer that purges a completed invocation.
+
+    A completed status is never written again, so its ``modified_ms`` is its completion time.
+    """
+    wake_ms = completed.modified_ms + completed.completion_retention_ms
+    return wake_ms, purge_timer_id(completed.invocation_id)
 
 
 def forget(tx: Transaction, status: InvocationStatus) -> None:

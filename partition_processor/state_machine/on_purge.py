@@ -17,6 +17,9 @@ def on_purge(tx: Transaction, command: Purge, actions: list[Action]) -> bool:
     elif status.phase != "completed":
         outcome = Failure(409, "only completed invocations can be purged")
     else:
+        # Its retention timer goes too: it would otherwise purge a later run of the same
+        # workflow key (or idempotency key), which reuses the invocation id and the timer id.
+        tx.delete_timer(*lifecycle.retention_timer(status))
         lifecycle.forget(tx, status)
         outcome = Success(b"")
     if command.sink is not None:

@@ -162,3 +162,22 @@ def test_purge_only_completed_invocations() -> None:
     env.effect("a", 1, End())
     assert env.apply(Purge("a", sink)) == [RespondToIngress(sink, "a", Success(b""))]
     assert env.status("a") is None
+
+
+def test_a_purged_runs_retention_timer_does_not_purge_the_next_run_of_the_key() -> None:
+    env = Env()
+    _submit(env, "r1", retention_ms=1_000)
+    env.effect("wf", 1, JournalAppend(1, Output(Success(b"first"))))
+    env.effect("wf", 1, End())
+    first_wake_ms = env.now_ms + 1_000
+    assert env.apply(Purge("wf", IngressSink(NODE, "admin")))[0].result == Success(b"")  # type: ignore[attr-defined]
+    assert env.tx().timer(first_wake_ms, "purge:wf") is None
+    env.now_ms += 500
+    _submit(env, "r2", retention_ms=1_000)
+    env.effect("wf", 1, JournalAppend(1, Output(Success(b"second"))))
+    env.effect("wf", 1, End())
+    assert env.apply(TimerFired(first_wake_ms, "purge:wf"), leader=True) == []
+    status = env.status("wf")
+    assert status is not None and status.result == Success(b"second")
+    env.apply(TimerFired(env.now_ms + 1_000, "purge:wf"), leader=True)
+    assert env.status("wf") is None
