@@ -22,6 +22,7 @@ from partition_processor.commands import (
 from partition_processor.ids import parse_partition_key, partition_of
 from partition_processor.tables import KeyValueReader, read_outbox
 from runtime.clock import now_ms
+from runtime.crashpoints import crash_point
 from runtime.log import Log, LogError
 from runtime.worker.proposer import LeaderProposer
 
@@ -86,6 +87,8 @@ class OutboxShipper:
             target = partition_of(parse_partition_key(message.route), self._log.partitions)
             envelope = Envelope(source, timestamp, message.command, ProducerDedup(producer, seq))
             by_target[target].append(encode_envelope(envelope))
+        crash_point("outbox.before_ship")  # the rows are committed, not yet delivered
         await asyncio.gather(*(self._log.append(t, records) for t, records in by_target.items()))
+        crash_point("outbox.after_ship")  # delivered, not yet truncated: shipped again
         self._shipped_upto = rows[-1][0]
         await self._proposer.propose([TruncateOutbox(self._shipped_upto)])

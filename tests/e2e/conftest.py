@@ -54,7 +54,7 @@ def start_cluster(
     return Cluster(node, endpoint)
 
 
-def _stop(cluster: Cluster) -> None:
+def stop_cluster(cluster: Cluster) -> None:
     print(cluster.logs())  # pytest shows it only when the test failed
     cluster.endpoint.stop()
     cluster.node.stop()
@@ -77,7 +77,7 @@ def cluster(
     """A fresh node and endpoint for one test (for tests that kill or restart them)."""
     started = start_cluster(request.module.APP, log_kind, tmp_path, bootstrap)
     yield started
-    _stop(started)
+    stop_cluster(started)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def shared(
         request.module.APP, log_kind, tmp_path_factory.mktemp("shared"), bootstrap
     )
     yield started
-    _stop(started)
+    stop_cluster(started)
 
 
 @pytest.fixture

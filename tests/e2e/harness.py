@@ -126,6 +126,7 @@ class Node:
         kafka_bootstrap: str | None = None,
         partitions: int = 4,
         extra: list[str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.ingress_port = free_port()
         self.admin_port = free_port()
@@ -162,6 +163,8 @@ class Node:
         argv += extra or []
         data_dir.mkdir(parents=True, exist_ok=True)
         self.process = Process(argv, data_dir.parent / f"{data_dir.name}-node.log")
+        if env:
+            self.process.env = {**self.process.env, **env}
 
     def start(self) -> None:
         self.process.spawn()

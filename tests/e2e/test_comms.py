@@ -9,8 +9,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from partition_processor.ids import parse_partition_key, partition_of
-from tests.e2e.conftest import Cluster
+from tests.e2e.conftest import Cluster, start_cluster, stop_cluster
 from tests.e2e.harness import Client
 
 APP = "tests.e2e.apps.comms:app"
@@ -228,6 +230,31 @@ async def test_outbox_messages_delivered_once_across_a_node_kill(
     for k in range(keys):
         entries = await _wait_recorded(client, f"{prefix}-{k}", count // keys)
         assert sorted(e["entry"] for e in entries) == list(range(k, count, keys))
+
+
+@pytest.mark.parametrize("crash_at", ["outbox.before_ship", "outbox.after_ship"])
+async def test_a_call_is_delivered_once_when_the_node_dies_around_shipping(
+    log_kind: str, bootstrap: str | None, tmp_path: Path, crash_at: str
+) -> None:
+    """The node exits right before (after) the caller's outbox row reaches the callee's
+    partition: on restart it is shipped (shipped again and deduplicated)."""
+    cluster = start_cluster(APP, log_kind, tmp_path, bootstrap, env={"CAIRN_CRASH_AT": crash_at})
+    client = Client(cluster.node)
+    try:
+        path = tmp_path / "callee.txt"
+        invocation_id = await client.send("/Effects/call_once", str(path))
+        process = cluster.node.process.process
+        assert process is not None
+        assert await asyncio.to_thread(process.wait, 30) == 137  # died at the crash point
+        cluster.node.process.env = {**cluster.node.process.env, "CAIRN_CRASH_AT": ""}
+        await asyncio.to_thread(cluster.node.start)
+        response = await client.attach(invocation_id)
+        assert response.status == 200, response.body
+        assert response.json() == "CALLEE"
+        assert path.read_text().splitlines() == ["callee"]
+    finally:
+        await client.close()
+        stop_cluster(cluster)
 
 
 async def test_delayed_send_fires_after_a_restart_at_its_time(

@@ -27,15 +27,6 @@ def _key() -> str:
     return uuid.uuid4().hex
 
 
-async def _submit(
-    client: Client, path: str, body: object, headers: dict[str, str] | None = None
-) -> str:
-    response = await client.call(f"{path}/send", body, headers=headers)
-    assert response.status == 202, response.body
-    invocation_id: str = response.json()["invocationId"]
-    return invocation_id
-
-
 async def _get(client: Client, path: str, method: str = "GET") -> Response:
     return await client.call(path, method=method)
 
@@ -87,7 +78,7 @@ async def test_order_workflow_waits_for_payment_inventory_and_approval(
     shared: Cluster, client: Client
 ) -> None:
     key = _key()
-    invocation_id = await _submit(client, f"/OrderWorkflow/{key}/run", "Ada")
+    invocation_id = await client.send(f"/OrderWorkflow/{key}/run", "Ada")
     status = f"/OrderWorkflow/{key}/status"
 
     async def waiting_for_events() -> bool:
@@ -155,7 +146,7 @@ async def test_a_second_submission_gets_409_and_the_result_stays_available(
         kept = await _get(client, f"/restate/workflow/Signals/{key}/{verb}")
         assert (kept.status, kept.json()) == (200, expected)
     # A one-way submission names the same run and does not start another one.
-    assert await _submit(client, f"/Signals/{key}/run", True) == invocation_id
+    assert await client.send(f"/Signals/{key}/run", True) == invocation_id
     await asyncio.sleep(0.2)
     assert await _stage(client, "Signals", key) == "done"
     kept = await _get(client, f"/restate/invocation/{invocation_id}/output")
@@ -166,7 +157,7 @@ async def test_attach_and_output_before_and_after_completion(
     shared: Cluster, client: Client
 ) -> None:
     key = _key()
-    invocation_id = await _submit(client, f"/Signals/{key}/run", False)
+    invocation_id = await client.send(f"/Signals/{key}/run", False)
     await _wait_stage(client, "Signals", key, "waiting for answer")
     by_workflow = f"/restate/workflow/Signals/{key}"
     by_id = f"/restate/invocation/{invocation_id}"
@@ -227,8 +218,8 @@ async def test_idempotent_invocations_attach_by_id_and_by_idempotency_key(
 
     # A virtual object's idempotent invocation, attached while it runs.
     key = _key()
-    holder = await _submit(client, f"/Locker/{key}/hold", None, headers)
-    assert await _submit(client, f"/Locker/{key}/hold", None, headers) == holder
+    holder = await client.send(f"/Locker/{key}/hold", None, headers=headers)
+    assert await client.send(f"/Locker/{key}/hold", None, headers=headers) == holder
     by_key = f"/restate/invocation/Locker/{key}/hold/{idempotency_key}"
 
     async def pending() -> str | None:
@@ -259,7 +250,7 @@ async def test_a_promise_resolved_before_the_run_awaits_it_is_delivered(
 ) -> None:
     # Resolved while the run waits for something else.
     key = _key()
-    invocation_id = await _submit(client, f"/Signals/{key}/run", True)
+    invocation_id = await client.send(f"/Signals/{key}/run", True)
     await _wait_stage(client, "Signals", key, "waiting for go")
     assert await _ok(client, f"/Signals/{key}/resolve", {"name": "answer", "value": "early"}) == (
         "resolved answer"
@@ -320,7 +311,7 @@ async def test_cancel_runs_compensation_and_cancels_the_child(
 ) -> None:
     key = _key()
     path = tmp_path / "compensations.txt"
-    invocation_id = await _submit(client, f"/{workflow}/{key}/run", str(path))
+    invocation_id = await client.send(f"/{workflow}/{key}/run", str(path))
     await _wait_stage(client, workflow, key, "sleeping")
     child = (await _state(client, workflow, key))["child"]
 
@@ -352,14 +343,14 @@ async def test_kill_of_a_blocked_object_invocation_releases_the_lock(
     shared: Cluster, client: Client
 ) -> None:
     key = _key()
-    holder = await _submit(client, f"/Locker/{key}/hold", None)
+    holder = await client.send(f"/Locker/{key}/hold", None)
 
     async def pending() -> bool:
         return "pending" in await _state(client, "Locker", key)
 
     await client.wait_for(pending)
-    doomed = await _submit(client, f"/Locker/{key}/add", 100)
-    queued = await _submit(client, f"/Locker/{key}/add", 5)
+    doomed = await client.send(f"/Locker/{key}/add", 100)
+    queued = await client.send(f"/Locker/{key}/add", 5)
     for invocation_id in (doomed, queued):
         assert (await client.invocation(invocation_id))["status"] == "inboxed"
     # Killing a queued invocation takes it out of the queue.
@@ -389,7 +380,7 @@ async def test_purge_forgets_a_completed_workflow_and_refuses_a_running_one(
     invocation_id = first.headers["x-restate-id"]
 
     running_key = _key()
-    running = await _submit(client, f"/Signals/{running_key}/run", True)
+    running = await client.send(f"/Signals/{running_key}/run", True)
     await _wait_stage(client, "Signals", running_key, "waiting for go")
     refused = await client.admin("PATCH", f"/invocations/{running}/purge")
     assert _error(refused, 409) == "only completed invocations can be purged"
@@ -468,7 +459,7 @@ async def test_a_purged_workflows_old_retention_does_not_cut_the_new_runs(
         "x-restate-id"
     ]
     assert (await client.admin("PATCH", f"/invocations/{invocation_id}/purge")).status == 202
-    await _submit(client, f"/Ephemeral/{key}/run", "wait-b")
+    await client.send(f"/Ephemeral/{key}/run", "wait-b")
     await asyncio.sleep(first_completed + 1.5 - time.monotonic())
     assert await _ok(client, f"/Ephemeral/{key}/release") is None
     attach = await _get(client, f"/restate/workflow/Ephemeral/{key}/attach")
@@ -509,7 +500,7 @@ async def test_a_workflow_waiting_on_a_promise_survives_kill_9(
     cluster: Cluster, client: Client
 ) -> None:
     key = _key()
-    invocation_id = await _submit(client, f"/Signals/{key}/run", True)
+    invocation_id = await client.send(f"/Signals/{key}/run", True)
     await _wait_stage(client, "Signals", key, "waiting for go")
     assert (await _resolve(client, key, "answer", "kept")).status == 200
     await cluster.node.restart()
@@ -562,7 +553,7 @@ async def _cli(shared: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
 
 async def test_admin_shows_status_target_and_journal(shared: Cluster, client: Client) -> None:
     key = _key()
-    invocation_id = await _submit(client, f"/Signals/{key}/run", True)
+    invocation_id = await client.send(f"/Signals/{key}/run", True)
     await _wait_stage(client, "Signals", key, "waiting for go")
     status = await client.invocation(invocation_id)
     assert status["id"] == invocation_id
@@ -591,7 +582,7 @@ async def test_cli_lists_describes_cancels_kills_and_purges(
     shared: Cluster, client: Client
 ) -> None:
     key = _key()
-    invocation_id = await _submit(client, f"/Signals/{key}/run", True)
+    invocation_id = await client.send(f"/Signals/{key}/run", True)
     await _wait_stage(client, "Signals", key, "waiting for go")
 
     listed = await _cli(shared, "invocations", "list")
@@ -625,7 +616,7 @@ async def test_cli_lists_describes_cancels_kills_and_purges(
     assert (await client.admin("GET", f"/invocations/{invocation_id}")).status == 404
 
     object_key = _key()
-    holder = await _submit(client, f"/Locker/{object_key}/hold", None)
+    holder = await client.send(f"/Locker/{object_key}/hold", None)
 
     async def pending() -> bool:
         return "pending" in await _state(client, "Locker", object_key)

@@ -300,6 +300,12 @@ async def effect(ctx: Context, request: dict[str, Any]) -> str:
 
 
 @effects.handler()
+async def call_once(ctx: Context, path: str) -> str:
+    result: str = await ctx.service_call(effect, {"path": path, "line": "callee"})
+    return result
+
+
+@effects.handler()
 async def call_then_fail_once(ctx: Context, path: str) -> list[str]:
     """Two calls (one ending in a TerminalError), then a failure that forces a replay: the
     callees' results come from the journal, the callees are not called again."""
