@@ -114,6 +114,10 @@ class Attempt:
         proposer = asyncio.create_task(self._propose_loop())
         try:
             await self._read(call, deployment.uri)
+            # The SDK has said how the attempt ended: close the stream now (the endpoint keeps it
+            # open until we do), then append what it said.
+            writer.cancel()
+            call.cancel()
             await proposer
         finally:
             for task in (writer, proposer):
