@@ -90,6 +90,11 @@ class Attempt:
             await self._propose_loop()
             return
         entries = read_journal(self._store, self._partition, self.invocation_id)
+        # Notifications that arrived before this task ran go after Start and the journal (the SDK
+        # ignores those the journal already holds).
+        early: list[pb.RuntimeMessage | None] = []
+        while not self._outgoing.empty():
+            early.append(self._outgoing.get_nowait())
         self._outgoing.put_nowait(
             pb.RuntimeMessage(
                 start=pb.Start(
@@ -108,6 +113,8 @@ class Attempt:
             self._outgoing.put_nowait(
                 pb.RuntimeMessage(replay_entry=codec.entry_to_pb(index, entry))
             )
+        for message in early:
+            self._outgoing.put_nowait(message)
         stub = endpoint_pb2_grpc.EndpointStub(self._channels.get(deployment.uri))
         call = stub.Invoke()
         writer = asyncio.create_task(self._write(call))
