@@ -1,0 +1,504 @@
+"""A deterministic simulation of one node's partitions (DESIGN §9).
+
+The real ``PartitionProcessor`` and state machine run over an in-memory log and an in-memory
+store; a fake clock, a scripted SDK (handlers written as generators of journal commands) and a
+shell that mirrors ``runtime/worker`` (leadership, invoker, outbox shipper, timers) drive them.
+A seeded random scheduler interleaves every step and injects what production sees: crashes of the
+whole node (all volatile state lost, the store and the log kept), records appended twice (a Kafka
+producer retry), suspensions and retryable failures of attempts. The same seed replays the same
+run, step for step.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+
+from partition_processor import keys
+from partition_processor.actions import (
+    AbortInvocation,
+    Action,
+    CancelInvocation,
+    NotifyInvocationId,
+    NotifyInvoker,
+    RegisterTimer,
+    RespondToIngress,
+    ShipOutbox,
+    StartInvocation,
+)
+from partition_processor.commands import (
+    AnnounceLeader,
+    Command,
+    CompleteRun,
+    Effect,
+    End,
+    Envelope,
+    Failed,
+    IngressSink,
+    IngressSource,
+    Invoke,
+    InvokerEffect,
+    JournalAppend,
+    LeaderDedup,
+    LeaderSource,
+    PartitionSource,
+    ProducerDedup,
+    ResolvedTarget,
+    RetryPolicy,
+    Suspended,
+    Target,
+    TimerFired,
+    TruncateOutbox,
+    encode_envelope,
+)
+from partition_processor.ids import (
+    invocation_id_for,
+    object_partition_key,
+    parse_partition_key,
+    partition_of,
+)
+from partition_processor.journal import (
+    Call,
+    CallTarget,
+    Completion,
+    GetState,
+    JournalCommand,
+    JournalEntry,
+    OneWayCall,
+    Output,
+    Result,
+    Run,
+    SetState,
+    Sleep,
+    Success,
+)
+from partition_processor.processor import LogEntry, PartitionProcessor
+from partition_processor.store_memory import MemoryStore
+from partition_processor.tables import decode_status, read_journal, read_outbox, read_status
+from partition_processor.values import InvocationStatus
+
+PARTITIONS = 3
+RETAIN_MS = 10**12  # results are kept so the checks can read them
+FAST_RETRY = RetryPolicy(initial_interval_ms=5, factor=2.0, max_interval_ms=50)
+
+# ---------------------------------------------------------------- the scripted SDK
+
+Script = Generator[JournalCommand, Completion | None, None]
+
+
+def counter_add(argument: bytes, now_ms: int) -> Script:
+    """Counter/add (exclusive): n += 1, returns the new n."""
+    current = yield GetState("n")
+    n = int(current.value) if isinstance(current, Success) else 0
+    yield SetState("n", str(n + 1).encode())
+    yield Output(Success(str(n + 1).encode()))
+
+
+def _counter(key: str) -> ResolvedTarget:
+    target = Target("Counter", "add", "virtual_object", "exclusive", key)
+    return ResolvedTarget(target, FAST_RETRY, RETAIN_MS)
+
+
+def caller_call(argument: bytes, now_ms: int) -> Script:
+    """Caller/call: calls Counter/add on key ``argument``, then a ``run`` step, returns the sum."""
+    result = yield Call(CallTarget("Counter", "add", argument.decode()), b"1")
+    assert isinstance(result, Success), result
+    noted = yield Run("note")
+    assert isinstance(noted, Success), noted
+    yield Output(result)
+
+
+def sender_send(argument: bytes, now_ms: int) -> Script:
+    """Sender/send: a one-way (sometimes delayed) Counter/add; argument is ``key:delay_ms``."""
+    key, delay = argument.decode().split(":")
+    invoke_at = now_ms + int(delay) if int(delay) else 0
+    yield OneWayCall(CallTarget("Counter", "add", key), b"1", invoke_at_ms=invoke_at)
+    yield Output(Success(b"sent"))
+
+
+def napper_nap(argument: bytes, now_ms: int) -> Script:
+    yield Sleep(wake_up_ms=now_ms + int(argument))
+    yield Output(Success(b"rested"))
+
+
+SCRIPTS: dict[tuple[str, str], Callable[[bytes, int], Script]] = {
+    ("Counter", "add"): counter_add,
+    ("Caller", "call"): caller_call,
+    ("Sender", "send"): sender_send,
+    ("Napper", "nap"): napper_nap,
+}
+
+
+def _needs_completion(command: JournalCommand) -> bool:
+    return isinstance(command, GetState | Call | Sleep | Run)
+
+
+def _resolved(command: JournalCommand) -> ResolvedTarget | None:
+    if isinstance(command, Call | OneWayCall) and command.target.service == "Counter":
+        return _counter(command.target.key or "")
+    return None
+
+
+class ScriptedAttempt:
+    """One attempt of an invocation, as the SDK would run it: replay the journal, then append."""
+
+    def __init__(self, world: World, invocation_id: str, number: int, journal: list[JournalEntry]):
+        self.world = world
+        self.invocation_id = invocation_id
+        self.number = number
+        self.journal = journal
+        self.completions = {i: e.completion for i, e in enumerate(journal) if e.completion}
+        input_entry = journal[0].command
+        status = world.status(invocation_id)
+        assert status is not None
+        self.script = SCRIPTS[(status.target.service, status.target.handler)](
+            input_entry.value,  # type: ignore[union-attr]
+            world.now_ms,
+        )
+        self.pending: JournalCommand | None = next(self.script)
+        self.index = 1
+        self.waiting: int | None = None
+        self.done = False
+
+    def notify(self, index: int, completion: Completion) -> None:
+        self.completions.setdefault(index, completion)
+
+    @property
+    def runnable(self) -> bool:
+        return not self.done and (self.waiting is None or self.waiting in self.completions)
+
+    def step(self) -> list[Effect]:
+        """Run until the handler waits or ends; returns the effects to propose."""
+        effects: list[Effect] = []
+        while self.pending is not None:
+            command, index = self.pending, self.index
+            if self.waiting == index and index not in self.completions:
+                return effects
+            self.waiting = None
+            if index < len(self.journal):
+                recorded = self.journal[index].command
+                if type(recorded) is not type(command):
+                    self.done = True
+                    return [*effects, Failed(570, f"journal mismatch at {index}", True)]
+            else:
+                self.journal.append(JournalEntry(command))
+                effects.append(JournalAppend(index, command, _resolved(command)))
+            if isinstance(command, Run) and index not in self.completions:
+                # Journaled but without a result (or new): the closure runs (again).
+                self.world.run_executions[(self.invocation_id, index)] += 1
+                effects.append(CompleteRun(index, Success(b'"noted"')))
+            if _needs_completion(command) and index not in self.completions:
+                self.waiting = index
+                return effects
+            completion = self.completions.get(index) if _needs_completion(command) else None
+            self.index += 1
+            try:
+                self.pending = self.script.send(completion)
+            except StopIteration:
+                self.pending = None
+        self.done = True
+        return [*effects, End()]
+
+
+# ---------------------------------------------------------------- the node's volatile shell
+
+
+@dataclass
+class Leadership:
+    """What a partition's leader holds in memory: lost when the node crashes."""
+
+    epoch: int
+    node: str
+    seq: int = 0
+    attempts: dict[str, ScriptedAttempt] = field(default_factory=dict)
+    timers: set[tuple[int, str]] = field(default_factory=set)
+    shipped_upto: int = 0
+    truncate_pending: bool = False
+
+
+@dataclass
+class Partition:
+    index: int
+    log: list[bytes] = field(default_factory=list)
+    cursor: int = 0  # the next LSN to apply
+    announce_at: int | None = None  # announce leadership once applied up to here
+    processor: PartitionProcessor | None = None
+    leader: Leadership | None = None
+
+
+class World:
+    def __init__(self, seed: int, *, crashes: int, duplicate_rate: float = 0.05) -> None:
+        self.seed = seed
+        self.random = random.Random(seed)
+        self.store = MemoryStore()  # the node's RocksDB: committed batches survive crashes
+        self.partitions = [Partition(p) for p in range(PARTITIONS)]
+        self.now_ms = 1_000_000
+        self.incarnation = 0
+        self.crashes_left = crashes
+        self.duplicate_rate = duplicate_rate
+        self.run_executions: dict[tuple[str, int], int] = _Counter()
+        self.responses: dict[str, list[Result]] = {}
+        self.trace: list[str] = []
+        self._restart()
+
+    # -- the log
+
+    def append(self, partition: int, payloads: list[bytes]) -> None:
+        log = self.partitions[partition].log
+        for payload in payloads:
+            log.append(payload)
+            if self.random.random() < self.duplicate_rate:
+                log.append(payload)  # a producer retry after a lost ack
+
+    def propose(self, partition: int, commands: list[Command]) -> None:
+        leader = self.partitions[partition].leader
+        assert leader is not None
+        source = LeaderSource(partition, leader.epoch, leader.node)
+        payloads = []
+        for command in commands:
+            leader.seq += 1
+            dedup = LeaderDedup(leader.epoch, leader.seq)
+            payloads.append(encode_envelope(Envelope(source, self.now_ms, command, dedup)))
+        self.append(partition, payloads)
+
+    def submit(self, target: Target, argument: bytes) -> str:
+        entropy = self.random.randbytes(16)
+        invocation_id = invocation_id_for(
+            target.service, target.handler, target.key, None, entropy=entropy
+        )
+        invoke = Invoke(
+            invocation_id,
+            target,
+            argument,
+            sink=IngressSink(self.node, invocation_id),
+            retry_policy=FAST_RETRY,
+            completion_retention_ms=RETAIN_MS,
+        )
+        envelope = Envelope(IngressSource(self.node), self.now_ms, invoke)
+        self.append(self.partition_of(invocation_id), [encode_envelope(envelope)])
+        return invocation_id
+
+    @staticmethod
+    def partition_of(invocation_id: str) -> int:
+        return partition_of(parse_partition_key(invocation_id), PARTITIONS)
+
+    def status(self, invocation_id: str) -> InvocationStatus | None:
+        return read_status(self.store, self.partition_of(invocation_id), invocation_id)
+
+    @property
+    def node(self) -> str:
+        return f"node/{self.incarnation}"
+
+    # -- crash and restart
+
+    def crash(self) -> None:
+        self.trace.append("crash")
+        self._restart()
+
+    def _restart(self) -> None:
+        """A new incarnation: processors reopen the store, catch up to the tail they see now,
+        then announce a new epoch (as ``PartitionWorker`` does)."""
+        self.incarnation += 1
+        for partition in self.partitions:
+            partition.processor = PartitionProcessor(self.store, partition.index, self.node)
+            partition.cursor = partition.processor.fsm.applied_lsn + 1
+            partition.leader = None
+            partition.announce_at = len(partition.log)
+            self._announce_if_caught_up(partition)
+
+    def _announce_if_caught_up(self, partition: Partition) -> None:
+        if partition.announce_at is None or partition.cursor < partition.announce_at:
+            return
+        assert partition.processor is not None
+        partition.announce_at = None
+        epoch = partition.processor.fsm.leader_epoch + 1
+        source = LeaderSource(partition.index, epoch, self.node)
+        announce = Envelope(source, self.now_ms, AnnounceLeader(epoch, self.node))
+        self.append(partition.index, [encode_envelope(announce)])
+
+    # -- steps
+
+    def apply_some(self, partition: Partition) -> None:
+        assert partition.processor is not None
+        size = self.random.randint(1, 4)
+        upto = min(len(partition.log), partition.cursor + size)
+        entries = [LogEntry(lsn, partition.log[lsn]) for lsn in range(partition.cursor, upto)]
+        partition.cursor = upto
+        outcome = partition.processor.apply_batch(entries)
+        self._announce_if_caught_up(partition)
+        if outcome.is_leader and partition.leader is None:
+            self._lead(partition, outcome.leader_epoch)
+        elif not outcome.is_leader:
+            partition.leader = None
+        if partition.leader is not None:
+            for action in outcome.actions:
+                self._execute(partition, action)
+
+    def _lead(self, partition: Partition, epoch: int) -> None:
+        assert partition.processor is not None
+        leader = Leadership(epoch, self.node)
+        partition.leader = leader
+        leader.timers.update(partition.processor.pending_timers())
+        for start in partition.processor.invocations_to_resume():
+            self._start(partition, start)
+
+    def _start(self, partition: Partition, action: StartInvocation) -> None:
+        leader = partition.leader
+        assert leader is not None
+        running = leader.attempts.get(action.invocation_id)
+        if running is not None and running.number >= action.attempt and not running.done:
+            return
+        status = read_status(self.store, partition.index, action.invocation_id)
+        if status is None or status.phase != "invoked" or status.attempt != action.attempt:
+            return
+        journal = read_journal(self.store, partition.index, action.invocation_id)
+        attempt = ScriptedAttempt(self, action.invocation_id, action.attempt, journal)
+        leader.attempts[action.invocation_id] = attempt
+
+    def _execute(self, partition: Partition, action: Action) -> None:
+        leader = partition.leader
+        assert leader is not None
+        match action:
+            case StartInvocation():
+                self._start(partition, action)
+            case NotifyInvoker(invocation_id=iid, attempt=number, index=index):
+                attempt = leader.attempts.get(iid)
+                if attempt is not None and attempt.number == number:
+                    attempt.notify(index, action.completion)
+            case RespondToIngress(invocation_id=iid, result=result):
+                self.responses.setdefault(iid, []).append(result)
+            case RegisterTimer(wake_ms=wake_ms, timer_id=timer_id):
+                leader.timers.add((wake_ms, timer_id))
+            case AbortInvocation(invocation_id=iid):
+                leader.attempts.pop(iid, None)
+            case ShipOutbox() | NotifyInvocationId() | CancelInvocation():
+                pass  # the outbox is polled; the scripts need no callee ids and see no cancels
+
+    def step_attempt(self, partition: Partition, attempt: ScriptedAttempt) -> None:
+        roll = self.random.random()
+        if attempt.waiting is not None and attempt.waiting not in attempt.completions:
+            if roll < 0.5:  # the inactivity timeout: suspend and close the stream
+                attempt.done = True
+                self._effects(partition, attempt, [Suspended([attempt.waiting])])
+            return
+        if roll < 0.03:
+            attempt.done = True
+            self._effects(partition, attempt, [Failed(500, "flaky", True)])
+            return
+        self._effects(partition, attempt, attempt.step())
+
+    def _effects(
+        self, partition: Partition, attempt: ScriptedAttempt, effects: list[Effect]
+    ) -> None:
+        if effects:
+            commands: list[Command] = [
+                InvokerEffect(attempt.invocation_id, attempt.number, e) for e in effects
+            ]
+            self.propose(partition.index, commands)
+
+    def ship(self, partition: Partition) -> None:
+        leader = partition.leader
+        assert leader is not None
+        rows = [
+            (s, m) for s, m in read_outbox(self.store, partition.index) if s > leader.shipped_upto
+        ]
+        producer = f"partition-{partition.index}"
+        for seq, message in rows:
+            envelope = Envelope(
+                PartitionSource(partition.index),
+                self.now_ms,
+                message.command,
+                ProducerDedup(producer, seq),
+            )
+            self.append(self.partition_of(message.route), [encode_envelope(envelope)])
+        if rows:
+            leader.shipped_upto = rows[-1][0]
+            leader.truncate_pending = True
+
+    def truncate(self, partition: Partition) -> None:
+        leader = partition.leader
+        assert leader is not None
+        leader.truncate_pending = False
+        self.propose(partition.index, [TruncateOutbox(leader.shipped_upto)])
+
+    def fire_timers(self, partition: Partition) -> None:
+        leader = partition.leader
+        assert leader is not None
+        due = sorted(t for t in leader.timers if t[0] <= self.now_ms)
+        leader.timers.difference_update(due)
+        self.propose(partition.index, [TimerFired(wake, timer_id) for wake, timer_id in due])
+
+    # -- the scheduler
+
+    def choices(self) -> list[Callable[[], None]]:
+        enabled: list[Callable[[], None]] = []
+        for partition in self.partitions:
+            if partition.cursor < len(partition.log):
+                enabled.append(lambda p=partition: self.apply_some(p))
+            leader = partition.leader
+            if leader is None:
+                continue
+            for attempt in list(leader.attempts.values()):
+                if not attempt.done:
+                    enabled.append(lambda p=partition, a=attempt: self.step_attempt(p, a))
+            if any(s > leader.shipped_upto for s, _ in read_outbox(self.store, partition.index)):
+                enabled.append(lambda p=partition: self.ship(p))
+            if leader.truncate_pending:
+                enabled.append(lambda p=partition: self.truncate(p))
+            if any(wake <= self.now_ms for wake, _ in leader.timers):
+                enabled.append(lambda p=partition: self.fire_timers(p))
+        return enabled
+
+    def next_timer_ms(self) -> int | None:
+        wakes = [
+            wake
+            for p in self.partitions
+            if p.leader is not None
+            for wake, timer_id in p.leader.timers
+            if not timer_id.startswith("purge:")
+        ]
+        return min(wakes) if wakes else None
+
+    def run(self, workload: list[Callable[[], None]], max_steps: int = 200_000) -> None:
+        pending = list(workload)
+        for _ in range(max_steps):
+            self.now_ms += self.random.randint(0, 3)
+            if self.crashes_left and self.random.random() < 0.002:
+                self.crashes_left -= 1
+                self.crash()
+                continue
+            enabled = self.choices()
+            if pending and (not enabled or self.random.random() < 0.2):
+                pending.pop(0)()
+                continue
+            if enabled:
+                self.random.choice(enabled)()
+                continue
+            wake = self.next_timer_ms()
+            if wake is None and not pending:
+                return  # quiescent
+            if wake is not None:
+                self.now_ms = max(self.now_ms, wake)
+        raise AssertionError(f"seed {self.seed}: no quiescence after {max_steps} steps")
+
+    # -- what the checks read
+
+    def statuses(self) -> Iterator[InvocationStatus]:
+        for p in range(PARTITIONS):
+            for _, raw in self.store.scan(keys.partition_prefix(keys.Kind.STATUS, p)):
+                yield decode_status(raw)
+
+    def rows(self, kind: keys.Kind) -> int:
+        return sum(
+            1 for p in range(PARTITIONS) for _ in self.store.scan(keys.partition_prefix(kind, p))
+        )
+
+    def state(self, service: str, key: str, name: str) -> bytes | None:
+        p = partition_of(object_partition_key(service, key), PARTITIONS)
+        return self.store.get(keys.state_key(p, service, key, name))
+
+
+class _Counter(dict[tuple[str, int], int]):
+    def __missing__(self, key: tuple[str, int]) -> int:
+        return 0
