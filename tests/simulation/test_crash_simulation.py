@@ -4,44 +4,137 @@ nothing twice (DESIGN §9). A failure names its seed; ``run_world(seed)`` replay
 from __future__ import annotations
 
 import collections
+import dataclasses
+import random
+from collections.abc import Callable
 
 import pytest
 
 from partition_processor import keys
-from partition_processor.commands import Target
-from partition_processor.journal import Success
+from partition_processor.commands import Target, Terminate
+from partition_processor.ids import awakeable_id, workflow_run_id
+from partition_processor.journal import Failure, Success
 from tests.simulation.world import World
 
 OBJECT_KEYS = ["alpha", "beta", "gamma", "delta"]
 SEEDS = range(40)
 
 
-def run_world(seed: int, *, invocations: int = 40, crashes: int = 3) -> tuple[World, dict]:
+def run_world(seed: int, *, invocations: int = 40, crashes: int = 3) -> tuple[World, Facts]:
+    """Run ``invocations`` random requests on a fresh world; returns it and what was sent."""
     world = World(seed, crashes=crashes)
     chooser = world.random
-    expected_adds: collections.Counter[str] = collections.Counter()
-    submitted: dict[str, tuple[str, object]] = {}
+    facts = Facts()
 
-    def submit(kind: str) -> None:
+    def now(kind: str, target: Target, argument: bytes, detail: object = None) -> Request:
+        def submit() -> bool:
+            facts.submitted[world.submit(target, argument)] = (kind, detail)
+            return True
+
+        return submit
+
+    def request(kind: str) -> list[Request]:
         key = chooser.choice(OBJECT_KEYS)
-        if kind == "add":
-            target, argument = Target("Counter", "add", "virtual_object", "exclusive", key), b"1"
-        elif kind == "call":
-            target, argument = Target("Caller", "call"), key.encode()
-        elif kind == "send":
-            delay = chooser.choice([0, 0, 30])
-            target, argument = Target("Sender", "send"), f"{key}:{delay}".encode()
-        else:
-            nap = chooser.randint(1, 40)
-            target, argument = Target("Napper", "nap"), str(nap).encode()
-            submitted[world.submit(target, argument)] = ("nap", (nap, world.now_ms))
-            return
-        expected_adds[key] += 1
-        submitted[world.submit(target, argument)] = (kind, key)
+        match kind:
+            case "add":
+                facts.expected_adds[key] += 1
+                return [
+                    now(kind, Target("Counter", "add", "virtual_object", "exclusive", key), b"1")
+                ]
+            case "call":
+                facts.expected_adds[key] += 1
+                return [now(kind, Target("Caller", "call"), key.encode())]
+            case "send":
+                facts.expected_adds[key] += 1
+                delay = chooser.choice([0, 0, 30])
+                return [now(kind, Target("Sender", "send"), f"{key}:{delay}".encode())]
+            case "nap":
+                nap = chooser.randint(1, 40)
+                return [now(kind, Target("Napper", "nap"), str(nap).encode(), (nap, world.now_ms))]
+            case "killed_nap":
+                return _killed_nap(world, facts, chooser.randint(5, 60))
+            case "awakeable":
+                return _awakeable(world, facts)
+            case _:
+                return _workflow(world, facts, chooser)
 
-    kinds = [chooser.choice(["add", "add", "call", "send", "nap"]) for _ in range(invocations)]
-    world.run([lambda k=k: submit(k) for k in kinds])  # type: ignore[misc]
-    return world, {"expected_adds": expected_adds, "submitted": submitted}
+    kinds = ["add", "add", "call", "send", "nap", "killed_nap", "awakeable", "workflow"]
+    requests = [r for _ in range(invocations) for r in request(chooser.choice(kinds))]
+    world.run(requests)
+    return world, facts
+
+
+Request = Callable[[], bool]
+
+
+@dataclasses.dataclass
+class Facts:
+    """What the workload sent, for the checks."""
+
+    expected_adds: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    submitted: dict[str, tuple[str, object]] = dataclasses.field(default_factory=dict)
+    workflows: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # run → signals
+
+
+def _killed_nap(world: World, facts: Facts, nap_ms: int) -> list[Request]:
+    """A nap, then a kill of it: it ends killed, or rested if the kill came too late."""
+    ids: list[str] = []
+
+    def nap() -> bool:
+        ids.append(world.submit(Target("Napper", "nap"), str(nap_ms).encode()))
+        facts.submitted[ids[0]] = ("killed_nap", None)
+        return True
+
+    def kill() -> bool:
+        world.ingress(ids[0], Terminate(ids[0], "kill"))
+        return True
+
+    return [nap, kill]
+
+
+def _awakeable(world: World, facts: Facts) -> list[Request]:
+    """A waiter, and a resolver sent once the waiter's awakeable is in its journal."""
+    ids: list[str] = []
+
+    def wait() -> bool:
+        ids.append(world.submit(Target("Waiter", "wait"), b""))
+        facts.submitted[ids[0]] = ("awakeable", None)
+        return True
+
+    def resolve() -> bool:
+        status = world.status(ids[0]) if ids else None
+        if status is None or status.journal_length < 2:
+            return False  # the id is published once the awakeable is journaled
+        awakeable = awakeable_id(ids[0], 1)
+        facts.submitted[world.submit(Target("Resolver", "resolve"), awakeable.encode())] = (
+            "resolver",
+            None,
+        )
+        return True
+
+    return [wait, resolve]
+
+
+def _workflow(world: World, facts: Facts, chooser: random.Random) -> list[Request]:
+    """A workflow run and two signals resolving its promise, in random order."""
+    key = f"flow-{len(facts.workflows)}"
+    run_id = workflow_run_id("Flow", key)
+    facts.workflows[run_id] = []
+
+    def run() -> bool:
+        world.submit(Target("Flow", "run", "workflow", "workflow", key), b"")
+        facts.submitted[run_id] = ("workflow", key)
+        return True
+
+    def signal() -> bool:
+        signal_id = world.submit(Target("Flow", "signal", "workflow", "shared", key), b"")
+        facts.submitted[signal_id] = ("signal", key)
+        facts.workflows[run_id].append(signal_id)
+        return True
+
+    requests: list[Request] = [run, signal, signal]
+    chooser.shuffle(requests)
+    return requests
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -50,44 +143,69 @@ def test_crashes_and_duplicates_lose_nothing_and_apply_nothing_twice(seed: int) 
     context = f"seed {seed} (trace: {world.trace})"
     statuses = {s.invocation_id: s for s in world.statuses()}
 
-    # Every submitted invocation completed, with a success.
-    for invocation_id, (kind, _) in facts["submitted"].items():
+    # Every request completed, with the result its handler produces.
+    for invocation_id, (kind, _) in facts.submitted.items():
         status = statuses.get(invocation_id)
         assert status is not None, f"{context}: {kind} {invocation_id} lost"
         assert status.phase == "completed", f"{context}: {kind} {invocation_id} is {status.phase}"
-        assert isinstance(status.result, Success), f"{context}: {status.result}"
+        expected = EXPECTED_RESULTS.get(kind)
+        if kind == "killed_nap":  # killed, unless the kill came after it rested
+            assert status.result in (Success(b"rested"), Failure(409, "killed")), context
+        elif expected is not None:
+            assert status.result == expected, f"{context}: {kind} got {status.result}"
+        else:
+            assert isinstance(status.result, Success), f"{context}: {kind} got {status.result}"
 
     # Each key's counter equals the adds sent to it (directly, by calls, by sends): none lost,
     # none applied twice; and the adds' results are exactly 1..n, each once.
     for key in OBJECT_KEYS:
-        expected = facts["expected_adds"][key]
+        want = facts.expected_adds[key]
         stored = world.state("Counter", key, "n")
-        assert int(stored or b"0") == expected, f"{context}: {key} = {stored!r}, want {expected}"
+        assert int(stored or b"0") == want, f"{context}: {key} = {stored!r}, want {want}"
         results = sorted(
             int(s.result.value)
             for s in statuses.values()
-            if s.target.service == "Counter" and s.target.key == key
+            if s.target.service == "Counter"
+            and s.target.key == key
+            and isinstance(s.result, Success)
         )
-        assert results == list(range(1, expected + 1)), f"{context}: {key} results {results}"
+        assert results == list(range(1, want + 1)), f"{context}: {key} results {results}"
 
-    # A caller's result is its callee's, journaled once; its run step ran at least once.
-    for invocation_id, (kind, detail) in facts["submitted"].items():
+    for invocation_id, (kind, detail) in facts.submitted.items():
         status = statuses[invocation_id]
-        if kind == "call":
+        if kind == "call":  # its run step ran (at least once: a step is at-least-once)
             assert world.run_executions[(invocation_id, 2)] >= 1, context
-        if kind == "nap":
+        if kind == "nap":  # never woke early
             nap_ms, submitted_ms = detail  # type: ignore[misc]
             assert status.modified_ms >= submitted_ms + nap_ms, f"{context}: woke early"
 
-    # Nothing is left behind: no undelivered message, no queued invocation, no lock.
-    for kind in (keys.Kind.OUTBOX, keys.Kind.INBOX, keys.Kind.LOCK, keys.Kind.JOURNAL):
-        assert world.rows(kind) == 0, f"{context}: {kind.name} rows left"
-    # An ingress caller hears back once at most (a response due while the node was down is not
-    # sent again: the client attaches), and always when nothing crashed meanwhile.
-    for invocation_id in facts["submitted"]:
-        assert len(world.responses.get(invocation_id, [])) <= 1, context
+    # A workflow's promise resolves once: one signal succeeds, the other gets 409; the run saw
+    # the value and kept it in its state.
+    for run_id, signals in facts.workflows.items():
+        outputs = sorted(statuses[s].result.value for s in signals)  # type: ignore[union-attr]
+        assert outputs == [b"409", b"ok"], f"{context}: signals {outputs}"
+        key = str(facts.submitted[run_id][1])
+        assert world.state("Flow", key, "seen") == b'"go"', context
+
+    # Nothing is left behind: no undelivered message, no queued invocation, no lock, no journal.
+    for row_kind in (keys.Kind.OUTBOX, keys.Kind.INBOX, keys.Kind.LOCK, keys.Kind.JOURNAL):
+        assert world.rows(row_kind) == 0, f"{context}: {row_kind.name} rows left"
+
+    # An ingress caller never hears a wrong answer, and hears one whenever its node stayed up.
+    for invocation_id in facts.submitted:
+        heard = world.responses.get(invocation_id, [])
+        assert all(r == statuses[invocation_id].result for r in heard), f"{context}: {heard}"
         if not world.trace:
-            assert len(world.responses.get(invocation_id, [])) == 1, context
+            assert heard, f"{context}: no response for {invocation_id}"
+
+
+EXPECTED_RESULTS = {
+    "awakeable": Success(b'"woken"'),
+    "resolver": Success(b"done"),
+    "workflow": Success(b'"go"'),
+    "nap": Success(b"rested"),
+    "send": Success(b"sent"),
+}
 
 
 def test_the_same_seed_replays_the_same_run() -> None:

@@ -57,11 +57,17 @@ from partition_processor.ids import (
     object_partition_key,
     parse_partition_key,
     partition_of,
+    workflow_run_id,
 )
 from partition_processor.journal import (
+    Awakeable,
     Call,
     CallTarget,
+    CompleteAwakeable,
+    CompletePromise,
     Completion,
+    Failure,
+    GetPromise,
     GetState,
     JournalCommand,
     JournalEntry,
@@ -122,16 +128,49 @@ def napper_nap(argument: bytes, now_ms: int) -> Script:
     yield Output(Success(b"rested"))
 
 
+def waiter_wait(argument: bytes, now_ms: int) -> Script:
+    """Waiter/wait: returns what its awakeable (entry 1) is resolved with."""
+    value = yield Awakeable()
+    assert isinstance(value, Success), value
+    yield Output(value)
+
+
+def resolver_resolve(argument: bytes, now_ms: int) -> Script:
+    """Resolver/resolve: resolves the awakeable whose id is ``argument``."""
+    yield CompleteAwakeable(argument.decode(), Success(b'"woken"'))
+    yield Output(Success(b"done"))
+
+
+def flow_run(argument: bytes, now_ms: int) -> Script:
+    """Flow/run (a workflow): waits for promise ``p``, keeps it in state, returns it."""
+    value = yield GetPromise("p")
+    assert isinstance(value, Success), value
+    yield SetState("seen", value.value)
+    yield Output(value)
+
+
+def flow_signal(argument: bytes, now_ms: int) -> Script:
+    """Flow/signal (shared): resolves promise ``p``; ``409`` when it was resolved already."""
+    outcome = yield CompletePromise("p", Success(b'"go"'))
+    yield Output(Success(b"409" if isinstance(outcome, Failure) else b"ok"))
+
+
 SCRIPTS: dict[tuple[str, str], Callable[[bytes, int], Script]] = {
     ("Counter", "add"): counter_add,
     ("Caller", "call"): caller_call,
     ("Sender", "send"): sender_send,
     ("Napper", "nap"): napper_nap,
+    ("Waiter", "wait"): waiter_wait,
+    ("Resolver", "resolve"): resolver_resolve,
+    ("Flow", "run"): flow_run,
+    ("Flow", "signal"): flow_signal,
 }
 
 
 def _needs_completion(command: JournalCommand) -> bool:
-    return isinstance(command, GetState | Call | Sleep | Run)
+    return isinstance(
+        command, GetState | Call | Sleep | Run | Awakeable | GetPromise | CompletePromise
+    )
 
 
 def _resolved(command: JournalCommand) -> ResolvedTarget | None:
@@ -263,10 +302,13 @@ class World:
         self.append(partition, payloads)
 
     def submit(self, target: Target, argument: bytes) -> str:
-        entropy = self.random.randbytes(16)
-        invocation_id = invocation_id_for(
-            target.service, target.handler, target.key, None, entropy=entropy
-        )
+        """What the ingress appends for a request (a workflow run has its key's fixed id)."""
+        if target.handler_kind == "workflow" and target.key is not None:
+            invocation_id = workflow_run_id(target.service, target.key)
+        else:
+            invocation_id = invocation_id_for(
+                target.service, target.handler, target.key, None, entropy=self.random.randbytes(16)
+            )
         invoke = Invoke(
             invocation_id,
             target,
@@ -274,10 +316,14 @@ class World:
             sink=IngressSink(self.node, invocation_id),
             retry_policy=FAST_RETRY,
             completion_retention_ms=RETAIN_MS,
+            submission=target.handler_kind == "workflow",
         )
-        envelope = Envelope(IngressSource(self.node), self.now_ms, invoke)
-        self.append(self.partition_of(invocation_id), [encode_envelope(envelope)])
+        self.ingress(invocation_id, invoke)
         return invocation_id
+
+    def ingress(self, route: str, command: Command) -> None:
+        envelope = Envelope(IngressSource(self.node), self.now_ms, command)
+        self.append(self.partition_of(route), [encode_envelope(envelope)])
 
     @staticmethod
     def partition_of(invocation_id: str) -> int:
@@ -460,7 +506,9 @@ class World:
         ]
         return min(wakes) if wakes else None
 
-    def run(self, workload: list[Callable[[], None]], max_steps: int = 200_000) -> None:
+    def run(self, workload: list[Callable[[], bool]], max_steps: int = 200_000) -> None:
+        """Interleave the workload's requests (an item returning False is not ready yet and is
+        tried again later) with every enabled step until nothing is left to do."""
         pending = list(workload)
         for _ in range(max_steps):
             self.now_ms += self.random.randint(0, 3)
@@ -470,7 +518,9 @@ class World:
                 continue
             enabled = self.choices()
             if pending and (not enabled or self.random.random() < 0.2):
-                pending.pop(0)()
+                item = pending.pop(0)
+                if not item():
+                    pending.append(item)
                 continue
             if enabled:
                 self.random.choice(enabled)()
