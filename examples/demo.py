@@ -1,4 +1,5 @@
-"""Example services for the demo (`./scripts/demo`): a greeter, a counter object, durable steps."""
+"""Example services for the demo (`./scripts/demo`): a greeter, a counter object, durable steps,
+a workflow waiting on a durable promise."""
 
 from __future__ import annotations
 
@@ -60,4 +61,26 @@ async def place_order(ctx: restate.Context, order_id: str) -> dict[str, str]:
     return {"reservation": reservation, "payment": payment, "confirmation": confirmation}
 
 
-app = restate.app(services=[greeter, counter, checkout])
+signup = restate.Workflow("Signup")
+
+
+@signup.main()
+async def run(ctx: restate.WorkflowContext, email: str) -> str:
+    """Runs once per key: waits (suspended, holding nothing) until the link is clicked."""
+    ctx.set("stage", "waiting for the email link")
+    link = await ctx.promise("email-link", type_hint=str).value()
+    ctx.set("stage", "verified")
+    return f"{email} verified with {link}"
+
+
+@signup.handler()
+async def click(ctx: restate.WorkflowSharedContext, link: str) -> None:
+    await ctx.promise("email-link", type_hint=str).resolve(link)
+
+
+@signup.handler()
+async def stage(ctx: restate.WorkflowSharedContext) -> str | None:
+    return await ctx.get("stage", type_hint=str)
+
+
+app = restate.app(services=[greeter, counter, checkout, signup])

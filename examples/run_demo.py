@@ -14,11 +14,13 @@ INGRESS = "http://127.0.0.1:8080"
 ADMIN = "http://127.0.0.1:9070"
 
 
-def call(path: str, body: object, headers: dict[str, str] | None = None) -> tuple[int, str, str]:
+def call(
+    path: str, body: object, headers: dict[str, str] | None = None, method: str = "POST"
+) -> tuple[int, str, str]:
     request = urllib.request.Request(
         INGRESS + path,
-        data=json.dumps(body).encode(),
-        method="POST",
+        data=json.dumps(body).encode() if method == "POST" else None,
+        method=method,
         headers={"content-type": "application/json", **(headers or {})},
     )
     try:
@@ -77,6 +79,24 @@ def main() -> None:
                     "/Counter/demo/add", 10, {"idempotency-key": "demo-1"}
                 )
                 print("  ->", (status, body), invocation_id)
+            print("$ POST /Counter/demo/add/send?delay=1s 100 (a delayed one-way call)")
+            print("  ->", call("/Counter/demo/add/send?delay=1s", 100)[:2])
+            print("  get right away ->", call("/Counter/demo/get", None)[:2])
+            time.sleep(1.5)
+            print("  get 1.5 s later ->", call("/Counter/demo/get", None)[:2])
+            print("$ POST /Signup/ada/run/send 'ada@example.com' (a workflow: waits for a click)")
+            print("  ->", call("/Signup/ada/run/send", "ada@example.com")[:2])
+            time.sleep(0.5)
+            print("$ POST /Signup/ada/stage")
+            print("  ->", call("/Signup/ada/stage", None)[:2])
+            print("$ GET /restate/workflow/Signup/ada/output (470 while it runs)")
+            print("  ->", call("/restate/workflow/Signup/ada/output", None, method="GET")[:2])
+            print("$ POST /Signup/ada/click 'link-42' (resolves its durable promise)")
+            print("  ->", call("/Signup/ada/click", "link-42")[:2])
+            print("$ GET /restate/workflow/Signup/ada/attach")
+            print("  ->", call("/restate/workflow/Signup/ada/attach", None, method="GET")[:2])
+            print("$ POST /Signup/ada/run 'again' (a workflow runs once per key)")
+            print("  ->", call("/Signup/ada/run", "again")[:2])
             print("$ POST /Nope/greet (unknown service)")
             print("  ->", call("/Nope/greet", "x")[:2])
         finally:
