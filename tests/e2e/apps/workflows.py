@@ -205,9 +205,8 @@ async def add(ctx: restate.ObjectContext, delta: int) -> int:
 @locker.handler(idempotency_retention=timedelta(seconds=1))
 async def add_briefly_idempotent(ctx: restate.ObjectContext, delta: int) -> int:
     """``add`` whose idempotent results are kept only one second."""
-    count = await ctx.get("count", type_hint=int) or 0
-    ctx.set("count", count + delta)
-    return count + delta
+    result: int = await add(ctx, delta)
+    return result
 
 
 @locker.handler(kind="shared")
