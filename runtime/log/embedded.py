@@ -8,9 +8,7 @@ Layout of ``directory``::
     p0000/00000000000000131072.seg
     p0001/...
 
-A segment is a run of frames ``[u32 length][u32 crc][payload]`` (big-endian). The CRC covers the
-length field as well as the payload, so a zero-filled tail (a crash after the file grew but before
-the data landed) is not mistaken for empty records. Partitions are split into segments only so
+Segments (their frame format and file operations are in ``runtime.log.segments``) exist only so
 that ``trim`` can drop whole files; the active (last) segment is the only one ever written to.
 
 Durability: one writer task takes every queued append, hands the writes to a worker thread and
@@ -29,8 +27,6 @@ import fcntl
 import json
 import logging
 import os
-import struct
-import zlib
 from array import array
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,16 +34,26 @@ from itertools import islice
 from pathlib import Path
 
 from runtime.log.base import Log, LogError, LogRecord
+from runtime.log.segments import (
+    HEADER,
+    RECORD_BYTES_MAX,
+    Segment,
+    create_segment_sync,
+    delete_segments_sync,
+    frame,
+    open_partition_sync,
+    read_frames_sync,
+    sync,
+    sync_dir,
+    write_all,
+    write_fd,
+)
 
 __all__ = ["LocalLog"]
 
 _log = logging.getLogger(__name__)
 
 _FORMAT = 1
-_HEADER = struct.Struct(">II")
-_LENGTH = struct.Struct(">I")
-_RECORD_BYTES_MAX = 2**32 - 1
-_SEGMENT_SUFFIX = ".seg"
 
 # One yielded batch stays below both caps (a single larger record is yielded alone).
 _BATCH_RECORDS_MAX = 256
@@ -56,33 +62,6 @@ _BATCH_BYTES_MAX = 1 << 20
 _CACHE_RECORDS_MAX = 512
 _CACHE_BYTES_MAX = 512 << 10
 
-# fdatasync is enough for appends (it still flushes the file size) and cheaper than fsync.
-_sync = getattr(os, "fdatasync", os.fsync)
-
-
-def _crc(payload: bytes | memoryview, length: int) -> int:
-    return zlib.crc32(payload, zlib.crc32(_LENGTH.pack(length)))
-
-
-def _frame(payload: bytes) -> bytes:
-    return _HEADER.pack(len(payload), _crc(payload, len(payload))) + payload
-
-
-@dataclass(eq=False)
-class _Segment:
-    """One segment file. ``positions``/``size`` cover durable frames only (mutated on the loop)."""
-
-    base_lsn: int
-    path: Path
-    positions: array[int]
-    size: int
-    # Write descriptor of the active segment; touched only by the writer thread and by close().
-    wfd: int | None = None
-
-    def end_of(self, index: int) -> int:
-        """File offset just after record ``index - 1`` of this segment."""
-        return self.positions[index] if index < len(self.positions) else self.size
-
 
 @dataclass(eq=False)
 class _Partition:
@@ -90,7 +69,7 @@ class _Partition:
 
     index: int
     path: Path
-    segments: list[_Segment]
+    segments: list[Segment]
     bases: list[int]
     end_lsn: int
     trim_lsn: int
@@ -127,11 +106,11 @@ class _PartitionWrite:
     """What one commit round writes to one partition (built on the loop, run in the thread)."""
 
     partition: _Partition
-    active: _Segment
+    active: Segment
     first_lsn: int
     appends: list[_Append] = field(default_factory=list)
     # Filled by the writer thread: (segment, new frame offsets, new durable size) per segment.
-    written: list[tuple[_Segment, array[int], int]] = field(default_factory=list)
+    written: list[tuple[Segment, array[int], int]] = field(default_factory=list)
 
 
 class LocalLog(Log):
@@ -233,8 +212,8 @@ class LocalLog(Log):
         if not records:
             raise ValueError("append needs at least one record")
         payloads = [bytes(r) for r in records]
-        if any(len(p) > _RECORD_BYTES_MAX for p in payloads):
-            raise ValueError(f"a record is larger than {_RECORD_BYTES_MAX} bytes")
+        if any(len(p) > RECORD_BYTES_MAX for p in payloads):
+            raise ValueError(f"a record is larger than {RECORD_BYTES_MAX} bytes")
         self._check_usable()
         if self._failure is not None:
             raise LogError("an earlier write failed; restart the log") from self._failure
@@ -285,13 +264,13 @@ class LocalLog(Log):
         if upto_lsn <= part.trim_lsn:
             return
         part.trim_lsn = upto_lsn
-        doomed: list[_Segment] = []
+        doomed: list[Segment] = []
         while len(part.segments) > 1 and part.segments[1].base_lsn <= upto_lsn:
             doomed.append(part.segments.pop(0))
             part.bases.pop(0)
         if doomed:
             try:
-                await asyncio.to_thread(_delete_segments_sync, part.path, doomed)
+                await asyncio.to_thread(delete_segments_sync, part.path, doomed)
             except OSError as exc:
                 raise LogError(f"cannot delete trimmed segments of {partition}: {exc}") from exc
 
@@ -380,7 +359,7 @@ class LocalLog(Log):
         for write in writes:
             to_sync.append(self._write_partition_sync(write))
         for fd in to_sync:
-            _sync(fd)
+            sync(fd)
 
     def _write_partition_sync(self, write: _PartitionWrite) -> int:
         """Worker thread: append one partition's frames, rolling segments; return the fd to sync."""
@@ -389,24 +368,24 @@ class LocalLog(Log):
         chunks: list[bytes] = []
         for item in write.appends:
             for payload in item.payloads:
-                frame = _frame(payload)
-                if size > 0 and size + len(frame) > self._segment_bytes:
+                framed = frame(payload)
+                if size > 0 and size + len(framed) > self._segment_bytes:
                     # Seal the full segment durably before the next one exists, so that only
                     # the last segment can ever have a torn tail.
-                    _write_all(_wfd(seg), chunks)
-                    _sync(_wfd(seg))
-                    os.close(_wfd(seg))
+                    write_all(write_fd(seg), chunks)
+                    sync(write_fd(seg))
+                    os.close(write_fd(seg))
                     seg.wfd = None
                     write.written.append((seg, positions, size))
-                    seg = _create_segment_sync(write.partition.path, lsn)
+                    seg = create_segment_sync(write.partition.path, lsn)
                     size, positions, chunks = 0, array("q"), []
                 positions.append(size)
-                chunks.append(frame)
-                size += len(frame)
+                chunks.append(framed)
+                size += len(framed)
                 lsn += 1
-        _write_all(_wfd(seg), chunks)
+        write_all(write_fd(seg), chunks)
         write.written.append((seg, positions, size))
-        return _wfd(seg)
+        return write_fd(seg)
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -422,7 +401,7 @@ class LocalLog(Log):
             length = seg.end_of(index + count) - offset
             try:
                 payloads = await asyncio.to_thread(
-                    _read_frames_sync, seg.path, offset, length, count
+                    read_frames_sync, seg.path, offset, length, count
                 )
             except FileNotFoundError as exc:
                 raise LogError(f"LSN {lsn} of {part.index} was trimmed while reading") from exc
@@ -432,11 +411,11 @@ class LocalLog(Log):
 
     # --- opening ------------------------------------------------------------------------------
 
-    def _open_sync(self) -> tuple[int, list[list[_Segment]]]:
+    def _open_sync(self) -> tuple[int, list[list[Segment]]]:
         """Worker thread: lock the directory, check meta.json, recover every partition."""
         self._directory.mkdir(parents=True, exist_ok=True)
         lock_fd = os.open(self._directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
-        opened: list[list[_Segment]] = []
+        opened: list[list[Segment]] = []
         try:
             try:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -444,11 +423,11 @@ class LocalLog(Log):
                 raise LogError(f"{self._directory} is already open by another LocalLog") from exc
             self._check_meta_sync()
             for i in range(self._partition_count):
-                opened.append(_open_partition_sync(self._directory / f"p{i:04d}"))
+                opened.append(open_partition_sync(self._directory / f"p{i:04d}"))
             return lock_fd, opened
         except BaseException:
             for segments in opened:
-                os.close(_wfd(segments[-1]))
+                os.close(write_fd(segments[-1]))
             os.close(lock_fd)
             raise
 
@@ -472,7 +451,7 @@ class LocalLog(Log):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, meta_path)
-        _sync_dir(self._directory)
+        sync_dir(self._directory)
 
 
 # --- helpers (pure or worker-thread) ----------------------------------------------------------
@@ -494,108 +473,6 @@ def _close_unpublished(writes: list[_PartitionWrite]) -> None:
                 seg.wfd = None
 
 
-def _wfd(seg: _Segment) -> int:
-    if seg.wfd is None:
-        raise LogError(f"segment {seg.path} is not open for writing")
-    return seg.wfd
-
-
-def _write_all(fd: int, chunks: list[bytes]) -> None:
-    data = memoryview(b"".join(chunks))
-    while data:
-        data = data[os.write(fd, data) :]
-
-
-def _sync_dir(path: Path) -> None:
-    """Make a created/deleted directory entry durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _create_segment_sync(directory: Path, base_lsn: int) -> _Segment:
-    path = directory / f"{base_lsn:020d}{_SEGMENT_SUFFIX}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-    _sync_dir(directory)
-    return _Segment(base_lsn=base_lsn, path=path, positions=array("q"), size=0, wfd=fd)
-
-
-def _open_partition_sync(directory: Path) -> list[_Segment]:
-    """Index every segment of a partition; truncate a torn tail of the last one."""
-    directory.mkdir(exist_ok=True)
-    files = sorted(
-        (int(p.name.removesuffix(_SEGMENT_SUFFIX)), p)
-        for p in directory.iterdir()
-        if p.name.endswith(_SEGMENT_SUFFIX) and p.name.removesuffix(_SEGMENT_SUFFIX).isdigit()
-    )
-    if not files:
-        return [_create_segment_sync(directory, 0)]
-    segments: list[_Segment] = []
-    for i, (base_lsn, path) in enumerate(files):
-        if segments and base_lsn != segments[-1].base_lsn + len(segments[-1].positions):
-            raise LogError(f"{path} does not start where the previous segment ends")
-        positions, good_size, file_size = _scan_segment_sync(path)
-        if good_size != file_size:
-            if i != len(files) - 1:
-                raise LogError(f"{path} is corrupt at byte {good_size} (not the active segment)")
-            _log.warning("truncating %d torn bytes at the end of %s", file_size - good_size, path)
-            os.truncate(path, good_size)
-        segments.append(_Segment(base_lsn, path, positions, good_size))
-    last = segments[-1]
-    fd = os.open(last.path, os.O_WRONLY | os.O_APPEND)
-    try:
-        _sync(fd)  # make a truncation durable before anything is appended after it
-    except BaseException:
-        os.close(fd)
-        raise
-    last.wfd = fd
-    return segments
-
-
-def _scan_segment_sync(path: Path) -> tuple[array[int], int, int]:
-    """Offsets of the valid frames, the end of the last valid frame, and the file size."""
-    positions: array[int] = array("q")
-    pos = 0
-    with open(path, "rb") as f:
-        file_size = os.fstat(f.fileno()).st_size
-        while pos + _HEADER.size <= file_size:
-            length, crc = _HEADER.unpack(f.read(_HEADER.size))
-            if pos + _HEADER.size + length > file_size:
-                break
-            payload = f.read(length)
-            if len(payload) != length or _crc(payload, length) != crc:
-                break
-            positions.append(pos)
-            pos += _HEADER.size + length
-    return positions, pos, file_size
-
-
-def _read_frames_sync(path: Path, offset: int, length: int, count: int) -> list[bytes]:
-    """Worker thread: read ``count`` frames occupying ``length`` bytes at ``offset``."""
-    with open(path, "rb", buffering=0) as f:
-        data = memoryview(os.pread(f.fileno(), length, offset))
-    payloads: list[bytes] = []
-    pos = 0
-    for _ in range(count):
-        if pos + _HEADER.size > len(data):
-            raise LogError(f"{path}: short read at byte {offset + pos}")
-        size, crc = _HEADER.unpack_from(data, pos)
-        payload = data[pos + _HEADER.size : pos + _HEADER.size + size]
-        if len(payload) != size or _crc(payload, size) != crc:
-            raise LogError(f"{path}: corrupt frame at byte {offset + pos}")
-        payloads.append(bytes(payload))
-        pos += _HEADER.size + size
-    return payloads
-
-
-def _delete_segments_sync(directory: Path, segments: list[_Segment]) -> None:
-    for seg in segments:
-        seg.path.unlink(missing_ok=True)
-    _sync_dir(directory)
-
-
 def _take_capped(payloads: Iterable[bytes]) -> list[bytes]:
     """The first payloads within the batch caps (always at least one)."""
     out: list[bytes] = []
@@ -604,11 +481,11 @@ def _take_capped(payloads: Iterable[bytes]) -> list[bytes]:
         if out and (len(out) >= _BATCH_RECORDS_MAX or total + len(payload) > _BATCH_BYTES_MAX):
             break
         out.append(payload)
-        total += len(payload) + _HEADER.size
+        total += len(payload) + HEADER.size
     return out
 
 
-def _capped_count(seg: _Segment, index: int, available: int) -> int:
+def _capped_count(seg: Segment, index: int, available: int) -> int:
     """How many records from ``index`` (at most ``available``) fit in one batch."""
     hi = index + min(available, _BATCH_RECORDS_MAX)
     start = seg.positions[index]

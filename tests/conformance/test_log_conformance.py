@@ -443,13 +443,13 @@ async def test_local_appends_share_fsyncs(tmp_path: Path, monkeypatch: pytest.Mo
     import runtime.log.embedded as embedded
 
     syncs: list[int] = []
-    real_sync = embedded._sync
+    real_sync = embedded.sync
 
     def counting_sync(fd: int) -> None:
         syncs.append(fd)
         real_sync(fd)
 
-    monkeypatch.setattr(embedded, "_sync", counting_sync)
+    monkeypatch.setattr(embedded, "sync", counting_sync)
     log = LocalLog(tmp_path, 2)
     await log.start()
     try:

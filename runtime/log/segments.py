@@ -1,0 +1,155 @@
+"""Segment files of the embedded log: the frame format, and the blocking file operations on
+segments (run in worker threads by ``LocalLog``).
+
+A segment is a run of frames ``[u32 length][u32 crc][payload]`` (big-endian). The CRC covers the
+length field as well as the payload, so a zero-filled tail (a crash after the file grew but before
+the data landed) is not mistaken for empty records. A segment is named by its first LSN.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import zlib
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.log.base import LogError
+
+_log = logging.getLogger(__name__)
+
+HEADER = struct.Struct(">II")
+_LENGTH = struct.Struct(">I")
+RECORD_BYTES_MAX = 2**32 - 1
+SEGMENT_SUFFIX = ".seg"
+
+# fdatasync is enough for appends (it still flushes the file size) and cheaper than fsync.
+sync = getattr(os, "fdatasync", os.fsync)
+
+
+def frame_crc(payload: bytes | memoryview, length: int) -> int:
+    return zlib.crc32(payload, zlib.crc32(_LENGTH.pack(length)))
+
+
+def frame(payload: bytes) -> bytes:
+    return HEADER.pack(len(payload), frame_crc(payload, len(payload))) + payload
+
+
+@dataclass(eq=False)
+class Segment:
+    """One segment file. ``positions``/``size`` cover durable frames only (mutated on the loop)."""
+
+    base_lsn: int
+    path: Path
+    positions: array[int]
+    size: int
+    # Write descriptor of the active segment; touched only by the writer thread and by close().
+    wfd: int | None = None
+
+    def end_of(self, index: int) -> int:
+        """File offset just after record ``index - 1`` of this segment."""
+        return self.positions[index] if index < len(self.positions) else self.size
+
+
+def write_fd(seg: Segment) -> int:
+    if seg.wfd is None:
+        raise LogError(f"segment {seg.path} is not open for writing")
+    return seg.wfd
+
+
+def write_all(fd: int, chunks: list[bytes]) -> None:
+    data = memoryview(b"".join(chunks))
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def sync_dir(path: Path) -> None:
+    """Make a created/deleted directory entry durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def create_segment_sync(directory: Path, base_lsn: int) -> Segment:
+    path = directory / f"{base_lsn:020d}{SEGMENT_SUFFIX}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+    sync_dir(directory)
+    return Segment(base_lsn=base_lsn, path=path, positions=array("q"), size=0, wfd=fd)
+
+
+def open_partition_sync(directory: Path) -> list[Segment]:
+    """Index every segment of a partition; truncate a torn tail of the last one."""
+    directory.mkdir(exist_ok=True)
+    files = sorted(
+        (int(p.name.removesuffix(SEGMENT_SUFFIX)), p)
+        for p in directory.iterdir()
+        if p.name.endswith(SEGMENT_SUFFIX) and p.name.removesuffix(SEGMENT_SUFFIX).isdigit()
+    )
+    if not files:
+        return [create_segment_sync(directory, 0)]
+    segments: list[Segment] = []
+    for i, (base_lsn, path) in enumerate(files):
+        if segments and base_lsn != segments[-1].base_lsn + len(segments[-1].positions):
+            raise LogError(f"{path} does not start where the previous segment ends")
+        positions, good_size, file_size = scan_segment_sync(path)
+        if good_size != file_size:
+            if i != len(files) - 1:
+                raise LogError(f"{path} is corrupt at byte {good_size} (not the active segment)")
+            _log.warning("truncating %d torn bytes at the end of %s", file_size - good_size, path)
+            os.truncate(path, good_size)
+        segments.append(Segment(base_lsn, path, positions, good_size))
+    last = segments[-1]
+    fd = os.open(last.path, os.O_WRONLY | os.O_APPEND)
+    try:
+        sync(fd)  # make a truncation durable before anything is appended after it
+    except BaseException:
+        os.close(fd)
+        raise
+    last.wfd = fd
+    return segments
+
+
+def scan_segment_sync(path: Path) -> tuple[array[int], int, int]:
+    """Offsets of the valid frames, the end of the last valid frame, and the file size."""
+    positions: array[int] = array("q")
+    pos = 0
+    with open(path, "rb") as f:
+        file_size = os.fstat(f.fileno()).st_size
+        while pos + HEADER.size <= file_size:
+            length, crc = HEADER.unpack(f.read(HEADER.size))
+            if pos + HEADER.size + length > file_size:
+                break
+            payload = f.read(length)
+            if len(payload) != length or frame_crc(payload, length) != crc:
+                break
+            positions.append(pos)
+            pos += HEADER.size + length
+    return positions, pos, file_size
+
+
+def read_frames_sync(path: Path, offset: int, length: int, count: int) -> list[bytes]:
+    """Worker thread: read ``count`` frames occupying ``length`` bytes at ``offset``."""
+    with open(path, "rb", buffering=0) as f:
+        data = memoryview(os.pread(f.fileno(), length, offset))
+    payloads: list[bytes] = []
+    pos = 0
+    for _ in range(count):
+        if pos + HEADER.size > len(data):
+            raise LogError(f"{path}: short read at byte {offset + pos}")
+        size, crc = HEADER.unpack_from(data, pos)
+        payload = data[pos + HEADER.size : pos + HEADER.size + size]
+        if len(payload) != size or frame_crc(payload, size) != crc:
+            raise LogError(f"{path}: corrupt frame at byte {offset + pos}")
+        payloads.append(bytes(payload))
+        pos += HEADER.size + size
+    return payloads
+
+
+def delete_segments_sync(directory: Path, segments: list[Segment]) -> None:
+    for seg in segments:
+        seg.path.unlink(missing_ok=True)
+    sync_dir(directory)
