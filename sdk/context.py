@@ -12,10 +12,10 @@ import random as _random
 import time as _time
 import typing
 import uuid as _uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 from proto import endpoint_pb2 as pb
 from sdk.definitions import handler_of
@@ -26,6 +26,7 @@ from sdk.run import RunOptions, run_step
 from sdk.serde import BytesSerde, JsonSerde, Serde, serde_for
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 _AWAKEABLE_PREFIX = "sign_1"
 
@@ -114,7 +115,7 @@ class Context:
     def run(
         self,
         name: str,
-        action: Callable[..., Any],
+        action: Callable[..., Awaitable[T]] | Callable[..., T],
         serde: Serde[T] | None = None,
         max_attempts: int | None = None,
         max_retry_duration: timedelta | None = None,
@@ -133,11 +134,11 @@ class Context:
     def run_typed(
         self,
         name: str,
-        action: Callable[..., Any],
+        action: Callable[P, Coroutine[Any, Any, T]] | Callable[P, T],
         options: RunOptions[T] | None = None,
         /,
-        *args: Any,
-        **kwargs: Any,
+        *args: P.args,
+        **kwargs: P.kwargs,
     ) -> DurableFuture[T]:
         """Like ``run``, with the closure's arguments passed through and typed options."""
         options = options or RunOptions()
@@ -291,6 +292,14 @@ class Context:
         self._session.command(pb.JournalCommand(cancel_invocation=command))
 
     # ------------------------------------------------------------------ awakeables
+
+    @overload
+    def awakeable(self) -> tuple[str, DurableFuture[Any]]: ...
+
+    @overload
+    def awakeable(
+        self, serde: Serde[T] | None = None, type_hint: type[T] | None = None
+    ) -> tuple[str, DurableFuture[T]]: ...
 
     def awakeable(
         self, serde: Serde[T] | None = None, type_hint: type[T] | None = None

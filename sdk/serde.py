@@ -7,7 +7,7 @@ builtins and typing constructs through msgspec; pydantic models through their ow
 
 from __future__ import annotations
 
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 import msgspec
 
@@ -39,6 +39,15 @@ _encoder = msgspec.json.Encoder(enc_hook=_encode_hook)
 
 class JsonSerde(Generic[T]):
     """JSON, decoding into ``type_hint`` when one is given."""
+
+    @overload
+    def __init__(self: JsonSerde[Any], type_hint: None = None) -> None: ...
+
+    @overload
+    def __init__(self, type_hint: type[T]) -> None: ...
+
+    @overload
+    def __init__(self, type_hint: Any) -> None: ...
 
     def __init__(self, type_hint: Any = None) -> None:
         self.type_hint = type_hint

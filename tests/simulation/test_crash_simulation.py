@@ -176,7 +176,8 @@ def test_crashes_and_duplicates_lose_nothing_and_apply_nothing_twice(seed: int) 
         if kind == "call":  # its run step ran (at least once: a step is at-least-once)
             assert world.run_executions[(invocation_id, 2)] >= 1, context
         if kind == "nap":  # never woke early
-            nap_ms, submitted_ms = detail  # type: ignore[misc]
+            assert isinstance(detail, tuple)
+            nap_ms, submitted_ms = detail
             assert status.modified_ms >= submitted_ms + nap_ms, f"{context}: woke early"
 
     # A workflow's promise resolves once: one signal succeeds, the other gets 409; the run saw

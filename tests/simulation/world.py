@@ -11,6 +11,7 @@ run, step for step.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -384,19 +385,19 @@ class World:
         enabled: list[Callable[[], None]] = []
         for partition in self.partitions:
             if partition.cursor < len(partition.log):
-                enabled.append(lambda p=partition: self.apply_some(p))
+                enabled.append(functools.partial(self.apply_some, partition))
             leader = partition.leader
             if leader is None:
                 continue
             for attempt in list(leader.attempts.values()):
                 if not attempt.done:
-                    enabled.append(lambda p=partition, a=attempt: self.step_attempt(p, a))
+                    enabled.append(functools.partial(self.step_attempt, partition, attempt))
             if any(s > leader.shipped_upto for s, _ in read_outbox(self.store, partition.index)):
-                enabled.append(lambda p=partition: self.ship(p))
+                enabled.append(functools.partial(self.ship, partition))
             if leader.truncate_pending:
-                enabled.append(lambda p=partition: self.truncate(p))
+                enabled.append(functools.partial(self.truncate, partition))
             if any(wake <= self.now_ms for wake, _ in leader.timers):
-                enabled.append(lambda p=partition: self.fire_timers(p))
+                enabled.append(functools.partial(self.fire_timers, partition))
         return enabled
 
     def next_timer_ms(self) -> int | None:

@@ -67,7 +67,9 @@ async def flaky(ctx: restate.Context, key: str) -> str:
 
 @steps.handler()
 async def flaky_in_place(ctx: restate.Context, key: str) -> str:
-    options = restate.RunOptions(max_attempts=5, initial_retry_interval=timedelta(milliseconds=10))
+    options: restate.RunOptions[int] = restate.RunOptions(
+        max_attempts=5, initial_retry_interval=timedelta(milliseconds=10)
+    )
     calls = await ctx.run_typed("flaky", _flaky, options, key=key)
     return f"succeeded after {calls} calls"
 

@@ -170,7 +170,8 @@ def test_a_purged_runs_retention_timer_does_not_purge_the_next_run_of_the_key() 
     env.effect("wf", 1, JournalAppend(1, Output(Success(b"first"))))
     env.effect("wf", 1, End())
     first_wake_ms = env.now_ms + 1_000
-    assert env.apply(Purge("wf", IngressSink(NODE, "admin")))[0].result == Success(b"")  # type: ignore[attr-defined]
+    [purged] = env.apply(Purge("wf", IngressSink(NODE, "admin")))
+    assert isinstance(purged, RespondToIngress) and purged.result == Success(b"")
     assert env.tx().timer(first_wake_ms, "purge:wf") is None
     env.now_ms += 500
     _submit(env, "r2", retention_ms=1_000)

@@ -90,7 +90,7 @@ def test_manifest_lists_services_kinds_and_options() -> None:
 def test_bad_definitions_are_rejected_early() -> None:
     svc = restate.Service("Bad")
     with pytest.raises(TypeError):
-        svc.handler()(lambda ctx: None)  # type: ignore[arg-type,return-value]
+        svc.handler()(lambda ctx: None)  # type: ignore[type-var]
     with pytest.raises(ValueError):
         restate.app(services=[restate.Workflow("NoMain")])
     with pytest.raises(ValueError):
