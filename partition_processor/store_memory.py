@@ -36,6 +36,10 @@ class MemoryStore:
                     bisect.insort(self._keys, key)
                 self._data[key] = value
 
+    def snapshot(self) -> dict[bytes, bytes]:
+        """A copy of everything stored (to compare two stores)."""
+        return dict(self._data)
+
     def close(self) -> None:
         self._data.clear()
         self._keys.clear()

@@ -438,6 +438,19 @@ class World:
 
     # -- what the checks read
 
+    def replayed_store(self) -> MemoryStore:
+        """A follower's store: every partition's whole log applied in random batch sizes."""
+        store = MemoryStore()
+        chooser = random.Random(self.seed + 1)
+        for partition in self.partitions:
+            processor = PartitionProcessor(store, partition.index, "follower")
+            lsn = 0
+            while lsn < len(partition.log):
+                upto = min(len(partition.log), lsn + chooser.randint(1, 8))
+                processor.apply_batch([LogEntry(i, partition.log[i]) for i in range(lsn, upto)])
+                lsn = upto
+        return store
+
     def statuses(self) -> Iterator[InvocationStatus]:
         for p in range(PARTITIONS):
             for _, raw in self.store.scan(keys.partition_prefix(keys.Kind.STATUS, p)):
