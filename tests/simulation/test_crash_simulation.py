@@ -28,7 +28,9 @@ def run_world(seed: int, *, invocations: int = 40, crashes: int = 3) -> tuple[Wo
 
     def now(kind: str, target: Target, argument: bytes, detail: object = None) -> Request:
         def submit() -> bool:
-            facts.submitted[world.submit(target, argument)] = (kind, detail)
+            submitted_ms = world.now_ms
+            invocation_id = world.submit(target, argument)
+            facts.submitted[invocation_id] = (kind, (detail, submitted_ms))
             return True
 
         return submit
@@ -50,16 +52,28 @@ def run_world(seed: int, *, invocations: int = 40, crashes: int = 3) -> tuple[Wo
                 return [now(kind, Target("Sender", "send"), f"{key}:{delay}".encode())]
             case "nap":
                 nap = chooser.randint(1, 40)
-                return [now(kind, Target("Napper", "nap"), str(nap).encode(), (nap, world.now_ms))]
+                return [now(kind, Target("Napper", "nap"), str(nap).encode(), nap)]
             case "killed_nap":
                 return _killed_nap(world, facts, chooser.randint(5, 60))
+            case "idempotent_add":
+                facts.expected_adds[key] += 1
+                target = Target("Counter", "add", "virtual_object", "exclusive", key)
+                idempotency_key = f"idem-{chooser.random()}"
+
+                def retry() -> bool:
+                    iid = world.submit(target, b"1", idempotency_key)
+                    facts.submitted[iid] = ("idempotent_add", key)
+                    return True
+
+                return [retry] * chooser.randint(1, 3)  # the client retries (crash or not)
             case "awakeable":
                 return _awakeable(world, facts)
             case _:
                 return _workflow(world, facts, chooser)
 
-    kinds = ["add", "add", "call", "send", "nap", "killed_nap", "awakeable", "workflow"]
+    kinds = ["add", "call", "send", "nap", "killed_nap", "awakeable", "workflow", "idempotent_add"]
     requests = [r for _ in range(invocations) for r in request(chooser.choice(kinds))]
+    chooser.shuffle(requests)  # retries and signals land anywhere, also after crashes
     world.run(requests)
     return world, facts
 
@@ -86,6 +100,8 @@ def _killed_nap(world: World, facts: Facts, nap_ms: int) -> list[Request]:
         return True
 
     def kill() -> bool:
+        if not ids:
+            return False
         world.ingress(ids[0], Terminate(ids[0], "kill"))
         return True
 
@@ -178,6 +194,7 @@ def test_crashes_and_duplicates_lose_nothing_and_apply_nothing_twice(seed: int) 
         if kind == "nap":  # never woke early
             assert isinstance(detail, tuple)
             nap_ms, submitted_ms = detail
+            assert isinstance(nap_ms, int) and isinstance(submitted_ms, int)
             assert status.modified_ms >= submitted_ms + nap_ms, f"{context}: woke early"
 
     # A workflow's promise resolves once: one signal succeeds, the other gets 409; the run saw

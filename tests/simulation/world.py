@@ -183,6 +183,7 @@ class World:
         self.run_executions: dict[tuple[str, int], int] = _Counter()
         self.responses: dict[str, list[Result]] = {}
         self.trace: list[str] = []
+        self.requests = 0
         self._restart()
 
     # -- the log
@@ -205,19 +206,26 @@ class World:
             payloads.append(encode_envelope(Envelope(source, self.now_ms, command, dedup)))
         self.append(partition, payloads)
 
-    def submit(self, target: Target, argument: bytes) -> str:
-        """What the ingress appends for a request (a workflow run has its key's fixed id)."""
+    def submit(self, target: Target, argument: bytes, idempotency_key: str | None = None) -> str:
+        """What the ingress appends for a request (a workflow run has its key's fixed id, an
+        idempotent request the id of its target and key)."""
         if target.handler_kind == "workflow" and target.key is not None:
             invocation_id = workflow_run_id(target.service, target.key)
         else:
             invocation_id = invocation_id_for(
-                target.service, target.handler, target.key, None, entropy=self.random.randbytes(16)
+                target.service,
+                target.handler,
+                target.key,
+                idempotency_key,
+                entropy=self.random.randbytes(16),
             )
+        self.requests += 1
         invoke = Invoke(
             invocation_id,
             target,
             argument,
-            sink=IngressSink(self.node, invocation_id),
+            idempotency_key=idempotency_key,
+            sink=IngressSink(self.node, f"request-{self.requests}"),
             retry_policy=FAST_RETRY,
             completion_retention_ms=RETAIN_MS,
             submission=target.handler_kind == "workflow",
