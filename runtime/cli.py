@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from runtime.node import Node, NodeConfig
+from runtime.log import LogError
+from runtime.node import Node, NodeConfig, split_bind
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"
 
@@ -50,6 +51,11 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
 def _config(args: argparse.Namespace) -> NodeConfig:
     if args.partitions < 1:
         raise SystemExit("cairn: --partitions must be at least 1")
+    for flag, bind in (("--ingress-bind", args.ingress_bind), ("--admin-bind", args.admin_bind)):
+        try:
+            split_bind(bind)
+        except ValueError as exc:
+            raise SystemExit(f"cairn: {flag}: {exc}") from exc
     return NodeConfig(
         data_dir=Path(args.data_dir),
         ingress_bind=args.ingress_bind,
@@ -192,10 +198,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             level=args.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-        if args.command == "server":
-            asyncio.run(_run_until_signalled(Node(_config(args))))
-        else:
-            asyncio.run(_dev(args))
+        try:
+            if args.command == "server":
+                asyncio.run(_run_until_signalled(Node(_config(args))))
+            else:
+                asyncio.run(_dev(args))
+        except (LogError, OSError) as exc:
+            # Startup failures (broker unreachable, port taken, data dir locked by another node)
+            # are the operator's to fix: say what failed, without a traceback.
+            raise SystemExit(f"cairn: the node stopped: {exc}") from exc
     elif args.command == "deployments" and args.action == "register":
         result = _admin_request(args.admin, "POST", "/deployments", {"uri": args.uri})
         services = ", ".join(s["name"] for s in result["services"])

@@ -1,0 +1,75 @@
+"""``cairn server`` refuses what it cannot run with one clear line and exit code 1, no traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _server(data_dir: Path, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "runtime.cli", "server", "--data-dir", str(data_dir), *flags]
+
+
+def _binds() -> list[str]:
+    return [
+        "--ingress-bind",
+        f"127.0.0.1:{_free_port()}",
+        "--admin-bind",
+        f"127.0.0.1:{_free_port()}",
+    ]
+
+
+def _fails_clearly(argv: list[str], expected: str) -> None:
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("cairn: ") and expected in last, last
+
+
+def test_bad_bind_address(tmp_path: Path) -> None:
+    argv = _server(tmp_path, "--ingress-bind", "127.0.0.1:http", "--admin-bind", "127.0.0.1:0")
+    _fails_clearly(argv, "--ingress-bind: expected HOST:PORT")
+
+
+def test_unreachable_kafka(tmp_path: Path) -> None:
+    argv = _server(tmp_path, *_binds(), "--log", "kafka", "--kafka-bootstrap", "127.0.0.1:1")
+    _fails_clearly(argv, "Unable to bootstrap")
+
+
+def test_port_in_use_and_data_dir_in_use(tmp_path: Path) -> None:
+    binds = _binds()
+    first = subprocess.Popen(
+        _server(tmp_path / "a", *binds),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{binds[1]}/restate/health", timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the first node did not start"
+                time.sleep(0.1)
+        _fails_clearly(
+            _server(tmp_path / "b", binds[0], binds[1], *binds[2:]), "address already in use"
+        )
+        _fails_clearly(_server(tmp_path / "a", *_binds()), "already open by another")
+    finally:
+        first.terminate()
+        first.wait(30)
