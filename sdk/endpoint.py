@@ -64,4 +64,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    serve(load_app(args.app), args.host, args.port)
+    app = load_app(args.app)
+    try:
+        serve(app, args.host, args.port)
+    except OSError as exc:
+        raise SystemExit(f"cairn endpoint: {exc}") from exc

@@ -193,8 +193,11 @@ async def start_server(app: App, host: str = "127.0.0.1", port: int = 9080) -> R
     """Start serving ``app`` over gRPC on ``host:port`` (port 0 picks a free one)."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     endpoint_pb2_grpc.add_EndpointServicer_to_server(EndpointServicer(app), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as exc:  # grpc's way of saying the address is taken or not allowed
+        raise OSError(f"cannot bind the endpoint to {host}:{port} (in use?)") from exc
     if bound == 0:
-        raise OSError(f"cannot bind the endpoint to {host}:{port}")
+        raise OSError(f"cannot bind the endpoint to {host}:{port} (in use?)")
     await server.start()
     return RunningEndpoint(server, bound)

@@ -73,3 +73,15 @@ def test_port_in_use_and_data_dir_in_use(tmp_path: Path) -> None:
     finally:
         first.terminate()
         first.wait(30)
+
+
+def test_endpoint_port_in_use() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = [sys.executable, "-m", "sdk", "examples.demo:app", "--port", str(port)]
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("cairn endpoint: cannot bind")
