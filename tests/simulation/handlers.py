@@ -69,6 +69,17 @@ def napper_nap(argument: bytes, now_ms: int) -> Script:
     yield Output(Success(b"rested"))
 
 
+def napper_nap_cancellable(argument: bytes, now_ms: int) -> Script:
+    """Napper/nap_cancellable: a cancelled nap runs its compensation, then fails with 409."""
+    slept = yield Sleep(wake_up_ms=now_ms + int(argument))
+    if isinstance(slept, Failure):
+        compensated = yield Run("compensate")
+        assert isinstance(compensated, Success), compensated
+        yield Output(Failure(409, "cancelled"))
+    else:
+        yield Output(Success(b"rested"))
+
+
 def waiter_wait(argument: bytes, now_ms: int) -> Script:
     """Waiter/wait: returns what its awakeable (entry 1) is resolved with."""
     value = yield Awakeable()
@@ -101,6 +112,7 @@ SCRIPTS: dict[tuple[str, str], Callable[[bytes, int], Script]] = {
     ("Caller", "call"): caller_call,
     ("Sender", "send"): sender_send,
     ("Napper", "nap"): napper_nap,
+    ("Napper", "nap_cancellable"): napper_nap_cancellable,
     ("Waiter", "wait"): waiter_wait,
     ("Resolver", "resolve"): resolver_resolve,
     ("Flow", "run"): flow_run,

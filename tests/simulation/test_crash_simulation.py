@@ -54,7 +54,9 @@ def run_world(seed: int, *, invocations: int = 40, crashes: int = 3) -> tuple[Wo
                 nap = chooser.randint(1, 40)
                 return [now(kind, Target("Napper", "nap"), str(nap).encode(), nap)]
             case "killed_nap":
-                return _killed_nap(world, facts, chooser.randint(5, 60))
+                return _terminated_nap(world, facts, chooser.randint(5, 60), "kill")
+            case "cancelled_nap":
+                return _terminated_nap(world, facts, chooser.randint(5, 60), "cancel")
             case "idempotent_add":
                 facts.expected_adds[key] += 1
                 target = Target("Counter", "add", "virtual_object", "exclusive", key)
@@ -71,7 +73,17 @@ def run_world(seed: int, *, invocations: int = 40, crashes: int = 3) -> tuple[Wo
             case _:
                 return _workflow(world, facts, chooser)
 
-    kinds = ["add", "call", "send", "nap", "killed_nap", "awakeable", "workflow", "idempotent_add"]
+    kinds = [
+        "add",
+        "call",
+        "send",
+        "nap",
+        "killed_nap",
+        "cancelled_nap",
+        "awakeable",
+        "workflow",
+        "idempotent_add",
+    ]
     requests = [r for _ in range(invocations) for r in request(chooser.choice(kinds))]
     chooser.shuffle(requests)  # retries and signals land anywhere, also after crashes
     world.run(requests)
@@ -90,22 +102,25 @@ class Facts:
     workflows: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # run → signals
 
 
-def _killed_nap(world: World, facts: Facts, nap_ms: int) -> list[Request]:
-    """A nap, then a kill of it: it ends killed, or rested if the kill came too late."""
+def _terminated_nap(world: World, facts: Facts, nap_ms: int, mode: str) -> list[Request]:
+    """A nap, then a kill or a cooperative cancel of it: it ends killed, or cancelled after its
+    compensation, or rested if the request came too late."""
     ids: list[str] = []
+    kind = "killed_nap" if mode == "kill" else "cancelled_nap"
 
     def nap() -> bool:
-        ids.append(world.submit(Target("Napper", "nap"), str(nap_ms).encode()))
-        facts.submitted[ids[0]] = ("killed_nap", None)
+        handler = "nap" if mode == "kill" else "nap_cancellable"
+        ids.append(world.submit(Target("Napper", handler), str(nap_ms).encode()))
+        facts.submitted[ids[0]] = (kind, None)
         return True
 
-    def kill() -> bool:
+    def terminate() -> bool:
         if not ids:
             return False
-        world.ingress(ids[0], Terminate(ids[0], "kill"))
+        world.ingress(ids[0], Terminate(ids[0], "kill" if mode == "kill" else "cancel"))
         return True
 
-    return [nap, kill]
+    return [nap, terminate]
 
 
 def _awakeable(world: World, facts: Facts) -> list[Request]:
@@ -167,6 +182,10 @@ def test_crashes_and_duplicates_lose_nothing_and_apply_nothing_twice(seed: int) 
         expected = EXPECTED_RESULTS.get(kind)
         if kind == "killed_nap":  # killed, unless the kill came after it rested
             assert status.result in (Success(b"rested"), Failure(409, "killed")), context
+        elif kind == "cancelled_nap":  # cancelled after compensating, or rested first
+            assert status.result in (Success(b"rested"), Failure(409, "cancelled")), context
+            if status.result != Success(b"rested"):
+                assert world.run_executions[(invocation_id, 2)] >= 1, f"{context}: no compensation"
         elif expected is not None:
             assert status.result == expected, f"{context}: {kind} got {status.result}"
         else:

@@ -60,6 +60,7 @@ from partition_processor.ids import (
 )
 from partition_processor.journal import (
     Completion,
+    Failure,
     JournalCommand,
     JournalEntry,
     Result,
@@ -92,9 +93,14 @@ class ScriptedAttempt:
         self.number = number
         self.journal = journal
         self.completions = {i: e.completion for i, e in enumerate(journal) if e.completion}
+        self.completion_seqs = {i: e.completion_seq for i, e in enumerate(journal) if e.completion}
         input_entry = journal[0].command
         status = world.status(invocation_id)
         assert status is not None
+        # Cancellation, as the SDK delivers it: at the first await of something that was not
+        # completed before the cancel (in the completion order), the same one on every replay.
+        self.cancel_seq = status.cancel_seq
+        self.cancel_delivered = False
         self.script = SCRIPTS[(status.target.service, status.target.handler)](
             input_entry.value,  # type: ignore[union-attr]
             world.now_ms,
@@ -104,19 +110,33 @@ class ScriptedAttempt:
         self.waiting: int | None = None
         self.done = False
 
-    def notify(self, index: int, completion: Completion) -> None:
-        self.completions.setdefault(index, completion)
+    def notify(self, index: int, completion: Completion, seq: int) -> None:
+        if index not in self.completions:
+            self.completions[index] = completion
+            self.completion_seqs[index] = seq
+
+    def notify_cancel(self, cancel_seq: int) -> None:
+        self.cancel_seq = self.cancel_seq or cancel_seq
+
+    def _cancels(self, index: int) -> bool:
+        """Whether awaiting entry ``index`` now raises the cancellation."""
+        if not self.cancel_seq or self.cancel_delivered:
+            return False
+        return not (index in self.completions and self.completion_seqs[index] < self.cancel_seq)
 
     @property
     def runnable(self) -> bool:
-        return not self.done and (self.waiting is None or self.waiting in self.completions)
+        if self.done:
+            return False
+        waiting = self.waiting
+        return waiting is None or waiting in self.completions or self._cancels(waiting)
 
     def step(self) -> list[Effect]:
         """Run until the handler waits or ends; returns the effects to propose."""
         effects: list[Effect] = []
         while self.pending is not None:
             command, index = self.pending, self.index
-            if self.waiting == index and index not in self.completions:
+            if self.waiting == index and index not in self.completions and not self._cancels(index):
                 return effects
             self.waiting = None
             if index < len(self.journal):
@@ -131,10 +151,16 @@ class ScriptedAttempt:
                 # Journaled but without a result (or new): the closure runs (again).
                 self.world.run_executions[(self.invocation_id, index)] += 1
                 effects.append(CompleteRun(index, Success(b'"noted"')))
-            if needs_completion(command) and index not in self.completions:
-                self.waiting = index
-                return effects
-            completion = self.completions.get(index) if needs_completion(command) else None
+            completion: Completion | None = None
+            if needs_completion(command):
+                if self._cancels(index):
+                    self.cancel_delivered = True
+                    completion = Failure(409, "cancelled")
+                elif index not in self.completions:
+                    self.waiting = index
+                    return effects
+                else:
+                    completion = self.completions[index]
             self.index += 1
             try:
                 self.pending = self.script.send(completion)
@@ -323,15 +349,19 @@ class World:
             case NotifyInvoker(invocation_id=iid, attempt=number, index=index):
                 attempt = leader.attempts.get(iid)
                 if attempt is not None and attempt.number == number:
-                    attempt.notify(index, action.completion)
+                    attempt.notify(index, action.completion, action.completion_seq)
+            case CancelInvocation(invocation_id=iid, attempt=number, cancel_seq=cancel_seq):
+                attempt = leader.attempts.get(iid)
+                if attempt is not None and attempt.number == number:
+                    attempt.notify_cancel(cancel_seq)
             case RespondToIngress(invocation_id=iid, result=result):
                 self.responses.setdefault(iid, []).append(result)
             case RegisterTimer(wake_ms=wake_ms, timer_id=timer_id):
                 leader.timers.add((wake_ms, timer_id))
             case AbortInvocation(invocation_id=iid):
                 leader.attempts.pop(iid, None)
-            case ShipOutbox() | NotifyInvocationId() | CancelInvocation():
-                pass  # the outbox is polled; the scripts need no callee ids and see no cancels
+            case ShipOutbox() | NotifyInvocationId():
+                pass  # the outbox is polled; the scripts need no callee ids
 
     def step_attempt(self, partition: Partition, attempt: ScriptedAttempt) -> None:
         roll = self.random.random()
