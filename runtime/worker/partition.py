@@ -103,7 +103,10 @@ class PartitionWorker:
             if not announced and outcome.applied_lsn >= tail - 1:
                 await self._announce()
                 announced = True
-            if outcome.is_leader and self._leadership is None:
+            if outcome.is_leader and self._leads_at() != outcome.leader_epoch:
+                # Elected, or re-elected at a newer epoch (this node announced again): records
+                # proposed with the old epoch would be dropped, so lead afresh at the new one.
+                await self._step_down()
                 self._become_leader(outcome.leader_epoch)
                 self.caught_up.set()
             elif not outcome.is_leader and self._leadership is not None:
@@ -114,6 +117,9 @@ class PartitionWorker:
             if self._leadership is not None:
                 for action in outcome.actions:
                     self._execute(self._leadership, action)
+
+    def _leads_at(self) -> int | None:
+        return self._leadership.proposer.epoch if self._leadership is not None else None
 
     async def _announce(self) -> None:
         epoch = self.processor.fsm.leader_epoch + 1

@@ -87,16 +87,14 @@ PARTITIONS = 3
 class ScriptedAttempt:
     """One attempt of an invocation, as the SDK would run it: replay the journal, then append."""
 
-    def __init__(self, world: World, invocation_id: str, number: int, journal: list[JournalEntry]):
+    def __init__(self, world: World, status: InvocationStatus, journal: list[JournalEntry]) -> None:
         self.world = world
-        self.invocation_id = invocation_id
-        self.number = number
+        self.invocation_id = status.invocation_id
+        self.number = status.attempt
         self.journal = journal
         self.completions = {i: e.completion for i, e in enumerate(journal) if e.completion}
         self.completion_seqs = {i: e.completion_seq for i, e in enumerate(journal) if e.completion}
         input_entry = journal[0].command
-        status = world.status(invocation_id)
-        assert status is not None
         # Cancellation, as the SDK delivers it: at the first await of something that was not
         # completed before the cancel (in the completion order), the same one on every replay.
         self.cancel_seq = status.cancel_seq
@@ -170,12 +168,12 @@ class ScriptedAttempt:
         return [*effects, End()]
 
 
-# ---------------------------------------------------------------- the node's volatile shell
+# ---------------------------------------------------------------- the nodes
 
 
 @dataclass
 class Leadership:
-    """What a partition's leader holds in memory: lost when the node crashes."""
+    """What a partition's leader holds in memory: lost when its node crashes or steps down."""
 
     epoch: int
     node: str
@@ -187,50 +185,76 @@ class Leadership:
 
 
 @dataclass
-class Partition:
+class PartitionView:
+    """One node's processor of one partition, and its leadership if it leads it."""
+
     index: int
-    log: list[bytes] = field(default_factory=list)
+    processor: PartitionProcessor
     cursor: int = 0  # the next LSN to apply
     announce_at: int | None = None  # announce leadership once applied up to here
-    processor: PartitionProcessor | None = None
     leader: Leadership | None = None
 
 
+@dataclass
+class SimNode:
+    """A node: its store (RocksDB) survives crashes, its views and leaderships do not."""
+
+    name: str
+    store: MemoryStore = field(default_factory=MemoryStore)
+    incarnation: int = 0
+    views: list[PartitionView] = field(default_factory=list)
+
+    @property
+    def node_id(self) -> str:
+        return f"{self.name}/{self.incarnation}"
+
+
 class World:
-    def __init__(self, seed: int, *, crashes: int, duplicate_rate: float = 0.05) -> None:
+    """Partitions' logs shared by ``nodes`` nodes (each applies every partition, as followers do;
+    the leader of a partition also runs its invocations, outbox and timers)."""
+
+    def __init__(
+        self, seed: int, *, crashes: int, nodes: int = 1, duplicate_rate: float = 0.05
+    ) -> None:
         self.seed = seed
         self.random = random.Random(seed)
-        self.store = MemoryStore()  # the node's RocksDB: committed batches survive crashes
-        self.partitions = [Partition(p) for p in range(PARTITIONS)]
+        self.logs: list[list[bytes]] = [[] for _ in range(PARTITIONS)]
+        self.nodes = [SimNode(chr(ord("a") + n)) for n in range(nodes)]
         self.now_ms = 1_000_000
-        self.incarnation = 0
         self.crashes_left = crashes
+        self.handoffs_left = crashes if nodes > 1 else 0
         self.duplicate_rate = duplicate_rate
         self.run_executions: dict[tuple[str, int], int] = _Counter()
         self.responses: dict[str, list[Result]] = {}
         self.trace: list[str] = []
         self.requests = 0
-        self._restart()
+        for node in self.nodes:
+            self._restart(node)
+
+    @property
+    def store(self) -> MemoryStore:
+        """The first node's store (all converge: the checks compare them)."""
+        return self.nodes[0].store
 
     # -- the log
 
     def append(self, partition: int, payloads: list[bytes]) -> None:
-        log = self.partitions[partition].log
+        log = self.logs[partition]
         for payload in payloads:
             log.append(payload)
             if self.random.random() < self.duplicate_rate:
                 log.append(payload)  # a producer retry after a lost ack
 
-    def propose(self, partition: int, commands: list[Command]) -> None:
-        leader = self.partitions[partition].leader
+    def propose(self, view: PartitionView, commands: list[Command]) -> None:
+        leader = view.leader
         assert leader is not None
-        source = LeaderSource(partition, leader.epoch, leader.node)
+        source = LeaderSource(view.index, leader.epoch, leader.node)
         payloads = []
         for command in commands:
             leader.seq += 1
             dedup = LeaderDedup(leader.epoch, leader.seq)
             payloads.append(encode_envelope(Envelope(source, self.now_ms, command, dedup)))
-        self.append(partition, payloads)
+        self.append(view.index, payloads)
 
     def submit(self, target: Target, argument: bytes, idempotency_key: str | None = None) -> str:
         """What the ingress appends for a request (a workflow run has its key's fixed id, an
@@ -246,12 +270,13 @@ class World:
                 entropy=self.random.randbytes(16),
             )
         self.requests += 1
+        node = self.random.choice(self.nodes)
         invoke = Invoke(
             invocation_id,
             target,
             argument,
             idempotency_key=idempotency_key,
-            sink=IngressSink(self.node, f"request-{self.requests}"),
+            sink=IngressSink(node.node_id, f"request-{self.requests}"),
             retry_policy=FAST_RETRY,
             completion_retention_ms=RETAIN_MS,
             submission=target.handler_kind == "workflow",
@@ -260,7 +285,8 @@ class World:
         return invocation_id
 
     def ingress(self, route: str, command: Command) -> None:
-        envelope = Envelope(IngressSource(self.node), self.now_ms, command)
+        source = IngressSource(self.random.choice(self.nodes).node_id)
+        envelope = Envelope(source, self.now_ms, command)
         self.append(self.partition_of(route), [encode_envelope(envelope)])
 
     @staticmethod
@@ -270,82 +296,79 @@ class World:
     def status(self, invocation_id: str) -> InvocationStatus | None:
         return read_status(self.store, self.partition_of(invocation_id), invocation_id)
 
-    @property
-    def node(self) -> str:
-        return f"node/{self.incarnation}"
+    # -- crashes, restarts and leadership changes
 
-    # -- crash and restart
+    def crash(self, node: SimNode) -> None:
+        self.trace.append(f"crash {node.name}")
+        self._restart(node)
 
-    def crash(self) -> None:
-        self.trace.append("crash")
-        self._restart()
-
-    def _restart(self) -> None:
+    def _restart(self, node: SimNode) -> None:
         """A new incarnation: processors reopen the store, catch up to the tail they see now,
         then announce a new epoch (as ``PartitionWorker`` does)."""
-        self.incarnation += 1
-        for partition in self.partitions:
-            partition.processor = PartitionProcessor(self.store, partition.index, self.node)
-            partition.cursor = partition.processor.fsm.applied_lsn + 1
-            partition.leader = None
-            partition.announce_at = len(partition.log)
-            self._announce_if_caught_up(partition)
+        node.incarnation += 1
+        node.views = []
+        for p in range(PARTITIONS):
+            processor = PartitionProcessor(node.store, p, node.node_id)
+            view = PartitionView(p, processor, cursor=processor.fsm.applied_lsn + 1)
+            node.views.append(view)
+            self.claim(node, view)
 
-    def _announce_if_caught_up(self, partition: Partition) -> None:
-        if partition.announce_at is None or partition.cursor < partition.announce_at:
+    def claim(self, node: SimNode, view: PartitionView) -> None:
+        """Take the partition over: announce once caught up with the log as it is now. The node
+        that leads it meanwhile goes on as a zombie until it applies the announcement."""
+        view.announce_at = len(self.logs[view.index])
+        self._announce_if_caught_up(node, view)
+
+    def _announce_if_caught_up(self, node: SimNode, view: PartitionView) -> None:
+        if view.announce_at is None or view.cursor < view.announce_at:
             return
-        assert partition.processor is not None
-        partition.announce_at = None
-        epoch = partition.processor.fsm.leader_epoch + 1
-        source = LeaderSource(partition.index, epoch, self.node)
-        announce = Envelope(source, self.now_ms, AnnounceLeader(epoch, self.node))
-        self.append(partition.index, [encode_envelope(announce)])
+        view.announce_at = None
+        epoch = view.processor.fsm.leader_epoch + 1
+        source = LeaderSource(view.index, epoch, node.node_id)
+        announce = Envelope(source, self.now_ms, AnnounceLeader(epoch, node.node_id))
+        self.append(view.index, [encode_envelope(announce)])
 
     # -- steps
 
-    def apply_some(self, partition: Partition) -> None:
-        assert partition.processor is not None
-        size = self.random.randint(1, 4)
-        upto = min(len(partition.log), partition.cursor + size)
-        entries = [LogEntry(lsn, partition.log[lsn]) for lsn in range(partition.cursor, upto)]
-        partition.cursor = upto
-        outcome = partition.processor.apply_batch(entries)
-        self._announce_if_caught_up(partition)
-        if outcome.is_leader and partition.leader is None:
-            self._lead(partition, outcome.leader_epoch)
+    def apply_some(self, node: SimNode, view: PartitionView) -> None:
+        log = self.logs[view.index]
+        upto = min(len(log), view.cursor + self.random.randint(1, 4))
+        entries = [LogEntry(lsn, log[lsn]) for lsn in range(view.cursor, upto)]
+        view.cursor = upto
+        outcome = view.processor.apply_batch(entries)
+        self._announce_if_caught_up(node, view)
+        if outcome.is_leader and (view.leader is None or view.leader.epoch != outcome.leader_epoch):
+            self._lead(node, view, outcome.leader_epoch)  # elected, or re-elected at a new epoch
         elif not outcome.is_leader:
-            partition.leader = None
-        if partition.leader is not None:
+            view.leader = None  # deposed: step down
+        if view.leader is not None:
             for action in outcome.actions:
-                self._execute(partition, action)
+                self._execute(node, view, action)
 
-    def _lead(self, partition: Partition, epoch: int) -> None:
-        assert partition.processor is not None
-        leader = Leadership(epoch, self.node)
-        partition.leader = leader
-        leader.timers.update(partition.processor.pending_timers())
-        for start in partition.processor.invocations_to_resume():
-            self._start(partition, start)
+    def _lead(self, node: SimNode, view: PartitionView, epoch: int) -> None:
+        view.leader = Leadership(epoch, node.node_id)
+        view.leader.timers.update(view.processor.pending_timers())
+        for start in view.processor.invocations_to_resume():
+            self._start(node, view, start)
 
-    def _start(self, partition: Partition, action: StartInvocation) -> None:
-        leader = partition.leader
+    def _start(self, node: SimNode, view: PartitionView, action: StartInvocation) -> None:
+        leader = view.leader
         assert leader is not None
         running = leader.attempts.get(action.invocation_id)
         if running is not None and running.number >= action.attempt and not running.done:
             return
-        status = read_status(self.store, partition.index, action.invocation_id)
+        status = read_status(node.store, view.index, action.invocation_id)
         if status is None or status.phase != "invoked" or status.attempt != action.attempt:
             return
-        journal = read_journal(self.store, partition.index, action.invocation_id)
-        attempt = ScriptedAttempt(self, action.invocation_id, action.attempt, journal)
-        leader.attempts[action.invocation_id] = attempt
+        journal = read_journal(node.store, view.index, action.invocation_id)
+        leader.attempts[action.invocation_id] = ScriptedAttempt(self, status, journal)
 
-    def _execute(self, partition: Partition, action: Action) -> None:
-        leader = partition.leader
+    def _execute(self, node: SimNode, view: PartitionView, action: Action) -> None:
+        leader = view.leader
         assert leader is not None
         match action:
             case StartInvocation():
-                self._start(partition, action)
+                self._start(node, view, action)
             case NotifyInvoker(invocation_id=iid, attempt=number, index=index):
                 attempt = leader.attempts.get(iid)
                 if attempt is not None and attempt.number == number:
@@ -363,38 +386,36 @@ class World:
             case ShipOutbox() | NotifyInvocationId():
                 pass  # the outbox is polled; the scripts need no callee ids
 
-    def step_attempt(self, partition: Partition, attempt: ScriptedAttempt) -> None:
+    def step_attempt(self, view: PartitionView, attempt: ScriptedAttempt) -> None:
         roll = self.random.random()
-        if attempt.waiting is not None and attempt.waiting not in attempt.completions:
+        if attempt.waiting is not None and not attempt.runnable:
             if roll < 0.5:  # the inactivity timeout: suspend and close the stream
                 attempt.done = True
-                self._effects(partition, attempt, [Suspended([attempt.waiting])])
+                self._effects(view, attempt, [Suspended([attempt.waiting])])
             return
         if roll < 0.03:
             attempt.done = True
-            self._effects(partition, attempt, [Failed(500, "flaky", True)])
+            self._effects(view, attempt, [Failed(500, "flaky", True)])
             return
-        self._effects(partition, attempt, attempt.step())
+        self._effects(view, attempt, attempt.step())
 
     def _effects(
-        self, partition: Partition, attempt: ScriptedAttempt, effects: list[Effect]
+        self, view: PartitionView, attempt: ScriptedAttempt, effects: list[Effect]
     ) -> None:
         if effects:
             commands: list[Command] = [
                 InvokerEffect(attempt.invocation_id, attempt.number, e) for e in effects
             ]
-            self.propose(partition.index, commands)
+            self.propose(view, commands)
 
-    def ship(self, partition: Partition) -> None:
-        leader = partition.leader
+    def ship(self, node: SimNode, view: PartitionView) -> None:
+        leader = view.leader
         assert leader is not None
-        rows = [
-            (s, m) for s, m in read_outbox(self.store, partition.index) if s > leader.shipped_upto
-        ]
-        producer = f"partition-{partition.index}"
+        rows = [(s, m) for s, m in read_outbox(node.store, view.index) if s > leader.shipped_upto]
+        producer = f"partition-{view.index}"
         for seq, message in rows:
             envelope = Envelope(
-                PartitionSource(partition.index),
+                PartitionSource(view.index),
                 self.now_ms,
                 message.command,
                 ProducerDedup(producer, seq),
@@ -404,49 +425,67 @@ class World:
             leader.shipped_upto = rows[-1][0]
             leader.truncate_pending = True
 
-    def truncate(self, partition: Partition) -> None:
-        leader = partition.leader
+    def truncate(self, view: PartitionView) -> None:
+        leader = view.leader
         assert leader is not None
         leader.truncate_pending = False
-        self.propose(partition.index, [TruncateOutbox(leader.shipped_upto)])
+        self.propose(view, [TruncateOutbox(leader.shipped_upto)])
 
-    def fire_timers(self, partition: Partition) -> None:
-        leader = partition.leader
+    def fire_timers(self, view: PartitionView) -> None:
+        leader = view.leader
         assert leader is not None
         due = sorted(t for t in leader.timers if t[0] <= self.now_ms)
         leader.timers.difference_update(due)
-        self.propose(partition.index, [TimerFired(wake, timer_id) for wake, timer_id in due])
+        self.propose(view, [TimerFired(wake, timer_id) for wake, timer_id in due])
 
     # -- the scheduler
 
     def choices(self) -> list[Callable[[], None]]:
         enabled: list[Callable[[], None]] = []
-        for partition in self.partitions:
-            if partition.cursor < len(partition.log):
-                enabled.append(functools.partial(self.apply_some, partition))
-            leader = partition.leader
-            if leader is None:
-                continue
-            for attempt in list(leader.attempts.values()):
-                if not attempt.done:
-                    enabled.append(functools.partial(self.step_attempt, partition, attempt))
-            if any(s > leader.shipped_upto for s, _ in read_outbox(self.store, partition.index)):
-                enabled.append(functools.partial(self.ship, partition))
-            if leader.truncate_pending:
-                enabled.append(functools.partial(self.truncate, partition))
-            if any(wake <= self.now_ms for wake, _ in leader.timers):
-                enabled.append(functools.partial(self.fire_timers, partition))
+        for node in self.nodes:
+            for view in node.views:
+                if view.cursor < len(self.logs[view.index]):
+                    enabled.append(functools.partial(self.apply_some, node, view))
+                leader = view.leader
+                if leader is None:
+                    continue
+                for attempt in list(leader.attempts.values()):
+                    if not attempt.done:
+                        enabled.append(functools.partial(self.step_attempt, view, attempt))
+                outbox = read_outbox(node.store, view.index)
+                if any(s > leader.shipped_upto for s, _ in outbox):
+                    enabled.append(functools.partial(self.ship, node, view))
+                if leader.truncate_pending:
+                    enabled.append(functools.partial(self.truncate, view))
+                if any(wake <= self.now_ms for wake, _ in leader.timers):
+                    enabled.append(functools.partial(self.fire_timers, view))
         return enabled
 
     def next_timer_ms(self) -> int | None:
         wakes = [
             wake
-            for p in self.partitions
-            if p.leader is not None
-            for wake, timer_id in p.leader.timers
+            for node in self.nodes
+            for view in node.views
+            if view.leader is not None
+            for wake, timer_id in view.leader.timers
             if not timer_id.startswith("purge:")
         ]
         return min(wakes) if wakes else None
+
+    def _fault(self) -> bool:
+        """Now and then a node crashes, or takes a partition over from its leader."""
+        if self.crashes_left and self.random.random() < 0.002:
+            self.crashes_left -= 1
+            self.crash(self.random.choice(self.nodes))
+            return True
+        if self.handoffs_left and self.random.random() < 0.002:
+            self.handoffs_left -= 1
+            node = self.random.choice(self.nodes)
+            view = self.random.choice(node.views)
+            self.trace.append(f"handoff p{view.index} to {node.name}")
+            self.claim(node, view)
+            return True
+        return False
 
     def run(self, workload: list[Callable[[], bool]], max_steps: int = 200_000) -> None:
         """Interleave the workload's requests (an item returning False is not ready yet and is
@@ -454,9 +493,7 @@ class World:
         pending = list(workload)
         for _ in range(max_steps):
             self.now_ms += self.random.randint(0, 3)
-            if self.crashes_left and self.random.random() < 0.002:
-                self.crashes_left -= 1
-                self.crash()
+            if self._fault():
                 continue
             enabled = self.choices()
             if pending and (not enabled or self.random.random() < 0.2):
@@ -480,12 +517,12 @@ class World:
         """A follower's store: every partition's whole log applied in random batch sizes."""
         store = MemoryStore()
         chooser = random.Random(self.seed + 1)
-        for partition in self.partitions:
-            processor = PartitionProcessor(store, partition.index, "follower")
+        for p, log in enumerate(self.logs):
+            processor = PartitionProcessor(store, p, "follower")
             lsn = 0
-            while lsn < len(partition.log):
-                upto = min(len(partition.log), lsn + chooser.randint(1, 8))
-                processor.apply_batch([LogEntry(i, partition.log[i]) for i in range(lsn, upto)])
+            while lsn < len(log):
+                upto = min(len(log), lsn + chooser.randint(1, 8))
+                processor.apply_batch([LogEntry(i, log[i]) for i in range(lsn, upto)])
                 lsn = upto
         return store
 
