@@ -224,7 +224,7 @@ async def greet(ctx: restate.Context, name: str) -> str:
 
 # ---------------------------------------------------------------- retention
 
-RETENTION = timedelta(seconds=2)
+RETENTION = timedelta(seconds=3)
 
 ephemeral = restate.Workflow("Ephemeral")
 
