@@ -3,7 +3,8 @@
     .venv/bin/python -m benchmarks.loadgen --scenario greeter --requests 2000 --concurrency 50
     .venv/bin/python -m benchmarks.loadgen --scenario counter --requests 2000 --concurrency 50
 
-Prints requests/s and latency percentiles, and appends the result to benchmarks/results/.
+Prints requests/s and latency percentiles, and appends the result (with ``--setup``, a note of
+what runs behind the URL) to ``benchmarks/results/loadgen_<scenario>.jsonl``.
 """
 
 from __future__ import annotations
@@ -68,11 +69,16 @@ def main() -> None:
     parser.add_argument("--scenario", choices=["greeter", "counter"], default="greeter")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument(
+        "--setup", default="", help="what runs behind --url, recorded with the result"
+    )
     args = parser.parse_args()
     result = asyncio.run(run(args.url, args.scenario, args.requests, args.concurrency))
+    result = {"date": time.strftime("%Y-%m-%d"), "setup": args.setup, **result}
     print(json.dumps(result))
-    out = Path(__file__).parent / "results" / f"loadgen_{args.scenario}.json"
-    out.write_text(json.dumps(result) + "\n")
+    out = Path(__file__).parent / "results" / f"loadgen_{args.scenario}.jsonl"
+    with out.open("a") as history:
+        history.write(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":
