@@ -96,7 +96,10 @@ class PartitionProcessor:
                 resumed.append(StartInvocation(status.invocation_id, status.attempt))
         return resumed
 
-    def pending_timers(self) -> list[tuple[int, str]]:
-        """Every timer row, earliest first: a new leader's timer service loads them."""
+    def pending_timers(
+        self, start: bytes | None = None, limit: int | None = None
+    ) -> list[tuple[int, str]]:
+        """Timer rows earliest first (from the timer key ``start`` on, at most ``limit``): the
+        leader's timer service loads them a window at a time."""
         prefix = keys.partition_prefix(keys.Kind.TIMER, self.partition)
-        return [keys.parse_timer_key(key) for key, _ in self.store.scan(prefix)]
+        return [keys.parse_timer_key(key) for key, _ in self.store.scan(prefix, start, limit)]

@@ -16,11 +16,13 @@ class MemoryStore:
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        start = bisect.bisect_left(self._keys, prefix)
-        matched = []
-        for key in self._keys[start:]:
-            if not key.startswith(prefix):
+    def scan(
+        self, prefix: bytes, start: bytes | None = None, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        first = bisect.bisect_left(self._keys, max(prefix, start or prefix))
+        matched: list[tuple[bytes, bytes]] = []
+        for key in self._keys[first:]:
+            if not key.startswith(prefix) or (limit is not None and len(matched) >= limit):
                 break
             matched.append((key, self._data[key]))
         return iter(matched)

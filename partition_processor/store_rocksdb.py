@@ -42,7 +42,9 @@ class RocksDBStore:
         value = self._db.get(key)
         return None if value is None else bytes(value)
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def scan(
+        self, prefix: bytes, start: bytes | None = None, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
         # The upper bound stops the iterator at the prefix's end: without it, the step past the
         # last match walks over every deleted key that follows (finished journals leave many
         # tombstones), which made a journal read cost milliseconds instead of microseconds.
@@ -51,11 +53,11 @@ class RocksDBStore:
         if end is not None:
             read_options.set_iterate_upper_bound(end)
         iterator = self._db.iter(read_options)
-        iterator.seek(prefix)
+        iterator.seek(max(prefix, start or prefix))
         matched: list[tuple[bytes, bytes]] = []
         while iterator.valid():
             key = iterator.key()
-            if not key.startswith(prefix):
+            if not key.startswith(prefix) or (limit is not None and len(matched) >= limit):
                 break
             matched.append((key, iterator.value()))
             iterator.next()

@@ -26,8 +26,11 @@ from partition_processor.values import (
 class KeyValueReader(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Every (key, value) whose key starts with ``prefix``, in ascending key order."""
+    def scan(
+        self, prefix: bytes, start: bytes | None = None, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) whose key starts with ``prefix``, in ascending key order; from
+        ``start`` on (a key with the prefix) and at most ``limit`` of them when given."""
         ...
 
 
@@ -108,14 +111,20 @@ class Transaction:
     def delete(self, key: bytes) -> None:
         self.writes[key] = None
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        merged: dict[bytes, bytes | None] = dict(self._reader.scan(prefix))
+    def scan(
+        self, prefix: bytes, start: bytes | None = None, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        merged: dict[bytes, bytes | None] = dict(self._reader.scan(prefix, start))
         for key, value in self.writes.items():
-            if key.startswith(prefix):
+            if key.startswith(prefix) and (start is None or key >= start):
                 merged[key] = value
+        yielded = 0
         for key in sorted(merged):
             value = merged[key]
             if value is not None:
+                if limit is not None and yielded >= limit:
+                    return
+                yielded += 1
                 yield key, value
 
     def encoded_fsm(self) -> tuple[bytes, bytes]:

@@ -45,12 +45,16 @@ class _Leadership:
     """What exists only while this node leads the partition."""
 
     def __init__(
-        self, proposer: LeaderProposer, invoker: PartitionInvoker, outbox: OutboxShipper
+        self,
+        proposer: LeaderProposer,
+        invoker: PartitionInvoker,
+        outbox: OutboxShipper,
+        timers: TimerService,
     ) -> None:
         self.proposer = proposer
         self.invoker = invoker
         self.outbox = outbox
-        self.timers = TimerService(proposer)
+        self.timers = timers
 
     async def stop(self) -> None:
         await self.invoker.stop()
@@ -134,9 +138,10 @@ class PartitionWorker:
             self.partition, self._store, self._registry, self._channels, proposer
         )
         outbox = OutboxShipper(self._log, self.partition, self._store, proposer)
-        leadership = _Leadership(proposer, invoker, outbox)
+        timers = TimerService(proposer, self.processor.pending_timers)
+        leadership = _Leadership(proposer, invoker, outbox, timers)
         self._leadership = leadership
-        leadership.timers.start(self.processor.pending_timers())
+        timers.start()
         outbox.start()
         for start in self.processor.invocations_to_resume():
             invoker.start(start)
