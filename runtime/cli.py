@@ -46,6 +46,18 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         default=int(_env("INGRESS_MAX_BODY_BYTES", str(10 * 1024 * 1024))),
     )
     parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        default=_env("CLUSTER", "") not in ("", "0", "false"),
+        help="share the Kafka topics with other nodes; leadership moves through a group",
+    )
+    parser.add_argument(
+        "--cluster-session-timeout-ms",
+        type=int,
+        default=int(_env("CLUSTER_SESSION_TIMEOUT_MS", "10000")),
+        help="how long a silent node keeps its partitions",
+    )
 
 
 def _config(args: argparse.Namespace) -> NodeConfig:
@@ -56,6 +68,8 @@ def _config(args: argparse.Namespace) -> NodeConfig:
             split_bind(bind)
         except ValueError as exc:
             raise SystemExit(f"cairn: {flag}: {exc}") from exc
+    if args.cluster and args.log != "kafka":
+        raise SystemExit("cairn: --cluster needs --log kafka (the nodes share its topics)")
     return NodeConfig(
         data_dir=Path(args.data_dir),
         ingress_bind=args.ingress_bind,
@@ -67,6 +81,8 @@ def _config(args: argparse.Namespace) -> NodeConfig:
         partitions=args.partitions,
         node_name=args.node_name,
         ingress_max_body_bytes=args.ingress_max_body_bytes,
+        cluster=args.cluster,
+        cluster_session_timeout_ms=args.cluster_session_timeout_ms,
     )
 
 

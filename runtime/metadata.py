@@ -76,7 +76,14 @@ class DeploymentRegistered(msgspec.Struct, tag="deployment_registered", frozen=T
     deployment: Deployment
 
 
-MetadataRecord = DeploymentRegistered
+class NodeJoined(msgspec.Struct, tag="node_joined", frozen=True):
+    """A node of a cluster and where its admin API listens (for node-to-node delivery)."""
+
+    node_id: str
+    admin_url: str
+
+
+MetadataRecord = DeploymentRegistered | NodeJoined
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(MetadataRecord)
@@ -93,6 +100,7 @@ class Registry:
         self._log = metadata_log
         self._deployments: dict[str, Deployment] = {}
         self._services: dict[str, ServiceInfo] = {}
+        self._nodes: dict[str, str] = {}
         self._applied_lsn = -1
         self._changed = asyncio.Condition()
         self._follower: asyncio.Task[None] | None = None
@@ -121,6 +129,14 @@ class Registry:
     def deployment(self, deployment_id: str) -> Deployment | None:
         return self._deployments.get(deployment_id)
 
+    def node_admin_url(self, node_id: str) -> str | None:
+        return self._nodes.get(node_id)
+
+    async def join(self, node_id: str, admin_url: str) -> None:
+        """Tell the cluster where this node can be reached."""
+        lsn = await self._log.append(0, [_encoder.encode(NodeJoined(node_id, admin_url))])
+        await self.wait_applied(lsn)
+
     async def register(self, deployment: Deployment) -> tuple[Deployment, bool]:
         """Record a deployment; returns it and False when an identical one was registered."""
         existing = self._deployments.get(deployment.id)
@@ -147,6 +163,9 @@ class Registry:
                 self._changed.notify_all()
 
     def _apply(self, record: MetadataRecord) -> None:
+        if isinstance(record, NodeJoined):
+            self._nodes[record.node_id] = record.admin_url
+            return
         deployment = record.deployment
         previous = self._deployments.get(deployment.id)
         if previous is not None:

@@ -18,6 +18,7 @@ from aiohttp import web
 from partition_processor.actions import RespondToIngress
 from partition_processor.store_rocksdb import RocksDBStore
 from runtime.admin.http import AdminServer
+from runtime.cluster import GroupOwnership, ResponseDelivery
 from runtime.ingress.gateway import InvocationGateway, PendingResponses
 from runtime.ingress.http import DEFAULT_MAX_BODY_BYTES, IngressServer
 from runtime.invoker.channels import ChannelPool
@@ -42,6 +43,10 @@ class NodeConfig(msgspec.Struct, frozen=True):
     partitions: int = 24
     node_name: str = "node-1"
     ingress_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # A cluster: nodes sharing the Kafka topics split the partitions' leadership through a
+    # consumer group; a member that dies loses its partitions after the session timeout.
+    cluster: bool = False
+    cluster_session_timeout_ms: int = 10_000
 
 
 def split_bind(bind: str) -> tuple[str, int]:
@@ -57,6 +62,8 @@ class Node:
         # The incarnation suffix tells this process's leadership announcements from a previous
         # run's on the same data dir.
         self.node_id = f"{config.node_name}/{uuid.uuid4().hex[:8]}"
+        if config.cluster and config.log != "kafka":
+            raise ValueError("a cluster shares its log: use --log kafka")
         self._log, self._metadata_log = self._open_logs(config)
         self._store: RocksDBStore | None = None
         self._channels = ChannelPool()
@@ -67,6 +74,8 @@ class Node:
         self._runners: list[web.AppRunner] = []
         self._ready = False
         self._stopped = False
+        self._delivery = ResponseDelivery(self.registry) if config.cluster else None
+        self._ownership: GroupOwnership | None = None
 
     @staticmethod
     def _open_logs(config: NodeConfig) -> tuple[Log, Log]:
@@ -109,9 +118,14 @@ class Node:
             discover=discover,
             gateway=gateway,
             is_ready=lambda: self._ready,
+            receive_response=self._responses.respond if config.cluster else None,
+            leading=lambda: [w.partition for w in self._workers if w.is_leader],
+            node_id=self.node_id,
         )
         await self._serve(ingress.app, config.ingress_bind)
         await self._serve(admin.app, config.admin_bind)
+        if config.cluster:
+            await self.registry.join(self.node_id, f"http://{config.admin_bind}")
         for partition in range(config.partitions):
             worker = PartitionWorker(
                 partition,
@@ -121,10 +135,23 @@ class Node:
                 registry=self.registry,
                 channels=self._channels,
                 respond=self._respond,
+                owned=not config.cluster,
             )
             self._workers.append(worker)
             self._tasks.append(asyncio.create_task(self._supervise(worker)))
-        await asyncio.gather(*(w.caught_up.wait() for w in self._workers))
+        if config.cluster:
+            # Followers of every partition, leaders of those the group assigns to this node.
+            await asyncio.gather(*(w.synced.wait() for w in self._workers))
+            self._ownership = GroupOwnership(
+                config.kafka_bootstrap,
+                f"{config.kafka_topic_prefix}.log",
+                f"{config.kafka_topic_prefix}.leaders",
+                self._ownership_changed,
+                session_timeout_ms=config.cluster_session_timeout_ms,
+            )
+            await self._ownership.start()
+        else:
+            await asyncio.gather(*(w.caught_up.wait() for w in self._workers))
         self._ready = True
         log.info(
             "node %s ready: %d partitions on the %s log",
@@ -152,16 +179,28 @@ class Node:
                 log.exception("partition %d worker failed; restarting in 1 s", worker.partition)
                 await asyncio.sleep(1)
 
+    async def _ownership_changed(self, gained: set[int], lost: set[int]) -> None:
+        for partition in sorted(lost):
+            await self._workers[partition].release()
+        for partition in sorted(gained):
+            self._workers[partition].claim()
+
     def _respond(self, action: RespondToIngress) -> None:
         if action.sink.node == self.node_id:
             self._responses.respond(action)
-        # A sink of another node or an earlier incarnation: that request is gone (single node).
+        elif self._delivery is not None:
+            self._delivery.deliver(action)  # held by another node of the cluster
+        # Otherwise a sink of an earlier incarnation: that request is gone with it.
 
     async def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
         self._ready = False
+        if self._ownership is not None:
+            await self._ownership.stop()  # leave the group: the partitions move at once
+        if self._delivery is not None:
+            await self._delivery.close()
         for runner in self._runners:
             await runner.cleanup()
         for task in self._tasks:

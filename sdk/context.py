@@ -112,6 +112,30 @@ class Context:
 
     # ------------------------------------------------------------------ durable steps
 
+    @overload
+    def run(
+        self,
+        name: str,
+        action: Callable[..., Awaitable[T]],
+        serde: Serde[T] | None = None,
+        max_attempts: int | None = None,
+        max_retry_duration: timedelta | None = None,
+        type_hint: type[T] | None = None,
+        args: tuple[Any, ...] | None = None,
+    ) -> DurableFuture[T]: ...
+
+    @overload
+    def run(
+        self,
+        name: str,
+        action: Callable[..., T],
+        serde: Serde[T] | None = None,
+        max_attempts: int | None = None,
+        max_retry_duration: timedelta | None = None,
+        type_hint: type[T] | None = None,
+        args: tuple[Any, ...] | None = None,
+    ) -> DurableFuture[T]: ...
+
     def run(
         self,
         name: str,
@@ -130,6 +154,28 @@ class Context:
             type_hint=type_hint,
         )
         return run_step(self._session, name, action, options, args or (), {})
+
+    @overload
+    def run_typed(
+        self,
+        name: str,
+        action: Callable[P, Coroutine[Any, Any, T]],
+        options: RunOptions[T] | None = None,
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> DurableFuture[T]: ...
+
+    @overload
+    def run_typed(
+        self,
+        name: str,
+        action: Callable[P, T],
+        options: RunOptions[T] | None = None,
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> DurableFuture[T]: ...
 
     def run_typed(
         self,

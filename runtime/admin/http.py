@@ -10,6 +10,7 @@ import msgspec
 from aiohttp import web
 
 from partition_processor import keys
+from partition_processor.actions import RespondToIngress
 from partition_processor.commands import IngressSink, Purge, Terminate
 from partition_processor.ids import (
     InvalidInvocationId,
@@ -19,6 +20,7 @@ from partition_processor.ids import (
 )
 from partition_processor.journal import Failure, JournalEntry, Success, command_name
 from partition_processor.tables import KeyValueReader, decode_status, read_journal, read_status
+from runtime.cluster import RESPONSES_PATH, decode_response
 from runtime.ingress.gateway import InvocationGateway
 from runtime.ingress.http import error_response
 from runtime.invoker.discovery import DiscoveryError
@@ -78,8 +80,14 @@ class AdminServer:
         discover: Discover,
         gateway: InvocationGateway,
         is_ready: Callable[[], bool],
+        receive_response: Callable[[RespondToIngress], None] | None = None,
+        leading: Callable[[], list[int]] = list,
+        node_id: str = "",
     ) -> None:
         self._registry = registry
+        self._receive_response = receive_response
+        self._leading = leading
+        self._node_id = node_id
         self._store = store
         self._partitions = partitions
         self._discover = discover
@@ -88,6 +96,8 @@ class AdminServer:
         self.app = web.Application()
         router = self.app.router
         router.add_get("/health", self._health)
+        router.add_post(RESPONSES_PATH, self._response)
+        router.add_get("/cluster", self._cluster)
         router.add_get("/metrics", self._metrics)
         router.add_post("/deployments", self._register)
         router.add_get("/deployments", self._deployments)
@@ -105,6 +115,21 @@ class AdminServer:
         if not self._is_ready():
             return error_response(503, "the node is starting")
         return web.json_response({"status": "ok"})
+
+    async def _cluster(self, request: web.Request) -> web.Response:
+        """This node and the partitions it leads now."""
+        return web.json_response({"node": self._node_id, "leading": self._leading()})
+
+    async def _response(self, request: web.Request) -> web.Response:
+        """Another node of the cluster delivers the result for a request this node holds."""
+        if self._receive_response is None:
+            return error_response(404, "this node is not part of a cluster")
+        try:
+            action = decode_response(await request.read())
+        except msgspec.DecodeError as exc:
+            return error_response(400, f"not a response: {exc}")
+        self._receive_response(action)
+        return web.Response(status=204)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=exposition(), content_type="text/plain")

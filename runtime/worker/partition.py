@@ -73,6 +73,7 @@ class PartitionWorker:
         registry: Registry,
         channels: ChannelPool,
         respond: Responder,
+        owned: bool = True,
     ) -> None:
         self.partition = partition
         self._log = log_
@@ -83,30 +84,67 @@ class PartitionWorker:
         self._respond = respond
         self.processor = PartitionProcessor(store, partition, node_id)
         self._leadership: _Leadership | None = None
+        # Set once leading (a single node waits for it before it says it is ready).
         self.caught_up = asyncio.Event()
+        # Set once applied up to the tail seen at start (a cluster node waits for this).
+        self.synced = asyncio.Event()
+        # Ownership: a single node owns every partition; in a cluster the group assignment
+        # decides. Owning means announcing a new epoch once caught up, and again whenever
+        # another node's announcement wins while this node still owns the partition.
+        self._owned = owned
+        self._announced_epoch = 0
+        self._claim = asyncio.Event()
+        self._progress = asyncio.Event()
 
     @property
     def is_leader(self) -> bool:
         return self._leadership is not None
 
+    def claim(self) -> None:
+        """Lead this partition: announce a new epoch once applied up to the log's tail."""
+        self._owned = True
+        self._claim.set()
+
+    async def release(self) -> None:
+        """Stop leading (another node is taking the partition over); keep applying."""
+        self._owned = False
+        self._claim.clear()
+        await self._step_down()
+
     async def run(self) -> None:
+        if self._owned:
+            self._claim.set()  # (again, when the supervisor restarts a failed worker)
+        claimer = asyncio.create_task(self._claim_when_caught_up())
         try:
             await self._run()
         finally:
+            claimer.cancel()
+            await asyncio.gather(claimer, return_exceptions=True)
             await self._step_down()
+
+    async def _claim_when_caught_up(self) -> None:
+        while True:
+            await self._claim.wait()
+            self._claim.clear()
+            if not self._owned or self._leadership is not None:
+                continue
+            tail = await self._log.tail(self.partition)
+            while self.processor.fsm.applied_lsn < tail - 1:
+                self._progress.clear()
+                await self._progress.wait()
+            if self._owned and self._leadership is None:
+                await self._announce()
 
     async def _run(self) -> None:
         applied = self.processor.fsm.applied_lsn
         tail = await self._log.tail(self.partition)
-        announced = False
         if applied >= tail - 1:
-            await self._announce()
-            announced = True
+            self.synced.set()
         async for batch in self._log.read(self.partition, applied + 1):
             outcome = self.processor.apply_batch([LogEntry(r.lsn, r.payload) for r in batch])
-            if not announced and outcome.applied_lsn >= tail - 1:
-                await self._announce()
-                announced = True
+            self._progress.set()
+            if outcome.applied_lsn >= tail - 1:
+                self.synced.set()
             if outcome.is_leader and self._leads_at() != outcome.leader_epoch:
                 # Elected, or re-elected at a newer epoch (this node announced again): records
                 # proposed with the old epoch would be dropped, so lead afresh at the new one.
@@ -118,6 +156,12 @@ class PartitionWorker:
                     "partition %d: deposed by epoch %d", self.partition, outcome.leader_epoch
                 )
                 await self._step_down()
+            if (
+                self._owned
+                and not outcome.is_leader
+                and outcome.leader_epoch >= self._announced_epoch
+            ):
+                self._claim.set()  # owned, but another announcement won (or none was made)
             if self._leadership is not None:
                 for action in outcome.actions:
                     self._execute(self._leadership, action)
@@ -127,6 +171,7 @@ class PartitionWorker:
 
     async def _announce(self) -> None:
         epoch = self.processor.fsm.leader_epoch + 1
+        self._announced_epoch = epoch
         source = LeaderSource(self.partition, epoch, self._node_id)
         record = Envelope(source, now_ms(), AnnounceLeader(epoch, self._node_id))
         await self._log.append(self.partition, [encode_envelope(record)])

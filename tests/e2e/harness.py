@@ -127,6 +127,7 @@ class Node:
         partitions: int = 4,
         extra: list[str] | None = None,
         env: Mapping[str, str] | None = None,
+        topic_prefix: str | None = None,
     ) -> None:
         self.ingress_port = free_port()
         self.admin_port = free_port()
@@ -156,7 +157,7 @@ class Node:
                 "--kafka-bootstrap",
                 kafka_bootstrap,
                 "--kafka-topic-prefix",
-                unique_topic("e2e"),
+                topic_prefix or unique_topic("e2e"),
                 "--kafka-fetch-max-wait-ms",
                 "10",
             ]

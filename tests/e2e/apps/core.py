@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,10 +31,11 @@ def _append(path: str, line: str) -> str:
     return line
 
 
-def _wait_for_gate(path: str) -> bool:
+async def _wait_for_gate(path: str) -> bool:
+    """Polls for ``path.gate`` without blocking the endpoint (other invocations go on)."""
     gate = Path(path + ".gate")
-    while not gate.exists():
-        time.sleep(0.02)
+    while not await asyncio.to_thread(gate.exists):  # noqa: ASYNC110 - a file, not an event
+        await asyncio.sleep(0.02)
     return True
 
 

@@ -1,0 +1,168 @@
+"""A cluster of two nodes on one Kafka: any node serves any partition, a dead node's partitions
+move to the other with its invocations, and a node that comes back takes some again."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import Client, Endpoint, Node
+from tests.support.broker import unique_topic
+
+APP = "tests.e2e.apps.core:app"
+PARTITIONS = 4
+SESSION_TIMEOUT_MS = 3000
+
+
+@dataclass
+class TwoNodes:
+    a: Node
+    b: Node
+    endpoint: Endpoint
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"----- {name} (tail) -----\n{process.output()[-15000:]}"
+            for name, process in (
+                ("node a", self.a.process),
+                ("node b", self.b.process),
+                ("endpoint", self.endpoint.process),
+            )
+        )
+
+
+def _node(name: str, directory: Path, bootstrap: str, prefix: str) -> Node:
+    flags = [
+        "--cluster",
+        "--cluster-session-timeout-ms",
+        str(SESSION_TIMEOUT_MS),
+        "--node-name",
+        name,
+    ]
+    return Node("kafka", directory / name, bootstrap, PARTITIONS, extra=flags, topic_prefix=prefix)
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, kafka_bootstrap: str) -> Iterator[TwoNodes]:
+    prefix = unique_topic("cluster")
+    started = TwoNodes(
+        _node("a", tmp_path, kafka_bootstrap, prefix),
+        _node("b", tmp_path, kafka_bootstrap, prefix),
+        Endpoint(APP, tmp_path),
+    )
+    started.endpoint.start()
+    started.a.start()
+    started.b.start()
+    yield started
+    print(started.logs())  # shown when the test failed
+    for process in (started.a, started.b, started.endpoint):
+        process.stop()
+
+
+@pytest.fixture
+async def clients(nodes: TwoNodes) -> AsyncIterator[tuple[Client, Client]]:
+    a, b = Client(nodes.a), Client(nodes.b)
+    await a.register(nodes.endpoint)
+
+    async def b_knows_the_services() -> bool:
+        services = (await b.admin("GET", "/services")).json()["services"]
+        return any(s["name"] == "Counter" for s in services)
+
+    await b.wait_for(b_knows_the_services)  # the deployment reached b through the metadata log
+    await a.wait_for(lambda: _leads_all_between(a, b))
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+async def _leading(client: Client) -> list[int]:
+    response = await client.admin("GET", "/cluster")
+    assert response.status == 200, response.body
+    leading: list[int] = response.json()["leading"]
+    return leading
+
+
+async def _leads_all_between(*clients: Client) -> bool:
+    """Every partition led by exactly one of ``clients``' nodes."""
+    led = [p for client in clients for p in await _leading(client)]
+    return sorted(led) == list(range(PARTITIONS))
+
+
+async def test_any_node_serves_any_partition(
+    nodes: TwoNodes, clients: tuple[Client, Client]
+) -> None:
+    a, b = clients
+    assert await _leading(a) and await _leading(b)  # the partitions are split between them
+    keys = [f"k{i}-{uuid.uuid4().hex[:6]}" for i in range(8)]
+
+    async def add(client: Client, key: str) -> int:
+        response = await client.call(f"/Counter/{key}/add", 1)
+        assert response.status == 200, response.body
+        value: int = response.json()
+        return value
+
+    # Each node's ingress takes requests for partitions the other leads: the leader delivers the
+    # result to the node holding the request.
+    await asyncio.gather(*(add(client, key) for key in keys for client in (a, b, a)))
+    for key in keys:
+        for client in (a, b):  # every node follows every partition: state reads anywhere
+            state = await client.wait_for(lambda c=client, k=key: _count(c, k, 3))
+            assert state == 3
+
+
+async def _count(client: Client, key: str, want: int) -> Any:
+    response = await client.admin("GET", f"/services/Counter/state/{key}")
+    count = response.json()["state"].get("count")
+    return count if count == want else None
+
+
+def _open_gate(path: Path) -> None:
+    Path(str(path) + ".gate").touch()
+
+
+async def test_a_dead_nodes_partitions_move_with_their_invocations(
+    nodes: TwoNodes, clients: tuple[Client, Client], tmp_path: Path
+) -> None:
+    a, b = clients
+    paths = [tmp_path / f"steps-{i}.txt" for i in range(8)]
+    ids = [
+        await (a if i % 2 else b).send("/Steps/three_steps", str(p)) for i, p in enumerate(paths)
+    ]
+
+    async def all_waiting_at_the_gate() -> bool:
+        return all(p.exists() and p.read_text().splitlines() == ["one", "two"] for p in paths)
+
+    await b.wait_for(all_waiting_at_the_gate)
+    led_by_a = await _leading(a)
+    assert led_by_a
+    nodes.a.kill()  # kill -9: its partitions move to b after the session timeout
+    for path in paths:
+        _open_gate(path)
+    await b.wait_for(lambda: _leads_all_between(b), timeout_s=30)
+    for invocation_id in ids:
+        response = await b.attach(invocation_id)
+        assert response.status == 200, response.body
+        assert response.json() == ["one", "two", "three"]
+    for path in paths:
+        assert path.read_text().splitlines() == ["one", "two", "three"]  # no step twice
+
+
+async def test_a_node_that_comes_back_takes_partitions_again(
+    nodes: TwoNodes, clients: tuple[Client, Client]
+) -> None:
+    a, b = clients
+    nodes.a.kill()
+    await b.wait_for(lambda: _leads_all_between(b), timeout_s=30)
+    await nodes.a.restart()  # same data dir: it catches up and rejoins the group
+    await a.wait_for(lambda: _leading(a), timeout_s=30)
+    await a.wait_for(lambda: _leads_all_between(a, b), timeout_s=30)
+    key = uuid.uuid4().hex
+    for client in (a, b, a, b):
+        assert (await client.call(f"/Counter/{key}/add", 2)).status == 200
+    assert await a.wait_for(lambda: _count(a, key, 8)) == 8
