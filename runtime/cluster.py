@@ -29,6 +29,7 @@ OwnershipChange = Callable[[set[int], set[int]], Awaitable[None]]
 
 RESPONSES_PATH = "/internal/responses"
 _DELIVERY_TIMEOUT_S = 10.0
+_ADDRESS_WAIT_S = 5.0
 
 
 class GroupOwnership:
@@ -116,12 +117,20 @@ class ResponseDelivery:
         self._pending: set[asyncio.Task[None]] = set()
 
     def deliver(self, action: RespondToIngress) -> None:
-        url = self._registry.node_admin_url(action.sink.node)
-        if url is None:
-            return  # a node of an earlier incarnation: its request is gone with it
-        task = asyncio.create_task(self._post(url, action))
+        task = asyncio.create_task(self._deliver(action))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    async def _deliver(self, action: RespondToIngress) -> None:
+        # A node publishes its address before it takes requests, but this node may not have
+        # read that metadata record yet: wait for it a little.
+        deadline = asyncio.get_running_loop().time() + _ADDRESS_WAIT_S
+        while (url := self._registry.node_admin_url(action.sink.node)) is None:
+            if asyncio.get_running_loop().time() > deadline:
+                log.debug("no address for %s: its request is gone", action.sink.node)
+                return  # e.g. a node of an earlier incarnation: its request died with it
+            await asyncio.sleep(0.05)
+        await self._post(url, action)
 
     async def _post(self, url: str, action: RespondToIngress) -> None:
         if self._http is None:

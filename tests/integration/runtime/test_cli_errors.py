@@ -85,3 +85,7 @@ def test_endpoint_port_in_use() -> None:
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("cairn endpoint: cannot bind")
+
+
+def test_a_cluster_needs_kafka(tmp_path: Path) -> None:
+    _fails_clearly(_server(tmp_path, *_binds(), "--cluster"), "--cluster needs --log kafka")
