@@ -12,6 +12,12 @@ from typing import Any
 
 import pytest
 
+from partition_processor.ids import (
+    invocation_id_for,
+    object_partition_key,
+    parse_partition_key,
+    partition_of,
+)
 from tests.e2e.harness import Client, Endpoint, Node
 from tests.support.broker import unique_topic
 
@@ -99,7 +105,7 @@ async def test_any_node_serves_any_partition(
 ) -> None:
     a, b = clients
     assert await _leading(a) and await _leading(b)  # the partitions are split between them
-    keys = [f"k{i}-{uuid.uuid4().hex[:6]}" for i in range(8)]
+    keys = _keys_on_every_partition("Counter")
 
     async def add(client: Client, key: str) -> int:
         response = await client.call(f"/Counter/{key}/add", 1)
@@ -122,6 +128,27 @@ async def _count(client: Client, key: str, want: int) -> Any:
     return count if count == want else None
 
 
+def _keys_on_every_partition(service: str) -> list[str]:
+    """Object keys of ``service``, two on each partition."""
+    keys: dict[int, list[str]] = {p: [] for p in range(PARTITIONS)}
+    while any(len(found) < 2 for found in keys.values()):
+        key = uuid.uuid4().hex[:8]
+        partition = partition_of(object_partition_key(service, key), PARTITIONS)
+        if len(keys[partition]) < 2:
+            keys[partition].append(key)
+    return [key for found in keys.values() for key in found]
+
+
+def _key_on(partitions: list[int], service: str, handler: str) -> str:
+    """An idempotency key whose invocation of ``service/handler`` lands on one of
+    ``partitions``."""
+    while True:
+        key = uuid.uuid4().hex
+        invocation_id = invocation_id_for(service, handler, None, key, entropy=bytes(16))
+        if partition_of(parse_partition_key(invocation_id), PARTITIONS) in partitions:
+            return key
+
+
 def _open_gate(path: Path) -> None:
     Path(str(path) + ".gate").touch()
 
@@ -130,26 +157,41 @@ async def test_a_dead_nodes_partitions_move_with_their_invocations(
     nodes: TwoNodes, clients: tuple[Client, Client], tmp_path: Path
 ) -> None:
     a, b = clients
-    paths = [tmp_path / f"steps-{i}.txt" for i in range(8)]
-    ids = [
-        await (a if i % 2 else b).send("/Steps/three_steps", str(p)) for i, p in enumerate(paths)
+    sent = [tmp_path / f"sent-{i}.txt" for i in range(6)]
+    called = [tmp_path / f"called-{i}.txt" for i in range(6)]
+    ids = [await a.send("/Steps/three_steps", str(path)) for path in sent]
+    # Calls held open by b's ingress that run on partitions a leads (an idempotency key places
+    # an invocation on a partition of its own).
+    led_by_a = await _leading(a)
+    calls = [
+        asyncio.create_task(
+            b.call(
+                "/Steps/three_steps",
+                str(path),
+                headers={"idempotency-key": _key_on(led_by_a, "Steps", "three_steps")},
+            )
+        )
+        for path in called
     ]
 
     async def all_waiting_at_the_gate() -> bool:
-        return all(p.exists() and p.read_text().splitlines() == ["one", "two"] for p in paths)
+        return all(
+            p.exists() and p.read_text().splitlines() == ["one", "two"] for p in sent + called
+        )
 
     await b.wait_for(all_waiting_at_the_gate)
-    led_by_a = await _leading(a)
-    assert led_by_a
     nodes.a.kill()  # kill -9: its partitions move to b after the session timeout
-    for path in paths:
+    for path in sent + called:
         _open_gate(path)
     await b.wait_for(lambda: _leads_all_between(b), timeout_s=30)
     for invocation_id in ids:
         response = await b.attach(invocation_id)
         assert response.status == 200, response.body
         assert response.json() == ["one", "two", "three"]
-    for path in paths:
+    for response in await asyncio.gather(*calls):
+        assert response.status == 200, response.body
+        assert response.json() == ["one", "two", "three"]
+    for path in sent + called:
         assert path.read_text().splitlines() == ["one", "two", "three"]  # no step twice
 
 
