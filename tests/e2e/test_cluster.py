@@ -122,6 +122,35 @@ async def test_any_node_serves_any_partition(
             assert state == 3
 
 
+async def test_admin_writes_work_from_any_node(
+    nodes: TwoNodes, clients: tuple[Client, Client]
+) -> None:
+    """An awakeable resolved and an invocation killed through the node that does not lead."""
+    a, b = clients
+    led_by_a = set(await _leading(a))
+    keys = [k for k in _keys_on_every_partition("Counter") if _partition("Counter", k) in led_by_a]
+    resolved, killed = keys[0], keys[1]
+    holders = {key: await b.send(f"/Counter/{key}/hold") for key in (resolved, killed)}
+
+    async def pending(key: str) -> Any:
+        response = await b.admin("GET", f"/services/Counter/state/{key}")
+        return response.json()["state"].get("pending")
+
+    awakeable_id = await b.wait_for(lambda: pending(resolved))
+    await b.wait_for(lambda: pending(killed))
+    response = await b.call(f"/restate/awakeables/{awakeable_id}/resolve", "let go")
+    assert response.status == 202, response.body
+    assert (await b.attach(holders[resolved])).json() == "let go"
+    response = await b.admin("PATCH", f"/invocations/{holders[killed]}/kill")
+    assert response.status == 202, response.body
+    killed_result = await b.attach(holders[killed])
+    assert (killed_result.status, killed_result.json()["message"]) == (409, "killed")
+
+
+def _partition(service: str, key: str) -> int:
+    return partition_of(object_partition_key(service, key), PARTITIONS)
+
+
 async def _count(client: Client, key: str, want: int) -> Any:
     response = await client.admin("GET", f"/services/Counter/state/{key}")
     count = response.json()["state"].get("count")
@@ -133,7 +162,7 @@ def _keys_on_every_partition(service: str) -> list[str]:
     keys: dict[int, list[str]] = {p: [] for p in range(PARTITIONS)}
     while any(len(found) < 2 for found in keys.values()):
         key = uuid.uuid4().hex[:8]
-        partition = partition_of(object_partition_key(service, key), PARTITIONS)
+        partition = _partition(service, key)
         if len(keys[partition]) < 2:
             keys[partition].append(key)
     return [key for found in keys.values() for key in found]
