@@ -80,7 +80,7 @@ class GroupOwnership:
         gained = partitions - self._owned
         self._owned |= partitions
         self._consumer.pause(*(TopicPartition(self._topic, p) for p in partitions))
-        log.info("cluster: now leading partitions %s", sorted(self._owned))
+        log.info("cluster: assigned partitions %s (leading once announced)", sorted(self._owned))
         await self._on_change(gained, set())
 
     async def _revoked(self, partitions: set[int]) -> None:

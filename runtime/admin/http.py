@@ -80,9 +80,9 @@ class AdminServer:
         discover: Discover,
         gateway: InvocationGateway,
         is_ready: Callable[[], bool],
-        receive_response: Callable[[RespondToIngress], None] | None = None,
-        leading: Callable[[], list[int]] = list,
-        node_id: str = "",
+        node_id: str,
+        leading: Callable[[], list[int]],
+        receive_response: Callable[[RespondToIngress], None] | None,
     ) -> None:
         self._registry = registry
         self._receive_response = receive_response

@@ -18,6 +18,7 @@ from partition_processor.ids import (
     parse_partition_key,
     partition_of,
 )
+from tests.e2e.apps.effects import open_gate
 from tests.e2e.harness import Client, Endpoint, Node
 from tests.support.broker import unique_topic
 
@@ -178,10 +179,6 @@ def _key_on(partitions: list[int], service: str, handler: str) -> str:
             return key
 
 
-def _open_gate(path: Path) -> None:
-    Path(str(path) + ".gate").touch()
-
-
 async def test_a_dead_nodes_partitions_move_with_their_invocations(
     nodes: TwoNodes, clients: tuple[Client, Client], tmp_path: Path
 ) -> None:
@@ -211,7 +208,7 @@ async def test_a_dead_nodes_partitions_move_with_their_invocations(
     await b.wait_for(all_waiting_at_the_gate)
     nodes.a.kill()  # kill -9: its partitions move to b after the session timeout
     for path in sent + called:
-        _open_gate(path)
+        open_gate(path)
     await b.wait_for(lambda: _leads_all_between(b), timeout_s=30)
     for invocation_id in ids:
         response = await b.attach(invocation_id)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from partition_processor.ids import parse_partition_key, partition_of
+from tests.e2e.apps.effects import open_gate
 from tests.e2e.conftest import Cluster, start_cluster, stop_cluster
 from tests.e2e.harness import Client
 
@@ -192,10 +193,6 @@ async def test_call_results_are_journaled_not_called_again(
 # ---------------------------------------------------------------- crashes
 
 
-def _open_gate(path: Path) -> None:
-    Path(str(path) + ".gate").touch()
-
-
 async def test_call_chain_with_kill_9_of_the_node_records_each_effect_once(
     cluster: Cluster, client: Client, tmp_path: Path
 ) -> None:
@@ -207,7 +204,7 @@ async def test_call_chain_with_kill_9_of_the_node_records_each_effect_once(
 
     await client.wait_for(reached_c)
     cluster.node.kill()
-    _open_gate(path)
+    open_gate(path)
     await cluster.node.restart()
     response = await client.attach(invocation_id)
     assert response.status == 200, response.body
@@ -299,6 +296,13 @@ async def _published_awakeables(client: Client, key: str) -> Any:
     return entry["entry"]
 
 
+async def _waiting_on_an_awakeable(client: Client) -> tuple[str, str]:
+    """A ``wait_for_one`` invocation and the awakeable it waits on."""
+    key = _key()
+    invocation_id = await client.send("/Awakeables/wait_for_one", key)
+    return invocation_id, await _published_awakeables(client, key)
+
+
 async def _resolve(client: Client, awakeable_id: str, value: Any) -> int:
     response = await client.call(f"/restate/awakeables/{awakeable_id}/resolve", value)
     return response.status
@@ -307,9 +311,7 @@ async def _resolve(client: Client, awakeable_id: str, value: Any) -> int:
 async def test_awakeable_resolved_over_http_after_suspension(
     shared: Cluster, client: Client
 ) -> None:
-    key = _key()
-    invocation_id = await client.send("/Awakeables/wait_for_one", key)
-    awakeable_id = await _published_awakeables(client, key)
+    invocation_id, awakeable_id = await _waiting_on_an_awakeable(client)
 
     async def suspended() -> bool:
         return (await _status(client, invocation_id))["status"] == "suspended"
@@ -324,9 +326,7 @@ async def test_awakeable_resolved_over_http_after_suspension(
 
 
 async def test_awakeable_resolved_from_another_handler(shared: Cluster, client: Client) -> None:
-    key = _key()
-    invocation_id = await client.send("/Awakeables/wait_for_one", key)
-    awakeable_id = await _published_awakeables(client, key)
+    invocation_id, awakeable_id = await _waiting_on_an_awakeable(client)
     response = await client.call("/Awakeables/resolve", {"id": awakeable_id, "value": "a note"})
     assert response.status == 200, response.body
     response = await client.attach(invocation_id)
@@ -336,18 +336,14 @@ async def test_awakeable_resolved_from_another_handler(shared: Cluster, client: 
 async def test_rejected_awakeable_raises_a_terminal_error_in_the_waiter(
     shared: Cluster, client: Client
 ) -> None:
-    key = _key()
-    over_http = await client.send("/Awakeables/wait_for_one", key)
-    awakeable_id = await _published_awakeables(client, key)
+    over_http, awakeable_id = await _waiting_on_an_awakeable(client)
     response = await client.call(f"/restate/awakeables/{awakeable_id}/reject", "no way")
     assert response.status == 202, response.body
     response = await client.attach(over_http)
     assert response.status == 500
     assert response.json() == {"code": 500, "message": "no way"}
 
-    key = _key()
-    from_handler = await client.send("/Awakeables/wait_for_one", key)
-    awakeable_id = await _published_awakeables(client, key)
+    from_handler, awakeable_id = await _waiting_on_an_awakeable(client)
     response = await client.call("/Awakeables/reject", {"id": awakeable_id, "reason": "denied"})
     assert response.status == 200, response.body
     response = await client.attach(from_handler)

@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.e2e.apps.effects import open_gate
 from tests.e2e.conftest import Cluster
 from tests.e2e.harness import Client
 
@@ -30,10 +31,6 @@ async def _entry_completed(client: Client, invocation_id: str, index: int) -> bo
     return len(journal) > index and journal[index]["completed"]
 
 
-def _open_gate(path: Path) -> None:
-    Path(str(path) + ".gate").touch()
-
-
 @pytest.mark.parametrize("victim", ["endpoint", "node"])
 async def test_durable_steps_survive_kill_9(
     cluster: Cluster, client: Client, tmp_path: Path, victim: str
@@ -45,11 +42,11 @@ async def test_durable_steps_survive_kill_9(
     assert path.read_text().splitlines() == ["one", "two"]
     if victim == "endpoint":
         cluster.endpoint.kill()
-        _open_gate(path)
+        open_gate(path)
         await cluster.endpoint.restart()
     else:
         cluster.node.kill()
-        _open_gate(path)
+        open_gate(path)
         await cluster.node.restart()
     response = await client.attach(invocation_id)
     assert response.status == 200, response.body

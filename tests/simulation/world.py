@@ -11,6 +11,7 @@ run, step for step.
 
 from __future__ import annotations
 
+import collections
 import functools
 import random
 from collections.abc import Callable, Iterator
@@ -224,7 +225,7 @@ class World:
         self.crashes_left = crashes
         self.handoffs_left = crashes if nodes > 1 else 0
         self.duplicate_rate = duplicate_rate
-        self.run_executions: dict[tuple[str, int], int] = _Counter()
+        self.run_executions: collections.Counter[tuple[str, int]] = collections.Counter()
         self.responses: dict[str, list[Result]] = {}
         self.trace: list[str] = []
         self.requests = 0
@@ -539,8 +540,3 @@ class World:
     def state(self, service: str, key: str, name: str) -> bytes | None:
         p = partition_of(object_partition_key(service, key), PARTITIONS)
         return self.store.get(keys.state_key(p, service, key, name))
-
-
-class _Counter(dict[tuple[str, int], int]):
-    def __missing__(self, key: tuple[str, int]) -> int:
-        return 0

@@ -14,6 +14,7 @@ from typing import Any
 
 import sdk as restate
 from sdk import Context, ObjectContext, ObjectSharedContext, WorkflowContext
+from tests.e2e.apps.effects import append_line, wait_for_gate
 
 FAST_RETRIES = restate.InvocationRetryPolicy(
     initial_interval=timedelta(milliseconds=50),
@@ -26,18 +27,6 @@ SLOW_RETRIES = restate.InvocationRetryPolicy(
     exponentiation_factor=1.0,
     max_interval=timedelta(milliseconds=1500),
 )
-
-
-def _append(path: str, line: str) -> str:
-    with open(path, "a") as f:
-        f.write(line + "\n")
-    return line
-
-
-def _wait_for_file(path: str) -> bool:
-    while not Path(path).exists():
-        time.sleep(0.02)
-    return True
 
 
 def _now() -> float:
@@ -259,21 +248,21 @@ chain = restate.Service("Chain")
 
 @chain.handler()
 async def chain_a(ctx: Context, path: str) -> list[str]:
-    await ctx.run_typed("effect", _append, path=path, line="A")
+    await ctx.run_typed("effect", append_line, path=path, line="A")
     return ["A", *await ctx.service_call(chain_b, path)]
 
 
 @chain.handler()
 async def chain_b(ctx: Context, path: str) -> list[str]:
-    await ctx.run_typed("effect", _append, path=path, line="B")
+    await ctx.run_typed("effect", append_line, path=path, line="B")
     return ["B", *await ctx.service_call(chain_c, path)]
 
 
 @chain.handler()
 async def chain_c(ctx: Context, path: str) -> list[str]:
-    await ctx.run_typed("effect", _append, path=path, line="C")
-    await ctx.run_typed("gate", _wait_for_file, path=path + ".gate")
-    await ctx.run_typed("done", _append, path=path, line="C done")
+    await ctx.run_typed("effect", append_line, path=path, line="C")
+    await ctx.run_typed("gate", wait_for_gate, path=path)
+    await ctx.run_typed("done", append_line, path=path, line="C done")
     return ["C"]
 
 
@@ -293,7 +282,7 @@ effects = restate.Service("Effects", invocation_retry_policy=FAST_RETRIES)
 
 @effects.handler()
 async def effect(ctx: Context, request: dict[str, Any]) -> str:
-    await ctx.run_typed("effect", _append, path=request["path"], line=request["line"])
+    await ctx.run_typed("effect", append_line, path=request["path"], line=request["line"])
     if request.get("fail"):
         raise restate.TerminalError(f"{request['line']} refused", status_code=422)
     return request["line"].upper()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
-from pathlib import Path
 
 import sdk as restate
+from tests.e2e.apps.effects import append_line, wait_for_gate
 
 FAST_RETRIES = restate.InvocationRetryPolicy(
     initial_interval=timedelta(milliseconds=50),
@@ -25,27 +24,13 @@ async def greet(ctx: restate.Context, name: str) -> str:
 steps = restate.Service("Steps", invocation_retry_policy=FAST_RETRIES)
 
 
-def _append(path: str, line: str) -> str:
-    with open(path, "a") as f:
-        f.write(line + "\n")
-    return line
-
-
-async def _wait_for_gate(path: str) -> bool:
-    """Polls for ``path.gate`` without blocking the endpoint (other invocations go on)."""
-    gate = Path(path + ".gate")
-    while not await asyncio.to_thread(gate.exists):  # noqa: ASYNC110 - a file, not an event
-        await asyncio.sleep(0.02)
-    return True
-
-
 @steps.handler()
 async def three_steps(ctx: restate.Context, path: str) -> list[str]:
     """Three side effects on a file; between step two and three it waits for ``path.gate``."""
-    one = await ctx.run_typed("one", _append, path=path, line="one")
-    two = await ctx.run_typed("two", _append, path=path, line="two")
-    await ctx.run_typed("gate", _wait_for_gate, path=path)
-    three = await ctx.run_typed("three", _append, path=path, line="three")
+    one = await ctx.run_typed("one", append_line, path=path, line="one")
+    two = await ctx.run_typed("two", append_line, path=path, line="two")
+    await ctx.run_typed("gate", wait_for_gate, path=path)
+    three = await ctx.run_typed("three", append_line, path=path, line="three")
     return [one, two, three]
 
 

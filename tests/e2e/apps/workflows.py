@@ -9,6 +9,7 @@ from typing import Any
 
 import sdk as restate
 from sdk import WorkflowContext, WorkflowSharedContext
+from tests.e2e.apps.effects import append_line
 
 # ---------------------------------------------------------------- the seed's order workflow
 
@@ -131,12 +132,6 @@ async def submit(ctx: restate.Context, key: str) -> str:
 # ---------------------------------------------------------------- cancellation and compensation
 
 
-def _append(path: str, line: str) -> str:
-    with open(path, "a") as f:
-        f.write(line + "\n")
-    return line
-
-
 worker = restate.Service("Worker")
 
 
@@ -146,7 +141,7 @@ async def slow(ctx: restate.Context, path: str) -> str:
     try:
         await ctx.sleep(timedelta(hours=1))
     except restate.TerminalError:
-        await ctx.run_typed("compensate", _append, path=path, line="child compensated")
+        await ctx.run_typed("compensate", append_line, path=path, line="child compensated")
         raise
     return "slept"
 
@@ -164,7 +159,7 @@ def _cancellable(name: str, inactivity_timeout: timedelta | None) -> restate.Wor
             await ctx.sleep(timedelta(hours=1))
             await child
         except restate.TerminalError as exc:
-            await ctx.run_typed("compensate", _append, path=path, line="workflow compensated")
+            await ctx.run_typed("compensate", append_line, path=path, line="workflow compensated")
             ctx.set("stage", f"compensated after {exc.status_code} {exc.message}")
             raise
         return "finished"
