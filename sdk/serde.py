@@ -1,8 +1,9 @@
 """Serialization of handler inputs/outputs, state, step results and promise values.
 
 JSON everywhere. With a type hint, values decode into that type: msgspec Structs, dataclasses,
-builtins and typing constructs through msgspec; pydantic models through their own JSON methods
-(pydantic is optional and never imported here). ``None`` is the empty payload.
+TypedDicts, builtins and typing constructs through msgspec; pydantic models through their own JSON
+methods (pydantic is optional and never imported here). Fields left out are accepted where
+restate-sdk accepts them (``sdk._typed_json``). ``None`` is the empty payload.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any, Generic, Protocol, TypeVar, overload
 
 import msgspec
 
+from sdk import _typed_json
+from sdk._typed_json import is_pydantic_model
 from sdk.errors import TerminalError
 
 T = TypeVar("T")
@@ -22,10 +25,6 @@ class Serde(Protocol[T]):
     def serialize(self, obj: T | None) -> bytes: ...
 
     def deserialize(self, buf: bytes) -> T | None: ...
-
-
-def _is_pydantic_model(tpe: Any) -> bool:
-    return isinstance(tpe, type) and hasattr(tpe, "model_validate_json")
 
 
 def _encode_hook(obj: Any) -> Any:
@@ -67,9 +66,9 @@ class JsonSerde(Generic[T]):
         try:
             if tpe is None or tpe is Any:
                 return msgspec.json.decode(buf)  # type: ignore[no-any-return]
-            if _is_pydantic_model(tpe):
+            if is_pydantic_model(tpe):
                 return tpe.model_validate_json(buf)  # type: ignore[no-any-return]
-            return msgspec.json.decode(buf, type=tpe)  # type: ignore[no-any-return]
+            return _typed_json.decode(buf, tpe)  # type: ignore[no-any-return]
         except (msgspec.DecodeError, ValueError) as exc:
             name = getattr(tpe, "__name__", str(tpe))
             raise TerminalError(f"cannot decode the value as {name}: {exc}", 400) from exc
