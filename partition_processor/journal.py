@@ -15,11 +15,15 @@ class Success(msgspec.Struct, tag="ok", frozen=True):
     value: bytes
 
 
-class Failure(msgspec.Struct, tag="fail", frozen=True):
-    """A terminal failure with an HTTP-style code."""
+class Failure(msgspec.Struct, tag="fail", frozen=True, omit_defaults=True):
+    """A terminal failure with an HTTP-style code, and the ``TerminalError``'s metadata if any.
+
+    ``metadata`` defaults to empty so failures logged before it existed still decode.
+    """
 
     code: int
     message: str
+    metadata: dict[str, str] = {}
 
 
 class Void(msgspec.Struct, tag="void", frozen=True):

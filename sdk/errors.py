@@ -2,21 +2,40 @@
 
 from __future__ import annotations
 
+from proto import endpoint_pb2 as pb
+
 
 class TerminalError(Exception):
     """A failure that ends the invocation (or the step) for good: it is never retried.
 
     Raise it from a handler to fail the invocation with ``status_code``; the HTTP caller gets that
-    status and ``{"code", "message"}``. Awaiting a call, promise or awakeable that failed raises it.
+    status and ``{"code", "message"}`` (plus ``"metadata"`` when given). Awaiting a call, promise or
+    awakeable that failed raises it, with the ``metadata`` it was raised with.
     """
 
-    def __init__(self, message: str, status_code: int = 500) -> None:
+    def __init__(
+        self, message: str, status_code: int = 500, metadata: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
+        if metadata is not None and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+        ):
+            raise TypeError(f"TerminalError metadata must be dict[str, str], got {metadata!r}")
         self.message = message
         self.status_code = status_code
+        self.metadata = metadata
 
     def __repr__(self) -> str:
-        return f"TerminalError({self.message!r}, status_code={self.status_code})"
+        extra = f", metadata={self.metadata!r}" if self.metadata else ""
+        return f"TerminalError({self.message!r}, status_code={self.status_code}{extra})"
+
+    def to_failure(self) -> pb.Failure:
+        """The wire form of this failure (``Failure`` in proto/endpoint.proto)."""
+        return pb.Failure(code=self.status_code, message=self.message, metadata=self.metadata or {})
+
+    @classmethod
+    def from_failure(cls, failure: pb.Failure) -> TerminalError:
+        return cls(failure.message, failure.code or 500, dict(failure.metadata) or None)
 
 
 class JournalMismatch(Exception):

@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 def _raise_failure(completion: pb.Completion) -> None:
     if completion.HasField("failure"):
-        raise TerminalError(completion.failure.message, completion.failure.code or 500)
+        raise TerminalError.from_failure(completion.failure)
 
 
 class DurableFuture(Generic[T]):

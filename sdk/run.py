@@ -98,8 +98,7 @@ async def _attempts(
                 value = await value
             return pb.ProposeRunCompletion(value=serde.serialize(value))
         except TerminalError as exc:
-            failure = pb.Failure(code=exc.status_code, message=exc.message)
-            return pb.ProposeRunCompletion(failure=failure)
+            return pb.ProposeRunCompletion(failure=exc.to_failure())
         except Exception as exc:
             if not retry_in_place:
                 raise

@@ -64,8 +64,11 @@ def _completion_json(entry: JournalEntry) -> Any:
             return None
         case Success(value=value):
             return {"value": _value_json(value)}
-        case Failure(code=code, message=message):
-            return {"failure": {"code": code, "message": message}}
+        case Failure(code=code, message=message, metadata=metadata):
+            failure: dict[str, Any] = {"code": code, "message": message}
+            if metadata:
+                failure["metadata"] = metadata
+            return {"failure": failure}
         case other:
             return msgspec.to_builtins(other)
 

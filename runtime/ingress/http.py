@@ -7,6 +7,7 @@ for a one-way call (202). Errors are JSON ``{"code": ..., "message": ...}``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -260,10 +261,13 @@ def _render(invocation_id: str, result: Success | Failure) -> web.Response:
                 content_type="application/json",
                 headers={ID_HEADER: invocation_id},
             )
-        case Failure(code=code, message=message):
+        case Failure(code=code, message=message, metadata=metadata):
             status = code if 400 <= code <= 599 else 500
+            body: dict[str, Any] = {"code": code, "message": message}
+            if metadata:  # TerminalError(metadata=...), as Restate's ingress shows it
+                body["metadata"] = metadata
             return web.json_response(
-                {"code": code, "message": message},
+                body,
                 status=status,
                 headers={ID_HEADER: invocation_id},
             )

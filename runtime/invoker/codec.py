@@ -9,14 +9,18 @@ from partition_processor.commands import RetryPolicy
 from proto import endpoint_pb2 as pb
 
 
+def failure_to_pb(failure: j.Failure) -> pb.Failure:
+    return pb.Failure(code=failure.code, message=failure.message, metadata=failure.metadata)
+
+
 def completion_to_pb(completion: j.Completion) -> pb.Completion:
     match completion:
         case j.Success(value=value):
             return pb.Completion(value=value)
         case j.Void():
             return pb.Completion(void=pb.Empty())
-        case j.Failure(code=code, message=message):
-            return pb.Completion(failure=pb.Failure(code=code, message=message))
+        case j.Failure():
+            return pb.Completion(failure=failure_to_pb(completion))
         case j.StateKeys(keys=keys):
             return pb.Completion(state_keys=pb.StateKeys(keys=keys))
         case _:
@@ -27,8 +31,8 @@ def _result_fields(result: j.Result) -> dict[str, object]:
     match result:
         case j.Success(value=value):
             return {"value": value}
-        case j.Failure(code=code, message=message):
-            return {"failure": pb.Failure(code=code, message=message)}
+        case j.Failure():
+            return {"failure": failure_to_pb(result)}
         case _:
             assert_never(result)
 
@@ -138,7 +142,8 @@ def _result_from(
     if which == "value":
         return j.Success(message.value)
     if which == "failure":
-        return j.Failure(message.failure.code, message.failure.message)
+        failure = message.failure
+        return j.Failure(failure.code, failure.message, dict(failure.metadata))
     return j.Success(b"")
 
 

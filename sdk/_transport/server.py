@@ -156,7 +156,7 @@ async def run_attempt(session: InvocationSession, handler: Handler) -> None:
                 result = await handler.fn(ctx)
             output = pb.OutputCommand(value=handler.output_serde.serialize(result))
         except TerminalError as exc:
-            output = pb.OutputCommand(failure=pb.Failure(code=exc.status_code, message=exc.message))
+            output = pb.OutputCommand(failure=exc.to_failure())
         session.command(pb.JournalCommand(output=output))
         machine.sys_end()
     except JournalMismatch as exc:
