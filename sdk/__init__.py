@@ -23,8 +23,9 @@ from sdk.definitions import (
 from sdk.endpoint import RunningEndpoint, serve, start_server
 from sdk.errors import TerminalError
 from sdk.futures import (
-    CallFuture,
-    DurableFuture,
+    RestateDurableCallFuture,
+    RestateDurableFuture,
+    RestateDurableSleepFuture,
     SendHandle,
     as_completed,
     gather,
@@ -34,16 +35,10 @@ from sdk.futures import (
 from sdk.run import RunOptions
 from sdk.serde import DefaultSerde, JsonSerde, Serde
 
-RestateDurableFuture = DurableFuture
-RestateDurableCallFuture = CallFuture
-RestateDurableSleepFuture = DurableFuture
-
 __all__ = [
     "App",
-    "CallFuture",
     "Context",
     "DefaultSerde",
-    "DurableFuture",
     "DurablePromise",
     "InvocationRetryPolicy",
     "JsonSerde",

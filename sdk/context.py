@@ -20,7 +20,12 @@ from typing import Any, ParamSpec, TypeVar, overload
 from proto import endpoint_pb2 as pb
 from sdk.definitions import handler_of
 from sdk.errors import TerminalError
-from sdk.futures import CallFuture, DurableFuture, SendHandle
+from sdk.futures import (
+    RestateDurableCallFuture,
+    RestateDurableFuture,
+    RestateDurableSleepFuture,
+    SendHandle,
+)
 from sdk.invocation import InvocationSession
 from sdk.run import RunOptions, run_step
 from sdk.serde import BytesSerde, JsonSerde, Serde, serde_for
@@ -106,7 +111,7 @@ class Context:
         """A UUID v4 from ``random()``: the same on every replay."""
         return _uuid.UUID(int=self._random.getrandbits(128), version=4)
 
-    def time(self) -> DurableFuture[float]:
+    def time(self) -> RestateDurableFuture[float]:
         """The current time (seconds since the epoch), journaled so replays see the same value."""
         return self.run_typed("time", _time.time, RunOptions(type_hint=float))
 
@@ -122,7 +127,7 @@ class Context:
         max_retry_duration: timedelta | None = None,
         type_hint: type[T] | None = None,
         args: tuple[Any, ...] | None = None,
-    ) -> DurableFuture[T]: ...
+    ) -> RestateDurableFuture[T]: ...
 
     @overload
     def run(
@@ -134,7 +139,7 @@ class Context:
         max_retry_duration: timedelta | None = None,
         type_hint: type[T] | None = None,
         args: tuple[Any, ...] | None = None,
-    ) -> DurableFuture[T]: ...
+    ) -> RestateDurableFuture[T]: ...
 
     def run(
         self,
@@ -145,7 +150,7 @@ class Context:
         max_retry_duration: timedelta | None = None,
         type_hint: type[T] | None = None,
         args: tuple[Any, ...] | None = None,
-    ) -> DurableFuture[T]:
+    ) -> RestateDurableFuture[T]:
         """Run ``action`` once and journal its result; on replay the journaled result is used."""
         options = RunOptions(
             max_attempts=max_attempts,
@@ -164,7 +169,7 @@ class Context:
         /,
         *args: P.args,
         **kwargs: P.kwargs,
-    ) -> DurableFuture[T]: ...
+    ) -> RestateDurableFuture[T]: ...
 
     @overload
     def run_typed(
@@ -175,7 +180,7 @@ class Context:
         /,
         *args: P.args,
         **kwargs: P.kwargs,
-    ) -> DurableFuture[T]: ...
+    ) -> RestateDurableFuture[T]: ...
 
     def run_typed(
         self,
@@ -185,7 +190,7 @@ class Context:
         /,
         *args: P.args,
         **kwargs: P.kwargs,
-    ) -> DurableFuture[T]:
+    ) -> RestateDurableFuture[T]:
         """Like ``run``, with the closure's arguments passed through and typed options."""
         options = options or RunOptions()
         if options.type_hint is None and options.serde is None:
@@ -199,12 +204,12 @@ class Context:
 
     # ------------------------------------------------------------------ timers
 
-    def sleep(self, delta: timedelta, name: str | None = None) -> DurableFuture[None]:
+    def sleep(self, delta: timedelta, name: str | None = None) -> RestateDurableSleepFuture:
         """A durable timer: completes ``delta`` after now, across restarts and suspensions."""
         wake_up_ms = int(_time.time() * 1000) + _delay_ms(delta)
         command = pb.JournalCommand(sleep=pb.SleepCommand(wake_up_ms=wake_up_ms, name=name or ""))
         index = self._session.command(command)
-        return DurableFuture(self._session, index, lambda _completion: None)
+        return RestateDurableSleepFuture(self._session, index, lambda _completion: None)
 
     # ------------------------------------------------------------------ calls and sends
 
@@ -215,12 +220,12 @@ class Context:
         output: Serde[Any],
         idempotency_key: str | None,
         headers: dict[str, str] | None,
-    ) -> CallFuture[Any]:
+    ) -> RestateDurableCallFuture[Any]:
         call = pb.CallCommand(target=target, argument=argument, headers=_headers(headers))
         if idempotency_key is not None:
             call.idempotency_key = idempotency_key
         index = self._session.command(pb.JournalCommand(call=call))
-        return CallFuture(self._session, index, _decoder(output))
+        return RestateDurableCallFuture(self._session, index, _decoder(output))
 
     def _send(
         self,
@@ -260,7 +265,7 @@ class Context:
         arg: Any,
         idempotency_key: str | None = None,
         headers: dict[str, str] | None = None,
-    ) -> CallFuture[Any]:
+    ) -> RestateDurableCallFuture[Any]:
         target, argument, output = self._typed_target(tpe, None, arg)
         return self._call(target, argument, output, idempotency_key, headers)
 
@@ -271,7 +276,7 @@ class Context:
         arg: Any,
         idempotency_key: str | None = None,
         headers: dict[str, str] | None = None,
-    ) -> CallFuture[Any]:
+    ) -> RestateDurableCallFuture[Any]:
         target, argument, output = self._typed_target(tpe, key, arg)
         return self._call(target, argument, output, idempotency_key, headers)
 
@@ -283,7 +288,7 @@ class Context:
         key: str | None = None,
         idempotency_key: str | None = None,
         headers: dict[str, str] | None = None,
-    ) -> CallFuture[bytes]:
+    ) -> RestateDurableCallFuture[bytes]:
         """Call by name with a raw (already serialized) argument; the result is raw bytes."""
         target = pb.CallTarget(service=service, handler=handler)
         if key is not None:
@@ -340,19 +345,19 @@ class Context:
     # ------------------------------------------------------------------ awakeables
 
     @overload
-    def awakeable(self) -> tuple[str, DurableFuture[Any]]: ...
+    def awakeable(self) -> tuple[str, RestateDurableFuture[Any]]: ...
 
     @overload
     def awakeable(
         self, serde: Serde[T] | None = None, type_hint: type[T] | None = None
-    ) -> tuple[str, DurableFuture[T]]: ...
+    ) -> tuple[str, RestateDurableFuture[T]]: ...
 
     def awakeable(
         self, serde: Serde[T] | None = None, type_hint: type[T] | None = None
-    ) -> tuple[str, DurableFuture[T]]:
+    ) -> tuple[str, RestateDurableFuture[T]]:
         """A future completed from outside through its id (HTTP or another handler)."""
         index = self._session.command(pb.JournalCommand(awakeable=pb.AwakeableCommand()))
-        future: DurableFuture[T] = DurableFuture(
+        future: RestateDurableFuture[T] = RestateDurableFuture(
             self._session, index, _decoder(serde_for(serde, type_hint))
         )
         return awakeable_id_of(self._invocation_id, index), future
@@ -379,16 +384,16 @@ class ObjectSharedContext(Context):
 
     def get(
         self, name: str, serde: Serde[T] | None = None, type_hint: type[T] | None = None
-    ) -> DurableFuture[T | None]:
+    ) -> RestateDurableFuture[T | None]:
         """The value of state ``name`` (None when unset)."""
         command = pb.JournalCommand(get_state=pb.GetStateCommand(key=name))
         index = self._session.command(command)
-        return DurableFuture(self._session, index, _decoder(serde_for(serde, type_hint)))
+        return RestateDurableFuture(self._session, index, _decoder(serde_for(serde, type_hint)))
 
-    def state_keys(self) -> DurableFuture[list[str]]:
+    def state_keys(self) -> RestateDurableFuture[list[str]]:
         command = pb.JournalCommand(get_state_keys=pb.GetStateKeysCommand())
         index = self._session.command(command)
-        return DurableFuture(
+        return RestateDurableFuture(
             self._session, index, lambda completion: list(completion.state_keys.keys)
         )
 
@@ -416,34 +421,34 @@ class DurablePromise:
         self.name = name
         self._serde = serde
 
-    def value(self) -> DurableFuture[Any]:
+    def value(self) -> RestateDurableFuture[Any]:
         """Completes when the promise is resolved (value) or rejected (raises TerminalError)."""
         index = self._session.command(
             pb.JournalCommand(get_promise=pb.GetPromiseCommand(name=self.name))
         )
-        return DurableFuture(self._session, index, _decoder(self._serde))
+        return RestateDurableFuture(self._session, index, _decoder(self._serde))
 
-    def peek(self) -> DurableFuture[Any]:
+    def peek(self) -> RestateDurableFuture[Any]:
         """The value now if resolved, None if not yet; a rejected promise raises."""
         index = self._session.command(
             pb.JournalCommand(peek_promise=pb.PeekPromiseCommand(name=self.name))
         )
-        return DurableFuture(self._session, index, _decoder(self._serde))
+        return RestateDurableFuture(self._session, index, _decoder(self._serde))
 
-    def resolve(self, value: Any) -> DurableFuture[None]:
+    def resolve(self, value: Any) -> RestateDurableFuture[None]:
         """Resolve the promise; awaiting raises TerminalError(409) if it was already completed."""
         command = pb.CompletePromiseCommand(name=self.name, value=self._serde.serialize(value))
         return self._complete(command)
 
-    def reject(self, message: str, code: int = 500) -> DurableFuture[None]:
+    def reject(self, message: str, code: int = 500) -> RestateDurableFuture[None]:
         command = pb.CompletePromiseCommand(
             name=self.name, failure=pb.Failure(code=code, message=message)
         )
         return self._complete(command)
 
-    def _complete(self, command: pb.CompletePromiseCommand) -> DurableFuture[None]:
+    def _complete(self, command: pb.CompletePromiseCommand) -> RestateDurableFuture[None]:
         index = self._session.command(pb.JournalCommand(complete_promise=command))
-        return DurableFuture(self._session, index, lambda _completion: None)
+        return RestateDurableFuture(self._session, index, lambda _completion: None)
 
     # ``await ctx.promise(...).resolve(v)`` is the documented form; plain ``resolve(v)`` without
     # await still journals the resolution because the command is sent when the method is called.

@@ -18,7 +18,7 @@ def _raise_failure(completion: pb.Completion) -> None:
         raise TerminalError.from_failure(completion.failure)
 
 
-class DurableFuture(Generic[T]):
+class RestateDurableFuture(Generic[T]):
     """The result of a journaled action. Await it for the value; a failure raises TerminalError."""
 
     def __init__(
@@ -69,33 +69,44 @@ class _CalleeHandle:
         )
 
 
-class CallFuture(_CalleeHandle, DurableFuture[T]):
+class RestateDurableCallFuture(_CalleeHandle, RestateDurableFuture[T]):
     """The result of a request-response call; also knows the callee's invocation id."""
 
 
+class RestateDurableSleepFuture(RestateDurableFuture[None]):
+    """A durable timer (``ctx.sleep``): completes with ``None`` when it fires."""
+
+
 class SendHandle(_CalleeHandle):
-    """The handle of a one-way send."""
+    """The handle of a one-way send (not a future: there is no result to await)."""
 
     def __init__(self, session: InvocationSession, index: int) -> None:
         self._session = session
         self.index = index
 
 
-def _session_of(futures: tuple[DurableFuture[Any], ...]) -> InvocationSession:
-    if not futures:
-        raise ValueError("expected at least one future")
+# The combinators hand back the futures they were given, so they keep their precise types.
+F = TypeVar("F", bound=RestateDurableFuture[Any])
+
+
+def _session_of(futures: tuple[RestateDurableFuture[Any], ...]) -> InvocationSession:
     for future in futures:
-        if not isinstance(future, DurableFuture):
+        if not isinstance(future, RestateDurableFuture):
             raise TypeError(f"expected durable futures from the context, got {type(future)!r}")
-    return futures[0]._session
+    session = futures[0]._session
+    if any(future._session is not session for future in futures):
+        raise TypeError("all futures must come from the same handler's context")
+    return session
 
 
-async def select(**futures: DurableFuture[Any]) -> list[Any]:
+async def select(**futures: RestateDurableFuture[Any]) -> list[Any]:
     """Wait for the first of ``futures`` to complete; returns ``[name, value]``.
 
     Use with ``match``: ``case ["result", value]: ...``. If the first one failed, its
     TerminalError is raised. On replay the same future wins.
     """
+    if not futures:
+        raise ValueError("At least one future must be passed.")
     session = _session_of(tuple(futures.values()))
     by_index = {future.index: name for name, future in futures.items()}
     for future in futures.values():
@@ -105,10 +116,12 @@ async def select(**futures: DurableFuture[Any]) -> list[Any]:
     return [name, futures[name]._value()]
 
 
-async def gather(*futures: DurableFuture[Any]) -> list[Any]:
-    """Wait for all ``futures``; returns their values in argument order.
+async def gather(*futures: F) -> list[F]:
+    """Wait until all ``futures`` have completed; returns the futures themselves, in argument order.
 
-    Raises the TerminalError of the first failed future (in argument order) after all completed.
+    As in restate-sdk: ``await`` each one for its value (or its TerminalError), e.g.
+    ``[await f for f in await gather(*futures)]``. So ``a, b = await gather(x, y)`` binds the
+    futures ``x`` and ``y``, not their values. A failed future does not make ``gather`` raise.
     """
     if not futures:
         return []
@@ -118,13 +131,13 @@ async def gather(*futures: DurableFuture[Any]) -> list[Any]:
     pending = {future.index for future in futures}
     while pending:
         pending.discard(await session.wait_any(pending))
-    return [future._value() for future in futures]
+    return list(futures)
 
 
-async def wait_completed(
-    *futures: DurableFuture[Any],
-) -> tuple[list[DurableFuture[Any]], list[DurableFuture[Any]]]:
-    """Wait until at least one future completed; returns ``(done, pending)``."""
+async def wait_completed(*futures: F) -> tuple[list[F], list[F]]:
+    """Wait until at least one future completed; returns ``(done, pending)`` in argument order."""
+    if not futures:
+        return [], []
     session = _session_of(futures)
     for future in futures:
         future._start()
@@ -133,7 +146,7 @@ async def wait_completed(
     return done, [future for future in futures if not future.is_completed()]
 
 
-async def as_completed(*futures: DurableFuture[Any]) -> AsyncIterator[DurableFuture[Any]]:
+async def as_completed(*futures: F) -> AsyncIterator[F]:
     """Yield ``futures`` in the order they complete (the same order on replay)."""
     if not futures:
         return
@@ -146,7 +159,7 @@ async def as_completed(*futures: DurableFuture[Any]) -> AsyncIterator[DurableFut
         yield remaining.pop(index)
 
 
-class LazyStep(DurableFuture[T]):
+class LazyStep(RestateDurableFuture[T]):
     """A ``ctx.run`` step: its closure runs once, when first awaited (or raced)."""
 
     def __init__(

@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from proto import endpoint_pb2 as pb
 from sdk.errors import AttemptClosed, Suspended, TerminalError
-from sdk.futures import DurableFuture, LazyStep
+from sdk.futures import LazyStep, RestateDurableFuture
 from sdk.invocation import InvocationSession
 from sdk.serde import Serde, serde_for
 
@@ -48,7 +48,7 @@ def run_step(
     options: RunOptions[Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-) -> DurableFuture[Any]:
+) -> RestateDurableFuture[Any]:
     serde = serde_for(options.serde, options.type_hint)
     index = session.command(pb.JournalCommand(run=pb.RunCommand(name=name)))
 

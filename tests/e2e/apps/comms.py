@@ -231,7 +231,7 @@ async def square(ctx: Context, n: int) -> int:
 @squares.handler()
 async def fan_out(ctx: Context, n: int) -> dict[str, Any]:
     calls = [ctx.service_call(square, i) for i in range(n)]
-    results = await restate.gather(*calls)
+    results = [await call for call in await restate.gather(*calls)]
     return {"sum": sum(results), "callees": [await call.invocation_id() for call in calls]}
 
 

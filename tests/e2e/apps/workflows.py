@@ -35,7 +35,11 @@ async def run(ctx: WorkflowContext, customer: str) -> dict[str, Any]:
     # Wait for multiple events using gather
     payment_promise = ctx.promise("payment", type_hint=PaymentResult)
     inventory_promise = ctx.promise("inventory", type_hint=InventoryConfirmation)
-    payment, inventory = await restate.gather(payment_promise.value(), inventory_promise.value())
+    # gather returns the futures once all completed (restate-sdk 1.3); awaiting gives the values
+    payment_future, inventory_future = await restate.gather(
+        payment_promise.value(), inventory_promise.value()
+    )
+    payment, inventory = await payment_future, await inventory_future
     assert isinstance(payment, PaymentResult) and isinstance(inventory, InventoryConfirmation)
     ctx.set("status", "waiting for approval")
     # Wait for human approval
