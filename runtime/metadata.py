@@ -40,10 +40,12 @@ def completion_retention_ms(handler: HandlerInfo, idempotent: bool) -> int:
     A workflow run keeps its result, state and promises for the workflow retention (a second
     submission of the key gets 409 meanwhile); an idempotent request for the idempotency retention.
     """
+    # None is unset (a day); 0 is honoured: the result is forgotten as soon as it is delivered
     if handler.kind == "workflow":
-        return handler.workflow_retention_ms or DAY_MS
+        return DAY_MS if handler.workflow_retention_ms is None else handler.workflow_retention_ms
     if idempotent:
-        return handler.idempotency_retention_ms or DAY_MS
+        retention = handler.idempotency_retention_ms
+        return DAY_MS if retention is None else retention
     return DEDUP_RETENTION_MS
 
 

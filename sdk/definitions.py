@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
@@ -12,6 +13,7 @@ from typing import Any, Literal, TypeVar
 from sdk.serde import JsonSerde, Serde
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+ContextManagerFactory = Callable[[], AbstractAsyncContextManager[Any]]
 
 ServiceType = Literal["service", "virtual_object", "workflow"]
 HandlerKind = Literal["exclusive", "shared", "workflow"] | None
@@ -55,6 +57,8 @@ class Handler:
     input_serde: Serde[Any]
     output_serde: Serde[Any]
     options: HandlerOptions
+    # invocation_context_managers: the service's then the handler's, entered around each attempt
+    context_managers: list[ContextManagerFactory] = field(default_factory=list)
 
     def effective(self, attribute: str) -> Any:
         """A handler option, falling back to the service-wide one."""
@@ -69,6 +73,31 @@ class ServiceDefinition:
     description: str | None
     options: HandlerOptions
     handlers: dict[str, Handler] = field(default_factory=dict)
+    context_managers: list[ContextManagerFactory] = field(default_factory=list)
+
+
+def refuse_unsupported(
+    where: str,
+    abort_timeout: timedelta | None = None,
+    journal_retention: timedelta | None = None,
+    ingress_private: bool | None = None,
+) -> None:
+    """Refuse restate-sdk options Cairn does not implement, rather than silently ignore them."""
+    if abort_timeout is not None:
+        raise NotImplementedError(
+            f"{where}: abort_timeout is not supported yet (Cairn never aborts an attempt after its "
+            "inactivity timeout: the SDK suspends it, or a running step keeps it alive)"
+        )
+    if journal_retention is not None and journal_retention != timedelta(0):
+        raise NotImplementedError(
+            f"{where}: journal_retention is not supported yet (Cairn deletes a journal when its "
+            "invocation completes, i.e. only journal_retention=timedelta(0) is possible)"
+        )
+    if ingress_private:
+        raise NotImplementedError(
+            f"{where}: ingress_private is not supported yet (every handler is reachable through "
+            "the ingress)"
+        )
 
 
 def _argument_type(fn: Callable[..., Any]) -> tuple[bool, Any, Any]:
@@ -103,9 +132,15 @@ class _Definable:
         ingress_private: bool | None = None,
         invocation_retry_policy: InvocationRetryPolicy | None = None,
         workflow_retention: timedelta | None = None,
+        enable_lazy_state: bool | None = None,
+        state_preload: bool | list[str] | None = None,
+        invocation_context_managers: Sequence[ContextManagerFactory] | None = None,
     ) -> None:
+        # enable_lazy_state / state_preload only tune how restate-sdk fetches state; Cairn always
+        # reads state lazily, with the same results, so they are accepted and have no effect.
         if not name or "/" in name:
             raise ValueError(f"invalid service name {name!r}")
+        refuse_unsupported(name, abort_timeout, journal_retention, ingress_private)
         self.name = name
         self.definition = ServiceDefinition(
             name,
@@ -117,6 +152,7 @@ class _Definable:
                 workflow_retention=workflow_retention,
                 invocation_retry_policy=invocation_retry_policy,
             ),
+            context_managers=list(invocation_context_managers or []),
         )
 
     @property
@@ -131,10 +167,17 @@ class _Definable:
         input_serde: Serde[Any] | None,
         output_serde: Serde[Any] | None,
         options: HandlerOptions,
+        unsupported: _Unsupported,
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"handler {fn.__qualname__} must be an async function")
         handler_name = name or fn.__name__
+        refuse_unsupported(
+            f"{self.name}/{handler_name}",
+            unsupported.abort_timeout,
+            unsupported.journal_retention,
+            unsupported.ingress_private,
+        )
         if handler_name in self.definition.handlers:
             raise ValueError(f"{self.name} already has a handler named {handler_name!r}")
         takes_argument, argument_type, return_type = _argument_type(fn)
@@ -147,9 +190,23 @@ class _Definable:
             input_serde=input_serde or JsonSerde(argument_type),
             output_serde=output_serde or JsonSerde(return_type),
             options=options,
+            context_managers=[
+                *self.definition.context_managers,
+                *(unsupported.context_managers or []),
+            ],
         )
         self.definition.handlers[handler_name] = handler
         setattr(fn, _HANDLER_ATTRIBUTE, handler)
+
+
+@dataclass(frozen=True)
+class _Unsupported:
+    """The per-handler keywords that are checked (or, for context managers, kept) at register."""
+
+    abort_timeout: timedelta | None
+    journal_retention: timedelta | None
+    ingress_private: bool | None
+    context_managers: Sequence[ContextManagerFactory] | None
 
 
 def _options(
@@ -185,10 +242,17 @@ class Service(_Definable):
         idempotency_retention: timedelta | None = None,
         ingress_private: bool | None = None,
         invocation_retry_policy: InvocationRetryPolicy | None = None,
+        enable_lazy_state: bool | None = None,
+        state_preload: bool | list[str] | None = None,
+        invocation_context_managers: Sequence[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
+        unsupported = _Unsupported(
+            abort_timeout, journal_retention, ingress_private, invocation_context_managers
+        )
+
         def register(fn: F) -> F:
             options = _options(inactivity_timeout, idempotency_retention, invocation_retry_policy)
-            self._register(fn, name, None, input_serde, output_serde, options)
+            self._register(fn, name, None, input_serde, output_serde, options, unsupported)
             return fn
 
         return register
@@ -214,13 +278,19 @@ class VirtualObject(_Definable):
         idempotency_retention: timedelta | None = None,
         ingress_private: bool | None = None,
         invocation_retry_policy: InvocationRetryPolicy | None = None,
+        enable_lazy_state: bool | None = None,
+        state_preload: bool | list[str] | None = None,
+        invocation_context_managers: Sequence[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
+        unsupported = _Unsupported(
+            abort_timeout, journal_retention, ingress_private, invocation_context_managers
+        )
         if kind not in ("exclusive", "shared"):
             raise ValueError(f"kind must be 'exclusive' or 'shared', got {kind!r}")
 
         def register(fn: F) -> F:
             options = _options(inactivity_timeout, idempotency_retention, invocation_retry_policy)
-            self._register(fn, name, kind, input_serde, output_serde, options)
+            self._register(fn, name, kind, input_serde, output_serde, options, unsupported)
             return fn
 
         return register
@@ -245,14 +315,21 @@ class Workflow(_Definable):
         workflow_retention: timedelta | None = None,
         ingress_private: bool | None = None,
         invocation_retry_policy: InvocationRetryPolicy | None = None,
+        enable_lazy_state: bool | None = None,
+        state_preload: bool | list[str] | None = None,
+        invocation_context_managers: Sequence[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
+        unsupported = _Unsupported(
+            abort_timeout, journal_retention, ingress_private, invocation_context_managers
+        )
+
         def register(fn: F) -> F:
             if any(h.kind == "workflow" for h in self.handlers.values()):
                 raise ValueError(f"workflow {self.name} already has a main handler")
             options = _options(
                 inactivity_timeout, None, invocation_retry_policy, workflow_retention
             )
-            self._register(fn, name, "workflow", input_serde, output_serde, options)
+            self._register(fn, name, "workflow", input_serde, output_serde, options, unsupported)
             return fn
 
         return register
@@ -271,10 +348,17 @@ class Workflow(_Definable):
         idempotency_retention: timedelta | None = None,
         ingress_private: bool | None = None,
         invocation_retry_policy: InvocationRetryPolicy | None = None,
+        enable_lazy_state: bool | None = None,
+        state_preload: bool | list[str] | None = None,
+        invocation_context_managers: Sequence[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
+        unsupported = _Unsupported(
+            abort_timeout, journal_retention, ingress_private, invocation_context_managers
+        )
+
         def register(fn: F) -> F:
             options = _options(inactivity_timeout, idempotency_retention, invocation_retry_policy)
-            self._register(fn, name, "shared", input_serde, output_serde, options)
+            self._register(fn, name, "shared", input_serde, output_serde, options, unsupported)
             return fn
 
         return register
@@ -310,6 +394,26 @@ class App:
         return definition.handlers.get(handler) if definition is not None else None
 
 
-def app(services: Iterable[Service | VirtualObject | Workflow], **_: Any) -> App:
-    """Bundle services into an app that ``serve`` / ``cairn dev`` can run."""
+def app(
+    services: Iterable[Service | VirtualObject | Workflow],
+    protocol: Literal["bidi", "request_response"] | None = None,
+    identity_keys: list[str] | None = None,
+    journal_value_codec: object | None = None,
+) -> App:
+    """Bundle services into an app that ``serve`` / ``cairn dev`` can run.
+
+    restate-sdk's keywords that Cairn cannot honour yet are refused, never silently ignored.
+    """
+    if identity_keys:
+        raise NotImplementedError(
+            "identity_keys: request signing is not supported yet; the endpoint would accept "
+            "unsigned requests, so it refuses to start. Remove identity_keys (and keep the "
+            "endpoint on a private network) until Cairn implements request identity."
+        )
+    if protocol not in (None, "bidi"):
+        raise NotImplementedError(
+            f"protocol={protocol!r} is not supported: Cairn endpoints always stream (bidi)"
+        )
+    if journal_value_codec is not None:
+        raise NotImplementedError("journal_value_codec is not supported yet")
     return App(services)

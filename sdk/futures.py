@@ -175,4 +175,7 @@ class LazyStep(RestateDurableFuture[T]):
 
     def _start(self) -> None:
         if self._task is None and not self.is_completed():
+            # Counted as running from now, not from the task's first step: a waiter with a zero
+            # inactivity timeout would otherwise suspend before the step got to run.
+            self._session.step_started()
             self._task = asyncio.get_running_loop().create_task(self._execute())

@@ -114,8 +114,13 @@ class InvocationSession:
         changed = self._changed
         token = object()
         self._waiting[token] = wanted
+        # Only a wait that may end in a suspension has a deadline: a running step or a callee id
+        # wakes the waiter when it changes, and a zero timeout must not make them spin.
+        may_suspend = suspendable and self._steps_running == 0
         try:
-            await asyncio.wait_for(changed.wait(), self._inactivity_timeout_s)
+            await asyncio.wait_for(
+                changed.wait(), self._inactivity_timeout_s if may_suspend else None
+            )
         except TimeoutError:
             if suspendable and self._steps_running == 0 and not self.machine.closed:
                 awaiting = sorted(set().union(*self._waiting.values()))

@@ -55,8 +55,7 @@ def run_step(
     def decode(completion: pb.Completion) -> Any:
         return serde.deserialize(completion.value) if completion.HasField("value") else None
 
-    async def execute() -> None:
-        session.step_started()
+    async def execute() -> None:  # counted as a running step by LazyStep._start
         try:
             result = await _attempts(name, action, options, args, kwargs, serde)
             session.machine.sys_run_completion(index, result)
@@ -81,9 +80,12 @@ async def _attempts(
 ) -> pb.ProposeRunCompletion:
     """Run the closure, retrying in place as the options say; returns what to journal."""
     retry_in_place = options.max_attempts is not None or options.max_retry_duration is not None
-    delay = (options.initial_retry_interval or timedelta(milliseconds=100)).total_seconds()
-    max_delay = (options.max_retry_interval or timedelta(seconds=10)).total_seconds()
-    factor = options.retry_interval_factor or 2.0
+    # None is unset; a zero interval is honoured (retry at once)
+    initial = options.initial_retry_interval
+    delay = (timedelta(milliseconds=100) if initial is None else initial).total_seconds()
+    maximum = options.max_retry_interval
+    max_delay = (timedelta(seconds=10) if maximum is None else maximum).total_seconds()
+    factor = 2.0 if options.retry_interval_factor is None else options.retry_interval_factor
     deadline = (
         time.monotonic() + options.max_retry_duration.total_seconds()
         if options.max_retry_duration is not None

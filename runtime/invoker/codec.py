@@ -211,9 +211,18 @@ def run_result_from_pb(message: pb.ProposeRunCompletion) -> j.Result:
 
 def retry_policy_from_pb(message: pb.RetryPolicy) -> RetryPolicy:
     default = RetryPolicy()
+    # An unset field takes the default; a zero that was set is honoured (timedelta(0) != None).
     return RetryPolicy(
-        initial_interval_ms=message.initial_interval_ms or default.initial_interval_ms,
-        factor=message.factor or default.factor,
-        max_interval_ms=message.max_interval_ms or default.max_interval_ms,
+        initial_interval_ms=(
+            message.initial_interval_ms
+            if message.HasField("initial_interval_ms")
+            else default.initial_interval_ms
+        ),
+        factor=message.factor if message.HasField("factor") else default.factor,
+        max_interval_ms=(
+            message.max_interval_ms
+            if message.HasField("max_interval_ms")
+            else default.max_interval_ms
+        ),
         max_attempts=message.max_attempts,
     )

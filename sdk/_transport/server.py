@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import traceback
 from collections.abc import AsyncIterator
@@ -44,15 +45,19 @@ def _ms(delta: timedelta) -> int:
     return int(delta.total_seconds() * 1000)
 
 
+def _optional_ms(delta: timedelta | None) -> int | None:
+    return None if delta is None else _ms(delta)
+
+
 def handler_manifest(handler: Handler) -> pb.HandlerManifest:
     manifest = pb.HandlerManifest(name=handler.name, kind=_KINDS[handler.kind])
     policy = handler.effective("invocation_retry_policy")
     if policy is not None:
         manifest.retry_policy.CopyFrom(
             pb.RetryPolicy(
-                initial_interval_ms=_ms(policy.initial_interval) if policy.initial_interval else 0,
-                factor=policy.exponentiation_factor or 0.0,
-                max_interval_ms=_ms(policy.max_interval) if policy.max_interval else 0,
+                initial_interval_ms=_optional_ms(policy.initial_interval),
+                factor=policy.exponentiation_factor,
+                max_interval_ms=_optional_ms(policy.max_interval),
                 max_attempts=policy.max_attempts or 0,
             )
         )
@@ -65,6 +70,12 @@ def handler_manifest(handler: Handler) -> pb.HandlerManifest:
         if value is not None:
             setattr(manifest, field, _ms(value))
     return manifest
+
+
+def inactivity_timeout_of(handler: Handler) -> timedelta:
+    """The handler's (or service's) inactivity timeout; ``timedelta(0)`` means suspend at once."""
+    timeout: timedelta | None = handler.effective("inactivity_timeout")
+    return DEFAULT_INACTIVITY_TIMEOUT if timeout is None else timeout
 
 
 def manifest_of(app: App) -> pb.Manifest:
@@ -115,7 +126,7 @@ class EndpointServicer(endpoint_pb2_grpc.EndpointServicer):
                 )
             )
             return
-        timeout = handler.effective("inactivity_timeout") or DEFAULT_INACTIVITY_TIMEOUT
+        timeout = inactivity_timeout_of(handler)
         session = InvocationSession(InvocationMachine(start, journal), timeout.total_seconds())
         reader = asyncio.create_task(_read(requests, session))
         attempt = asyncio.create_task(run_attempt(session, handler))
@@ -149,11 +160,16 @@ async def run_attempt(session: InvocationSession, handler: Handler) -> None:
     ctx = context_class(handler.service.type, handler.kind)(session)
     try:
         try:
-            if handler.takes_argument:
-                argument = handler.input_serde.deserialize(machine.input.value)
-                result = await handler.fn(ctx, argument)
-            else:
-                result = await handler.fn(ctx)
+            async with contextlib.AsyncExitStack() as stack:
+                # invocation_context_managers, entered around decoding and the handler as in
+                # restate-sdk
+                for factory in handler.context_managers:
+                    await stack.enter_async_context(factory())
+                if handler.takes_argument:
+                    argument = handler.input_serde.deserialize(machine.input.value)
+                    result = await handler.fn(ctx, argument)
+                else:
+                    result = await handler.fn(ctx)
             output = pb.OutputCommand(value=handler.output_serde.serialize(result))
         except TerminalError as exc:
             output = pb.OutputCommand(failure=exc.to_failure())
