@@ -3,6 +3,7 @@
 ``import sdk as restate`` and write services, virtual objects and workflows as with Restate.
 """
 
+from sdk import logging
 from sdk.context import (
     Context,
     DurablePromise,
@@ -21,7 +22,7 @@ from sdk.definitions import (
     app,
 )
 from sdk.endpoint import RunningEndpoint, serve, start_server
-from sdk.errors import TerminalError
+from sdk.errors import SdkInternalBaseException, TerminalError, is_internal_exception
 from sdk.futures import (
     RestateDurableCallFuture,
     RestateDurableFuture,
@@ -32,6 +33,7 @@ from sdk.futures import (
     select,
     wait_completed,
 )
+from sdk.logging import RestateLoggingFilter, getLogger
 from sdk.run import RunOptions
 from sdk.serde import DefaultSerde, JsonSerde, Serde
 
@@ -48,8 +50,10 @@ __all__ = [
     "RestateDurableCallFuture",
     "RestateDurableFuture",
     "RestateDurableSleepFuture",
+    "RestateLoggingFilter",
     "RunOptions",
     "RunningEndpoint",
+    "SdkInternalBaseException",
     "SendHandle",
     "Serde",
     "Service",
@@ -61,6 +65,9 @@ __all__ = [
     "app",
     "as_completed",
     "gather",
+    "getLogger",
+    "is_internal_exception",
+    "logging",
     "select",
     "serve",
     "start_server",

@@ -46,16 +46,26 @@ class JournalMismatch(Exception):
         self.index = index
 
 
-class Suspended(BaseException):  # noqa: N818 - a control-flow signal, like CancelledError
-    """Unwinds a handler whose attempt suspends; user code must not catch it.
+class SdkInternalBaseException(BaseException):
+    """The SDK's control-flow signals (restate-sdk's name): a handler must let them through.
 
-    A ``BaseException`` so that ``except Exception`` in handlers lets it through.
+    A ``BaseException`` so that ``except Exception`` in handlers does not catch them; code with a
+    bare ``except:`` re-raises when ``is_internal_exception(e)``.
     """
+
+
+def is_internal_exception(e: BaseException) -> bool:
+    """Whether ``e`` is one of the SDK's control-flow signals, which must be re-raised."""
+    return isinstance(e, SdkInternalBaseException)
+
+
+class Suspended(SdkInternalBaseException):  # noqa: N818 - a control-flow signal
+    """Unwinds a handler whose attempt suspends; user code must not catch it."""
 
     def __init__(self, awaiting: list[int]) -> None:
         super().__init__(awaiting)
         self.awaiting = awaiting
 
 
-class AttemptClosed(BaseException):  # noqa: N818 - a control-flow signal
+class AttemptClosed(SdkInternalBaseException):  # noqa: N818 - a control-flow signal
     """The runtime went away (stream closed) while the handler ran; the attempt is abandoned."""

@@ -11,6 +11,7 @@ with nothing running suspends.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Iterable
 
 from proto import endpoint_pb2 as pb
@@ -18,6 +19,12 @@ from sdk._engine.machine import InvocationMachine
 from sdk.errors import AttemptClosed, Suspended, TerminalError
 
 CANCELLED_CODE = 409
+
+# The session of the handler running in this task, read only by ``sdk.logging`` to keep replayed
+# log lines quiet (as restate-sdk does); nothing else may depend on it.
+current_session: contextvars.ContextVar[InvocationSession | None] = contextvars.ContextVar(
+    "cairn_current_session", default=None
+)
 
 
 class InvocationSession:

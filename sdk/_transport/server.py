@@ -18,7 +18,7 @@ from sdk._engine.machine import JOURNAL_MISMATCH_CODE, InvocationMachine
 from sdk.context import context_class
 from sdk.definitions import App, Handler
 from sdk.errors import AttemptClosed, JournalMismatch, Suspended, TerminalError
-from sdk.invocation import InvocationSession
+from sdk.invocation import InvocationSession, current_session
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,7 @@ async def run_attempt(session: InvocationSession, handler: Handler) -> None:
     """Run the handler to its end and report how it ended (output, failure or suspension)."""
     machine = session.machine
     ctx = context_class(handler.service.type, handler.kind)(session)
+    current_session.set(session)  # this task's (and its steps') context only
     try:
         try:
             async with contextlib.AsyncExitStack() as stack:
