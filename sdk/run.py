@@ -26,19 +26,25 @@ log = logging.getLogger(__name__)
 class RunOptions(Generic[T]):
     """Retries of a step inside one attempt, and how its result is (de)serialized.
 
-    With neither ``max_attempts`` nor ``max_retry_duration``, a failing step fails the attempt and
+    With neither ``max_attempts`` nor ``max_duration``, a failing step fails the attempt and
     the runtime retries the whole invocation with the handler's retry policy (the journal replays up
     to the step, which runs again). With either, the step is retried in place with exponential
     backoff; when they are exhausted the last error is journaled as the step's TerminalError.
     """
 
     max_attempts: int | None = None
-    max_retry_duration: timedelta | None = None
+    max_retry_duration: timedelta | None = None  # restate-sdk's deprecated name of max_duration
     initial_retry_interval: timedelta | None = None
     max_retry_interval: timedelta | None = None
     retry_interval_factor: float | None = None
     serde: Serde[T] | None = None
     type_hint: type[T] | None = None
+    max_duration: timedelta | None = None
+
+    @property
+    def retry_duration(self) -> timedelta | None:
+        """``max_duration``, or the deprecated ``max_retry_duration`` when only that is set."""
+        return self.max_duration if self.max_duration is not None else self.max_retry_duration
 
 
 def run_step(
@@ -79,18 +85,15 @@ async def _attempts(
     serde: Serde[Any],
 ) -> pb.ProposeRunCompletion:
     """Run the closure, retrying in place as the options say; returns what to journal."""
-    retry_in_place = options.max_attempts is not None or options.max_retry_duration is not None
+    max_duration = options.retry_duration
+    retry_in_place = options.max_attempts is not None or max_duration is not None
     # None is unset; a zero interval is honoured (retry at once)
     initial = options.initial_retry_interval
     delay = (timedelta(milliseconds=100) if initial is None else initial).total_seconds()
     maximum = options.max_retry_interval
     max_delay = (timedelta(seconds=10) if maximum is None else maximum).total_seconds()
     factor = 2.0 if options.retry_interval_factor is None else options.retry_interval_factor
-    deadline = (
-        time.monotonic() + options.max_retry_duration.total_seconds()
-        if options.max_retry_duration is not None
-        else None
-    )
+    deadline = time.monotonic() + max_duration.total_seconds() if max_duration is not None else None
     attempt = 0
     while True:
         attempt += 1

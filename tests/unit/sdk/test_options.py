@@ -23,6 +23,7 @@ from sdk._transport.server import (
 )
 from sdk.definitions import handler_of
 from sdk.errors import Suspended
+from sdk.futures import LazyStep
 from sdk.invocation import InvocationSession
 
 
@@ -205,3 +206,30 @@ async def test_invocation_context_managers_wrap_each_attempt_service_first() -> 
     await run_attempt(session, handler_of(h))
     assert events == ["enter service", "enter handler", "handler", "exit handler", "exit service"]
     assert _kinds(session) == ["command", "end"]
+
+
+# ---------------------------------------------------------------- RunOptions
+
+
+async def test_run_options_max_duration_retries_in_place_then_fails_terminally() -> None:
+    session = _session(60.0)
+    ctx = restate.Context(session)
+    calls = []
+
+    def flaky() -> int:
+        calls.append(1)
+        raise RuntimeError("down")
+
+    options: restate.RunOptions[int] = restate.RunOptions(
+        max_duration=timedelta(milliseconds=300), initial_retry_interval=timedelta(milliseconds=10)
+    )
+    step = ctx.run_typed("flaky", flaky, options)
+    step._start()
+    assert isinstance(step, LazyStep) and step._task is not None
+    await step._task
+    messages = [session.outgoing.get_nowait() for _ in range(session.outgoing.qsize())]
+    completion = messages[-1]
+    assert completion is not None and completion.WhichOneof("kind") == "run_completion"
+    assert completion.run_completion.failure.code == 500
+    assert "down" in completion.run_completion.failure.message
+    assert len(calls) >= 2  # retried in place until max_duration ran out
