@@ -46,30 +46,52 @@ class RetryPolicy(_message.Message):
     def __init__(self, initial_interval_ms: _Optional[int] = ..., factor: _Optional[float] = ..., max_interval_ms: _Optional[int] = ..., max_attempts: _Optional[int] = ...) -> None: ...
 
 class HandlerManifest(_message.Message):
-    __slots__ = ("name", "kind", "retry_policy", "inactivity_timeout_ms", "idempotency_retention_ms", "workflow_retention_ms")
+    __slots__ = ("name", "kind", "retry_policy", "inactivity_timeout_ms", "idempotency_retention_ms", "workflow_retention_ms", "documentation", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
     INACTIVITY_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_RETENTION_MS_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_RETENTION_MS_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTATION_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: HandlerKind
     retry_policy: RetryPolicy
     inactivity_timeout_ms: int
     idempotency_retention_ms: int
     workflow_retention_ms: int
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[HandlerKind, str]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., inactivity_timeout_ms: _Optional[int] = ..., idempotency_retention_ms: _Optional[int] = ..., workflow_retention_ms: _Optional[int] = ...) -> None: ...
+    documentation: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[HandlerKind, str]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., inactivity_timeout_ms: _Optional[int] = ..., idempotency_retention_ms: _Optional[int] = ..., workflow_retention_ms: _Optional[int] = ..., documentation: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ServiceManifest(_message.Message):
-    __slots__ = ("name", "type", "handlers")
+    __slots__ = ("name", "type", "handlers", "documentation", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     HANDLERS_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTATION_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: ServiceType
     handlers: _containers.RepeatedCompositeFieldContainer[HandlerManifest]
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[ServiceType, str]] = ..., handlers: _Optional[_Iterable[_Union[HandlerManifest, _Mapping]]] = ...) -> None: ...
+    documentation: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[ServiceType, str]] = ..., handlers: _Optional[_Iterable[_Union[HandlerManifest, _Mapping]]] = ..., documentation: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Manifest(_message.Message):
     __slots__ = ("protocol_version", "services")

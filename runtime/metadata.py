@@ -26,6 +26,9 @@ class HandlerInfo(msgspec.Struct, frozen=True):
     idempotency_retention_ms: int | None = None
     workflow_retention_ms: int | None = None
     inactivity_timeout_ms: int | None = None
+    # descriptive only (admin API); defaults keep older metadata records readable
+    documentation: str | None = None
+    metadata: dict[str, str] = {}
 
 
 DAY_MS = 24 * 3600 * 1000
@@ -54,6 +57,8 @@ class ServiceInfo(msgspec.Struct, frozen=True):
     service_type: ServiceType
     handlers: dict[str, HandlerInfo]
     deployment_id: str = ""
+    documentation: str | None = None
+    metadata: dict[str, str] = {}
 
     def resolve(self, handler: str, key: str | None) -> tuple[Target, HandlerInfo] | None:
         """The full target of ``handler`` (None if unknown or the key does not fit the type)."""

@@ -59,6 +59,9 @@ class Handler:
     options: HandlerOptions
     # invocation_context_managers: the service's then the handler's, entered around each attempt
     context_managers: list[ContextManagerFactory] = field(default_factory=list)
+    # shown by the admin API, as Restate shows them: the docstring and the metadata= keyword
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
 
     def effective(self, attribute: str) -> Any:
         """A handler option, falling back to the service-wide one."""
@@ -74,6 +77,7 @@ class ServiceDefinition:
     options: HandlerOptions
     handlers: dict[str, Handler] = field(default_factory=dict)
     context_managers: list[ContextManagerFactory] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 def refuse_unsupported(
@@ -98,6 +102,16 @@ def refuse_unsupported(
             f"{where}: ingress_private is not supported yet (every handler is reachable through "
             "the ingress)"
         )
+
+
+def _checked_metadata(where: str, metadata: dict[str, str] | None) -> dict[str, str]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise TypeError(f"{where}: metadata must be dict[str, str], got {metadata!r}")
+    return dict(metadata)
 
 
 def _argument_type(fn: Callable[..., Any]) -> tuple[bool, Any, Any]:
@@ -153,6 +167,7 @@ class _Definable:
                 invocation_retry_policy=invocation_retry_policy,
             ),
             context_managers=list(invocation_context_managers or []),
+            metadata=_checked_metadata(name, metadata),
         )
 
     @property
@@ -167,16 +182,16 @@ class _Definable:
         input_serde: Serde[Any] | None,
         output_serde: Serde[Any] | None,
         options: HandlerOptions,
-        unsupported: _Unsupported,
+        extras: _HandlerExtras,
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"handler {fn.__qualname__} must be an async function")
         handler_name = name or fn.__name__
         refuse_unsupported(
             f"{self.name}/{handler_name}",
-            unsupported.abort_timeout,
-            unsupported.journal_retention,
-            unsupported.ingress_private,
+            extras.abort_timeout,
+            extras.journal_retention,
+            extras.ingress_private,
         )
         if handler_name in self.definition.handlers:
             raise ValueError(f"{self.name} already has a handler named {handler_name!r}")
@@ -192,21 +207,24 @@ class _Definable:
             options=options,
             context_managers=[
                 *self.definition.context_managers,
-                *(unsupported.context_managers or []),
+                *(extras.context_managers or []),
             ],
+            description=inspect.getdoc(fn),
+            metadata=_checked_metadata(f"{self.name}/{handler_name}", extras.metadata),
         )
         self.definition.handlers[handler_name] = handler
         setattr(fn, _HANDLER_ATTRIBUTE, handler)
 
 
 @dataclass(frozen=True)
-class _Unsupported:
-    """The per-handler keywords that are checked (or, for context managers, kept) at register."""
+class _HandlerExtras:
+    """Per-handler keywords that are checked (unsupported ones) or kept as they are."""
 
     abort_timeout: timedelta | None
     journal_retention: timedelta | None
     ingress_private: bool | None
     context_managers: Sequence[ContextManagerFactory] | None
+    metadata: dict[str, str] | None
 
 
 def _options(
@@ -246,13 +264,13 @@ class Service(_Definable):
         state_preload: bool | list[str] | None = None,
         invocation_context_managers: Sequence[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
-        unsupported = _Unsupported(
-            abort_timeout, journal_retention, ingress_private, invocation_context_managers
+        extras = _HandlerExtras(
+            abort_timeout, journal_retention, ingress_private, invocation_context_managers, metadata
         )
 
         def register(fn: F) -> F:
             options = _options(inactivity_timeout, idempotency_retention, invocation_retry_policy)
-            self._register(fn, name, None, input_serde, output_serde, options, unsupported)
+            self._register(fn, name, None, input_serde, output_serde, options, extras)
             return fn
 
         return register
@@ -282,15 +300,15 @@ class VirtualObject(_Definable):
         state_preload: bool | list[str] | None = None,
         invocation_context_managers: Sequence[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
-        unsupported = _Unsupported(
-            abort_timeout, journal_retention, ingress_private, invocation_context_managers
+        extras = _HandlerExtras(
+            abort_timeout, journal_retention, ingress_private, invocation_context_managers, metadata
         )
         if kind not in ("exclusive", "shared"):
             raise ValueError(f"kind must be 'exclusive' or 'shared', got {kind!r}")
 
         def register(fn: F) -> F:
             options = _options(inactivity_timeout, idempotency_retention, invocation_retry_policy)
-            self._register(fn, name, kind, input_serde, output_serde, options, unsupported)
+            self._register(fn, name, kind, input_serde, output_serde, options, extras)
             return fn
 
         return register
@@ -319,8 +337,8 @@ class Workflow(_Definable):
         state_preload: bool | list[str] | None = None,
         invocation_context_managers: Sequence[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
-        unsupported = _Unsupported(
-            abort_timeout, journal_retention, ingress_private, invocation_context_managers
+        extras = _HandlerExtras(
+            abort_timeout, journal_retention, ingress_private, invocation_context_managers, metadata
         )
 
         def register(fn: F) -> F:
@@ -329,7 +347,7 @@ class Workflow(_Definable):
             options = _options(
                 inactivity_timeout, None, invocation_retry_policy, workflow_retention
             )
-            self._register(fn, name, "workflow", input_serde, output_serde, options, unsupported)
+            self._register(fn, name, "workflow", input_serde, output_serde, options, extras)
             return fn
 
         return register
@@ -352,13 +370,13 @@ class Workflow(_Definable):
         state_preload: bool | list[str] | None = None,
         invocation_context_managers: Sequence[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
-        unsupported = _Unsupported(
-            abort_timeout, journal_retention, ingress_private, invocation_context_managers
+        extras = _HandlerExtras(
+            abort_timeout, journal_retention, ingress_private, invocation_context_managers, metadata
         )
 
         def register(fn: F) -> F:
             options = _options(inactivity_timeout, idempotency_retention, invocation_retry_policy)
-            self._register(fn, name, "shared", input_serde, output_serde, options, unsupported)
+            self._register(fn, name, "shared", input_serde, output_serde, options, extras)
             return fn
 
         return register

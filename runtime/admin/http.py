@@ -35,8 +35,16 @@ def _service_json(service: ServiceInfo) -> dict[str, Any]:
         "name": service.name,
         "ty": service.service_type,
         "deployment_id": service.deployment_id,
+        "documentation": service.documentation,
+        "metadata": service.metadata,
         "handlers": [
-            {"name": h.name, "kind": h.kind, "retry_policy": msgspec.to_builtins(h.retry_policy)}
+            {
+                "name": h.name,
+                "kind": h.kind,
+                "retry_policy": msgspec.to_builtins(h.retry_policy),
+                "documentation": h.documentation,
+                "metadata": h.metadata,
+            }
             for h in service.handlers.values()
         ],
     }

@@ -94,6 +94,21 @@ def deployment_from_manifest(uri: str, manifest: pb.Manifest) -> Deployment:
                     if handler.HasField("inactivity_timeout_ms")
                     else None
                 ),
+                documentation=(
+                    handler.documentation if handler.HasField("documentation") else None
+                ),
+                metadata=dict(handler.metadata),
             )
-        services.append(ServiceInfo(service.name, service_type, handlers, deployment_id))
+        services.append(
+            ServiceInfo(
+                service.name,
+                service_type,
+                handlers,
+                deployment_id,
+                documentation=(
+                    service.documentation if service.HasField("documentation") else None
+                ),
+                metadata=dict(service.metadata),
+            )
+        )
     return Deployment(id=deployment_id, uri=uri, services=services)

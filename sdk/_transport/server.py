@@ -50,7 +50,12 @@ def _optional_ms(delta: timedelta | None) -> int | None:
 
 
 def handler_manifest(handler: Handler) -> pb.HandlerManifest:
-    manifest = pb.HandlerManifest(name=handler.name, kind=_KINDS[handler.kind])
+    manifest = pb.HandlerManifest(
+        name=handler.name,
+        kind=_KINDS[handler.kind],
+        documentation=handler.description,
+        metadata=handler.metadata,
+    )
     policy = handler.effective("invocation_retry_policy")
     if policy is not None:
         manifest.retry_policy.CopyFrom(
@@ -86,6 +91,8 @@ def manifest_of(app: App) -> pb.Manifest:
                 name=service.name,
                 type=_SERVICE_TYPES[service.type],
                 handlers=[handler_manifest(h) for h in service.handlers.values()],
+                documentation=service.description,
+                metadata=service.metadata,
             )
             for service in app.services.values()
         ],

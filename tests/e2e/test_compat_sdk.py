@@ -142,3 +142,16 @@ async def test_a_zero_inactivity_timeout_suspends_at_once(shared: Cluster, clien
     assert response.status == 200 and response.json() == "woke with a note"
     status = await client.invocation(invocation_id)
     assert status["status"] == "completed" and status["attempt"] >= 2  # resumed by replay
+
+
+# ---------------------------------------------------------------- description and metadata
+
+
+async def test_admin_shows_documentation_and_metadata(shared: Cluster, client: Client) -> None:
+    response = await client.admin("GET", "/services/CompatSdk")
+    assert response.status == 200, response.body
+    service = response.json()
+    assert service["documentation"] == "restate-sdk style handlers"
+    assert service["metadata"] == {"team": "compat"}
+    square = next(h for h in service["handlers"] if h["name"] == "square")
+    assert (square["documentation"], square["metadata"]) == ("The square of n.", {"pure": "yes"})

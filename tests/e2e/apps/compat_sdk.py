@@ -39,7 +39,9 @@ class Greeting:
     punctuation: str = "!"
 
 
-compat = restate.Service("CompatSdk")
+compat = restate.Service(
+    "CompatSdk", description="restate-sdk style handlers", metadata={"team": "compat"}
+)
 
 
 @compat.handler()
@@ -113,8 +115,9 @@ async def rethrow(ctx: Context, reason: str) -> str:
 # ---------------------------------------------------------------- combinators and futures
 
 
-@compat.handler()
+@compat.handler(metadata={"pure": "yes"})
 async def square(ctx: Context, n: int) -> int:
+    """The square of n."""
     return n * n
 
 

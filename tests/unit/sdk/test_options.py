@@ -7,18 +7,21 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import msgspec
 import pytest
 
 import sdk as restate
 from partition_processor.commands import RetryPolicy
 from proto import endpoint_pb2 as pb
 from runtime.invoker.codec import retry_policy_from_pb
-from runtime.metadata import DAY_MS, HandlerInfo, completion_retention_ms
+from runtime.invoker.discovery import deployment_from_manifest
+from runtime.metadata import DAY_MS, HandlerInfo, ServiceInfo, completion_retention_ms
 from sdk._engine.machine import InvocationMachine
 from sdk._transport.server import (
     DEFAULT_INACTIVITY_TIMEOUT,
     handler_manifest,
     inactivity_timeout_of,
+    manifest_of,
     run_attempt,
 )
 from sdk.definitions import handler_of
@@ -233,3 +236,42 @@ async def test_run_options_max_duration_retries_in_place_then_fails_terminally()
     assert completion.run_completion.failure.code == 500
     assert "down" in completion.run_completion.failure.message
     assert len(calls) >= 2  # retried in place until max_duration ran out
+
+
+# ---------------------------------------------------------------- description and metadata
+
+
+def test_description_docstrings_and_metadata_reach_the_runtime() -> None:
+    svc = restate.Service("Doc", description="Greets people", metadata={"team": "core"})
+
+    @svc.handler(metadata={"visibility": "public"})
+    async def greet(ctx: restate.Context, name: str) -> str:
+        """Says hello."""
+        return name
+
+    @svc.handler()
+    async def plain(ctx: restate.Context) -> None:
+        return None
+
+    deployment = deployment_from_manifest("http://x", manifest_of(restate.app([svc])))
+    [service] = deployment.services
+    assert (service.documentation, service.metadata) == ("Greets people", {"team": "core"})
+    greet_info = service.handlers["greet"]
+    assert (greet_info.documentation, greet_info.metadata) == (
+        "Says hello.",
+        {"visibility": "public"},
+    )
+    assert (service.handlers["plain"].documentation, service.handlers["plain"].metadata) == (
+        None,
+        {},
+    )
+    # a service registered before these fields existed still decodes
+    old = msgspec.msgpack.encode(
+        {"name": "Old", "service_type": "service", "handlers": {}, "deployment_id": "d"}
+    )
+    assert msgspec.msgpack.decode(old, type=ServiceInfo).metadata == {}
+
+
+def test_metadata_must_be_strings() -> None:
+    with pytest.raises(TypeError, match="dict\\[str, str\\]"):
+        restate.Service("Bad", metadata={"n": 1})  # type: ignore[dict-item]
