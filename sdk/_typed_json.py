@@ -48,7 +48,7 @@ def is_pydantic_model(tpe: Any) -> bool:
 
 def decode(buf: bytes, tpe: Any) -> Any:
     """Decode JSON ``buf`` as ``tpe``; raises ``msgspec.DecodeError`` / ``ValidationError``."""
-    if not _needs_walk(tpe):
+    if _hashable(tpe) and not _needs_walk(tpe):
         try:
             return msgspec.json.decode(buf, type=tpe)
         except TypeError:  # a hint msgspec does not support: the plain JSON value, as restate-sdk
@@ -144,13 +144,22 @@ def _typed_dict_fields(tpe: Any) -> tuple[tuple[str, Any, bool], ...]:
     """(key, type, required) per key; Python 3.11 misreads NotRequired under postponed
     annotations, so the wrappers are read from the hints themselves."""
     fields = []
-    for key, hint in typing.get_type_hints(tpe, include_extras=True).items():
+    for key, hint in _type_hints(tpe, include_extras=True).items():
         required = key in tpe.__required_keys__
         while get_origin(hint) in (Required, NotRequired):
             required = get_origin(hint) is Required
             hint = get_args(hint)[0]
         fields.append((key, hint, required and not admits_none(hint)))
     return tuple(fields)
+
+
+def _type_hints(tpe: Any, include_extras: bool = False) -> dict[str, Any]:
+    """The resolved annotations of ``tpe``; unresolvable ones (a forward reference to a name that
+    does not exist at run time) are taken as ``Any``, so the value is kept as decoded."""
+    try:
+        return typing.get_type_hints(tpe, include_extras=include_extras)
+    except (NameError, TypeError):
+        return {name: Any for name in getattr(tpe, "__annotations__", {})}
 
 
 def _typed_dict(value: Any, tpe: Any, path: str) -> dict[str, Any]:
@@ -168,7 +177,7 @@ def _typed_dict(value: Any, tpe: Any, path: str) -> dict[str, Any]:
 @functools.cache
 def _dataclass_fields(tpe: Any) -> tuple[tuple[str, Any, bool], ...]:
     """(name, type, has_default) per field the constructor takes."""
-    hints = typing.get_type_hints(tpe)
+    hints = _type_hints(tpe)
     return tuple(
         (
             field.name,

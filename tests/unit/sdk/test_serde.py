@@ -183,3 +183,15 @@ def test_type_hint_serdes_of_state_and_steps() -> None:
     # ctx.get(type_hint=), ctx.run(type_hint=), RunOptions(type_hint=) all resolve through serde_for
     assert serde_for(None, Order).deserialize(b'{"item": "tea"}') == Order("tea")
     assert serde_for(restate.DefaultSerde(), Partial).deserialize(b"{}") == {}
+
+
+class Unresolvable(TypedDict):
+    ref: NoSuchType  # type: ignore[name-defined]  # noqa: F821 - unresolvable on purpose
+    count: int
+
+
+def test_unresolvable_annotations_keep_the_value_as_decoded() -> None:
+    assert decode(Unresolvable, b'{"ref": {"x": 1}, "count": "two"}') == {
+        "ref": {"x": 1},
+        "count": "two",
+    }
