@@ -3,6 +3,7 @@
 ``import sdk as restate`` and write services, virtual objects and workflows as with Restate.
 """
 
+from sdk import serde
 from sdk.context import (
     Context,
     DurablePromise,
@@ -32,7 +33,7 @@ from sdk.futures import (
     wait_completed,
 )
 from sdk.run import RunOptions
-from sdk.serde import DefaultSerde, JsonSerde, Serde
+from sdk.serde import BytesSerde, DefaultSerde, JsonSerde, Serde
 
 RestateDurableFuture = DurableFuture
 RestateDurableCallFuture = CallFuture
@@ -40,6 +41,7 @@ RestateDurableSleepFuture = DurableFuture
 
 __all__ = [
     "App",
+    "BytesSerde",
     "CallFuture",
     "Context",
     "DefaultSerde",
@@ -67,6 +69,7 @@ __all__ = [
     "as_completed",
     "gather",
     "select",
+    "serde",
     "serve",
     "start_server",
     "wait_completed",

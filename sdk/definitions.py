@@ -55,6 +55,10 @@ class Handler:
     input_serde: Serde[Any]
     output_serde: Serde[Any]
     options: HandlerOptions
+    # The request content types the ingress lets through and the response's content type.
+    accept: str = "application/json"
+    content_type: str = "application/json"
+    returns_value: bool = True  # False for ``-> None`` or no annotation: no output content type
 
     def effective(self, attribute: str) -> Any:
         """A handler option, falling back to the service-wide one."""
@@ -72,7 +76,8 @@ class ServiceDefinition:
 
 
 def _argument_type(fn: Callable[..., Any]) -> tuple[bool, Any, Any]:
-    """Whether the handler takes an argument after ctx, its type and its return type."""
+    """Whether the handler takes an argument after ctx, its type and its return type
+    (``None`` when it returns nothing: no annotation or ``-> None``)."""
     parameters = list(inspect.signature(fn).parameters.values())
     if not parameters:
         raise TypeError(f"handler {fn.__qualname__} must take the context as first parameter")
@@ -83,7 +88,8 @@ def _argument_type(fn: Callable[..., Any]) -> tuple[bool, Any, Any]:
     except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to plain JSON
         hints = {}
     argument_type = hints.get(parameters[1].name) if len(parameters) == 2 else None
-    return len(parameters) == 2, argument_type, hints.get("return")
+    return_type = hints.get("return")
+    return len(parameters) == 2, argument_type, None if return_type is type(None) else return_type
 
 
 class _Definable:
@@ -131,6 +137,8 @@ class _Definable:
         input_serde: Serde[Any] | None,
         output_serde: Serde[Any] | None,
         options: HandlerOptions,
+        accept: str,
+        content_type: str,
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"handler {fn.__qualname__} must be an async function")
@@ -147,6 +155,9 @@ class _Definable:
             input_serde=input_serde or JsonSerde(argument_type),
             output_serde=output_serde or JsonSerde(return_type),
             options=options,
+            accept=accept,
+            content_type=content_type,
+            returns_value=return_type is not None,
         )
         self.definition.handlers[handler_name] = handler
         setattr(fn, _HANDLER_ATTRIBUTE, handler)
@@ -188,7 +199,7 @@ class Service(_Definable):
     ) -> Callable[[F], F]:
         def register(fn: F) -> F:
             options = _options(inactivity_timeout, idempotency_retention, invocation_retry_policy)
-            self._register(fn, name, None, input_serde, output_serde, options)
+            self._register(fn, name, None, input_serde, output_serde, options, accept, content_type)
             return fn
 
         return register
@@ -220,7 +231,7 @@ class VirtualObject(_Definable):
 
         def register(fn: F) -> F:
             options = _options(inactivity_timeout, idempotency_retention, invocation_retry_policy)
-            self._register(fn, name, kind, input_serde, output_serde, options)
+            self._register(fn, name, kind, input_serde, output_serde, options, accept, content_type)
             return fn
 
         return register
@@ -252,7 +263,9 @@ class Workflow(_Definable):
             options = _options(
                 inactivity_timeout, None, invocation_retry_policy, workflow_retention
             )
-            self._register(fn, name, "workflow", input_serde, output_serde, options)
+            self._register(
+                fn, name, "workflow", input_serde, output_serde, options, accept, content_type
+            )
             return fn
 
         return register
@@ -274,7 +287,9 @@ class Workflow(_Definable):
     ) -> Callable[[F], F]:
         def register(fn: F) -> F:
             options = _options(inactivity_timeout, idempotency_retention, invocation_retry_policy)
-            self._register(fn, name, "shared", input_serde, output_serde, options)
+            self._register(
+                fn, name, "shared", input_serde, output_serde, options, accept, content_type
+            )
             return fn
 
         return register
