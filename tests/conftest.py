@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.support.broker import BrokerUnavailable, TansuBroker
+
+# `import restate` in code written for restate-sdk resolves to tests/compat/restate (Cairn's sdk).
+COMPAT_PATH = str(Path(__file__).resolve().parent / "compat")
+if COMPAT_PATH not in sys.path:
+    sys.path.append(COMPAT_PATH)
 
 
 @pytest.fixture(scope="session")
