@@ -32,6 +32,10 @@ from runtime.log import Log
 from runtime.metadata import HandlerInfo, completion_retention_ms
 
 ManagementCommand = Terminate | Purge
+# How long a one-way request waits for its receipt once its Invoke is in the log. The receipt
+# comes from the partition's leader; across a leadership change it can be lost, and a send must
+# not hang for it: the invocation is durable, so the answer is then a plain "Accepted".
+SEND_RECEIPT_TIMEOUT_S = 30.0
 
 
 class PendingResponses:
@@ -60,10 +64,13 @@ class InvocationGateway:
         log: Log,
         node_id: str,
         responses: PendingResponses,
+        *,
+        receipt_timeout_s: float = SEND_RECEIPT_TIMEOUT_S,
     ) -> None:
         self._log = log
         self._node_id = node_id
         self._responses = responses
+        self._receipt_timeout_s = receipt_timeout_s
 
     def invocation_id_for(self, target: Target, idempotency_key: str | None) -> str:
         """Deterministic for workflow runs and idempotent requests, random otherwise."""
@@ -130,7 +137,10 @@ class InvocationGateway:
                 invoke_at_ms,
                 receipt_sink=IngressSink(self._node_id, request_id),
             )
-            receipt = (await outcome).receipt
+            try:
+                receipt = (await asyncio.wait_for(outcome, self._receipt_timeout_s)).receipt
+            except TimeoutError:
+                receipt = SendReceipt(True, invoke_at_ms)
         finally:
             self._responses.forget(request_id)
         assert receipt is not None, "an Invoke with a receipt sink is answered with a receipt"
