@@ -78,6 +78,28 @@ async def test_a_raw_handler_refuses_a_content_type_it_does_not_accept(
     )
 
 
+async def test_an_awakeable_is_resolved_with_the_bytes_as_sent(
+    shared: Cluster, client: Client
+) -> None:
+    key = _key()
+    invocation_id = await client.send(f"/mailbox/{key}/receive")
+
+    async def awakeable_id() -> Any:
+        state = (await client.admin("GET", f"/services/mailbox/state/{key}")).json()["state"]
+        return state.get("awakeable")
+
+    letter = b"\x00\x01 not json"
+    resolved = await client.call(
+        f"/restate/awakeables/{await client.wait_for(awakeable_id)}/resolve",
+        raw=letter,
+        headers={"content-type": "application/octet-stream"},
+    )
+    assert (resolved.status, resolved.body) == (202, b"")
+    result = await client.attach(invocation_id)
+    assert (result.status, result.body) == (200, letter)
+    assert result.headers["content-type"] == "application/octet-stream"
+
+
 async def test_the_admin_api_shows_each_handlers_content_types(
     shared: Cluster, client: Client
 ) -> None:

@@ -72,6 +72,17 @@ async def shout(ctx: Context, text: bytes) -> bytes:
     return text.upper()
 
 
+# A raw awakeable: whatever bytes resolve it over HTTP are what the handler gets.
+mailbox = restate.VirtualObject("mailbox")
+
+
+@mailbox.handler(content_type="application/octet-stream", output_serde=restate.serde.BytesSerde())
+async def receive(ctx: ObjectContext) -> bytes:
+    awakeable_id, letter = ctx.awakeable(serde=restate.serde.BytesSerde())
+    ctx.set("awakeable", awakeable_id)
+    return await letter
+
+
 plain = restate.Service("plain")
 
 
@@ -109,4 +120,4 @@ async def click(ctx: WorkflowSharedContext, link: str) -> None:
     await ctx.promise("link", type_hint=str).resolve(link)
 
 
-app = restate.app([greeter, raw, plain, signup])
+app = restate.app([greeter, raw, mailbox, plain, signup])
