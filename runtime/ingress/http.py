@@ -248,7 +248,11 @@ class IngressServer:
             raise IngressError(404, "no service in the path")
         service = self._registry.service(parts[0])
         if service is None:
-            raise IngressError(404, f"service {parts[0]!r} not found")
+            raise IngressError(
+                404,
+                f"service '{parts[0]}' not found, "
+                "make sure to register the service before calling it.",
+            )
         keyed = service.service_type != "service"
         if len(parts) == 2:
             if keyed and parts[1] in service.handlers:

@@ -288,7 +288,9 @@ async def test_error_bodies_say_who_failed(shared: Cluster, client: Client) -> N
     assert failed.headers["x-restate-error-source"] == "invocation"
     assert failed.headers["x-restate-id"].startswith("inv_")
     unknown = await client.call("/nope/ping")
-    assert "nope" in _ingress_error(unknown, 404)
+    assert _ingress_error(unknown, 404) == (
+        "service 'nope' not found, make sure to register the service before calling it."
+    )
     not_ready = await client.call("/plain/ping/send?delay=1h", headers={"idempotency-key": _key()})
     output = await client.call(
         f"/restate/invocation/{not_ready.json()['invocationId']}/output", method="GET"
