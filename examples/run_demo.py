@@ -17,11 +17,11 @@ ADMIN = "http://127.0.0.1:9070"
 def call(
     path: str, body: object, headers: dict[str, str] | None = None, method: str = "POST"
 ) -> tuple[int, str, str]:
+    # No body: no content-type either (handlers without input refuse one, as in Restate).
+    data = json.dumps(body).encode() if body is not None else None
+    content_type = {"content-type": "application/json"} if data is not None else {}
     request = urllib.request.Request(
-        INGRESS + path,
-        data=json.dumps(body).encode() if method == "POST" else None,
-        method=method,
-        headers={"content-type": "application/json", **(headers or {})},
+        INGRESS + path, data=data, method=method, headers={**content_type, **(headers or {})}
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -67,8 +67,8 @@ def main() -> None:
             for delta in (1, 2, 3):
                 print(f"$ POST /Counter/demo/add {delta}")
                 print("  ->", call("/Counter/demo/add", delta)[:2])
-            print("$ POST /Counter/demo/get")
-            print("  ->", call("/Counter/demo/get", None)[:2])
+            print("$ GET /Counter/demo/get")
+            print("  ->", call("/Counter/demo/get", None, method="GET")[:2])
             print(
                 "$ POST /Checkout/place_order 'order-7' (the payment step fails once, is retried)"
             )
@@ -87,7 +87,7 @@ def main() -> None:
             print("$ POST /Signup/ada/run/send 'ada@example.com' (a workflow: waits for a click)")
             print("  ->", call("/Signup/ada/run/send", "ada@example.com")[:2])
             time.sleep(0.5)
-            print("$ POST /Signup/ada/stage")
+            print("$ POST /Signup/ada/stage (no body: the handler takes no input)")
             print("  ->", call("/Signup/ada/stage", None)[:2])
             print("$ GET /restate/workflow/Signup/ada/output (470 while it runs)")
             print("  ->", call("/restate/workflow/Signup/ada/output", None, method="GET")[:2])
@@ -99,6 +99,8 @@ def main() -> None:
             print("  ->", call("/Signup/ada/run", "again")[:2])
             print("$ POST /Nope/greet (unknown service)")
             print("  ->", call("/Nope/greet", "x")[:2])
+            print("$ POST /Counter/demo/reset '{}' (a handler without input refuses a body)")
+            print("  ->", call("/Counter/demo/reset", {})[:2])
         finally:
             process.terminate()
             process.wait(timeout=30)

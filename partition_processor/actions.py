@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from partition_processor.commands import IngressSink
+from partition_processor.commands import IngressSink, Target
 from partition_processor.journal import Completion, Result
 
 
@@ -25,12 +25,28 @@ class NotifyInvoker(msgspec.Struct, frozen=True):
     completion_seq: int = 0
 
 
+class SendReceipt(msgspec.Struct, frozen=True):
+    """What a one-way request learns once its ``Invoke`` is applied (Restate's submit
+    notification): whether it created the invocation, and when that one is due to run."""
+
+    new: bool
+    invoke_at_ms: int = 0
+
+
 class RespondToIngress(msgspec.Struct, frozen=True):
-    """Give the invocation's result to an ingress request waiting for it."""
+    """Give the invocation's result to an ingress request waiting for it.
+
+    ``refused``: the partition refused the request itself (no such invocation, no result yet),
+    so the failure is not the invocation's outcome. ``receipt``: the answer to a one-way request.
+    ``target``: whose result it is, when known (the ingress sets the output's content type).
+    """
 
     sink: IngressSink
     invocation_id: str
     result: Result
+    refused: bool = False
+    receipt: SendReceipt | None = None
+    target: Target | None = None
 
 
 class RegisterTimer(msgspec.Struct, frozen=True):

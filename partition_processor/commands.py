@@ -124,6 +124,8 @@ class Invoke(msgspec.Struct, tag="invoke", frozen=True):
     invoke_at_ms: int = 0
     # A workflow submission: when the id already exists, answer 409 instead of attaching.
     submission: bool = False
+    # A one-way request waiting to learn whether this record created the invocation.
+    receipt_sink: IngressSink | None = None
 
 
 class ResolvedTarget(msgspec.Struct, frozen=True):

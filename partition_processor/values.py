@@ -52,6 +52,8 @@ class InvocationStatus(msgspec.Struct, frozen=True):
     # Set by a cancel: the handler sees a TerminalError at its first await of a future not
     # completed before this point in the completion order (replays decide the same way).
     cancel_seq: int = 0
+    # When a delayed invocation is (or was) due to start; 0 = as soon as it arrived.
+    invoke_at_ms: int = 0
 
 
 class FsmState(msgspec.Struct, frozen=True):

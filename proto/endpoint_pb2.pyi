@@ -45,8 +45,28 @@ class RetryPolicy(_message.Message):
     max_attempts: int
     def __init__(self, initial_interval_ms: _Optional[int] = ..., factor: _Optional[float] = ..., max_interval_ms: _Optional[int] = ..., max_attempts: _Optional[int] = ...) -> None: ...
 
+class InputPayload(_message.Message):
+    __slots__ = ("required", "content_type", "non_empty", "json")
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    NON_EMPTY_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    required: bool
+    content_type: str
+    non_empty: bool
+    json: bool
+    def __init__(self, required: _Optional[bool] = ..., content_type: _Optional[str] = ..., non_empty: _Optional[bool] = ..., json: _Optional[bool] = ...) -> None: ...
+
+class OutputPayload(_message.Message):
+    __slots__ = ("content_type", "set_content_type_if_empty")
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SET_CONTENT_TYPE_IF_EMPTY_FIELD_NUMBER: _ClassVar[int]
+    content_type: str
+    set_content_type_if_empty: bool
+    def __init__(self, content_type: _Optional[str] = ..., set_content_type_if_empty: _Optional[bool] = ...) -> None: ...
+
 class HandlerManifest(_message.Message):
-    __slots__ = ("name", "kind", "retry_policy", "inactivity_timeout_ms", "idempotency_retention_ms", "workflow_retention_ms", "documentation", "metadata")
+    __slots__ = ("name", "kind", "retry_policy", "inactivity_timeout_ms", "idempotency_retention_ms", "workflow_retention_ms", "documentation", "metadata", "input", "output")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +82,8 @@ class HandlerManifest(_message.Message):
     WORKFLOW_RETENTION_MS_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTATION_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: HandlerKind
     retry_policy: RetryPolicy
@@ -70,7 +92,9 @@ class HandlerManifest(_message.Message):
     workflow_retention_ms: int
     documentation: str
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[HandlerKind, str]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., inactivity_timeout_ms: _Optional[int] = ..., idempotency_retention_ms: _Optional[int] = ..., workflow_retention_ms: _Optional[int] = ..., documentation: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    input: InputPayload
+    output: OutputPayload
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[HandlerKind, str]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., inactivity_timeout_ms: _Optional[int] = ..., idempotency_retention_ms: _Optional[int] = ..., workflow_retention_ms: _Optional[int] = ..., documentation: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., input: _Optional[_Union[InputPayload, _Mapping]] = ..., output: _Optional[_Union[OutputPayload, _Mapping]] = ...) -> None: ...
 
 class ServiceManifest(_message.Message):
     __slots__ = ("name", "type", "handlers", "documentation", "metadata")

@@ -130,16 +130,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _admin_request(admin: str, method: str, path: str, body: Any = None) -> Any:
+    return _admin_exchange(admin, method, path, body)[1]
+
+
+def _admin_request_status(admin: str, method: str, path: str) -> int:
+    return _admin_exchange(admin, method, path)[0]
+
+
+def _admin_exchange(admin: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """``(status, decoded JSON body or None)``; an error status ends the CLI with its message."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
         admin.rstrip("/") + path,
         data=data,
         method=method,
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json"} if data is not None else {},
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or b"null")
+            return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")
         raise SystemExit(f"cairn: {method} {path} failed with {exc.code}: {detail}") from exc
@@ -203,8 +212,13 @@ def _invocations(args: argparse.Namespace) -> None:
     elif args.action == "describe":
         print(json.dumps(_admin_request(args.admin, "GET", f"/invocations/{args.id}"), indent=2))
     else:
-        _admin_request(args.admin, "PATCH", f"/invocations/{args.id}/{args.action}")
-        print(f"{args.action}: accepted for {args.id}")
+        path = f"/invocations/{args.id}/{args.action}"
+        if _admin_request_status(args.admin, "PATCH", path) == 202:
+            # A running invocation: the cancel is delivered, the handler sees it at its next await.
+            print(f"cancel requested for {args.id}")
+        else:
+            done = {"cancel": "cancelled", "kill": "killed", "purge": "purged"}[args.action]
+            print(f"{done} {args.id}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -19,6 +19,26 @@ from runtime.log import Log
 log = logging.getLogger(__name__)
 
 
+class InputRules(msgspec.Struct, frozen=True):
+    """What a handler accepts as its request body (the manifest's ``InputPayload``).
+
+    The defaults are Restate's for a handler that declares nothing (and for deployments
+    registered before handlers declared it): no body at all, or any body with a content-type.
+    """
+
+    required: bool = False
+    content_type: str | None = "*/*"  # Accept syntax; None: the handler takes no input
+    non_empty: bool = False
+    json: bool = False
+
+
+class OutputRules(msgspec.Struct, frozen=True):
+    """The content-type of a handler's responses (the manifest's ``OutputPayload``)."""
+
+    content_type: str | None = "application/json"
+    set_content_type_if_empty: bool = False
+
+
 class HandlerInfo(msgspec.Struct, frozen=True):
     name: str
     kind: HandlerKind
@@ -29,6 +49,8 @@ class HandlerInfo(msgspec.Struct, frozen=True):
     # descriptive only (admin API); defaults keep older metadata records readable
     documentation: str | None = None
     metadata: dict[str, str] = {}
+    input: InputRules = InputRules()
+    output: OutputRules = OutputRules()
 
 
 DAY_MS = 24 * 3600 * 1000

@@ -3,7 +3,7 @@
 ``import sdk as restate`` and write services, virtual objects and workflows as with Restate.
 """
 
-from sdk import logging
+from sdk import logging, serde
 from sdk.context import (
     Context,
     DurablePromise,
@@ -35,10 +35,11 @@ from sdk.futures import (
 )
 from sdk.logging import RestateLoggingFilter, getLogger
 from sdk.run import RunOptions
-from sdk.serde import DefaultSerde, JsonSerde, Serde
+from sdk.serde import BytesSerde, DefaultSerde, JsonSerde, Serde
 
 __all__ = [
     "App",
+    "BytesSerde",
     "Context",
     "DefaultSerde",
     "DurablePromise",
@@ -69,6 +70,7 @@ __all__ = [
     "is_internal_exception",
     "logging",
     "select",
+    "serde",
     "serve",
     "start_server",
     "wait_completed",

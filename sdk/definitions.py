@@ -62,6 +62,10 @@ class Handler:
     # shown by the admin API, as Restate shows them: the docstring and the metadata= keyword
     description: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    # The request content types the ingress lets through and the response's content type.
+    accept: str = "application/json"
+    content_type: str = "application/json"
+    returns_value: bool = True  # False for ``-> None`` or no annotation: no output content type
 
     def effective(self, attribute: str) -> Any:
         """A handler option, falling back to the service-wide one."""
@@ -115,7 +119,8 @@ def _checked_metadata(where: str, metadata: dict[str, str] | None) -> dict[str, 
 
 
 def _argument_type(fn: Callable[..., Any]) -> tuple[bool, Any, Any]:
-    """Whether the handler takes an argument after ctx, its type and its return type."""
+    """Whether the handler takes an argument after ctx, its type and its return type
+    (``None`` when it returns nothing: no annotation or ``-> None``)."""
     parameters = list(inspect.signature(fn).parameters.values())
     if not parameters:
         raise TypeError(f"handler {fn.__qualname__} must take the context as first parameter")
@@ -126,7 +131,8 @@ def _argument_type(fn: Callable[..., Any]) -> tuple[bool, Any, Any]:
     except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to plain JSON
         hints = {}
     argument_type = hints.get(parameters[1].name) if len(parameters) == 2 else None
-    return len(parameters) == 2, argument_type, hints.get("return")
+    return_type = hints.get("return")
+    return len(parameters) == 2, argument_type, None if return_type is type(None) else return_type
 
 
 class _Definable:
@@ -211,6 +217,9 @@ class _Definable:
             ],
             description=inspect.getdoc(fn),
             metadata=_checked_metadata(f"{self.name}/{handler_name}", extras.metadata),
+            accept=extras.accept,
+            content_type=extras.content_type,
+            returns_value=return_type is not None,
         )
         self.definition.handlers[handler_name] = handler
         setattr(fn, _HANDLER_ATTRIBUTE, handler)
@@ -225,6 +234,9 @@ class _HandlerExtras:
     ingress_private: bool | None
     context_managers: Sequence[ContextManagerFactory] | None
     metadata: dict[str, str] | None
+    # the request content types the ingress lets through, and the response's content type
+    accept: str
+    content_type: str
 
 
 def _options(
@@ -265,7 +277,13 @@ class Service(_Definable):
         invocation_context_managers: Sequence[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
         extras = _HandlerExtras(
-            abort_timeout, journal_retention, ingress_private, invocation_context_managers, metadata
+            abort_timeout,
+            journal_retention,
+            ingress_private,
+            invocation_context_managers,
+            metadata,
+            accept,
+            content_type,
         )
 
         def register(fn: F) -> F:
@@ -301,7 +319,13 @@ class VirtualObject(_Definable):
         invocation_context_managers: Sequence[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
         extras = _HandlerExtras(
-            abort_timeout, journal_retention, ingress_private, invocation_context_managers, metadata
+            abort_timeout,
+            journal_retention,
+            ingress_private,
+            invocation_context_managers,
+            metadata,
+            accept,
+            content_type,
         )
         if kind not in ("exclusive", "shared"):
             raise ValueError(f"kind must be 'exclusive' or 'shared', got {kind!r}")
@@ -338,7 +362,13 @@ class Workflow(_Definable):
         invocation_context_managers: Sequence[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
         extras = _HandlerExtras(
-            abort_timeout, journal_retention, ingress_private, invocation_context_managers, metadata
+            abort_timeout,
+            journal_retention,
+            ingress_private,
+            invocation_context_managers,
+            metadata,
+            accept,
+            content_type,
         )
 
         def register(fn: F) -> F:
@@ -371,7 +401,13 @@ class Workflow(_Definable):
         invocation_context_managers: Sequence[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
         extras = _HandlerExtras(
-            abort_timeout, journal_retention, ingress_private, invocation_context_managers, metadata
+            abort_timeout,
+            journal_retention,
+            ingress_private,
+            invocation_context_managers,
+            metadata,
+            accept,
+            content_type,
         )
 
         def register(fn: F) -> F:

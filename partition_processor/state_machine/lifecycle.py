@@ -116,7 +116,7 @@ def complete(
     """Record the result, answer every waiter, keep it for its retention, free the object lock."""
     invocation_id = status.invocation_id
     for sink in status.sinks:
-        actions.append(RespondToIngress(sink, invocation_id, result))
+        actions.append(RespondToIngress(sink, invocation_id, result, target=status.target))
     for caller in status.callers:
         response = InvocationResponse(caller.invocation_id, caller.index, result)
         send(tx, caller.invocation_id, response, actions)

@@ -17,15 +17,19 @@ def on_attach(tx: Transaction, command: Attach, actions: list[Action]) -> bool:
     status = tx.status(command.invocation_id)
     if status is None:
         failure = Failure(NOT_FOUND, f"invocation {command.invocation_id} not found")
-        actions.append(RespondToIngress(command.sink, command.invocation_id, failure))
+        actions.append(RespondToIngress(command.sink, command.invocation_id, failure, refused=True))
         return False
     if status.phase == "completed":
         assert status.result is not None
-        actions.append(RespondToIngress(command.sink, command.invocation_id, status.result))
+        actions.append(
+            RespondToIngress(
+                command.sink, command.invocation_id, status.result, target=status.target
+            )
+        )
         return True
     if not command.wait:
         failure = Failure(NOT_READY, "the invocation has not completed yet")
-        actions.append(RespondToIngress(command.sink, command.invocation_id, failure))
+        actions.append(RespondToIngress(command.sink, command.invocation_id, failure, refused=True))
         return True
     if command.sink not in status.sinks:
         tx.put_status(msgspec.structs.replace(status, sinks=[*status.sinks, command.sink]))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-from partition_processor.actions import Action, RegisterTimer, RespondToIngress
+from partition_processor.actions import Action, RegisterTimer, RespondToIngress, SendReceipt
 from partition_processor.commands import InvocationResponse, Invoke
-from partition_processor.journal import Failure, Input, JournalEntry
+from partition_processor.journal import Failure, Input, JournalEntry, Success
 from partition_processor.state_machine import lifecycle
 from partition_processor.tables import Transaction
 from partition_processor.values import DelayedInvokeTimer, InvocationStatus
@@ -18,6 +18,17 @@ def delayed_invoke_timer_id(invocation_id: str) -> str:
 
 def on_invoke(tx: Transaction, now_ms: int, command: Invoke, actions: list[Action]) -> bool:
     existing = tx.status(command.invocation_id)
+    delayed = command.invoke_at_ms > now_ms
+    if command.receipt_sink is not None:
+        if existing is None:
+            receipt = SendReceipt(True, command.invoke_at_ms if delayed else 0)
+        else:
+            receipt = SendReceipt(False, existing.invoke_at_ms)
+        actions.append(
+            RespondToIngress(
+                command.receipt_sink, command.invocation_id, Success(b""), receipt=receipt
+            )
+        )
     if existing is not None:
         if command.submission:
             _reject_resubmission(existing, command, actions)
@@ -36,9 +47,10 @@ def on_invoke(tx: Transaction, now_ms: int, command: Invoke, actions: list[Actio
         idempotency_key=command.idempotency_key,
         completion_retention_ms=command.completion_retention_ms,
         callers=[command.caller] if command.caller is not None else [],
+        invoke_at_ms=command.invoke_at_ms if delayed else 0,
     )
     tx.put_entry(command.invocation_id, 0, JournalEntry(Input(command.argument, command.headers)))
-    if command.invoke_at_ms > now_ms:
+    if delayed:
         timer_id = delayed_invoke_timer_id(command.invocation_id)
         tx.put_timer(command.invoke_at_ms, timer_id, DelayedInvokeTimer(command.invocation_id))
         tx.put_status(status)
@@ -63,7 +75,9 @@ def _attach(
     if status.phase == "completed":
         assert status.result is not None
         if sink is not None:
-            actions.append(RespondToIngress(sink, status.invocation_id, status.result))
+            actions.append(
+                RespondToIngress(sink, status.invocation_id, status.result, target=status.target)
+            )
         if caller is not None:
             response = InvocationResponse(caller.invocation_id, caller.index, status.result)
             lifecycle.send(tx, caller.invocation_id, response, actions)

@@ -18,6 +18,9 @@ from partition_processor.values import InvocationStatus
 
 CANCELLED = Failure(409, "cancelled")
 KILLED = Failure(409, "killed")
+# The outcome of a cancel that reached a running invocation: the handler sees it at its next
+# await (Restate answers 202 for it, 200 for one ended at once).
+CANCEL_SIGNALLED = Success(b"signalled")
 
 
 def on_terminate(tx: Transaction, now_ms: int, command: Terminate, actions: list[Action]) -> bool:
@@ -34,8 +37,10 @@ def on_terminate(tx: Transaction, now_ms: int, command: Terminate, actions: list
                 actions.append(AbortInvocation(status.invocation_id))
             result = KILLED if command.mode == "kill" else CANCELLED
             lifecycle.complete(tx, status, result, now_ms, actions)
-        elif status.cancel_seq == 0:
-            _cancel(tx, status, now_ms, actions)
+        else:
+            outcome = CANCEL_SIGNALLED
+            if status.cancel_seq == 0:
+                _cancel(tx, status, now_ms, actions)
     if command.sink is not None:
         actions.append(RespondToIngress(command.sink, command.invocation_id, outcome))
     return isinstance(outcome, Success)

@@ -19,6 +19,7 @@ from partition_processor.ids import (
     partition_of,
 )
 from partition_processor.journal import Failure, JournalEntry, Success, command_name
+from partition_processor.state_machine.on_terminate import CANCEL_SIGNALLED
 from partition_processor.tables import KeyValueReader, decode_status, read_journal, read_status
 from runtime.cluster import RESPONSES_PATH, decode_response
 from runtime.ingress.gateway import InvocationGateway
@@ -44,6 +45,8 @@ def _service_json(service: ServiceInfo) -> dict[str, Any]:
                 "retry_policy": msgspec.to_builtins(h.retry_policy),
                 "documentation": h.documentation,
                 "metadata": h.metadata,
+                "input": msgspec.to_builtins(h.input),
+                "output": msgspec.to_builtins(h.output),
             }
             for h in service.handlers.values()
         ],
@@ -121,6 +124,7 @@ class AdminServer:
         router.add_patch("/invocations/{id}/cancel", self._cancel)
         router.add_patch("/invocations/{id}/kill", self._kill)
         router.add_patch("/invocations/{id}/purge", self._purge)
+        router.add_delete("/invocations/{id}", self._delete)
 
     async def _health(self, request: web.Request) -> web.Response:
         if not self._is_ready():
@@ -235,7 +239,28 @@ class AdminServer:
         outcome = await self._gateway.manage(lambda sink: make(invocation_id, sink))
         if isinstance(outcome, Failure):
             return error_response(outcome.code, outcome.message)
-        return web.json_response({"id": invocation_id, "status": "accepted"}, status=202)
+        # As Restate 1.7: 200 and no body once done; 202 for a cancel that reached a running
+        # invocation (the handler sees it at its next await).
+        return web.Response(status=202 if outcome == CANCEL_SIGNALLED else 200)
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        """Restate's older ``DELETE /invocations/{id}?mode=cancel|kill|purge`` (default cancel):
+        202 once the command is in the log, whatever it then finds."""
+        invocation_id = request.match_info["id"]
+        mode = request.query.get("mode", "cancel").lower()
+        if mode not in ("cancel", "kill", "purge"):
+            return error_response(400, f"mode must be cancel, kill or purge, got {mode!r}")
+        try:
+            parse_partition_key(invocation_id)
+        except InvalidInvocationId as exc:
+            return error_response(400, str(exc))
+        command: Terminate | Purge = Purge(invocation_id)
+        if mode == "cancel":
+            command = Terminate(invocation_id, "cancel")
+        elif mode == "kill":
+            command = Terminate(invocation_id, "kill")
+        await self._gateway.submit(command)
+        return web.Response(status=202)
 
     async def _invocation(self, request: web.Request) -> web.Response:
         invocation_id = request.match_info["id"]

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 
-from partition_processor.actions import RespondToIngress
+from partition_processor.actions import RespondToIngress, SendReceipt
 from partition_processor.commands import (
     Attach,
     Envelope,
@@ -32,16 +32,20 @@ from runtime.log import Log
 from runtime.metadata import HandlerInfo, completion_retention_ms
 
 ManagementCommand = Terminate | Purge
+# How long a one-way request waits for its receipt once its Invoke is in the log. The receipt
+# comes from the partition's leader; across a leadership change it can be lost, and a send must
+# not hang for it: the invocation is durable, so the answer is then a plain "Accepted".
+SEND_RECEIPT_TIMEOUT_S = 30.0
 
 
 class PendingResponses:
     """Ingress requests of this node waiting for their invocation's result."""
 
     def __init__(self) -> None:
-        self._waiting: dict[str, asyncio.Future[tuple[str, Result]]] = {}
+        self._waiting: dict[str, asyncio.Future[RespondToIngress]] = {}
 
-    def expect(self, request_id: str) -> asyncio.Future[tuple[str, Result]]:
-        future: asyncio.Future[tuple[str, Result]] = asyncio.get_running_loop().create_future()
+    def expect(self, request_id: str) -> asyncio.Future[RespondToIngress]:
+        future: asyncio.Future[RespondToIngress] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         return future
 
@@ -51,7 +55,7 @@ class PendingResponses:
     def respond(self, action: RespondToIngress) -> None:
         future = self._waiting.pop(action.sink.request_id, None)
         if future is not None and not future.done():
-            future.set_result((action.invocation_id, action.result))
+            future.set_result(action)
 
 
 class InvocationGateway:
@@ -60,10 +64,13 @@ class InvocationGateway:
         log: Log,
         node_id: str,
         responses: PendingResponses,
+        *,
+        receipt_timeout_s: float = SEND_RECEIPT_TIMEOUT_S,
     ) -> None:
         self._log = log
         self._node_id = node_id
         self._responses = responses
+        self._receipt_timeout_s = receipt_timeout_s
 
     def invocation_id_for(self, target: Target, idempotency_key: str | None) -> str:
         """Deterministic for workflow runs and idempotent requests, random otherwise."""
@@ -84,7 +91,7 @@ class InvocationGateway:
         argument: bytes,
         headers: Sequence[tuple[str, str]],
         idempotency_key: str | None,
-    ) -> tuple[str, Result]:
+    ) -> RespondToIngress:
         """Append the invocation and wait for its result (or for the caller to go away)."""
         invocation_id = self.invocation_id_for(target, idempotency_key)
         request_id = uuid.uuid4().hex
@@ -111,23 +118,42 @@ class InvocationGateway:
         headers: Sequence[tuple[str, str]],
         idempotency_key: str | None,
         delay_ms: int = 0,
-    ) -> str:
-        """Append the invocation without waiting for it; returns its id."""
+    ) -> tuple[str, SendReceipt]:
+        """Append the invocation without waiting for its result; returns its id and whether
+        this request created it (an idempotency key or workflow key seen before did not)."""
         invocation_id = self.invocation_id_for(target, idempotency_key)
         invoke_at_ms = now_ms() + delay_ms if delay_ms > 0 else 0
-        await self._append(
-            invocation_id, target, handler, argument, headers, idempotency_key, None, invoke_at_ms
-        )
-        return invocation_id
+        request_id = uuid.uuid4().hex
+        outcome = self._responses.expect(request_id)
+        try:
+            await self._append(
+                invocation_id,
+                target,
+                handler,
+                argument,
+                headers,
+                idempotency_key,
+                None,
+                invoke_at_ms,
+                receipt_sink=IngressSink(self._node_id, request_id),
+            )
+            try:
+                receipt = (await asyncio.wait_for(outcome, self._receipt_timeout_s)).receipt
+            except TimeoutError:
+                receipt = SendReceipt(True, invoke_at_ms)
+        finally:
+            self._responses.forget(request_id)
+        assert receipt is not None, "an Invoke with a receipt sink is answered with a receipt"
+        return invocation_id, receipt
 
-    async def attach(self, invocation_id: str, *, wait: bool) -> Result:
-        """The invocation's result: waiting for it, or now (Failure 470 while it runs)."""
+    async def attach(self, invocation_id: str, *, wait: bool) -> RespondToIngress:
+        """The invocation's result: waiting for it, or now (refused with 470 while it runs)."""
         request_id = uuid.uuid4().hex
         outcome = self._responses.expect(request_id)
         try:
             sink = IngressSink(self._node_id, request_id)
             await self._append_command(invocation_id, Attach(invocation_id, sink, wait))
-            return (await outcome)[1]
+            return await outcome
         finally:
             self._responses.forget(request_id)
 
@@ -138,9 +164,13 @@ class InvocationGateway:
         try:
             command = command_of(IngressSink(self._node_id, request_id))
             await self._append_command(command.invocation_id, command)
-            return (await outcome)[1]
+            return (await outcome).result
         finally:
             self._responses.forget(request_id)
+
+    async def submit(self, command: ManagementCommand) -> None:
+        """Append an admin command without waiting for what it does (its ``sink`` is None)."""
+        await self._append_command(command.invocation_id, command)
 
     async def complete_awakeable(self, awakeable_id: str, result: Result) -> Result:
         """Resolve or reject an awakeable; returns Success, or Failure 404 / 409."""
@@ -150,7 +180,7 @@ class InvocationGateway:
         try:
             signal = NotifySignal(owner, index, result, IngressSink(self._node_id, request_id))
             await self._append_command(owner, signal)
-            return (await outcome)[1]
+            return (await outcome).result
         finally:
             self._responses.forget(request_id)
 
@@ -164,6 +194,7 @@ class InvocationGateway:
         idempotency_key: str | None,
         sink: IngressSink | None,
         invoke_at_ms: int = 0,
+        receipt_sink: IngressSink | None = None,
     ) -> None:
         retention = completion_retention_ms(handler, idempotency_key is not None)
         command = Invoke(
@@ -177,6 +208,7 @@ class InvocationGateway:
             completion_retention_ms=retention,
             invoke_at_ms=invoke_at_ms,
             submission=target.handler_kind == "workflow",
+            receipt_sink=receipt_sink,
         )
         await self._append_command(invocation_id, command)
 

@@ -1,17 +1,18 @@
 """The ingress HTTP server: Restate's request paths, headers and error codes (DESIGN §7).
 
-``POST /{Service}/{handler}``, ``POST /{Object}/{key}/{handler}``, either with ``/send`` appended
-for a one-way call (202). Errors are JSON ``{"code": ..., "message": ...}``.
+``POST|GET /{Service}/{handler}``, ``POST|GET /{Object}/{key}/{handler}``, either with ``/send``
+appended for a one-way call (202). Errors are JSON ``{"code", "message", "source"}``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Literal
 
 import msgspec
-from aiohttp import web
+from aiohttp import hdrs, web
 
+from partition_processor.actions import RespondToIngress, SendReceipt
 from partition_processor.commands import Target
 from partition_processor.ids import (
     InvalidAwakeableId,
@@ -20,13 +21,21 @@ from partition_processor.ids import (
     workflow_run_id,
 )
 from partition_processor.journal import Failure, Success
+from runtime.ingress.content import InputRejected, check_input, output_content_type, rfc3339
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.ingress.gateway import InvocationGateway
-from runtime.metadata import HandlerInfo, Registry, ServiceInfo
+from runtime.metadata import HandlerInfo, OutputRules, Registry, ServiceInfo
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 IDEMPOTENCY_HEADER = "idempotency-key"
 ID_HEADER = "x-restate-id"
+ERROR_SOURCE_HEADER = "x-restate-error-source"
+# Who produced an error, as Restate tells its clients: the ingress refused the request, or the
+# invocation itself ended with this failure (a TerminalError).
+ErrorSource = Literal["ingress", "invocation"]
+# A response flagged with this key leaves without a content-type header (aiohttp adds
+# application/octet-stream to any body otherwise).
+_NO_CONTENT_TYPE = "cairn.no_content_type"
 # Headers forwarded to the handler as ``ctx.request().headers``.
 _HOP_BY_HOP = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
 
@@ -47,8 +56,32 @@ class IngressError(Exception):
         self.message = message
 
 
-def error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"code": status, "message": message}, status=status)
+def error_response(
+    status: int,
+    message: str,
+    *,
+    source: ErrorSource | None = None,
+    headers: Mapping[str, str] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> web.Response:
+    """The one renderer of error bodies: ``{"code", "message"}``, plus ``"source"`` (and the
+    ``x-restate-error-source`` header) on the ingress, and a TerminalError's ``"metadata"`` when
+    it has any. ``status`` is the HTTP status; the body's
+    code is the failure's own code, which differs only for codes outside 400..599."""
+    body: dict[str, object] = {"code": status, "message": message}
+    all_headers = dict(headers or {})
+    if source is not None:
+        body["source"] = source
+        all_headers[ERROR_SOURCE_HEADER] = source
+    if metadata:
+        body["metadata"] = dict(metadata)
+    http_status = status if 400 <= status <= 599 else 500
+    return web.json_response(body, status=http_status, headers=all_headers)
+
+
+async def _drop_default_content_type(request: web.Request, response: web.StreamResponse) -> None:
+    if response.get(_NO_CONTENT_TYPE):
+        response.headers.popall(hdrs.CONTENT_TYPE, None)
 
 
 class IngressServer:
@@ -66,6 +99,7 @@ class IngressServer:
         self._max_body_bytes = max_body_bytes
         # aiohttp's own limit would answer 413 in plain text; we check the size ourselves.
         self.app = web.Application(client_max_size=max_body_bytes + 1024)
+        self.app.on_response_prepare.append(_drop_default_content_type)
         self.app.router.add_get("/restate/health", self._health)
         for verb in ("attach", "output"):
             for path in (
@@ -78,55 +112,79 @@ class IngressServer:
                 self.app.router.add_route("POST", path, self._attach)
         self.app.router.add_post("/restate/awakeables/{id}/resolve", self._resolve_awakeable)
         self.app.router.add_post("/restate/awakeables/{id}/reject", self._reject_awakeable)
-        self.app.router.add_route("POST", "/{path:.+}", self._invoke)
-        self.app.router.add_route("*", "/{path:.*}", self._not_found)
+        # Restate takes GET and POST on a handler's path (a GET has no body, so it fits
+        # handlers without input); other methods get 405 once the handler is known.
+        self.app.router.add_route("*", "/{path:.+}", self._invoke)
+        self.app.router.add_route("*", "/", self._not_found)
 
     async def _health(self, request: web.Request) -> web.Response:
         if not self._is_ready():
-            return error_response(503, "the node is starting")
+            return error_response(503, "the node is starting", source="ingress")
         return web.json_response({"status": "ok"})
 
     async def _not_found(self, request: web.Request) -> web.Response:
-        return error_response(404, f"no route for {request.method} {request.path}")
+        return error_response(
+            404, f"no route for {request.method} {request.path}", source="ingress"
+        )
 
-    async def _invoke(self, request: web.Request) -> web.Response:
+    async def _invoke(self, request: web.Request) -> web.StreamResponse:
         try:
             if not self._is_ready():
                 raise IngressError(503, "the node is starting")
             target, handler, send = self._resolve(request.match_info["path"])
-            body = await self._read_body(request)
             idempotency_key = request.headers.get(IDEMPOTENCY_HEADER) or None
+            if idempotency_key is not None and handler.kind == "workflow":
+                raise IngressError(
+                    400,
+                    "cannot use the idempotency key with workflow handlers. The handler "
+                    "invocation will already be idempotent by the workflow key itself.",
+                )
+            if request.method not in (hdrs.METH_GET, hdrs.METH_POST):
+                raise IngressError(405, "method not allowed")
+            body = await self._read_body(request)
+            try:
+                check_input(handler.input, request.headers.get(hdrs.CONTENT_TYPE), body)
+            except InputRejected as exc:
+                raise IngressError(400, str(exc)) from exc
+            delay_ms = _delay_ms(request.query.get("delay"))
             headers = [
                 (k.lower(), v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP
             ]
             if send:
-                delay_ms = _delay_ms(request.query.get("delay"))
-                invocation_id = await self._gateway.send(
+                invocation_id, receipt = await self._gateway.send(
                     target, handler, body, headers, idempotency_key, delay_ms
                 )
-                return web.json_response(
-                    {"invocationId": invocation_id, "status": "Accepted"},
-                    status=202,
-                    headers={ID_HEADER: invocation_id},
+                return _accepted(invocation_id, receipt)
+            if delay_ms:
+                raise IngressError(
+                    400,
+                    "cannot use the delay query parameter with calls. "
+                    "The delay is supported only with sends",
                 )
-            invocation_id, result = await self._gateway.call(
-                target, handler, body, headers, idempotency_key
-            )
+            reply = await self._gateway.call(target, handler, body, headers, idempotency_key)
         except IngressError as exc:
-            return error_response(exc.status, exc.message)
-        return _render(invocation_id, result)
+            return error_response(exc.status, exc.message, source="ingress")
+        return _render(reply, handler)
 
-    async def _attach(self, request: web.Request) -> web.Response:
+    async def _attach(self, request: web.Request) -> web.StreamResponse:
         """Wait for (``attach``) or read (``output``, 470 while running) a result."""
         try:
             if not self._is_ready():
                 raise IngressError(503, "the node is starting")
             invocation_id = self._attach_target(request.match_info)
             wait = request.path.endswith("/attach")
-            result = await self._gateway.attach(invocation_id, wait=wait)
+            reply = await self._gateway.attach(invocation_id, wait=wait)
         except IngressError as exc:
-            return error_response(exc.status, exc.message)
-        return _render(invocation_id, result)
+            return error_response(exc.status, exc.message, source="ingress")
+        return _render(reply, self._handler_of(reply))
+
+    def _handler_of(self, reply: RespondToIngress) -> HandlerInfo | None:
+        """The handler that produced an attached result (for its output content type)."""
+        target = reply.target
+        if target is None:
+            return None
+        service = self._registry.service(target.service)
+        return service.handlers.get(target.handler) if service is not None else None
 
     def _attach_target(self, match: Mapping[str, str]) -> str:
         if "id" in match:
@@ -153,7 +211,7 @@ class IngressServer:
             body = await self._read_body(request)
             return await self._complete_awakeable(request, Success(body or b"null"))
         except IngressError as exc:
-            return error_response(exc.status, exc.message)
+            return error_response(exc.status, exc.message, source="ingress")
 
     async def _reject_awakeable(self, request: web.Request) -> web.Response:
         try:
@@ -169,7 +227,7 @@ class IngressServer:
                 reason = decoded["message"]
             return await self._complete_awakeable(request, Failure(500, reason))
         except IngressError as exc:
-            return error_response(exc.status, exc.message)
+            return error_response(exc.status, exc.message, source="ingress")
 
     async def _complete_awakeable(
         self, request: web.Request, result: Success | Failure
@@ -194,7 +252,11 @@ class IngressServer:
             raise IngressError(404, "no service in the path")
         service = self._registry.service(parts[0])
         if service is None:
-            raise IngressError(404, f"service {parts[0]!r} not found")
+            raise IngressError(
+                404,
+                f"service '{parts[0]}' not found, "
+                "make sure to register the service before calling it.",
+            )
         keyed = service.service_type != "service"
         if len(parts) == 2:
             if keyed and parts[1] in service.handlers:
@@ -215,7 +277,11 @@ class IngressServer:
     def _handler(service: ServiceInfo, name: str) -> HandlerInfo:
         handler = service.handlers.get(name)
         if handler is None:
-            raise IngressError(404, f"handler {service.name}/{name} not found")
+            raise IngressError(
+                404,
+                f"the service '{service.name}' exists, but the handler '{name}' was not found, "
+                "check that the handler exists in the latest registered service version.",
+            )
         return handler
 
     def _target(self, service: ServiceInfo, key: str | None, handler_name: str) -> Target:
@@ -239,35 +305,35 @@ class IngressServer:
             if size > self._max_body_bytes:
                 raise IngressError(413, f"body exceeds {self._max_body_bytes} bytes")
             chunks.append(chunk)
-        body = b"".join(chunks)
-        if body.strip():
-            try:
-                msgspec.json.decode(body)
-            except msgspec.DecodeError as exc:
-                raise IngressError(400, f"the body is not valid JSON: {exc}") from exc
-        return body
+        return b"".join(chunks)
 
 
 __all__ = ["IngressServer", "error_response"]
 
 
-def _render(invocation_id: str, result: Success | Failure) -> web.Response:
-    """A result as Restate's ingress answers it."""
-    match result:
+def _accepted(invocation_id: str, receipt: SendReceipt) -> web.Response:
+    """Restate's answer to a one-way request: whether this request created the invocation, and
+    when a delayed one is due."""
+    body: dict[str, str] = {"invocationId": invocation_id}
+    if receipt.invoke_at_ms:
+        body["executionTime"] = rfc3339(receipt.invoke_at_ms)
+    body["status"] = "Accepted" if receipt.new else "PreviouslyAccepted"
+    return web.json_response(body, status=202, headers={ID_HEADER: invocation_id})
+
+
+def _render(reply: RespondToIngress, handler: HandlerInfo | None) -> web.Response:
+    """A result as Restate's ingress answers it: the output as the handler produced it, with
+    the handler's content type, or the failure as an error body."""
+    headers = {ID_HEADER: reply.invocation_id}
+    match reply.result:
         case Success(value=value):
-            return web.Response(
-                body=value,
-                status=200,
-                content_type="application/json",
-                headers={ID_HEADER: invocation_id},
-            )
+            response = web.Response(body=value, status=200, headers=headers)
+            content_type = output_content_type(handler.output if handler else OutputRules(), value)
+            if content_type is None:
+                response[_NO_CONTENT_TYPE] = True
+            else:
+                response.headers[hdrs.CONTENT_TYPE] = content_type
+            return response
         case Failure(code=code, message=message, metadata=metadata):
-            status = code if 400 <= code <= 599 else 500
-            body: dict[str, Any] = {"code": code, "message": message}
-            if metadata:  # TerminalError(metadata=...), as Restate's ingress shows it
-                body["metadata"] = metadata
-            return web.json_response(
-                body,
-                status=status,
-                headers={ID_HEADER: invocation_id},
-            )
+            source: ErrorSource = "ingress" if reply.refused else "invocation"
+            return error_response(code, message, source=source, headers=headers, metadata=metadata)

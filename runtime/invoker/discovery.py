@@ -10,7 +10,14 @@ from partition_processor.commands import HandlerKind, RetryPolicy, ServiceType
 from proto import endpoint_pb2 as pb
 from proto import endpoint_pb2_grpc
 from runtime.invoker.codec import retry_policy_from_pb
-from runtime.metadata import Deployment, HandlerInfo, ServiceInfo, deployment_id_for
+from runtime.metadata import (
+    Deployment,
+    HandlerInfo,
+    InputRules,
+    OutputRules,
+    ServiceInfo,
+    deployment_id_for,
+)
 
 SUPPORTED_PROTOCOL_VERSION = 1
 
@@ -94,6 +101,8 @@ def deployment_from_manifest(uri: str, manifest: pb.Manifest) -> Deployment:
                     if handler.HasField("inactivity_timeout_ms")
                     else None
                 ),
+                input=_input_rules(handler) if handler.HasField("input") else InputRules(),
+                output=_output_rules(handler) if handler.HasField("output") else OutputRules(),
                 documentation=(
                     handler.documentation if handler.HasField("documentation") else None
                 ),
@@ -112,3 +121,34 @@ def deployment_from_manifest(uri: str, manifest: pb.Manifest) -> Deployment:
             )
         )
     return Deployment(id=deployment_id, uri=uri, services=services)
+
+
+def _input_rules(handler: pb.HandlerManifest) -> InputRules:
+    payload = handler.input
+    content_type = payload.content_type if payload.HasField("content_type") else None
+    if content_type is not None:
+        _check_accept(handler.name, content_type)
+    return InputRules(
+        required=payload.required,
+        content_type=content_type,
+        non_empty=payload.non_empty,
+        json=payload.json,
+    )
+
+
+def _output_rules(handler: pb.HandlerManifest) -> OutputRules:
+    payload = handler.output
+    content_type = payload.content_type if payload.HasField("content_type") else None
+    if content_type is not None and (not content_type.strip() or "\n" in content_type):
+        raise DiscoveryError(f"handler {handler.name!r}: bad content type {content_type!r}")
+    return OutputRules(content_type, payload.set_content_type_if_empty)
+
+
+def _check_accept(handler: str, accept: str) -> None:
+    """``*/*``, ``type/*`` or ``type/subtype``, as Restate accepts them at registration."""
+    major, slash, minor = accept.strip().partition("/")
+    if not slash or not major or not minor or (major == "*" and minor != "*"):
+        raise DiscoveryError(
+            f"handler {handler!r}: cannot use {accept!r} as accepted content type "
+            "(expected */*, TYPE/* or TYPE/SUBTYPE)"
+        )

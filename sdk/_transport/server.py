@@ -19,6 +19,7 @@ from sdk.context import context_class
 from sdk.definitions import App, Handler
 from sdk.errors import AttemptClosed, JournalMismatch, Suspended, TerminalError
 from sdk.invocation import InvocationSession, current_session
+from sdk.serde import JsonSerde
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ def handler_manifest(handler: Handler) -> pb.HandlerManifest:
         value = handler.effective(attribute)
         if value is not None:
             setattr(manifest, field, _ms(value))
+    manifest.input.CopyFrom(_input_payload(handler))
+    manifest.output.CopyFrom(_output_payload(handler))
     return manifest
 
 
@@ -81,6 +84,25 @@ def inactivity_timeout_of(handler: Handler) -> timedelta:
     """The handler's (or service's) inactivity timeout; ``timedelta(0)`` means suspend at once."""
     timeout: timedelta | None = handler.effective("inactivity_timeout")
     return DEFAULT_INACTIVITY_TIMEOUT if timeout is None else timeout
+
+
+def _input_payload(handler: Handler) -> pb.InputPayload:
+    """As restate-sdk declares it: a handler without an argument takes no body; one with an
+    argument also accepts none (it gets ``None``), else a non-empty body of an accepted type."""
+    if not handler.takes_argument:
+        return pb.InputPayload(required=False)
+    return pb.InputPayload(
+        required=False,
+        content_type=handler.accept,
+        non_empty=True,
+        json=isinstance(handler.input_serde, JsonSerde),
+    )
+
+
+def _output_payload(handler: Handler) -> pb.OutputPayload:
+    if not handler.returns_value:
+        return pb.OutputPayload(set_content_type_if_empty=False)
+    return pb.OutputPayload(content_type=handler.content_type, set_content_type_if_empty=False)
 
 
 def manifest_of(app: App) -> pb.Manifest:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 
 from tests.support.broker import unique_topic
 
@@ -228,12 +229,25 @@ class Client:
         raw: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Response:
+        """A JSON ``body`` goes as application/json; ``raw`` bytes and no body go with the
+        content-type of ``headers`` or none (as curl sends a request without ``-d``: Restate
+        refuses a content-type on handlers without input)."""
         data: bytes | io.BytesIO
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+        all_headers = dict(headers or {})
+        skip: list[str] = []
+        if raw is None and body is not None:
+            all_headers.setdefault("content-type", "application/json")
+        elif not any(k.lower() == "content-type" for k in all_headers):
+            skip.append("Content-Type")
         if len(data) > 1024 * 1024:
             data = io.BytesIO(data)  # aiohttp warns about big raw bytes bodies
-        async with self._http.request(method, url, data=data, headers=headers) as response:
-            return Response(response.status, await response.read(), dict(response.headers))
+        async with self._http.request(
+            method, url, data=data, headers=all_headers, skip_auto_headers=skip
+        ) as response:
+            # Case-insensitive, as HTTP header names are.
+            headers = CIMultiDict(response.headers)
+            return Response(response.status, await response.read(), headers)
 
     async def call(
         self,

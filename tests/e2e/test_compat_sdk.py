@@ -67,6 +67,7 @@ async def test_terminal_error_metadata_in_the_ingress_error_body(
         "code": 422,
         "message": "rejected: too big",
         "metadata": {"reason": "too big", "retry": "never"},
+        "source": "invocation",
     }
     # the result is stored with it: attaching later shows the same body
     attached = await client.attach(response.headers["x-restate-id"])

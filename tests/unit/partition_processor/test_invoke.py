@@ -1,7 +1,7 @@
 from partition_processor.actions import RespondToIngress, StartInvocation
 from partition_processor.commands import End, IngressSink, JournalAppend
 from partition_processor.journal import Input, Output, Success
-from tests.unit.partition_processor.env import COUNTER, COUNTER_GET, NODE, Env
+from tests.unit.partition_processor.env import COUNTER, COUNTER_GET, GREETER, NODE, Env
 
 
 def test_invoke_starts_first_attempt_with_input_entry() -> None:
@@ -30,9 +30,11 @@ def test_completed_invocation_answers_duplicates_from_retained_result() -> None:
     env.invoke("inv1", retention_ms=60_000)
     env.effect("inv1", 1, JournalAppend(1, Output(Success(b"1"))))
     done = env.effect("inv1", 1, End())
-    assert RespondToIngress(IngressSink(NODE, "r1"), "inv1", Success(b"1")) in done
+    first = IngressSink(NODE, "r1")
+    assert RespondToIngress(first, "inv1", Success(b"1"), target=GREETER) in done
     again = env.invoke("inv1", request="r9")
-    assert again == [RespondToIngress(IngressSink(NODE, "r9"), "inv1", Success(b"1"))]
+    repeat = IngressSink(NODE, "r9")
+    assert again == [RespondToIngress(repeat, "inv1", Success(b"1"), target=GREETER)]
 
 
 def test_exclusive_handlers_queue_per_key_and_run_in_order() -> None:

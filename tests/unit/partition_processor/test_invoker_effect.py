@@ -20,7 +20,7 @@ from partition_processor.journal import (
     Success,
     Void,
 )
-from tests.unit.partition_processor.env import COUNTER, COUNTER_GET, NODE, Env
+from tests.unit.partition_processor.env import COUNTER, COUNTER_GET, GREETER, NODE, Env
 
 
 def test_state_commands_read_and_write_object_state() -> None:
@@ -114,10 +114,11 @@ def test_terminal_failure_and_exhausted_attempts_complete_with_failure() -> None
     env = Env()
     env.invoke("a")
     done = env.effect("a", 1, Failed(400, "bad", False))
-    assert done == [RespondToIngress(IngressSink(NODE, "r1"), "a", Failure(400, "bad"))]
+    sink = IngressSink(NODE, "r1")
+    assert done == [RespondToIngress(sink, "a", Failure(400, "bad"), target=GREETER)]
     env.invoke("b", policy=RetryPolicy(max_attempts=1))
     exhausted = env.effect("b", 1, Failed(500, "boom", True))
-    assert exhausted == [RespondToIngress(IngressSink(NODE, "r1"), "b", Failure(500, "boom"))]
+    assert exhausted == [RespondToIngress(sink, "b", Failure(500, "boom"), target=GREETER)]
 
 
 def test_end_without_output_fails_and_journal_is_deleted() -> None:

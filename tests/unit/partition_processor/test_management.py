@@ -5,6 +5,7 @@ from partition_processor.actions import (
     CancelInvocation,
     NotifyInvoker,
     RespondToIngress,
+    SendReceipt,
     StartInvocation,
 )
 from partition_processor.commands import (
@@ -33,8 +34,9 @@ from partition_processor.journal import (
     Success,
     Void,
 )
+from partition_processor.state_machine.on_terminate import CANCEL_SIGNALLED, CANCELLED
 from partition_processor.tables import read_outbox
-from tests.unit.partition_processor.env import COUNTER, NODE, Env
+from tests.unit.partition_processor.env import COUNTER, GREETER, NODE, Env
 
 RUN = Target("Order", "run", "workflow", "workflow", key="o1")
 SIGNAL = Target("Order", "approve", "workflow", "shared", key="o1")
@@ -109,13 +111,18 @@ def test_attach_waits_or_answers_and_output_is_470_while_running() -> None:
     env = Env()
     env.invoke("a", retention_ms=60_000)
     sink = IngressSink(NODE, "att")
-    (not_ready,) = env.apply(Attach("a", sink, wait=False))
-    assert not_ready.result == Failure(470, "the invocation has not completed yet")  # type: ignore[union-attr]
+    not_ready = Failure(470, "the invocation has not completed yet")
+    # Refused: the failure is the partition's answer, not the invocation's outcome.
+    assert env.apply(Attach("a", sink, wait=False)) == [
+        RespondToIngress(sink, "a", not_ready, refused=True)
+    ]
     assert env.apply(Attach("a", sink)) == []
     env.effect("a", 1, JournalAppend(1, Output(Success(b"7"))))
-    assert RespondToIngress(sink, "a", Success(b"7")) in env.effect("a", 1, End())
-    assert env.apply(Attach("a", sink, wait=False)) == [RespondToIngress(sink, "a", Success(b"7"))]
+    done = RespondToIngress(sink, "a", Success(b"7"), target=GREETER)
+    assert done in env.effect("a", 1, End())
+    assert env.apply(Attach("a", sink, wait=False)) == [done]
     (missing,) = env.apply(Attach("nope", sink))
+    assert isinstance(missing, RespondToIngress) and missing.refused
     assert missing.result.code == 404  # type: ignore[union-attr]
 
 
@@ -127,7 +134,7 @@ def test_cancel_is_delivered_to_the_running_attempt_and_to_open_calls() -> None:
     sink = IngressSink(NODE, "admin")
     actions = env.apply(Terminate("a", "cancel", sink))
     assert CancelInvocation("a", 1, 1) in actions
-    assert RespondToIngress(sink, "a", Success(b"")) in actions
+    assert RespondToIngress(sink, "a", CANCEL_SIGNALLED) in actions
     child = read_outbox(env.store, 0)[-1][1].command
     assert isinstance(child, Terminate) and child.mode == "cancel"
     assert env.status("a").cancel_seq == 1  # type: ignore[union-attr]
@@ -182,3 +189,33 @@ def test_a_purged_runs_retention_timer_does_not_purge_the_next_run_of_the_key() 
     assert status is not None and status.result == Success(b"second")
     env.apply(TimerFired(env.now_ms + 1_000, "purge:wf"), leader=True)
     assert env.status("wf") is None
+
+
+def test_a_cancel_ends_a_queued_invocation_at_once_and_signals_a_running_one() -> None:
+    """Restate answers 200 for the first (done) and 202 for the second (appended)."""
+    env = Env()
+    env.invoke("holder", COUNTER)
+    env.invoke("queued", COUNTER)
+    sink = IngressSink(NODE, "admin")
+    queued = env.apply(Terminate("queued", "cancel", sink))
+    assert RespondToIngress(sink, "queued", Success(b"")) in queued
+    cancelled = RespondToIngress(IngressSink(NODE, "r1"), "queued", CANCELLED, target=COUNTER)
+    assert cancelled in queued  # its caller has its answer: it never ran
+    running = env.apply(Terminate("holder", "cancel", sink))
+    assert RespondToIngress(sink, "holder", CANCEL_SIGNALLED) in running
+    again = env.apply(Terminate("holder", "cancel", sink))
+    assert again == [RespondToIngress(sink, "holder", CANCEL_SIGNALLED)]
+
+
+def test_a_send_learns_whether_it_created_the_invocation_and_when_it_runs() -> None:
+    env = Env()
+    receipt = IngressSink(NODE, "send-1")
+    at_ms = env.now_ms + 5_000
+    first = env.apply(Invoke("d", GREETER, b"1", receipt_sink=receipt, invoke_at_ms=at_ms))
+    assert RespondToIngress(receipt, "d", Success(b""), receipt=SendReceipt(True, at_ms)) in first
+    again = env.apply(Invoke("d", GREETER, b"1", receipt_sink=receipt, invoke_at_ms=at_ms + 7))
+    assert again == [
+        RespondToIngress(receipt, "d", Success(b""), receipt=SendReceipt(False, at_ms))
+    ]
+    now = env.apply(Invoke("n", GREETER, b"1", receipt_sink=receipt))
+    assert RespondToIngress(receipt, "n", Success(b""), receipt=SendReceipt(True, 0)) in now
