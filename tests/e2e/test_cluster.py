@@ -189,21 +189,26 @@ async def test_a_dead_nodes_partitions_move_with_their_invocations(
     # Calls held open by b's ingress that run on partitions a leads (an idempotency key places
     # an invocation on a partition of its own).
     led_by_a = await _leading(a)
+    keys = [_key_on(led_by_a, "Steps", "three_steps") for _ in called]
     calls = [
         asyncio.create_task(
-            b.call(
-                "/Steps/three_steps",
-                str(path),
-                headers={"idempotency-key": _key_on(led_by_a, "Steps", "three_steps")},
-            )
+            b.call("/Steps/three_steps", str(path), headers={"idempotency-key": key})
         )
-        for path in called
+        for path, key in zip(called, keys, strict=True)
+    ]
+    ids_of_calls = [
+        invocation_id_for("Steps", "three_steps", None, key, entropy=bytes(16)) for key in keys
     ]
 
     async def all_waiting_at_the_gate() -> bool:
-        return all(
-            p.exists() and p.read_text().splitlines() == ["one", "two"] for p in sent + called
-        )
+        # Step two's result is in the log (journal entry 2 completed), not only its effect:
+        # a step whose effect happened but whose result was not yet appended runs again.
+        for invocation_id in ids + ids_of_calls:
+            invocation = await b.invocation(invocation_id)
+            journal = invocation["journal"]
+            if len(journal) <= 2 or not journal[2]["completed"]:
+                return False
+        return True
 
     await b.wait_for(all_waiting_at_the_gate)
     nodes.a.kill()  # kill -9: its partitions move to b after the session timeout
