@@ -7,6 +7,7 @@ import msgspec
 from partition_processor.actions import Action, RegisterTimer, RespondToIngress
 from partition_processor.commands import InvocationResponse, Invoke
 from partition_processor.journal import Failure, Input, JournalEntry
+from partition_processor.limits import clamp_ms
 from partition_processor.state_machine import lifecycle
 from partition_processor.tables import Transaction
 from partition_processor.values import DelayedInvokeTimer, InvocationStatus
@@ -38,11 +39,12 @@ def on_invoke(tx: Transaction, now_ms: int, command: Invoke, actions: list[Actio
         callers=[command.caller] if command.caller is not None else [],
     )
     tx.put_entry(command.invocation_id, 0, JournalEntry(Input(command.argument, command.headers)))
-    if command.invoke_at_ms > now_ms:
+    invoke_at_ms = clamp_ms(command.invoke_at_ms)
+    if invoke_at_ms > now_ms:
         timer_id = delayed_invoke_timer_id(command.invocation_id)
-        tx.put_timer(command.invoke_at_ms, timer_id, DelayedInvokeTimer(command.invocation_id))
+        tx.put_timer(invoke_at_ms, timer_id, DelayedInvokeTimer(command.invocation_id))
         tx.put_status(status)
-        actions.append(RegisterTimer(command.invoke_at_ms, timer_id))
+        actions.append(RegisterTimer(invoke_at_ms, timer_id))
     else:
         lifecycle.admit(tx, status, now_ms, actions)
     return True
