@@ -27,11 +27,20 @@ from partition_processor.ids import (
     workflow_run_id,
 )
 from partition_processor.journal import Result
+from partition_processor.limits import add_ms
 from runtime.clock import now_ms
+from runtime.ingress.validation import InvalidRequest
 from runtime.log import Log
 from runtime.metadata import HandlerInfo, completion_retention_ms
 
 ManagementCommand = Terminate | Purge
+
+
+class RecordTooLarge(InvalidRequest):
+    """The request would make a log record larger than the size policy's ``record_bytes``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(413, message)
 
 
 class PendingResponses:
@@ -60,10 +69,13 @@ class InvocationGateway:
         log: Log,
         node_id: str,
         responses: PendingResponses,
+        *,
+        max_record_bytes: int,
     ) -> None:
         self._log = log
         self._node_id = node_id
         self._responses = responses
+        self._max_record_bytes = max_record_bytes
 
     def invocation_id_for(self, target: Target, idempotency_key: str | None) -> str:
         """Deterministic for workflow runs and idempotent requests, random otherwise."""
@@ -114,7 +126,7 @@ class InvocationGateway:
     ) -> str:
         """Append the invocation without waiting for it; returns its id."""
         invocation_id = self.invocation_id_for(target, idempotency_key)
-        invoke_at_ms = now_ms() + delay_ms if delay_ms > 0 else 0
+        invoke_at_ms = add_ms(now_ms(), delay_ms) if delay_ms > 0 else 0
         await self._append(
             invocation_id, target, handler, argument, headers, idempotency_key, None, invoke_at_ms
         )
@@ -186,4 +198,12 @@ class InvocationGateway:
         """Append to the partition that owns invocation id ``route``."""
         envelope = Envelope(IngressSource(self._node_id), now_ms(), command)
         partition = partition_of(parse_partition_key(route), self._log.partitions)
-        await self._log.append(partition, [encode_envelope(envelope)])
+        record = encode_envelope(envelope)
+        if len(record) > self._max_record_bytes:
+            # The body, key and header limits keep requests below this; the log's own limit
+            # would refuse the append less clearly.
+            raise RecordTooLarge(
+                f"the request makes a record of {len(record)} bytes, "
+                f"over the log's limit of {self._max_record_bytes}"
+            )
+        await self._log.append(partition, [record])

@@ -21,13 +21,17 @@ from partition_processor.ids import (
 from partition_processor.journal import Failure, Success
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.ingress.gateway import InvocationGateway
+from runtime.ingress.validation import (
+    InvalidRequest,
+    check_json,
+    check_text,
+    forwarded_headers,
+)
+from runtime.limits import SizePolicy
 from runtime.metadata import HandlerInfo, Registry, ServiceInfo
 
-DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 IDEMPOTENCY_HEADER = "idempotency-key"
 ID_HEADER = "x-restate-id"
-# Headers forwarded to the handler as ``ctx.request().headers``.
-_HOP_BY_HOP = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
 
 
 def _delay_ms(raw: str | None) -> int:
@@ -39,11 +43,7 @@ def _delay_ms(raw: str | None) -> int:
         raise IngressError(400, f"bad delay: {exc}") from exc
 
 
-class IngressError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+IngressError = InvalidRequest
 
 
 def error_response(status: int, message: str) -> web.Response:
@@ -57,12 +57,13 @@ class IngressServer:
         gateway: InvocationGateway,
         *,
         is_ready: Callable[[], bool],
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        limits: SizePolicy,
     ) -> None:
         self._registry = registry
         self._gateway = gateway
         self._is_ready = is_ready
-        self._max_body_bytes = max_body_bytes
+        self._limits = limits
+        max_body_bytes = self._max_body_bytes = limits.body_bytes
         # aiohttp's own limit would answer 413 in plain text; we check the size ourselves.
         self.app = web.Application(client_max_size=max_body_bytes + 1024)
         self.app.router.add_get("/restate/health", self._health)
@@ -94,10 +95,10 @@ class IngressServer:
                 raise IngressError(503, "the node is starting")
             target, handler, send = self._resolve(request.match_info["path"])
             body = await self._read_body(request)
+            headers = forwarded_headers(request.headers.items(), self._limits)
             idempotency_key = request.headers.get(IDEMPOTENCY_HEADER) or None
-            headers = [
-                (k.lower(), v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP
-            ]
+            if idempotency_key is not None:
+                check_text(idempotency_key, "the idempotency key", self._limits)
             if send:
                 delay_ms = _delay_ms(request.query.get("delay"))
                 invocation_id = await self._gateway.send(
@@ -137,6 +138,9 @@ class IngressServer:
         service = self._registry.service(match["service"])
         if service is None:
             raise IngressError(404, f"service {match['service']!r} not found")
+        for field in ("key", "idempotency_key"):
+            if field in match:
+                check_text(match[field], f"the {field.replace('_', ' ')}", self._limits)
         if "idempotency_key" not in match:
             if service.service_type != "workflow":
                 raise IngressError(400, f"{service.name!r} is not a workflow")
@@ -207,6 +211,7 @@ class IngressServer:
             key = parts[1]
             if not key:
                 raise IngressError(400, f"empty key for {service.name!r}")
+            check_text(key, "the key", self._limits)
             return self._target(service, key, parts[2]), self._handler(service, parts[2]), send
         raise IngressError(404, f"no handler at /{path}")
 
@@ -239,11 +244,7 @@ class IngressServer:
                 raise IngressError(413, f"body exceeds {self._max_body_bytes} bytes")
             chunks.append(chunk)
         body = b"".join(chunks)
-        if body.strip():
-            try:
-                msgspec.json.decode(body)
-            except msgspec.DecodeError as exc:
-                raise IngressError(400, f"the body is not valid JSON: {exc}") from exc
+        check_json(body)
         return body
 
 

@@ -30,6 +30,7 @@ from partition_processor.tables import Store
 from runtime.clock import now_ms
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.invoker import PartitionInvoker
+from runtime.limits import SizePolicy
 from runtime.log import Log
 from runtime.metadata import Registry
 from runtime.metrics import RECORDS_REJECTED
@@ -74,9 +75,11 @@ class PartitionWorker:
         registry: Registry,
         channels: ChannelPool,
         respond: Responder,
+        limits: SizePolicy,
         owned: bool = True,
     ) -> None:
         self.partition = partition
+        self._limits = limits
         self._log = log_
         self._store = store
         self._node_id = node_id
@@ -194,7 +197,7 @@ class PartitionWorker:
         log.info("partition %d: leader at epoch %d", self.partition, epoch)
         proposer = LeaderProposer(self._log, self.partition, epoch, self._node_id)
         invoker = PartitionInvoker(
-            self.partition, self._store, self._registry, self._channels, proposer
+            self.partition, self._store, self._registry, self._channels, proposer, self._limits
         )
         outbox = OutboxShipper(self._log, self.partition, self._store, proposer)
         timers = TimerService(proposer, self.processor.pending_timers)
