@@ -128,11 +128,30 @@ class MalformedRequestFilter(logging.Filter):
         return True
 
 
-_FILTER = MalformedRequestFilter()
+class UndecodableMessageFilter(logging.Filter):
+    """gRPC logs a traceback for every message it cannot deserialize; an endpoint sending
+    garbage is a protocol error the invoker already reports (the attempt fails), so keep one
+    line without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            original = record.getMessage()
+            record.msg = "%s (%s: %.200s)"
+            record.args = (original, type(error).__name__, str(error))
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_HTTP_FILTER = MalformedRequestFilter()
+_GRPC_FILTER = UndecodableMessageFilter()
 
 
 def quiet_malformed_requests() -> None:
-    """Install the filter on aiohttp's server logger (idempotent)."""
-    logger = logging.getLogger("aiohttp.server")
-    if _FILTER not in logger.filters:
-        logger.addFilter(_FILTER)
+    """Install the filters on aiohttp's server and gRPC's codec loggers (idempotent)."""
+    for name, installed in (("aiohttp.server", _HTTP_FILTER), ("grpc._common", _GRPC_FILTER)):
+        logger = logging.getLogger(name)
+        if installed not in logger.filters:
+            logger.addFilter(installed)

@@ -166,7 +166,11 @@ class Attempt:
             if message is grpc.aio.EOF:
                 self._emit(Failed(UNAVAILABLE_CODE, "the endpoint closed the stream early", True))
                 return
-            assert isinstance(message, pb.SdkMessage)
+            if not isinstance(message, pb.SdkMessage):
+                # gRPC hands over None for bytes that do not parse as an SdkMessage.
+                reason = f"endpoint {uri} sent a message that is not an SdkMessage"
+                self._emit(Failed(PROTOCOL_ERROR_CODE, reason, True))
+                return
             try:
                 effect = self._effect_of(message, message.WhichOneof("kind"))
             except codec.ProtocolViolation as exc:
@@ -209,17 +213,17 @@ class Attempt:
                 return CompleteRun(completion.index, result)
             case "error":
                 error = message.error
-                if error.retryable:
-                    log.warning(
-                        "%s attempt %d failed (%d): %s",
-                        self.invocation_id,
-                        self.number,
-                        error.code,
-                        error.message,
-                    )
                 text = error.message
                 if len(text) > MAX_ERROR_MESSAGE_CHARS:
                     text = text[:MAX_ERROR_MESSAGE_CHARS] + "... (truncated)"
+                if error.retryable:
+                    log.warning(
+                        "%s attempt %d failed (%d): %.500s",
+                        self.invocation_id,
+                        self.number,
+                        error.code,
+                        text,
+                    )
                 return Failed(error.code or 500, text, error.retryable)
             case "end":
                 return End()

@@ -144,9 +144,7 @@ async def test_an_oversized_entry_from_a_handler_fails_terminally(
     await _every_partition_serves(client, rounds=1)
 
 
-async def test_bad_input_gets_a_clear_4xx_and_no_traceback(
-    shared: Cluster, client: Client
-) -> None:
+async def test_bad_input_gets_a_clear_4xx_and_no_traceback(shared: Cluster, client: Client) -> None:
     checks: list[tuple[int, str, object]] = []
     for delay in ("9" * 400 + "s", "99999999999999999999d", "1e999s", "P99999999999999999999D"):
         response = await client.call(f"/Poison/echo/send?delay={delay}", "x")
@@ -164,7 +162,7 @@ async def test_bad_input_gets_a_clear_4xx_and_no_traceback(
     status, body = await _raw_http(
         shared.node.ingress_port,
         b"POST /Poison/echo HTTP/1.1\r\nHost: x\r\nX-Bad: \xff\xfe\r\n"
-        b"Content-Type: application/json\r\nContent-Length: 3\r\nConnection: close\r\n\r\n\"x\"",
+        b'Content-Type: application/json\r\nContent-Length: 3\r\nConnection: close\r\n\r\n"x"',
     )
     checks.append((status, "non-UTF-8 header", body[:100]))
     assert json.loads(body)["code"] == 400

@@ -31,8 +31,8 @@ async def always_fails(ctx: restate.Context) -> str:
 
 
 @poison.handler()
-async def echo(ctx: restate.Context, value: str) -> int:
-    return len(value)
+async def echo(ctx: restate.Context, value: str | None) -> int:
+    return len(value or "")
 
 
 @poison.handler()
