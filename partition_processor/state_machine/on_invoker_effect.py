@@ -11,6 +11,7 @@ from typing import assert_never
 
 import msgspec
 
+from partition_processor import codes
 from partition_processor.actions import Action, NotifyInvocationId, RegisterTimer
 from partition_processor.commands import (
     CallerRef,
@@ -63,7 +64,7 @@ from partition_processor.state_machine import lifecycle, promises
 from partition_processor.tables import Transaction
 from partition_processor.values import AttemptFailure, InvocationStatus, SleepTimer
 
-JOURNAL_MISMATCH_CODE = 570
+JOURNAL_MISMATCH_CODE = codes.JOURNAL_MISMATCH
 
 
 def sleep_timer_id(invocation_id: str, index: int) -> str:
