@@ -86,6 +86,10 @@ class PartitionProcessor:
                 try:
                     if not apply(tx, envelope, record_actions):
                         dropped += 1
+                except MemoryError:
+                    # Not a property of the record: another replica might apply it fine, so
+                    # failing the invocation here could diverge. Let the worker restart.
+                    raise
                 except Exception as exc:  # noqa: BLE001 - apply is total (DESIGN §11)
                     tx.rollback(savepoint)
                     record_actions = []
@@ -124,6 +128,8 @@ class PartitionProcessor:
         savepoint = tx.savepoint()
         try:
             failed = reject(tx, envelope, detail, actions)
+        except MemoryError:
+            raise
         except Exception as fallback_exc:  # noqa: BLE001 - then the record belongs to no one
             tx.rollback(savepoint)
             actions.clear()
