@@ -233,7 +233,10 @@ class AdminServer:
             parse_partition_key(invocation_id)
         except InvalidInvocationId as exc:
             return error_response(400, str(exc))
-        outcome = await self._gateway.manage(lambda sink: make(invocation_id, sink))
+        try:
+            outcome = await self._gateway.manage(lambda sink: make(invocation_id, sink))
+        except InvalidRequest as exc:
+            return error_response(exc.status, exc.message)
         if isinstance(outcome, Failure):
             return error_response(outcome.code, outcome.message)
         return web.json_response({"id": invocation_id, "status": "accepted"}, status=202)

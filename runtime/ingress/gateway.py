@@ -30,7 +30,7 @@ from partition_processor.journal import Result
 from partition_processor.limits import add_ms
 from runtime.clock import now_ms
 from runtime.ingress.validation import InvalidRequest
-from runtime.log import Log
+from runtime.log import Log, LogError
 from runtime.metadata import HandlerInfo, completion_retention_ms
 
 ManagementCommand = Terminate | Purge
@@ -206,4 +206,9 @@ class InvocationGateway:
                 f"the request makes a record of {len(record)} bytes, "
                 f"over the log's limit of {self._max_record_bytes}"
             )
-        await self._log.append(partition, [record])
+        try:
+            await self._log.append(partition, [record])
+        except LogError as exc:
+            # Unavailable, not a bad request: the client may retry (an idempotency key makes
+            # that safe even if the record was appended after all).
+            raise InvalidRequest(503, f"the log did not take the request, retry: {exc}") from exc
