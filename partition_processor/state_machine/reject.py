@@ -25,6 +25,7 @@ from partition_processor.commands import (
     TruncateOutbox,
 )
 from partition_processor.journal import Failure
+from partition_processor.keys import KeyTooLong
 from partition_processor.state_machine import lifecycle
 from partition_processor.tables import Transaction
 from partition_processor.values import TimerValue
@@ -74,7 +75,10 @@ def reject(tx: Transaction, envelope: Envelope, reason: str, actions: list[Actio
             invocation_id = None
     if invocation_id is None:
         return None
-    status = tx.status(invocation_id)
+    try:
+        status = tx.status(invocation_id)
+    except KeyTooLong:
+        status = None  # an id no invocation can have; its waiters are answered above
     if status is None or status.phase == "completed":
         return invocation_id if answered else None
     if status.phase == "invoked":

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
+
 from partition_processor import codes
 from partition_processor.actions import RespondToIngress, StartInvocation
 from partition_processor.commands import (
+    Attach,
     CallerRef,
+    Command,
     End,
     Failed,
     IngressSink,
@@ -13,6 +19,7 @@ from partition_processor.commands import (
     JournalAppend,
     RetryPolicy,
     Target,
+    Terminate,
     TimerFired,
 )
 from partition_processor.journal import Failure, GetState, Output, Success
@@ -75,6 +82,19 @@ def test_an_effect_that_cannot_be_applied_fails_the_invocation_and_frees_the_loc
     env.effect("b", 1, JournalAppend(1, Output(Success(b"2"))))
     done = env.effect("b", 1, End())
     assert any(isinstance(a, RespondToIngress) and a.result == Success(b"2") for a in done)
+
+
+@pytest.mark.parametrize("make", [Attach, lambda i, sink: Terminate(i, "kill", sink)])
+def test_a_management_record_that_cannot_be_applied_still_answers_its_request(
+    make: Callable[[str, IngressSink], Command],
+) -> None:
+    env = Env()
+    sink = IngressSink(NODE, "r-admin")
+    actions = env.apply(make("i" * 70_000, sink))
+    [answer] = actions
+    assert isinstance(answer, RespondToIngress) and answer.sink == sink
+    assert isinstance(answer.result, Failure) and answer.result.code == codes.UNAPPLICABLE_RECORD
+    assert env.invoke("a") == [StartInvocation("a", 1)]
 
 
 def test_a_timer_record_that_cannot_be_applied_is_dropped() -> None:
