@@ -194,11 +194,15 @@ def _finish(node: Cluster, invocation_id: str) -> str:
     """Wait for the rogue invocation to end; kill it if it does not (it may wait forever, or
     the rogue may loop it through suspensions): either way the node must carry it out."""
     status_url = f"{node.node.admin}/invocations/{invocation_id}"
+    deadline = time.monotonic() + 30  # the 202 means appended; the store follows
+    while (found := http_json("GET", status_url))[0] == 404 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert found[0] == 200, found
     deadline = time.monotonic() + 0.5
     while time.monotonic() < deadline:
         status, body = http_json("GET", status_url)
-        assert status in (200, 404), body
-        if status == 200 and body["status"] == "completed":
+        assert status == 200, body
+        if body["status"] == "completed":
             return "completed"
         time.sleep(0.02)
     status, body = http_json("PATCH", f"{status_url}/kill")
