@@ -11,6 +11,7 @@ from typing import Literal
 import msgspec
 
 from partition_processor.journal import JournalCommand, Result
+from partition_processor.limits import backoff_ms
 
 RECORD_VERSION = 1
 
@@ -85,8 +86,9 @@ class RetryPolicy(msgspec.Struct, frozen=True):
 
     def delay_ms(self, attempt: int) -> int:
         """Backoff before attempt ``attempt + 1`` after attempt ``attempt`` failed."""
-        delay = self.initial_interval_ms * (self.factor ** max(0, attempt - 1))
-        return int(min(delay, self.max_interval_ms))
+        return backoff_ms(
+            self.initial_interval_ms, self.factor, attempt - 1, self.max_interval_ms
+        )
 
 
 class IngressSink(msgspec.Struct, frozen=True):

@@ -7,11 +7,16 @@ An invocation id carries its partition key, so any node can route it without a l
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import re
 
 PARTITION_KEY_BITS = 64
 _ID_PREFIX = "inv_"
 _ID_LENGTH = len(_ID_PREFIX) + 16 + 32
+# Exactly what ``make_invocation_id`` writes: ``int(x, 16)`` alone would also take signs,
+# underscores, whitespace and upper case, and a signed partition key routes nowhere.
+_ID_PATTERN = re.compile(r"inv_[0-9a-f]{48}", re.ASCII)
 
 
 class InvalidInvocationId(ValueError):
@@ -57,13 +62,12 @@ def make_invocation_id(partition_key: int, uuid_bytes: bytes) -> str:
 
 def parse_partition_key(invocation_id: str) -> int:
     """The partition key embedded in an invocation id."""
-    if len(invocation_id) != _ID_LENGTH or not invocation_id.startswith(_ID_PREFIX):
-        raise InvalidInvocationId(f"not an invocation id: {invocation_id!r}")
-    try:
-        int(invocation_id[len(_ID_PREFIX) :], 16)
-        return int(invocation_id[len(_ID_PREFIX) : len(_ID_PREFIX) + 16], 16)
-    except ValueError as exc:
-        raise InvalidInvocationId(f"not an invocation id: {invocation_id!r}") from exc
+    if len(invocation_id) != _ID_LENGTH or _ID_PATTERN.fullmatch(invocation_id) is None:
+        shown = invocation_id if len(invocation_id) <= 80 else invocation_id[:80] + "..."
+        raise InvalidInvocationId(
+            f"not an invocation id: {shown!r} (expected inv_ and 48 lowercase hex digits)"
+        )
+    return int(invocation_id[len(_ID_PREFIX) : len(_ID_PREFIX) + 16], 16)
 
 
 def is_invocation_id(value: str) -> bool:
@@ -114,6 +118,8 @@ def call_entropy(caller_id: str, index: int) -> bytes:
 
 
 _AWAKEABLE_PREFIX = "sign_1"
+# url-safe base64 without padding of a 52-character invocation id and a u32 index (56 bytes).
+_AWAKEABLE_PATTERN = re.compile(r"sign_1[A-Za-z0-9_-]{75}", re.ASCII)
 
 
 class InvalidAwakeableId(ValueError):
@@ -128,16 +134,20 @@ def awakeable_id(invocation_id: str, index: int) -> str:
 
 def parse_awakeable_id(value: str) -> tuple[str, int]:
     """(owner invocation id, entry index) of an awakeable id."""
-    if not value.startswith(_AWAKEABLE_PREFIX):
-        raise InvalidAwakeableId(f"not an awakeable id: {value!r}")
+    shown = value if len(value) <= 100 else value[:100] + "..."
+    if _AWAKEABLE_PATTERN.fullmatch(value) is None:
+        raise InvalidAwakeableId(f"not an awakeable id: {shown!r}")
     encoded = value[len(_AWAKEABLE_PREFIX) :]
     try:
-        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        invocation_id = raw[:-4].decode()
+        raw = base64.urlsafe_b64decode(encoded + "=")
+        invocation_id = raw[:-4].decode("ascii")
         parse_partition_key(invocation_id)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidAwakeableId(f"not an awakeable id: {value!r}") from exc
-    return invocation_id, int.from_bytes(raw[-4:], "big")
+    except (ValueError, binascii.Error) as exc:
+        raise InvalidAwakeableId(f"not an awakeable id: {shown!r}") from exc
+    index = int.from_bytes(raw[-4:], "big")
+    if awakeable_id(invocation_id, index) != value:  # one spelling per awakeable (no stray bits)
+        raise InvalidAwakeableId(f"not an awakeable id: {shown!r}")
+    return invocation_id, index
 
 
 def workflow_run_id(service: str, key: str) -> str:

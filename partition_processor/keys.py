@@ -23,8 +23,20 @@ class Kind(IntEnum):
     DEDUP = 10  # reserved: per-producer sequence watermarks
 
 
+# A string field is prefixed by its u16 length; the edges keep keys and names far below this
+# (NodeConfig.max_key_bytes), and apply turns a KeyTooLong that still gets here into the failure
+# of one invocation (DESIGN §11).
+MAX_TEXT_BYTES = 0xFFFF
+
+
+class KeyTooLong(ValueError):
+    """A string field of a store key is longer than its 2-byte length prefix can say."""
+
+
 def _text(value: str) -> bytes:
     encoded = value.encode()
+    if len(encoded) > MAX_TEXT_BYTES:
+        raise KeyTooLong(f"a key or name of {len(encoded)} bytes exceeds {MAX_TEXT_BYTES} bytes")
     return struct.pack(">H", len(encoded)) + encoded
 
 

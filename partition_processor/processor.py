@@ -6,19 +6,17 @@ them here, and executes the returned actions only after ``apply_batch`` has comm
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import msgspec
 
 from partition_processor import keys
 from partition_processor.actions import Action, StartInvocation
-from partition_processor.commands import decode_envelope
+from partition_processor.commands import Envelope, decode_envelope
 from partition_processor.state_machine import apply
+from partition_processor.state_machine.reject import advance_dedup, reject
 from partition_processor.tables import Store, Transaction, decode_status, read_fsm
 from partition_processor.values import FsmState
-
-log = logging.getLogger(__name__)
 
 
 class LogEntry(msgspec.Struct, frozen=True):
@@ -26,6 +24,19 @@ class LogEntry(msgspec.Struct, frozen=True):
 
     lsn: int
     payload: bytes
+
+
+class Rejection(msgspec.Struct, frozen=True):
+    """A record that could not be applied: its invocation failed instead, or it was dropped.
+
+    ``reason`` is a metric label: ``undecodable`` (dropped), ``failed_invocation`` or
+    ``dropped`` (its apply raised and it belongs to no live invocation).
+    """
+
+    lsn: int
+    reason: str
+    detail: str
+    invocation_id: str | None = None
 
 
 class BatchOutcome(msgspec.Struct):
@@ -36,6 +47,7 @@ class BatchOutcome(msgspec.Struct):
     leader_epoch: int
     applied_lsn: int
     dropped: int = 0
+    rejected: list[Rejection] = []
 
 
 class PartitionProcessor:
@@ -58,6 +70,7 @@ class PartitionProcessor:
         """
         tx = Transaction(self.store, self.partition)
         actions: list[Action] = []
+        rejected: list[Rejection] = []
         dropped = 0
         for record in records:
             if record.lsn <= tx.fsm.applied_lsn:
@@ -65,14 +78,22 @@ class PartitionProcessor:
             record_actions: list[Action] = []
             try:
                 envelope = decode_envelope(record.payload)
-            except msgspec.DecodeError:
-                log.error(
-                    "partition %d: undecodable record at lsn %d skipped", self.partition, record.lsn
-                )
+            except msgspec.DecodeError as exc:
+                rejected.append(Rejection(record.lsn, "undecodable", str(exc)))
                 dropped += 1
             else:
-                if not apply(tx, envelope, record_actions):
-                    dropped += 1
+                savepoint = tx.savepoint()
+                try:
+                    if not apply(tx, envelope, record_actions):
+                        dropped += 1
+                except MemoryError:
+                    # Not a property of the record: another replica might apply it fine, so
+                    # failing the invocation here could diverge. Let the worker restart.
+                    raise
+                except Exception as exc:  # noqa: BLE001 - apply is total (DESIGN §11)
+                    tx.rollback(savepoint)
+                    record_actions = []
+                    rejected.append(self._reject(tx, envelope, record.lsn, exc, record_actions))
             tx.fsm = msgspec.structs.replace(tx.fsm, applied_lsn=record.lsn)
             if tx.fsm.leader_node == self.node:
                 actions.extend(record_actions)
@@ -85,7 +106,38 @@ class PartitionProcessor:
             leader_epoch=tx.fsm.leader_epoch,
             applied_lsn=tx.fsm.applied_lsn,
             dropped=dropped,
+            rejected=rejected,
         )
+
+    @staticmethod
+    def _reject(
+        tx: Transaction, envelope: Envelope, lsn: int, exc: Exception, actions: list[Action]
+    ) -> Rejection:
+        """Fail the record's invocation in its place; if even that raises, drop the record.
+
+        The reason is built from the exception's type and text only, which are the same on
+        every replica and replay of this code, so followers store the same failure.
+        """
+        detail = f"{type(exc).__name__}: {exc}"
+        if len(detail) > 1000:
+            detail = detail[:1000] + "..."
+        try:
+            advance_dedup(tx, envelope)
+        except Exception:  # noqa: BLE001 - a producer id too long for a key: nothing to keep
+            pass
+        savepoint = tx.savepoint()
+        try:
+            failed = reject(tx, envelope, detail, actions)
+        except MemoryError:
+            raise
+        except Exception as fallback_exc:  # noqa: BLE001 - then the record belongs to no one
+            tx.rollback(savepoint)
+            actions.clear()
+            detail += f"; failing its invocation raised {type(fallback_exc).__name__}"
+            return Rejection(lsn, "dropped", detail)
+        if failed is None:
+            return Rejection(lsn, "dropped", detail)
+        return Rejection(lsn, "failed_invocation", detail, failed)
 
     def invocations_to_resume(self) -> list[StartInvocation]:
         """Attempts that were running under a previous leader: a new leader starts them again."""

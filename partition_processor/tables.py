@@ -98,6 +98,16 @@ class Transaction:
         self.writes: dict[bytes, bytes | None] = {}
         self.fsm = read_fsm(reader, partition)
 
+    # -- savepoints: a record that cannot be applied leaves none of its writes behind
+
+    def savepoint(self) -> tuple[dict[bytes, bytes | None], FsmState]:
+        return dict(self.writes), self.fsm
+
+    def rollback(self, savepoint: tuple[dict[bytes, bytes | None], FsmState]) -> None:
+        writes, fsm = savepoint
+        self.writes = dict(writes)
+        self.fsm = fsm
+
     # -- raw access
 
     def get(self, key: bytes) -> bytes | None:

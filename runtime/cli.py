@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from runtime.log import LogError
 from runtime.node import Node, NodeConfig, split_bind
 
@@ -40,11 +42,13 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
     )
     parser.add_argument("--partitions", type=int, default=int(_env("PARTITIONS", "24")))
     parser.add_argument("--node-name", default=_env("NODE_NAME", "node-1"))
-    parser.add_argument(
-        "--ingress-max-body-bytes",
-        type=int,
-        default=int(_env("INGRESS_MAX_BODY_BYTES", str(10 * 1024 * 1024))),
-    )
+    for name in ("ingress_max_body_bytes", "max_key_bytes"):
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=int,
+            default=int(_env(name.upper(), str(_node_default(name)))),
+            help="size policy (README, Limits)",
+        )
     parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     parser.add_argument(
         "--cluster",
@@ -60,6 +64,12 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
     )
 
 
+def _node_default(name: str) -> object:
+    """A NodeConfig default (its one home)."""
+    field = next(f for f in msgspec.structs.fields(NodeConfig) if f.name == name)
+    return field.default
+
+
 def _config(args: argparse.Namespace) -> NodeConfig:
     if args.partitions < 1:
         raise SystemExit("cairn: --partitions must be at least 1")
@@ -70,6 +80,13 @@ def _config(args: argparse.Namespace) -> NodeConfig:
             raise SystemExit(f"cairn: {flag}: {exc}") from exc
     if args.cluster and args.log != "kafka":
         raise SystemExit("cairn: --cluster needs --log kafka (the nodes share its topics)")
+    try:
+        return _node_config(args)
+    except ValueError as exc:
+        raise SystemExit(f"cairn: {exc}") from exc
+
+
+def _node_config(args: argparse.Namespace) -> NodeConfig:
     return NodeConfig(
         data_dir=Path(args.data_dir),
         ingress_bind=args.ingress_bind,
@@ -81,6 +98,7 @@ def _config(args: argparse.Namespace) -> NodeConfig:
         partitions=args.partitions,
         node_name=args.node_name,
         ingress_max_body_bytes=args.ingress_max_body_bytes,
+        max_key_bytes=args.max_key_bytes,
         cluster=args.cluster,
         cluster_session_timeout_ms=args.cluster_session_timeout_ms,
     )
@@ -179,7 +197,12 @@ async def _dev(args: argparse.Namespace) -> None:
 
     app = sdk.endpoint.load_app(args.app)
     node = Node(_config(args))
-    server = await sdk.start_server(app, host="127.0.0.1", port=args.endpoint_port)
+    server = await sdk.start_server(
+        app,
+        host="127.0.0.1",
+        port=args.endpoint_port,
+        max_message_bytes=node.limits.message_bytes,
+    )
     uri = f"http://127.0.0.1:{server.port}"
 
     async def stop_endpoint() -> None:

@@ -15,6 +15,19 @@ ATTEMPTS_STARTED = Counter(
     "cairn_invoker_attempts_started", "Invocation attempts started", registry=REGISTRY
 )
 
+RECORDS_REJECTED = Counter(
+    "cairn_records_rejected",
+    "Log records that could not be applied: their invocation failed instead, or they were dropped",
+    ["reason"],
+    registry=REGISTRY,
+)
+MALFORMED_REQUESTS = Counter(
+    "cairn_http_malformed_requests",
+    "HTTP requests refused before routing (unparsable request line, headers or body framing)",
+    ["server"],
+    registry=REGISTRY,
+)
+
 
 def exposition() -> bytes:
     """The metrics in the Prometheus text format."""

@@ -15,14 +15,17 @@ from pathlib import Path
 import msgspec
 from aiohttp import web
 
+from partition_processor import keys
 from partition_processor.actions import RespondToIngress
 from partition_processor.store_rocksdb import RocksDBStore
 from runtime.admin.http import AdminServer
 from runtime.cluster import GroupOwnership, ResponseDelivery
 from runtime.ingress.gateway import InvocationGateway, PendingResponses
-from runtime.ingress.http import DEFAULT_MAX_BODY_BYTES, IngressServer
+from runtime.ingress.http import IngressServer
+from runtime.ingress.validation import quiet_malformed_requests
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.discovery import discover
+from runtime.limits import SizePolicy
 from runtime.log import KafkaLog, LocalLog, Log
 from runtime.metadata import Registry
 from runtime.worker.partition import PartitionWorker
@@ -42,11 +45,44 @@ class NodeConfig(msgspec.Struct, frozen=True):
     kafka_fetch_max_wait_ms: int = 100
     partitions: int = 24
     node_name: str = "node-1"
-    ingress_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # The size policy (DESIGN §11; README "Limits"): every other byte limit derives from these.
+    # A journal entry value (state value, run result, call argument, output) may be as large as
+    # a request body, so whatever the ingress accepts can reach the handler and come back.
+    ingress_max_body_bytes: int = 10 * 1024 * 1024
+    # Object keys, state keys, idempotency keys, names (a store key holds them behind a 2-byte
+    # length, so at most 65535).
+    max_key_bytes: int = 4096
+    # All request headers forwarded to a handler, together.
+    max_headers_bytes: int = 64 * 1024
+    # Room around one entry value in a log record: ids, keys, headers, framing. A log record is
+    # at most ingress_max_body_bytes + this; the Kafka producer's max_request_size and the
+    # topic's max.message.bytes are set to match (the brokers' message.max.bytes must allow it).
+    log_record_overhead_bytes: int = 256 * 1024
     # A cluster: nodes sharing the Kafka topics split the partitions' leadership through a
     # consumer group; a member that dies loses its partitions after the session timeout.
     cluster: bool = False
     cluster_session_timeout_ms: int = 10_000
+
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_key_bytes <= keys.MAX_TEXT_BYTES:
+            raise ValueError(f"max_key_bytes must be in 1..{keys.MAX_TEXT_BYTES}")
+        if self.ingress_max_body_bytes < 1:
+            raise ValueError("ingress_max_body_bytes must be positive")
+        if self.log_record_overhead_bytes < self.max_headers_bytes + 8 * self.max_key_bytes:
+            raise ValueError("log_record_overhead_bytes must hold the headers and keys")
+
+    def size_policy(self) -> SizePolicy:
+        record = self.ingress_max_body_bytes + self.log_record_overhead_bytes
+        return SizePolicy(
+            body_bytes=self.ingress_max_body_bytes,
+            entry_bytes=self.ingress_max_body_bytes,
+            key_bytes=self.max_key_bytes,
+            headers_bytes=self.max_headers_bytes,
+            record_bytes=record,
+            # A replayed call entry holds its argument and its result: two values.
+            message_bytes=record + self.ingress_max_body_bytes,
+        )
 
 
 def split_bind(bind: str) -> tuple[str, int]:
@@ -66,7 +102,8 @@ class Node:
             raise ValueError("a cluster shares its log: use --log kafka")
         self._log, self._metadata_log = self._open_logs(config)
         self._store: RocksDBStore | None = None
-        self._channels = ChannelPool()
+        self.limits = config.size_policy()
+        self._channels = ChannelPool(self.limits.message_bytes)
         self._responses = PendingResponses()
         self.registry = Registry(self._metadata_log)
         self._workers: list[PartitionWorker] = []
@@ -85,9 +122,14 @@ class Node:
         if config.log == "kafka":
             prefix = config.kafka_topic_prefix
             wait = timedelta(milliseconds=config.kafka_fetch_max_wait_ms)
+            record_bytes = config.size_policy().record_bytes
             return (
                 KafkaLog(
-                    config.kafka_bootstrap, f"{prefix}.log", config.partitions, fetch_max_wait=wait
+                    config.kafka_bootstrap,
+                    f"{prefix}.log",
+                    config.partitions,
+                    fetch_max_wait=wait,
+                    max_record_bytes=record_bytes,
                 ),
                 KafkaLog(config.kafka_bootstrap, f"{prefix}.metadata", 1, fetch_max_wait=wait),
             )
@@ -104,12 +146,11 @@ class Node:
         await self._metadata_log.start()
         self._store = RocksDBStore(config.data_dir / "store")
         await self.registry.start()
-        gateway = InvocationGateway(self._log, self.node_id, self._responses)
+        gateway = InvocationGateway(
+            self._log, self.node_id, self._responses, max_record_bytes=self.limits.record_bytes
+        )
         ingress = IngressServer(
-            self.registry,
-            gateway,
-            is_ready=lambda: self._ready,
-            max_body_bytes=config.ingress_max_body_bytes,
+            self.registry, gateway, is_ready=lambda: self._ready, limits=self.limits
         )
         admin = AdminServer(
             self.registry,
@@ -121,7 +162,9 @@ class Node:
             receive_response=self._responses.respond if config.cluster else None,
             leading=lambda: [w.partition for w in self._workers if w.is_leader],
             node_id=self.node_id,
+            limits=self.limits,
         )
+        quiet_malformed_requests()
         await self._serve(ingress.app, config.ingress_bind)
         await self._serve(admin.app, config.admin_bind)
         if config.cluster:
@@ -135,6 +178,7 @@ class Node:
                 registry=self.registry,
                 channels=self._channels,
                 respond=self._respond,
+                limits=self.limits,
                 owned=not config.cluster,
             )
             self._workers.append(worker)

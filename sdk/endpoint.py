@@ -11,14 +11,16 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from sdk._transport.server import RunningEndpoint, start_server
+from sdk._transport.server import DEFAULT_MAX_MESSAGE_BYTES, RunningEndpoint, start_server
 from sdk.definitions import App
 
 __all__ = ["RunningEndpoint", "main", "serve", "start_server"]
 
 
-async def _serve_until_signalled(app: App, host: str, port: int) -> None:
-    endpoint = await start_server(app, host, port)
+async def _serve_until_signalled(
+    app: App, host: str, port: int, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> None:
+    endpoint = await start_server(app, host, port, max_message_bytes)
     print(
         f"cairn endpoint: serving {', '.join(app.services)} on {host}:{endpoint.port}", flush=True
     )
@@ -32,9 +34,14 @@ async def _serve_until_signalled(app: App, host: str, port: int) -> None:
         await endpoint.stop()
 
 
-def serve(app: App, host: str = "127.0.0.1", port: int = 9080) -> None:
+def serve(
+    app: App,
+    host: str = "127.0.0.1",
+    port: int = 9080,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> None:
     """Serve ``app`` until SIGINT/SIGTERM (blocking)."""
-    asyncio.run(_serve_until_signalled(app, host, port))
+    asyncio.run(_serve_until_signalled(app, host, port, max_message_bytes))
 
 
 def load_app(target: str) -> App:
@@ -59,6 +66,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--port", type=int, default=int(os.environ.get("CAIRN_ENDPOINT_PORT", "9080"))
     )
+    parser.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=int(os.environ.get("CAIRN_MAX_MESSAGE_BYTES", str(DEFAULT_MAX_MESSAGE_BYTES))),
+        help="largest gRPC message either way; match the node's size policy",
+    )
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -66,6 +79,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     app = load_app(args.app)
     try:
-        serve(app, args.host, args.port)
+        serve(app, args.host, args.port, args.max_message_bytes)
     except OSError as exc:
         raise SystemExit(f"cairn endpoint: {exc}") from exc

@@ -14,6 +14,7 @@ from partition_processor.actions import (
 )
 from partition_processor.commands import InvocationResponse
 from partition_processor.journal import Completion, JournalEntry, Result
+from partition_processor.limits import add_ms
 from partition_processor.tables import Transaction
 from partition_processor.values import (
     InvocationStatus,
@@ -99,7 +100,7 @@ def schedule_retry(
     tx: Transaction, status: InvocationStatus, now_ms: int, actions: list[Action]
 ) -> None:
     """Back off after a failed attempt; the retry timer starts the next attempt."""
-    wake_ms = now_ms + status.retry_policy.delay_ms(status.retry_count)
+    wake_ms = add_ms(now_ms, status.retry_policy.delay_ms(status.retry_count))
     timer_id = retry_timer_id(status.invocation_id, status.attempt)
     tx.put_timer(wake_ms, timer_id, RetryTimer(status.invocation_id, status.attempt))
     tx.put_status(msgspec.structs.replace(status, phase="backing_off", modified_ms=now_ms))
@@ -148,7 +149,7 @@ def retention_timer(completed: InvocationStatus) -> tuple[int, str]:
 
     A completed status is never written again, so its ``modified_ms`` is its completion time.
     """
-    wake_ms = completed.modified_ms + completed.completion_retention_ms
+    wake_ms = add_ms(completed.modified_ms, completed.completion_retention_ms)
     return wake_ms, purge_timer_id(completed.invocation_id)
 
 

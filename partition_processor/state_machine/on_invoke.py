@@ -7,6 +7,7 @@ import msgspec
 from partition_processor.actions import Action, RegisterTimer, RespondToIngress, SendReceipt
 from partition_processor.commands import InvocationResponse, Invoke
 from partition_processor.journal import Failure, Input, JournalEntry, Success
+from partition_processor.limits import clamp_ms
 from partition_processor.state_machine import lifecycle
 from partition_processor.tables import Transaction
 from partition_processor.values import DelayedInvokeTimer, InvocationStatus
@@ -18,10 +19,11 @@ def delayed_invoke_timer_id(invocation_id: str) -> str:
 
 def on_invoke(tx: Transaction, now_ms: int, command: Invoke, actions: list[Action]) -> bool:
     existing = tx.status(command.invocation_id)
-    delayed = command.invoke_at_ms > now_ms
+    invoke_at_ms = clamp_ms(command.invoke_at_ms)
+    delayed = invoke_at_ms > now_ms
     if command.receipt_sink is not None:
         if existing is None:
-            receipt = SendReceipt(True, command.invoke_at_ms if delayed else 0)
+            receipt = SendReceipt(True, invoke_at_ms if delayed else 0)
         else:
             receipt = SendReceipt(False, existing.invoke_at_ms)
         actions.append(
@@ -47,14 +49,14 @@ def on_invoke(tx: Transaction, now_ms: int, command: Invoke, actions: list[Actio
         idempotency_key=command.idempotency_key,
         completion_retention_ms=command.completion_retention_ms,
         callers=[command.caller] if command.caller is not None else [],
-        invoke_at_ms=command.invoke_at_ms if delayed else 0,
+        invoke_at_ms=invoke_at_ms if delayed else 0,
     )
     tx.put_entry(command.invocation_id, 0, JournalEntry(Input(command.argument, command.headers)))
     if delayed:
         timer_id = delayed_invoke_timer_id(command.invocation_id)
-        tx.put_timer(command.invoke_at_ms, timer_id, DelayedInvokeTimer(command.invocation_id))
+        tx.put_timer(invoke_at_ms, timer_id, DelayedInvokeTimer(command.invocation_id))
         tx.put_status(status)
-        actions.append(RegisterTimer(command.invoke_at_ms, timer_id))
+        actions.append(RegisterTimer(invoke_at_ms, timer_id))
     else:
         lifecycle.admit(tx, status, now_ms, actions)
     return True

@@ -11,6 +11,7 @@ from typing import assert_never
 
 import msgspec
 
+from partition_processor import codes
 from partition_processor.actions import Action, NotifyInvocationId, RegisterTimer
 from partition_processor.commands import (
     CallerRef,
@@ -58,11 +59,12 @@ from partition_processor.journal import (
     Success,
     Void,
 )
+from partition_processor.limits import clamp_ms
 from partition_processor.state_machine import lifecycle, promises
 from partition_processor.tables import Transaction
 from partition_processor.values import AttemptFailure, InvocationStatus, SleepTimer
 
-JOURNAL_MISMATCH_CODE = 570
+JOURNAL_MISMATCH_CODE = codes.JOURNAL_MISMATCH
 
 
 def sleep_timer_id(invocation_id: str, index: int) -> str:
@@ -146,7 +148,8 @@ def _execute(
                     tx.delete_state_value(service, key, name)
         case Call() | OneWayCall():
             return _call(tx, status, effect, command, actions)
-        case Sleep(wake_up_ms=wake_up_ms):
+        case Sleep(wake_up_ms=requested_ms):
+            wake_up_ms = clamp_ms(requested_ms)
             timer_id = sleep_timer_id(status.invocation_id, effect.index)
             tx.put_timer(wake_up_ms, timer_id, SleepTimer(status.invocation_id, effect.index))
             actions.append(RegisterTimer(wake_up_ms, timer_id))

@@ -24,7 +24,9 @@ from partition_processor.tables import KeyValueReader, decode_status, read_journ
 from runtime.cluster import RESPONSES_PATH, decode_response
 from runtime.ingress.gateway import InvocationGateway
 from runtime.ingress.http import error_response
+from runtime.ingress.validation import InvalidRequest, check_json, check_text
 from runtime.invoker.discovery import DiscoveryError
+from runtime.limits import SizePolicy
 from runtime.metadata import Deployment, Registry, ServiceInfo
 from runtime.metrics import exposition
 
@@ -97,7 +99,9 @@ class AdminServer:
         node_id: str,
         leading: Callable[[], list[int]],
         receive_response: Callable[[RespondToIngress], None] | None,
+        limits: SizePolicy,
     ) -> None:
+        self._limits = limits
         self._registry = registry
         self._receive_response = receive_response
         self._leading = leading
@@ -150,8 +154,12 @@ class AdminServer:
         return web.Response(body=exposition(), content_type="text/plain")
 
     async def _register(self, request: web.Request) -> web.Response:
+        raw = await request.read()
         try:
-            body = msgspec.json.decode(await request.read())
+            check_json(raw)
+            body = msgspec.json.decode(raw)
+        except InvalidRequest as exc:
+            return error_response(exc.status, exc.message)
         except msgspec.DecodeError as exc:
             return error_response(400, f"the body is not valid JSON: {exc}")
         uri = body.get("uri") if isinstance(body, dict) else None
@@ -188,6 +196,10 @@ class AdminServer:
 
     async def _state(self, request: web.Request) -> web.Response:
         service, key = request.match_info["service"], request.match_info["key"]
+        try:
+            check_text(key, "the key", self._limits)
+        except InvalidRequest as exc:
+            return error_response(exc.status, exc.message)
         if self._registry.service(service) is None:
             return error_response(404, f"service {service!r} not found")
         partition = partition_of(object_partition_key(service, key), self._partitions)
@@ -236,7 +248,10 @@ class AdminServer:
             parse_partition_key(invocation_id)
         except InvalidInvocationId as exc:
             return error_response(400, str(exc))
-        outcome = await self._gateway.manage(lambda sink: make(invocation_id, sink))
+        try:
+            outcome = await self._gateway.manage(lambda sink: make(invocation_id, sink))
+        except InvalidRequest as exc:
+            return error_response(exc.status, exc.message)
         if isinstance(outcome, Failure):
             return error_response(outcome.code, outcome.message)
         # As Restate 1.7: 200 and no body once done; 202 for a cancel that reached a running

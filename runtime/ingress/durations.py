@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
+
+from partition_processor.limits import MAX_TIMESTAMP_MS
 
 _HUMAN_UNITS_MS = {
     "ms": 1,
@@ -59,7 +62,7 @@ def parse_duration_ms(text: str) -> int:
         if match is None or value.upper() in ("P", "PT"):
             raise InvalidDuration(f"not an ISO-8601 duration: {text!r}")
         total = sum(float(v) * _ISO_MS[k] for k, v in match.groupdict().items() if v)
-        return int(total)
+        return _bounded(total, text)
     total_ms = 0.0
     position = 0
     lowered = value.lower()
@@ -71,4 +74,11 @@ def parse_duration_ms(text: str) -> int:
             )
         total_ms += float(part.group(1)) * _HUMAN_UNITS_MS[part.group(2)]
         position = part.end()
+    return _bounded(total_ms, text)
+
+
+def _bounded(total_ms: float, text: str) -> int:
+    """Whole milliseconds; longer than any wake time can be (or infinite) is refused."""
+    if not math.isfinite(total_ms) or total_ms > MAX_TIMESTAMP_MS:
+        raise InvalidDuration(f"duration {text[:60]!r} is too long")
     return int(total_ms)

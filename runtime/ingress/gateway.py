@@ -27,8 +27,10 @@ from partition_processor.ids import (
     workflow_run_id,
 )
 from partition_processor.journal import Result
+from partition_processor.limits import add_ms
 from runtime.clock import now_ms
-from runtime.log import Log
+from runtime.ingress.validation import InvalidRequest
+from runtime.log import Log, LogError
 from runtime.metadata import HandlerInfo, completion_retention_ms
 
 ManagementCommand = Terminate | Purge
@@ -36,6 +38,13 @@ ManagementCommand = Terminate | Purge
 # comes from the partition's leader; across a leadership change it can be lost, and a send must
 # not hang for it: the invocation is durable, so the answer is then a plain "Accepted".
 SEND_RECEIPT_TIMEOUT_S = 30.0
+
+
+class RecordTooLarge(InvalidRequest):
+    """The request would make a log record larger than the size policy's ``record_bytes``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(413, message)
 
 
 class PendingResponses:
@@ -65,11 +74,13 @@ class InvocationGateway:
         node_id: str,
         responses: PendingResponses,
         *,
+        max_record_bytes: int,
         receipt_timeout_s: float = SEND_RECEIPT_TIMEOUT_S,
     ) -> None:
         self._log = log
         self._node_id = node_id
         self._responses = responses
+        self._max_record_bytes = max_record_bytes
         self._receipt_timeout_s = receipt_timeout_s
 
     def invocation_id_for(self, target: Target, idempotency_key: str | None) -> str:
@@ -122,7 +133,7 @@ class InvocationGateway:
         """Append the invocation without waiting for its result; returns its id and whether
         this request created it (an idempotency key or workflow key seen before did not)."""
         invocation_id = self.invocation_id_for(target, idempotency_key)
-        invoke_at_ms = now_ms() + delay_ms if delay_ms > 0 else 0
+        invoke_at_ms = add_ms(now_ms(), delay_ms) if delay_ms > 0 else 0
         request_id = uuid.uuid4().hex
         outcome = self._responses.expect(request_id)
         try:
@@ -218,4 +229,17 @@ class InvocationGateway:
         """Append to the partition that owns invocation id ``route``."""
         envelope = Envelope(IngressSource(self._node_id), now_ms(), command)
         partition = partition_of(parse_partition_key(route), self._log.partitions)
-        await self._log.append(partition, [encode_envelope(envelope)])
+        record = encode_envelope(envelope)
+        if len(record) > self._max_record_bytes:
+            # The body, key and header limits keep requests below this; the log's own limit
+            # would refuse the append less clearly.
+            raise RecordTooLarge(
+                f"the request makes a record of {len(record)} bytes, "
+                f"over the log's limit of {self._max_record_bytes}"
+            )
+        try:
+            await self._log.append(partition, [record])
+        except LogError as exc:
+            # Unavailable, not a bad request: the client may retry (an idempotency key makes
+            # that safe even if the record was appended after all).
+            raise InvalidRequest(503, f"the log did not take the request, retry: {exc}") from exc

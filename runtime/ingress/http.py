@@ -24,9 +24,15 @@ from partition_processor.journal import Failure, Success
 from runtime.ingress.content import InputRejected, check_input, output_content_type, rfc3339
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.ingress.gateway import InvocationGateway
+from runtime.ingress.validation import (
+    InvalidRequest,
+    check_json,
+    check_text,
+    forwarded_headers,
+)
+from runtime.limits import SizePolicy
 from runtime.metadata import HandlerInfo, OutputRules, Registry, ServiceInfo
 
-DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 IDEMPOTENCY_HEADER = "idempotency-key"
 ID_HEADER = "x-restate-id"
 ERROR_SOURCE_HEADER = "x-restate-error-source"
@@ -36,8 +42,6 @@ ErrorSource = Literal["ingress", "invocation"]
 # A response flagged with this key leaves without a content-type header (aiohttp adds
 # application/octet-stream to any body otherwise).
 _NO_CONTENT_TYPE = "cairn.no_content_type"
-# Headers forwarded to the handler as ``ctx.request().headers``.
-_HOP_BY_HOP = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
 
 
 def _delay_ms(raw: str | None) -> int:
@@ -49,11 +53,7 @@ def _delay_ms(raw: str | None) -> int:
         raise IngressError(400, f"bad delay: {exc}") from exc
 
 
-class IngressError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+IngressError = InvalidRequest
 
 
 def error_response(
@@ -91,12 +91,13 @@ class IngressServer:
         gateway: InvocationGateway,
         *,
         is_ready: Callable[[], bool],
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        limits: SizePolicy,
     ) -> None:
         self._registry = registry
         self._gateway = gateway
         self._is_ready = is_ready
-        self._max_body_bytes = max_body_bytes
+        self._limits = limits
+        max_body_bytes = self._max_body_bytes = limits.body_bytes
         # aiohttp's own limit would answer 413 in plain text; we check the size ourselves.
         self.app = web.Application(client_max_size=max_body_bytes + 1024)
         self.app.on_response_prepare.append(_drop_default_content_type)
@@ -133,12 +134,14 @@ class IngressServer:
                 raise IngressError(503, "the node is starting")
             target, handler, send = self._resolve(request.match_info["path"])
             idempotency_key = request.headers.get(IDEMPOTENCY_HEADER) or None
-            if idempotency_key is not None and handler.kind == "workflow":
-                raise IngressError(
-                    400,
-                    "cannot use the idempotency key with workflow handlers. The handler "
-                    "invocation will already be idempotent by the workflow key itself.",
-                )
+            if idempotency_key is not None:
+                check_text(idempotency_key, "the idempotency key", self._limits)
+                if handler.kind == "workflow":
+                    raise IngressError(
+                        400,
+                        "cannot use the idempotency key with workflow handlers. The handler "
+                        "invocation will already be idempotent by the workflow key itself.",
+                    )
             if request.method not in (hdrs.METH_GET, hdrs.METH_POST):
                 raise IngressError(405, "method not allowed")
             body = await self._read_body(request)
@@ -146,10 +149,10 @@ class IngressServer:
                 check_input(handler.input, request.headers.get(hdrs.CONTENT_TYPE), body)
             except InputRejected as exc:
                 raise IngressError(400, str(exc)) from exc
+            if handler.input.json:
+                check_json(body)  # nesting depth: refused before it reaches the log
             delay_ms = _delay_ms(request.query.get("delay"))
-            headers = [
-                (k.lower(), v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP
-            ]
+            headers = forwarded_headers(request.headers.items(), self._limits)
             if send:
                 invocation_id, receipt = await self._gateway.send(
                     target, handler, body, headers, idempotency_key, delay_ms
@@ -196,6 +199,9 @@ class IngressServer:
         service = self._registry.service(match["service"])
         if service is None:
             raise IngressError(404, f"service {match['service']!r} not found")
+        for field in ("key", "idempotency_key"):
+            if field in match:
+                check_text(match[field], f"the {field.replace('_', ' ')}", self._limits)
         if "idempotency_key" not in match:
             if service.service_type != "workflow":
                 raise IngressError(400, f"{service.name!r} is not a workflow")
@@ -270,6 +276,7 @@ class IngressServer:
             key = parts[1]
             if not key:
                 raise IngressError(400, f"empty key for {service.name!r}")
+            check_text(key, "the key", self._limits)
             return self._target(service, key, parts[2]), self._handler(service, parts[2]), send
         raise IngressError(404, f"no handler at /{path}")
 

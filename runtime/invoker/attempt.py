@@ -12,6 +12,7 @@ import logging
 
 import grpc
 
+from partition_processor import codes
 from partition_processor.commands import (
     CompleteRun,
     Effect,
@@ -29,14 +30,22 @@ from proto import endpoint_pb2 as pb
 from proto import endpoint_pb2_grpc
 from runtime.invoker import codec
 from runtime.invoker.channels import ChannelPool
+from runtime.invoker.validation import (
+    MAX_ERROR_MESSAGE_CHARS,
+    InvalidCommand,
+    check_command,
+    check_index,
+    check_result,
+)
+from runtime.limits import SizePolicy
 from runtime.log import LogError
 from runtime.metadata import Registry, completion_retention_ms
 from runtime.worker.proposer import LeaderProposer
 
 log = logging.getLogger(__name__)
 
-UNAVAILABLE_CODE = 503
-PROTOCOL_ERROR_CODE = 571
+UNAVAILABLE_CODE = codes.UNAVAILABLE
+PROTOCOL_ERROR_CODE = codes.PROTOCOL_ERROR
 
 
 class Attempt:
@@ -52,8 +61,10 @@ class Attempt:
         registry: Registry,
         channels: ChannelPool,
         proposer: LeaderProposer,
+        limits: SizePolicy,
     ) -> None:
         self.invocation_id = invocation_id
+        self._limits = limits
         self.number = number
         self._partition = partition
         self._store = store
@@ -143,16 +154,30 @@ class Attempt:
                 message = await call.read()
             except grpc.aio.AioRpcError as exc:
                 reason = f"endpoint {uri}: {exc.code().name}: {exc.details()}"
-                self._emit(Failed(UNAVAILABLE_CODE, reason, True))
+                if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    # A message over the size policy (either way): the same attempt would send
+                    # it again, so retrying cannot help.
+                    limit = self._limits.message_bytes
+                    reason = f"a message exceeded the gRPC limit of {limit} bytes ({reason})"
+                    self._emit(Failed(codes.TOO_LARGE, reason, False))
+                else:
+                    self._emit(Failed(UNAVAILABLE_CODE, reason, True))
                 return
             if message is grpc.aio.EOF:
                 self._emit(Failed(UNAVAILABLE_CODE, "the endpoint closed the stream early", True))
                 return
-            assert isinstance(message, pb.SdkMessage)
+            if not isinstance(message, pb.SdkMessage):
+                # gRPC hands over None for bytes that do not parse as an SdkMessage.
+                reason = f"endpoint {uri} sent a message that is not an SdkMessage"
+                self._emit(Failed(PROTOCOL_ERROR_CODE, reason, True))
+                return
             try:
                 effect = self._effect_of(message, message.WhichOneof("kind"))
             except codec.ProtocolViolation as exc:
                 effect = Failed(PROTOCOL_ERROR_CODE, str(exc), True)
+            except InvalidCommand as exc:
+                log.warning("%s: refused from the endpoint: %s", self.invocation_id, exc.message)
+                effect = Failed(exc.code, exc.message, False)
             self._emit(effect)
             if isinstance(effect, End | Failed | Suspended):
                 return
@@ -174,28 +199,39 @@ class Attempt:
         match which:
             case "command":
                 command = codec.command_from_pb(message.command.command)
+                check_index(message.command.index)
+                check_command(command, self._limits)
                 resolved = None
                 if isinstance(command, Call | OneWayCall):
                     resolved = self._resolve(command)
                 return JournalAppend(message.command.index, command, resolved)
             case "run_completion":
                 completion = message.run_completion
-                return CompleteRun(completion.index, codec.run_result_from_pb(completion))
+                check_index(completion.index)
+                result = codec.run_result_from_pb(completion)
+                check_result(result, "the run result", self._limits)
+                return CompleteRun(completion.index, result)
             case "error":
                 error = message.error
+                text = error.message
+                if len(text) > MAX_ERROR_MESSAGE_CHARS:
+                    text = text[:MAX_ERROR_MESSAGE_CHARS] + "... (truncated)"
                 if error.retryable:
                     log.warning(
-                        "%s attempt %d failed (%d): %s",
+                        "%s attempt %d failed (%d): %.500s",
                         self.invocation_id,
                         self.number,
                         error.code,
-                        error.message,
+                        text,
                     )
-                return Failed(error.code or 500, error.message, error.retryable)
+                return Failed(error.code or 500, text, error.retryable)
             case "end":
                 return End()
             case "suspension":
-                return Suspended(list(message.suspension.awaiting_entries))
+                awaiting = list(message.suspension.awaiting_entries)
+                if len(awaiting) > 10_000:
+                    raise InvalidCommand(codes.INVALID_COMMAND, "a suspension awaits too much")
+                return Suspended(awaiting)
             case _:
                 raise codec.ProtocolViolation(f"unexpected SDK message {which!r}")
 

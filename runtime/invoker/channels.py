@@ -8,7 +8,9 @@ from runtime.invoker.discovery import grpc_target
 
 
 class ChannelPool:
-    def __init__(self) -> None:
+    def __init__(self, max_message_bytes: int) -> None:
+        # The size policy's message limit, the same as the endpoint's (sdk start_server).
+        self._max_message_bytes = max_message_bytes
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     def get(self, uri: str) -> grpc.aio.Channel:
@@ -17,8 +19,8 @@ class ChannelPool:
             channel = grpc.aio.insecure_channel(
                 grpc_target(uri),
                 options=[
-                    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                    ("grpc.max_receive_message_length", self._max_message_bytes),
+                    ("grpc.max_send_message_length", self._max_message_bytes),
                     # Reconnect quickly when an endpoint restarts (default backoff reaches 120 s).
                     ("grpc.initial_reconnect_backoff_ms", 100),
                     ("grpc.max_reconnect_backoff_ms", 1000),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from urllib.parse import urlparse
 
 import grpc
@@ -40,10 +41,17 @@ class DiscoveryError(Exception):
 
 def grpc_target(uri: str) -> str:
     """``http://127.0.0.1:9080`` → ``127.0.0.1:9080`` (the endpoint speaks plaintext gRPC)."""
-    parsed = urlparse(uri if "://" in uri else f"http://{uri}")
-    if parsed.scheme not in ("http", "grpc") or not parsed.hostname or not parsed.port:
-        raise DiscoveryError(f"deployment uri must look like http://HOST:PORT, got {uri!r}")
-    return f"{parsed.hostname}:{parsed.port}"
+    expected = f"deployment uri must look like http://HOST:PORT, got {uri[:200]!r}"
+    if len(uri) > 2048 or not uri.isprintable() or any(c.isspace() for c in uri):
+        raise DiscoveryError(expected)
+    try:
+        parsed = urlparse(uri if "://" in uri else f"http://{uri}")
+        port = parsed.port  # raises ValueError when out of 0..65535 or not a number
+    except ValueError as exc:
+        raise DiscoveryError(f"{expected}: {exc}") from exc
+    if parsed.scheme not in ("http", "grpc") or not parsed.hostname or not port:
+        raise DiscoveryError(expected)
+    return f"{parsed.hostname}:{port}"
 
 
 async def discover(uri: str, timeout_s: float = 10.0) -> Deployment:
@@ -57,6 +65,20 @@ async def discover(uri: str, timeout_s: float = 10.0) -> Deployment:
                 f"discovery of {uri} failed: {exc.code().name}: {exc.details()}"
             ) from exc
     return deployment_from_manifest(uri, manifest)
+
+
+# Service and handler names are parts of URLs and store keys: short, printable, no slash.
+MAX_NAME_CHARS = 255
+
+
+def _check_name(name: str, what: str) -> None:
+    if not name or len(name) > MAX_NAME_CHARS or "/" in name or not name.isprintable():
+        raise DiscoveryError(f"{what} name {name[:100]!r} is not a valid name")
+
+
+def _check_policy(policy: pb.RetryPolicy, what: str) -> None:
+    if not math.isfinite(policy.factor) or policy.factor < 0:
+        raise DiscoveryError(f"{what}: retry factor {policy.factor} must be finite and >= 0")
 
 
 def deployment_from_manifest(uri: str, manifest: pb.Manifest) -> Deployment:
@@ -73,8 +95,12 @@ def deployment_from_manifest(uri: str, manifest: pb.Manifest) -> Deployment:
         service_type = _SERVICE_TYPES.get(service.type)
         if service_type is None:
             raise DiscoveryError(f"service {service.name!r} has an unknown type {service.type}")
+        _check_name(service.name, "service")
         handlers = {}
         for handler in service.handlers:
+            _check_name(handler.name, f"handler of {service.name}")
+            if handler.HasField("retry_policy"):
+                _check_policy(handler.retry_policy, f"{service.name}/{handler.name}")
             kind = _HANDLER_KINDS.get(handler.kind, "none")
             if service_type == "virtual_object" and kind == "none":
                 kind = "exclusive"

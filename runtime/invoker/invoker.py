@@ -15,6 +15,7 @@ from partition_processor.actions import (
 from partition_processor.tables import KeyValueReader
 from runtime.invoker.attempt import Attempt
 from runtime.invoker.channels import ChannelPool
+from runtime.limits import SizePolicy
 from runtime.metadata import Registry
 from runtime.metrics import ATTEMPTS_STARTED, OPEN_ATTEMPTS
 from runtime.worker.proposer import LeaderProposer
@@ -32,7 +33,9 @@ class PartitionInvoker:
         registry: Registry,
         channels: ChannelPool,
         proposer: LeaderProposer,
+        limits: SizePolicy,
     ) -> None:
+        self._limits = limits
         self._partition = partition
         self._store = store
         self._registry = registry
@@ -54,6 +57,7 @@ class PartitionInvoker:
             registry=self._registry,
             channels=self._channels,
             proposer=self._proposer,
+            limits=self._limits,
         )
         task = asyncio.create_task(attempt.run(), name=f"attempt-{action.invocation_id}")
         OPEN_ATTEMPTS.inc()

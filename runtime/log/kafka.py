@@ -75,6 +75,9 @@ class KafkaLog(Log):
             data arrives; the test broker (Tansu) always waits this long, so it bounds read
             latency there.
         request_timeout: Timeout of each broker request.
+        max_record_bytes: The largest record appended (the node's size policy). The producer's
+            ``max_request_size``, the readers' fetch sizes and a created topic's
+            ``max.message.bytes`` are set to allow it; None keeps the clients' defaults (1 MiB).
 
     ``trim`` is best effort: it asks for DeleteRecords and only logs a failure (the test broker
     does not implement it), so records may stay readable below the trim point.
@@ -91,6 +94,7 @@ class KafkaLog(Log):
         linger: timedelta = timedelta(milliseconds=2),
         fetch_max_wait: timedelta = timedelta(milliseconds=100),
         request_timeout: timedelta = timedelta(seconds=30),
+        max_record_bytes: int | None = None,
     ) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
@@ -102,6 +106,8 @@ class KafkaLog(Log):
         self._linger_ms = int(linger.total_seconds() * 1000)
         self._fetch_max_wait_ms = max(1, int(fetch_max_wait.total_seconds() * 1000))
         self._request_timeout_ms = int(request_timeout.total_seconds() * 1000)
+        # Record plus batch framing; None = the clients' defaults.
+        self._max_bytes = None if max_record_bytes is None else max_record_bytes + 64 * 1024
         self._admin: Any = None
         self._producer: Any = None
         self._lanes: list[_Lane] = []
@@ -147,6 +153,7 @@ class KafkaLog(Log):
                 enable_idempotence=False,
                 linger_ms=self._linger_ms,
                 request_timeout_ms=self._request_timeout_ms,
+                **({} if self._max_bytes is None else {"max_request_size": self._max_bytes}),
             )
             await self._producer.start()
         except KafkaError as exc:
@@ -289,7 +296,10 @@ class KafkaLog(Log):
         Create first, describe second: the test broker auto-creates a topic (with its default
         partition count) when asked for the metadata of one that does not exist.
         """
-        topic = NewTopic(self._topic, self._partition_count, self._replication_factor)
+        configs = {} if self._max_bytes is None else {"max.message.bytes": str(self._max_bytes)}
+        topic = NewTopic(
+            self._topic, self._partition_count, self._replication_factor, topic_configs=configs
+        )
         response = await self._admin.create_topics([topic], timeout_ms=self._request_timeout_ms)
         for name, code, *rest in response.topic_errors:
             error = for_code(code)
@@ -315,6 +325,9 @@ class KafkaLog(Log):
             "fetch_max_wait_ms": self._fetch_max_wait_ms,
             "request_timeout_ms": self._request_timeout_ms,
         }
+        if self._max_bytes is not None:
+            options["max_partition_fetch_bytes"] = max(self._max_bytes, 1024 * 1024)
+            options["fetch_max_bytes"] = max(self._max_bytes, 50 * 1024 * 1024)
         options.update(overrides)
         return AIOKafkaConsumer(**options)
 

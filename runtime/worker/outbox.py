@@ -19,11 +19,12 @@ from partition_processor.commands import (
     TruncateOutbox,
     encode_envelope,
 )
-from partition_processor.ids import parse_partition_key, partition_of
+from partition_processor.ids import InvalidInvocationId, parse_partition_key, partition_of
 from partition_processor.tables import KeyValueReader, read_outbox
 from runtime.clock import now_ms
 from runtime.crashpoints import crash_point
 from runtime.log import Log, LogError
+from runtime.metrics import RECORDS_REJECTED
 from runtime.worker.proposer import LeaderProposer
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,14 @@ class OutboxShipper:
         timestamp = now_ms()
         by_target: dict[int, list[bytes]] = defaultdict(list)
         for seq, message in rows:
-            target = partition_of(parse_partition_key(message.route), self._log.partitions)
+            try:
+                target = partition_of(parse_partition_key(message.route), self._log.partitions)
+            except InvalidInvocationId as exc:
+                # Ids are checked where they enter, so this is a row no partition can take:
+                # shipping it would fail forever, so it is truncated with the others.
+                RECORDS_REJECTED.labels("unroutable").inc()
+                log.error("partition %d: outbox row %d dropped: %s", self._partition, seq, exc)
+                continue
             envelope = Envelope(source, timestamp, message.command, ProducerDedup(producer, seq))
             by_target[target].append(encode_envelope(envelope))
         crash_point("outbox.before_ship")  # the rows are committed, not yet delivered

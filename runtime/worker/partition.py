@@ -25,13 +25,15 @@ from partition_processor.actions import (
     StartInvocation,
 )
 from partition_processor.commands import AnnounceLeader, Envelope, LeaderSource, encode_envelope
-from partition_processor.processor import LogEntry, PartitionProcessor
+from partition_processor.processor import BatchOutcome, LogEntry, PartitionProcessor
 from partition_processor.tables import Store
 from runtime.clock import now_ms
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.invoker import PartitionInvoker
+from runtime.limits import SizePolicy
 from runtime.log import Log
 from runtime.metadata import Registry
+from runtime.metrics import RECORDS_REJECTED
 from runtime.worker.outbox import OutboxShipper
 from runtime.worker.proposer import LeaderProposer
 from runtime.worker.timers import TimerService
@@ -73,9 +75,11 @@ class PartitionWorker:
         registry: Registry,
         channels: ChannelPool,
         respond: Responder,
+        limits: SizePolicy,
         owned: bool = True,
     ) -> None:
         self.partition = partition
+        self._limits = limits
         self._log = log_
         self._store = store
         self._node_id = node_id
@@ -142,6 +146,7 @@ class PartitionWorker:
             self.synced.set()
         async for batch in self._log.read(self.partition, applied + 1):
             outcome = self.processor.apply_batch([LogEntry(r.lsn, r.payload) for r in batch])
+            self._report_rejections(outcome)
             self._progress.set()
             if outcome.applied_lsn >= tail - 1:
                 self.synced.set()
@@ -166,6 +171,18 @@ class PartitionWorker:
                 for action in outcome.actions:
                     self._execute(self._leadership, action)
 
+    def _report_rejections(self, outcome: BatchOutcome) -> None:
+        for rejection in outcome.rejected:
+            RECORDS_REJECTED.labels(rejection.reason).inc()
+            log.error(
+                "partition %d: record at lsn %d could not be applied (%s%s): %s",
+                self.partition,
+                rejection.lsn,
+                rejection.reason,
+                f" {rejection.invocation_id}" if rejection.invocation_id else "",
+                rejection.detail,
+            )
+
     def _leads_at(self) -> int | None:
         return self._leadership.proposer.epoch if self._leadership is not None else None
 
@@ -180,7 +197,7 @@ class PartitionWorker:
         log.info("partition %d: leader at epoch %d", self.partition, epoch)
         proposer = LeaderProposer(self._log, self.partition, epoch, self._node_id)
         invoker = PartitionInvoker(
-            self.partition, self._store, self._registry, self._channels, proposer
+            self.partition, self._store, self._registry, self._channels, proposer, self._limits
         )
         outbox = OutboxShipper(self._log, self.partition, self._store, proposer)
         timers = TimerService(proposer, self.processor.pending_timers)

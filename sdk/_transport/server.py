@@ -28,6 +28,10 @@ DEFAULT_INACTIVITY_TIMEOUT = timedelta(seconds=60)
 UNKNOWN_HANDLER_CODE = 501
 # How long a finished attempt keeps its stream open for the runtime to close it.
 RUNTIME_CLOSE_TIMEOUT_S = 30.0
+# The largest gRPC message either way: the runtime's size policy for a node with default
+# settings (NodeConfig.size_policy().message_bytes; a test pins the two together). gRPC's own
+# default (4 MiB) is below what the ingress accepts. Raise both together.
+DEFAULT_MAX_MESSAGE_BYTES = 2 * 10 * 1024 * 1024 + 256 * 1024
 
 _SERVICE_TYPES = {
     "service": pb.SERVICE_TYPE_SERVICE,
@@ -235,9 +239,20 @@ class RunningEndpoint:
         await self.server.stop(grace_s)
 
 
-async def start_server(app: App, host: str = "127.0.0.1", port: int = 9080) -> RunningEndpoint:
+async def start_server(
+    app: App,
+    host: str = "127.0.0.1",
+    port: int = 9080,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> RunningEndpoint:
     """Start serving ``app`` over gRPC on ``host:port`` (port 0 picks a free one)."""
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+    )
     endpoint_pb2_grpc.add_EndpointServicer_to_server(EndpointServicer(app), server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")

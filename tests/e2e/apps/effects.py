@@ -17,10 +17,18 @@ def append_line(path: str, line: str) -> str:
 
 
 async def wait_for_gate(path: str) -> bool:
+    # Marks that the handler got this far: every step before this one has its result in the log
+    # (the SDK goes on past a step only once the runtime confirmed it), not only its effect.
+    await asyncio.to_thread(Path(path + ".waiting").touch)
     gate = Path(path + ".gate")
     while not await asyncio.to_thread(gate.exists):  # noqa: ASYNC110 - a file, not an event
         await asyncio.sleep(0.02)
     return True
+
+
+def waiting_at_gate(path: str | Path) -> bool:
+    """The handler reached ``wait_for_gate(path)``: the steps before it are durable."""
+    return Path(f"{path}.waiting").exists()
 
 
 def open_gate(path: str | Path) -> None:

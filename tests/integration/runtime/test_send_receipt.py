@@ -23,7 +23,9 @@ async def test_a_send_without_a_receipt_is_accepted_once_its_record_is_durable(
     log = LocalLog(tmp_path / "log", 2)
     await log.start()
     try:
-        gateway = InvocationGateway(log, "node-a", PendingResponses(), receipt_timeout_s=0.2)
+        gateway = InvocationGateway(
+            log, "node-a", PendingResponses(), max_record_bytes=1 << 20, receipt_timeout_s=0.2
+        )
         invocation_id, receipt = await gateway.send(TARGET, HANDLER, b'"x"', [], "key-1")
         assert receipt == SendReceipt(True, 0)
         partition = partition_of(parse_partition_key(invocation_id), 2)

@@ -34,6 +34,7 @@ class Env:
         self.store = MemoryStore()
         self.processor = PartitionProcessor(self.store, 0, NODE)
         self.lsn = 0
+        self.payloads: list[bytes] = []  # every record applied, by lsn
         self.now_ms = 1_000
         self.epoch = 0
         self.become_leader()
@@ -50,8 +51,13 @@ class Env:
         entries = []
         for payload in payloads:
             entries.append(LogEntry(self.lsn, payload))
+            self.payloads.append(payload)
             self.lsn += 1
         return self.processor.apply_batch(entries).actions
+
+    def record_at(self, lsn: int) -> bytes:
+        """The payload applied at ``lsn`` (to replay the log on another processor)."""
+        return self.payloads[lsn]
 
     def apply(self, command: Command, **kwargs: object) -> list[Action]:
         return self.apply_raw(self.record(command, **kwargs))  # type: ignore[arg-type]

@@ -1,0 +1,39 @@
+"""A log that refuses an append makes the ingress answer 503 (retry), not a 500 traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+
+from runtime.node import Node, NodeConfig
+from tests.e2e.harness import free_port
+from tests.integration.runtime.scripted_endpoint import start_scripted_endpoint
+
+
+async def test_a_closed_log_gets_503_with_a_reason(tmp_path: Path) -> None:
+    server, _, port = await start_scripted_endpoint()
+    config = NodeConfig(
+        data_dir=tmp_path / "node",
+        ingress_bind=f"127.0.0.1:{free_port()}",
+        admin_bind=f"127.0.0.1:{free_port()}",
+        partitions=2,
+    )
+    node = Node(config)
+    await node.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            uri = {"uri": f"http://127.0.0.1:{port}"}
+            async with session.post(f"http://{config.admin_bind}/deployments", json=uri) as r:
+                assert r.status == 201
+            await node._log.close()  # the log goes away under a running node
+            async with session.post(f"http://{config.ingress_bind}/Counter/k/add", json=1) as r:
+                assert r.status == 503
+                body = await r.json()
+                assert body["code"] == 503 and "retry" in body["message"]
+            kill = f"http://{config.admin_bind}/invocations/inv_{'0' * 48}/kill"
+            async with session.patch(kill) as r:
+                assert r.status == 503
+    finally:
+        await node.stop()
+        await server.stop(None)
