@@ -56,7 +56,8 @@ def assert_clear_answer(status: int, body: bytes, context: object) -> None:
 
 def http_json(method: str, url: str, body: Any = None, timeout_s: float = 60.0) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
+    headers = {"content-type": "application/json"} if data is not None else {}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             raw = response.read()
