@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import assert_never
 
 import msgspec
 
 from partition_processor import keys
 from partition_processor.actions import Action, StartInvocation
 from partition_processor.commands import decode_envelope
-from partition_processor.state_machine import apply
+from partition_processor.state_machine import Drop, apply
 from partition_processor.tables import Store, Transaction, decode_status, read_fsm
 from partition_processor.values import FsmState
 
@@ -28,6 +29,38 @@ class LogEntry(msgspec.Struct, frozen=True):
     payload: bytes
 
 
+class ApplyStats(msgspec.Struct):
+    """What happened to a batch's records: applied, or dropped by which guard. Tests sum these
+    to check that every injected fault met the guard meant for it."""
+
+    applied: int = 0
+    stale_epoch: int = 0
+    producer_repeats: int = 0
+    no_effect: int = 0
+    undecodable: int = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.stale_epoch + self.producer_repeats + self.no_effect + self.undecodable
+
+    def __add__(self, other: ApplyStats) -> ApplyStats:
+        mine, theirs = msgspec.structs.astuple(self), msgspec.structs.astuple(other)
+        return ApplyStats(*(a + b for a, b in zip(mine, theirs, strict=True)))
+
+    def count(self, drop: Drop | None) -> None:
+        match drop:
+            case None:
+                self.applied += 1
+            case Drop.STALE_EPOCH:
+                self.stale_epoch += 1
+            case Drop.PRODUCER_REPEAT:
+                self.producer_repeats += 1
+            case Drop.NO_EFFECT:
+                self.no_effect += 1
+            case _:
+                assert_never(drop)
+
+
 class BatchOutcome(msgspec.Struct):
     """What a committed batch asks of the runtime."""
 
@@ -35,7 +68,11 @@ class BatchOutcome(msgspec.Struct):
     is_leader: bool
     leader_epoch: int
     applied_lsn: int
-    dropped: int = 0
+    stats: ApplyStats = msgspec.field(default_factory=ApplyStats)
+
+    @property
+    def dropped(self) -> int:
+        return self.stats.dropped
 
 
 class PartitionProcessor:
@@ -58,7 +95,7 @@ class PartitionProcessor:
         """
         tx = Transaction(self.store, self.partition)
         actions: list[Action] = []
-        dropped = 0
+        stats = ApplyStats()
         for record in records:
             if record.lsn <= tx.fsm.applied_lsn:
                 continue  # already applied before a restart
@@ -69,10 +106,9 @@ class PartitionProcessor:
                 log.error(
                     "partition %d: undecodable record at lsn %d skipped", self.partition, record.lsn
                 )
-                dropped += 1
+                stats.undecodable += 1
             else:
-                if not apply(tx, envelope, record_actions):
-                    dropped += 1
+                stats.count(apply(tx, envelope, record_actions))
             tx.fsm = msgspec.structs.replace(tx.fsm, applied_lsn=record.lsn)
             if tx.fsm.leader_node == self.node:
                 actions.extend(record_actions)
@@ -84,7 +120,7 @@ class PartitionProcessor:
             is_leader=tx.fsm.leader_node == self.node,
             leader_epoch=tx.fsm.leader_epoch,
             applied_lsn=tx.fsm.applied_lsn,
-            dropped=dropped,
+            stats=stats,
         )
 
     def invocations_to_resume(self) -> list[StartInvocation]:
