@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from partition_processor.commands import (
     AnnounceLeader,
     CompleteRun,
+    Failed,
     InvokerEffect,
     LeaderDedup,
     ProducerDedup,
+    Suspended,
     decode_envelope,
 )
 from partition_processor.journal import Completion
@@ -27,6 +29,9 @@ class Oracle:
     stale_epoch: int = 0  # leader records whose epoch is not the partition's at their position
     producer_repeats: int = 0  # outbox messages whose seq was appended before
     run_results: dict[tuple[str, int], Completion] = field(default_factory=dict)
+    # The attempt whose effects count, per invocation: one that failed or suspended is over
+    # (the next is one higher), and a shell may still propose for it (it learns that late).
+    attempts: dict[str, int] = field(default_factory=dict)
 
     def see(self, partition: int, payload: bytes) -> None:
         envelope = decode_envelope(payload)
@@ -42,7 +47,17 @@ class Oracle:
                 self.producer_repeats += 1
                 return
             self.producer_seqs[key] = dedup.seq
-        if isinstance(command, InvokerEffect) and isinstance(command.effect, CompleteRun):
+        if isinstance(command, InvokerEffect):
+            self._see_effect(command)
+
+    def _see_effect(self, command: InvokerEffect) -> None:
+        attempt = self.attempts.setdefault(command.invocation_id, 1)
+        if command.attempt != attempt:
+            return
+        effect = command.effect
+        if isinstance(effect, CompleteRun):
             # The first admitted result of a step is the one its journal keeps.
-            run = (command.invocation_id, command.effect.index)
-            self.run_results.setdefault(run, command.effect.result)
+            run = (command.invocation_id, effect.index)
+            self.run_results.setdefault(run, effect.result)
+        elif isinstance(effect, Failed | Suspended):
+            self.attempts[command.invocation_id] = attempt + 1
