@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from partition_processor.commands import (
     AnnounceLeader,
+    Effect,
     Envelope,
     IngressSource,
     Invoke,
@@ -110,7 +111,7 @@ def test_an_attempt_starts_and_its_timer_and_outbox_rows_are_fired_and_shipped()
     outputs = shell.apply()
     assert [type(o) for o in outputs] == [StartAttempt]
     # The attempt sleeps (a timer row) and sends (an outbox row), then suspends.
-    effects = [
+    effects: list[Effect] = [
         JournalAppend(1, Sleep(wake_up_ms=NOW_MS + 100)),
         JournalAppend(
             2, OneWayCall(CallTarget("Greeter", "greet"), b'"x"'), ResolvedTarget(GREETER)
