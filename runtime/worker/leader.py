@@ -253,8 +253,10 @@ class PartitionLeader:
         return [ReadTail()]
 
     def _check_caught_up(self, now_ms: int) -> list[Output]:
+        if not self._claiming or self._announce_at is None:
+            return []  # (checked first: reading the fsm costs a store read per batch)
         fsm = self.processor.fsm
-        if not self._claiming or self._announce_at is None or fsm.applied_lsn < self._announce_at:
+        if fsm.applied_lsn < self._announce_at:
             return []
         self._claiming = False
         outputs: list[Output] = []
