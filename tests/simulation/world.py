@@ -76,7 +76,7 @@ from tests.simulation.oracle import PARTITIONS, Oracle
 from tests.simulation.scripted import ScriptedAttempt
 
 TIMER_CAPACITY = 2  # tiny, so the leader's timer windows are loaded again and again
-FAULT_RATE = 0.01  # per step, while planned crashes and handoffs remain
+FAULT_RATE = 0.02  # per step, while planned crashes and handoffs remain
 # Lost acks: the records were appended, but the shell hears of a failure and tries again. The
 # first shipment and the first timer firing of every run lose theirs, later ones now and then.
 LOST_SHIP_ACK_RATE = 0.1  # the outbox rows are shipped again
@@ -243,8 +243,7 @@ class World:
         """The group moves a partition to another node. The new owner claims it at once; the
         revocation reaches the old owner later, and until then it leads on as a zombie (and,
         still owning the partition, may even claim it back)."""
-        busy = [p for p in range(PARTITIONS) if self.owners[p].views[p].attempts]
-        p = self.random.choice(busy or range(PARTITIONS))  # one with attempts, if any: zombies
+        p = self.random.choice(self._busy_partitions() or range(PARTITIONS))
         old = self.owners[p]
         new = self.random.choice([n for n in self.nodes if n is not old])
         self.trace.append(f"handoff p{p} {old.name}->{new.name}")
@@ -253,6 +252,12 @@ class World:
             self.releases.append((old, p))
         new_view = new.views[p]
         self._carry_out(new, new_view, new_view.leader.claim())
+        while new_view.cursor < len(self.logs[p]) and new_view.leader.owned:
+            self.apply_some(new, new_view)  # a caught-up follower: it announces right away
+
+    def _busy_partitions(self) -> list[int]:
+        """The partitions whose owner leads them with attempts running."""
+        return [p for p in range(PARTITIONS) if self.owners[p].views[p].attempts]
 
     def release(self, node: SimNode, partition: int) -> None:
         view = node.views[partition]
@@ -297,9 +302,17 @@ class World:
             if len(node.views) <= partition:
                 continue  # (still starting)
             view = node.views[partition]
+            if node is announcer or view.leader.term is None:
+                continue
             attempts = [a for a in view.attempts.values() if not a.done]
-            if node is not announcer and view.leader.term is not None and attempts:
-                self.step_attempt(view, self.random.choice(attempts))
+            runnable = [a for a in attempts if a.runnable]
+            if runnable:
+                self.step_attempt(view, self.random.choice(runnable))
+            elif attempts:  # its inactivity timeout: the attempt suspends
+                attempt = self.random.choice(attempts)
+                assert attempt.waiting is not None
+                attempt.done = True
+                self._effects(view, attempt, [Suspended([attempt.waiting])])
 
     def alive(self, node_id: str) -> bool:
         return any(node.node_id == node_id for node in self.nodes)
@@ -421,7 +434,10 @@ class World:
         """Now and then (or now, when ``due``) one of the planned faults happens."""
         if not self.faults or not (due or self.random.random() < FAULT_RATE):
             return False
-        kind = self.faults.pop(self.random.randrange(len(self.faults)))
+        kind = self.faults[self.random.randrange(len(self.faults))]
+        if kind == "handoff" and not due and not self._busy_partitions():
+            return False  # a handoff waits for a leader with attempts running: a zombie acts
+        self.faults.remove(kind)
         self.faults_done[kind] += 1
         if kind == "crash":
             self.crash(self.random.choice(self.nodes))
