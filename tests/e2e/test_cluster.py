@@ -18,7 +18,7 @@ from partition_processor.ids import (
     parse_partition_key,
     partition_of,
 )
-from tests.e2e.apps.effects import open_gate
+from tests.e2e.apps.effects import at_gate, open_gate
 from tests.e2e.harness import Client, Endpoint, Node
 from tests.support.broker import unique_topic
 
@@ -200,12 +200,12 @@ async def test_a_dead_nodes_partitions_move_with_their_invocations(
         for path in called
     ]
 
-    async def all_waiting_at_the_gate() -> bool:
-        return all(
-            p.exists() and p.read_text().splitlines() == ["one", "two"] for p in sent + called
-        )
+    async def all_waiting_at_the_gate() -> bool:  # steps one and two are in the log
+        return all(at_gate(p) for p in sent + called)
 
     await b.wait_for(all_waiting_at_the_gate)
+    for path in sent + called:
+        assert path.read_text().splitlines() == ["one", "two"]
     nodes.a.kill()  # kill -9: its partitions move to b after the session timeout
     for path in sent + called:
         open_gate(path)
