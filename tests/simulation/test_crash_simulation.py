@@ -16,7 +16,7 @@ from tests.simulation.checks import check_faults, check_liveness, check_safety
 from tests.simulation.workload import run_world
 from tests.simulation.world import World
 
-DEFAULT_SEEDS = 400  # per world: 800 seeds in all, 30-45 s on two shared cores (measured)
+DEFAULT_SEEDS = 400  # per world: 800 seeds, ~25 s of CPU, 30-60 s on 2 shared cores (measured)
 
 
 def _seeds() -> list[int]:
