@@ -7,13 +7,14 @@ them here, and executes the returned actions only after ``apply_batch`` has comm
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import assert_never
 
 import msgspec
 
 from partition_processor import keys
 from partition_processor.actions import Action, StartInvocation
 from partition_processor.commands import Envelope, decode_envelope
-from partition_processor.state_machine import apply
+from partition_processor.state_machine import Drop, apply
 from partition_processor.state_machine.reject import advance_dedup, reject
 from partition_processor.tables import Store, Transaction, decode_status, read_fsm
 from partition_processor.values import FsmState
@@ -39,6 +40,38 @@ class Rejection(msgspec.Struct, frozen=True):
     invocation_id: str | None = None
 
 
+class ApplyStats(msgspec.Struct):
+    """What happened to a batch's records: applied, or dropped by which guard. Tests sum these
+    to check that every injected fault met the guard meant for it."""
+
+    applied: int = 0
+    stale_epoch: int = 0
+    producer_repeats: int = 0
+    no_effect: int = 0
+    undecodable: int = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.stale_epoch + self.producer_repeats + self.no_effect + self.undecodable
+
+    def __add__(self, other: ApplyStats) -> ApplyStats:
+        mine, theirs = msgspec.structs.astuple(self), msgspec.structs.astuple(other)
+        return ApplyStats(*(a + b for a, b in zip(mine, theirs, strict=True)))
+
+    def count(self, drop: Drop | None) -> None:
+        match drop:
+            case None:
+                self.applied += 1
+            case Drop.STALE_EPOCH:
+                self.stale_epoch += 1
+            case Drop.PRODUCER_REPEAT:
+                self.producer_repeats += 1
+            case Drop.NO_EFFECT:
+                self.no_effect += 1
+            case _:
+                assert_never(drop)
+
+
 class BatchOutcome(msgspec.Struct):
     """What a committed batch asks of the runtime."""
 
@@ -46,8 +79,12 @@ class BatchOutcome(msgspec.Struct):
     is_leader: bool
     leader_epoch: int
     applied_lsn: int
-    dropped: int = 0
+    stats: ApplyStats = msgspec.field(default_factory=ApplyStats)
     rejected: list[Rejection] = []
+
+    @property
+    def dropped(self) -> int:
+        return self.stats.dropped
 
 
 class PartitionProcessor:
@@ -71,7 +108,7 @@ class PartitionProcessor:
         tx = Transaction(self.store, self.partition)
         actions: list[Action] = []
         rejected: list[Rejection] = []
-        dropped = 0
+        stats = ApplyStats()
         for record in records:
             if record.lsn <= tx.fsm.applied_lsn:
                 continue  # already applied before a restart
@@ -80,12 +117,11 @@ class PartitionProcessor:
                 envelope = decode_envelope(record.payload)
             except msgspec.DecodeError as exc:
                 rejected.append(Rejection(record.lsn, "undecodable", str(exc)))
-                dropped += 1
+                stats.undecodable += 1
             else:
                 savepoint = tx.savepoint()
                 try:
-                    if not apply(tx, envelope, record_actions):
-                        dropped += 1
+                    stats.count(apply(tx, envelope, record_actions))
                 except MemoryError:
                     # Not a property of the record: another replica might apply it fine, so
                     # failing the invocation here could diverge. Let the worker restart.
@@ -105,7 +141,7 @@ class PartitionProcessor:
             is_leader=tx.fsm.leader_node == self.node,
             leader_epoch=tx.fsm.leader_epoch,
             applied_lsn=tx.fsm.applied_lsn,
-            dropped=dropped,
+            stats=stats,
             rejected=rejected,
         )
 

@@ -89,6 +89,17 @@ def read_journal(reader: KeyValueReader, partition: int, invocation_id: str) -> 
     return [decode_entry(v) for _, v in reader.scan(keys.journal_prefix(partition, invocation_id))]
 
 
+class Savepoint(msgspec.Struct, frozen=True):
+    """Where ``Transaction.rollback`` returns to: the FSM row then (the writes since are undone
+    from the transaction's undo log)."""
+
+    fsm: FsmState
+
+
+# Marks, in the undo log, a key the batch had not written before the savepoint.
+_UNWRITTEN = object()
+
+
 class Transaction:
     """One batch's view of a partition: the store plus the writes made so far."""
 
@@ -97,16 +108,27 @@ class Transaction:
         self._reader = reader
         self.writes: dict[bytes, bytes | None] = {}
         self.fsm = read_fsm(reader, partition)
+        # Each key's value in ``writes`` before its first write since the last savepoint. An
+        # undo log rather than a copy of ``writes``: a savepoint is taken per record, so a copy
+        # would cost the whole batch's writes per record.
+        self._undo: dict[bytes, object] = {}
 
     # -- savepoints: a record that cannot be applied leaves none of its writes behind
 
-    def savepoint(self) -> tuple[dict[bytes, bytes | None], FsmState]:
-        return dict(self.writes), self.fsm
+    def savepoint(self) -> Savepoint:
+        """Start recording undo from here. Savepoints do not nest: a new one replaces the last."""
+        self._undo = {}
+        return Savepoint(self.fsm)
 
-    def rollback(self, savepoint: tuple[dict[bytes, bytes | None], FsmState]) -> None:
-        writes, fsm = savepoint
-        self.writes = dict(writes)
-        self.fsm = fsm
+    def rollback(self, savepoint: Savepoint) -> None:
+        """Undo every write made since ``savepoint``."""
+        for key, previous in self._undo.items():
+            if previous is _UNWRITTEN:
+                del self.writes[key]
+            else:
+                self.writes[key] = previous  # type: ignore[assignment]
+        self._undo = {}
+        self.fsm = savepoint.fsm
 
     # -- raw access
 
@@ -116,9 +138,13 @@ class Transaction:
         return self._reader.get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
+        if key not in self._undo:
+            self._undo[key] = self.writes.get(key, _UNWRITTEN)
         self.writes[key] = value
 
     def delete(self, key: bytes) -> None:
+        if key not in self._undo:
+            self._undo[key] = self.writes.get(key, _UNWRITTEN)
         self.writes[key] = None
 
     def scan(

@@ -7,6 +7,7 @@ I/O, so followers, restarts and tests replaying the same log reach the same stat
 
 from __future__ import annotations
 
+import enum
 from typing import assert_never
 
 from partition_processor.actions import Action
@@ -37,16 +38,28 @@ from partition_processor.state_machine.on_timer_fired import on_timer_fired
 from partition_processor.tables import Transaction
 
 
-def apply(tx: Transaction, envelope: Envelope, actions: list[Action]) -> bool:
-    """Apply one record. Returns False when the record was dropped (fenced or duplicate)."""
+class Drop(enum.Enum):
+    """Why a record changed nothing (counted per batch, so tests can see each guard act)."""
+
+    STALE_EPOCH = "stale_epoch"  # a deposed leader's late proposal (DESIGN §5, fencing)
+    PRODUCER_REPEAT = "producer_repeat"  # an outbox message shipped again
+    NO_EFFECT = "no_effect"  # its command found nothing to do (a duplicate, a stale attempt…)
+
+
+def apply(tx: Transaction, envelope: Envelope, actions: list[Action]) -> Drop | None:
+    """Apply one record. Returns why it was dropped, or None when it was applied."""
     dedup = envelope.dedup
     match dedup:
         case LeaderDedup(epoch=epoch) if epoch != tx.fsm.leader_epoch:
-            return False  # a deposed leader's late proposal (DESIGN §5, fencing)
+            return Drop.STALE_EPOCH
         case ProducerDedup(producer_id=producer, seq=seq):
             if seq <= tx.producer_seq(producer):
-                return False  # shipped again by an outbox after a retry or a leader change
+                return Drop.PRODUCER_REPEAT  # after a retry or a leader change
             tx.set_producer_seq(producer, seq)
+    return None if _dispatch(tx, envelope, actions) else Drop.NO_EFFECT
+
+
+def _dispatch(tx: Transaction, envelope: Envelope, actions: list[Action]) -> bool:
     command = envelope.command
     now_ms = envelope.timestamp_ms
     match command:

@@ -1,12 +1,16 @@
-"""The leader's invoker for one partition: one task per running attempt."""
+"""The leader's invoker for one partition: one task per running attempt.
+
+Which attempts run is decided by the sans-I/O leader shell (``runtime.worker.leader``); this
+class only owns their tasks and tells the shell when one ends.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from partition_processor.actions import (
-    AbortInvocation,
     CancelInvocation,
     NotifyInvocationId,
     NotifyInvoker,
@@ -23,8 +27,11 @@ from runtime.worker.proposer import LeaderProposer
 log = logging.getLogger(__name__)
 
 
+AttemptEnded = Callable[[str, int], None]
+
+
 class PartitionInvoker:
-    """Starts attempts on ``StartInvocation`` and routes ``NotifyInvoker`` to them."""
+    """Runs the attempts the leader shell starts and routes notifications to them."""
 
     def __init__(
         self,
@@ -34,6 +41,8 @@ class PartitionInvoker:
         channels: ChannelPool,
         proposer: LeaderProposer,
         limits: SizePolicy,
+        *,
+        on_ended: AttemptEnded,
     ) -> None:
         self._limits = limits
         self._partition = partition
@@ -41,14 +50,13 @@ class PartitionInvoker:
         self._registry = registry
         self._channels = channels
         self._proposer = proposer
+        self._on_ended = on_ended
         self._running: dict[str, tuple[Attempt, asyncio.Task[None]]] = {}
 
     def start(self, action: StartInvocation) -> None:
         current = self._running.get(action.invocation_id)
         if current is not None:
-            if current[0].number >= action.attempt:
-                return  # already running (a resume scan and a fresh start can both ask)
-            current[1].cancel()
+            current[1].cancel()  # superseded by a newer attempt
         attempt = Attempt(
             action.invocation_id,
             action.attempt,
@@ -63,34 +71,33 @@ class PartitionInvoker:
         OPEN_ATTEMPTS.inc()
         ATTEMPTS_STARTED.inc()
         self._running[action.invocation_id] = (attempt, task)
-        task.add_done_callback(lambda done: self._finished(action.invocation_id, done))
+        task.add_done_callback(lambda done: self._finished(action.invocation_id, attempt, done))
 
-    def notify(self, action: NotifyInvoker) -> None:
+    def deliver(self, action: NotifyInvoker | NotifyInvocationId | CancelInvocation) -> None:
         current = self._running.get(action.invocation_id)
-        if current is not None and current[0].number == action.attempt:
-            current[0].notify(action.index, action.completion, action.completion_seq)
+        if current is None or current[0].number != action.attempt:
+            return
+        attempt = current[0]
+        match action:
+            case NotifyInvoker():
+                attempt.notify(action.index, action.completion, action.completion_seq)
+            case NotifyInvocationId():
+                attempt.notify_invocation_id(action.index, action.callee_id)
+            case CancelInvocation():
+                attempt.cancel(action.cancel_seq)
 
-    def cancel(self, action: CancelInvocation) -> None:
-        current = self._running.get(action.invocation_id)
-        if current is not None and current[0].number == action.attempt:
-            current[0].cancel(action.cancel_seq)
-
-    def abort(self, action: AbortInvocation) -> None:
+    def abort(self, invocation_id: str) -> None:
         """The invocation was killed: stop its attempt without proposing anything more."""
-        current = self._running.pop(action.invocation_id, None)
+        current = self._running.pop(invocation_id, None)
         if current is not None:
             current[1].cancel()
 
-    def notify_invocation_id(self, action: NotifyInvocationId) -> None:
-        current = self._running.get(action.invocation_id)
-        if current is not None and current[0].number == action.attempt:
-            current[0].notify_invocation_id(action.index, action.callee_id)
-
-    def _finished(self, invocation_id: str, task: asyncio.Task[None]) -> None:
+    def _finished(self, invocation_id: str, attempt: Attempt, task: asyncio.Task[None]) -> None:
         OPEN_ATTEMPTS.dec()
         current = self._running.get(invocation_id)
         if current is not None and current[1] is task:
             del self._running[invocation_id]
+            self._on_ended(invocation_id, attempt.number)
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("attempt of %s crashed: %r", invocation_id, error, exc_info=error)
 

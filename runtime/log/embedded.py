@@ -28,7 +28,7 @@ import json
 import logging
 import os
 from array import array
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -128,7 +128,16 @@ class LocalLog(Log):
     the oldest remaining segment, so reads between that and an earlier ``trim`` succeed again.
     """
 
-    def __init__(self, directory: Path, partitions: int, *, segment_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        partitions: int,
+        *,
+        segment_bytes: int = 64 << 20,
+        sync_file: Callable[[int], None] = sync,
+    ) -> None:
+        """``sync_file`` makes a segment's written frames durable (fdatasync); it is a seam
+        only so that a test can see that no append is acknowledged before it returned."""
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
         if segment_bytes < 1:
@@ -136,6 +145,7 @@ class LocalLog(Log):
         self._directory = Path(directory)
         self._partition_count = partitions
         self._segment_bytes = segment_bytes
+        self._sync_file = sync_file
         self._parts: list[_Partition] = []
         self._lock_fd: int | None = None
         self._queue: list[_Append] = []
@@ -359,7 +369,7 @@ class LocalLog(Log):
         for write in writes:
             to_sync.append(self._write_partition_sync(write))
         for fd in to_sync:
-            sync(fd)
+            self._sync_file(fd)
 
     def _write_partition_sync(self, write: _PartitionWrite) -> int:
         """Worker thread: append one partition's frames, rolling segments; return the fd to sync."""
@@ -373,7 +383,7 @@ class LocalLog(Log):
                     # Seal the full segment durably before the next one exists, so that only
                     # the last segment can ever have a torn tail.
                     write_all(write_fd(seg), chunks)
-                    sync(write_fd(seg))
+                    self._sync_file(write_fd(seg))
                     os.close(write_fd(seg))
                     seg.wfd = None
                     write.written.append((seg, positions, size))

@@ -1,4 +1,4 @@
-"""The leader's outbox shipper: delivers outbox rows to their partitions (DESIGN §5).
+"""Outbox shipping, sans-I/O: what to deliver to which partition (DESIGN §5).
 
 Each message is appended to its target partition with ``Producer("partition-<p>", seq)``; the
 receiver drops sequences it has seen, so shipping again after a crash or a leader change is
@@ -8,95 +8,52 @@ dropped with a ``TruncateOutbox`` record.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections import defaultdict
+
+import msgspec
 
 from partition_processor.commands import (
     Envelope,
     PartitionSource,
     ProducerDedup,
-    TruncateOutbox,
     encode_envelope,
 )
 from partition_processor.ids import InvalidInvocationId, parse_partition_key, partition_of
 from partition_processor.tables import KeyValueReader, read_outbox
-from runtime.clock import now_ms
-from runtime.crashpoints import crash_point
-from runtime.log import Log, LogError
-from runtime.metrics import RECORDS_REJECTED
-from runtime.worker.proposer import LeaderProposer
-
-log = logging.getLogger(__name__)
 
 
 def producer_id(partition: int) -> str:
     return f"partition-{partition}"
 
 
-class OutboxShipper:
-    def __init__(
-        self, log_: Log, partition: int, store: KeyValueReader, proposer: LeaderProposer
-    ) -> None:
-        self._log = log_
-        self._partition = partition
-        self._store = store
-        self._proposer = proposer
-        self._wakeup = asyncio.Event()
-        self._shipped_upto = 0
-        self._task: asyncio.Task[None] | None = None
+class Shipment(msgspec.Struct, frozen=True):
+    """Outbox rows up to ``upto_seq``, encoded per target partition."""
 
-    def start(self) -> None:
-        self._wakeup.set()  # ship whatever a previous leader left behind
-        self._task = asyncio.create_task(self._run(), name=f"outbox-{self._partition}")
+    by_target: dict[int, list[bytes]]
+    upto_seq: int
+    # rows no partition can take (seq, why): dropped with the others, counted by the driver
+    unroutable: list[tuple[int, str]] = []
 
-    def wake(self) -> None:
-        self._wakeup.set()
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            try:
-                await self._ship_pending()
-            except LogError as exc:
-                log.warning(
-                    "partition %d: outbox shipping failed, retrying: %s", self._partition, exc
-                )
-                await asyncio.sleep(0.5)
-                self._wakeup.set()
-
-    async def _ship_pending(self) -> None:
-        rows = [
-            (seq, m)
-            for seq, m in read_outbox(self._store, self._partition)
-            if seq > self._shipped_upto
-        ]
-        if not rows:
-            return
-        source = PartitionSource(self._partition)
-        producer = producer_id(self._partition)
-        timestamp = now_ms()
-        by_target: dict[int, list[bytes]] = defaultdict(list)
-        for seq, message in rows:
-            try:
-                target = partition_of(parse_partition_key(message.route), self._log.partitions)
-            except InvalidInvocationId as exc:
-                # Ids are checked where they enter, so this is a row no partition can take:
-                # shipping it would fail forever, so it is truncated with the others.
-                RECORDS_REJECTED.labels("unroutable").inc()
-                log.error("partition %d: outbox row %d dropped: %s", self._partition, seq, exc)
-                continue
-            envelope = Envelope(source, timestamp, message.command, ProducerDedup(producer, seq))
-            by_target[target].append(encode_envelope(envelope))
-        crash_point("outbox.before_ship")  # the rows are committed, not yet delivered
-        await asyncio.gather(*(self._log.append(t, records) for t, records in by_target.items()))
-        crash_point("outbox.after_ship")  # delivered, not yet truncated: shipped again
-        self._shipped_upto = rows[-1][0]
-        await self._proposer.propose([TruncateOutbox(self._shipped_upto)])
+def plan_shipment(
+    store: KeyValueReader, partition: int, partitions: int, after_seq: int, now_ms: int
+) -> Shipment | None:
+    """The outbox rows above ``after_seq`` as records for their partitions (None: nothing)."""
+    rows = [(seq, m) for seq, m in read_outbox(store, partition) if seq > after_seq]
+    if not rows:
+        return None
+    source = PartitionSource(partition)
+    producer = producer_id(partition)
+    by_target: dict[int, list[bytes]] = defaultdict(list)
+    unroutable: list[tuple[int, str]] = []
+    for seq, message in rows:
+        try:
+            target = partition_of(parse_partition_key(message.route), partitions)
+        except InvalidInvocationId as exc:
+            # Ids are checked where they enter, so this is a row no partition can take:
+            # shipping it would fail forever, so it is truncated with the others.
+            unroutable.append((seq, str(exc)))
+            continue
+        envelope = Envelope(source, now_ms, message.command, ProducerDedup(producer, seq))
+        by_target[target].append(encode_envelope(envelope))
+    return Shipment(dict(by_target), rows[-1][0], unroutable)

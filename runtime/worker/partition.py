@@ -1,9 +1,11 @@
 """Runs one partition on this node: follow the log, apply batches, lead when elected.
 
 The loop (DESIGN §5): read records from ``applied_lsn + 1``, apply each batch through the pure
-processor (one RocksDB write batch with ``applied_lsn``), and only then, only as leader, execute
-the batch's actions. Leadership: catch up to the tail, append ``AnnounceLeader(epoch + 1)``, and
-lead from the moment that announcement is applied until a newer one is.
+processor (one RocksDB write batch with ``applied_lsn``), and only then hand the outcome to the
+sans-I/O leader shell (``runtime.worker.leader``), whose commands this driver carries out
+against the real log, clock and invoker. Its tasks, each named after the partition:
+``claim-<p>`` (tail reads and announcements), and while leading ``timers-<p>``, ``outbox-<p>``
+and one ``attempt-<id>`` per running attempt; ``run()`` itself is the read loop.
 """
 
 from __future__ import annotations
@@ -13,55 +15,55 @@ import logging
 from collections.abc import Callable
 from typing import assert_never
 
-from partition_processor.actions import (
-    AbortInvocation,
-    Action,
-    CancelInvocation,
-    NotifyInvocationId,
-    NotifyInvoker,
-    RegisterTimer,
-    RespondToIngress,
-    ShipOutbox,
-    StartInvocation,
-)
-from partition_processor.commands import AnnounceLeader, Envelope, LeaderSource, encode_envelope
+from partition_processor.actions import RespondToIngress
 from partition_processor.processor import BatchOutcome, LogEntry, PartitionProcessor
 from partition_processor.tables import Store
-from runtime.clock import now_ms
+from runtime.clock import Clock, SystemClock
+from runtime.crashpoints import crash_point
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.invoker import PartitionInvoker
 from runtime.limits import SizePolicy
-from runtime.log import Log
+from runtime.log import Log, LogError
 from runtime.metadata import Registry
 from runtime.metrics import RECORDS_REJECTED
-from runtime.worker.outbox import OutboxShipper
-from runtime.worker.proposer import LeaderProposer
-from runtime.worker.timers import TimerService
+from runtime.worker.leader import (
+    AbortAttempt,
+    Announce,
+    Deliver,
+    FireTimers,
+    Lead,
+    Output,
+    PartitionLeader,
+    Propose,
+    ReadTail,
+    Respond,
+    StartAttempt,
+    StepDown,
+    WakeOutbox,
+    WakeTimers,
+)
+from runtime.worker.proposer import LeaderProposer, Term
 
 log = logging.getLogger(__name__)
 
 Responder = Callable[[RespondToIngress], None]
+RETRY_S = 0.5  # after a failed append of timers or outbox messages
 
 
 class _Leadership:
-    """What exists only while this node leads the partition."""
+    """The tasks that exist only while this node leads the partition."""
 
-    def __init__(
-        self,
-        proposer: LeaderProposer,
-        invoker: PartitionInvoker,
-        outbox: OutboxShipper,
-        timers: TimerService,
-    ) -> None:
-        self.proposer = proposer
+    def __init__(self, invoker: PartitionInvoker) -> None:
         self.invoker = invoker
-        self.outbox = outbox
-        self.timers = timers
+        self.timers_wakeup = asyncio.Event()
+        self.outbox_wakeup = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
 
     async def stop(self) -> None:
         await self.invoker.stop()
-        await self.timers.stop()
-        await self.outbox.stop()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 class PartitionWorker:
@@ -77,6 +79,7 @@ class PartitionWorker:
         respond: Responder,
         limits: SizePolicy,
         owned: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         self.partition = partition
         self._limits = limits
@@ -86,19 +89,15 @@ class PartitionWorker:
         self._registry = registry
         self._channels = channels
         self._respond = respond
+        self._clock = clock or SystemClock()
         self.processor = PartitionProcessor(store, partition, node_id)
+        self.leader = PartitionLeader(self.processor, partitions=log_.partitions, owned=owned)
         self._leadership: _Leadership | None = None
+        self._claims: asyncio.Queue[ReadTail | Announce] = asyncio.Queue()
         # Set once leading (a single node waits for it before it says it is ready).
         self.caught_up = asyncio.Event()
         # Set once applied up to the tail seen at start (a cluster node waits for this).
         self.synced = asyncio.Event()
-        # Ownership: a single node owns every partition; in a cluster the group assignment
-        # decides. Owning means announcing a new epoch once caught up, and again whenever
-        # another node's announcement wins while this node still owns the partition.
-        self._owned = owned
-        self._announced_epoch = 0
-        self._claim = asyncio.Event()
-        self._progress = asyncio.Event()
 
     @property
     def is_leader(self) -> bool:
@@ -106,40 +105,39 @@ class PartitionWorker:
 
     def claim(self) -> None:
         """Lead this partition: announce a new epoch once applied up to the log's tail."""
-        self._owned = True
-        self._claim.set()
+        self._queue_claim_steps(self.leader.claim())
 
     async def release(self) -> None:
         """Stop leading (another node is taking the partition over); keep applying."""
-        self._owned = False
-        self._claim.clear()
-        await self._step_down()
+        await self._carry_out(self.leader.release())
 
     async def run(self) -> None:
-        if self._owned:
-            self._claim.set()  # (again, when the supervisor restarts a failed worker)
-        claimer = asyncio.create_task(self._claim_when_caught_up())
+        self._claims = asyncio.Queue()  # (again, when the supervisor restarts a failed worker)
+        self._queue_claim_steps(self.leader.start())
+        claimer = asyncio.create_task(self._claim_loop(), name=f"claim-{self.partition}")
         try:
-            await self._run()
+            await self._read_loop()
         finally:
             claimer.cancel()
             await asyncio.gather(claimer, return_exceptions=True)
-            await self._step_down()
+            await self._carry_out(self.leader.stop())
 
-    async def _claim_when_caught_up(self) -> None:
+    def _queue_claim_steps(self, outputs: list[Output]) -> None:
+        for output in outputs:
+            assert isinstance(output, ReadTail | Announce), output
+            self._claims.put_nowait(output)
+
+    async def _claim_loop(self) -> None:
+        """Claim steps in order: read the tail, then (once caught up) announce."""
         while True:
-            await self._claim.wait()
-            self._claim.clear()
-            if not self._owned or self._leadership is not None:
-                continue
-            tail = await self._log.tail(self.partition)
-            while self.processor.fsm.applied_lsn < tail - 1:
-                self._progress.clear()
-                await self._progress.wait()
-            if self._owned and self._leadership is None:
-                await self._announce()
+            step = await self._claims.get()
+            if isinstance(step, ReadTail):
+                tail = await self._log.tail(self.partition)
+                self._queue_claim_steps(self.leader.on_tail(tail, self._clock.now_ms()))
+            else:
+                await self._log.append(self.partition, [step.record])
 
-    async def _run(self) -> None:
+    async def _read_loop(self) -> None:
         applied = self.processor.fsm.applied_lsn
         tail = await self._log.tail(self.partition)
         if applied >= tail - 1:
@@ -147,29 +145,9 @@ class PartitionWorker:
         async for batch in self._log.read(self.partition, applied + 1):
             outcome = self.processor.apply_batch([LogEntry(r.lsn, r.payload) for r in batch])
             self._report_rejections(outcome)
-            self._progress.set()
             if outcome.applied_lsn >= tail - 1:
                 self.synced.set()
-            if outcome.is_leader and self._leads_at() != outcome.leader_epoch:
-                # Elected, or re-elected at a newer epoch (this node announced again): records
-                # proposed with the old epoch would be dropped, so lead afresh at the new one.
-                await self._step_down()
-                self._become_leader(outcome.leader_epoch)
-                self.caught_up.set()
-            elif not outcome.is_leader and self._leadership is not None:
-                log.warning(
-                    "partition %d: deposed by epoch %d", self.partition, outcome.leader_epoch
-                )
-                await self._step_down()
-            if (
-                self._owned
-                and not outcome.is_leader
-                and outcome.leader_epoch >= self._announced_epoch
-            ):
-                self._claim.set()  # owned, but another announcement won (or none was made)
-            if self._leadership is not None:
-                for action in outcome.actions:
-                    self._execute(self._leadership, action)
+            await self._carry_out(self.leader.on_batch(outcome, self._clock.now_ms()))
 
     def _report_rejections(self, outcome: BatchOutcome) -> None:
         for rejection in outcome.rejected:
@@ -183,53 +161,112 @@ class PartitionWorker:
                 rejection.detail,
             )
 
-    def _leads_at(self) -> int | None:
-        return self._leadership.proposer.epoch if self._leadership is not None else None
+    async def _carry_out(self, outputs: list[Output]) -> None:
+        for output in outputs:
+            leadership = self._leadership
+            match output:
+                case ReadTail() | Announce():
+                    self._claims.put_nowait(output)
+                case Lead(term=term):
+                    self._become_leader(term)
+                case StepDown():
+                    self._leadership = None
+                    if leadership is not None:
+                        await leadership.stop()
+                # (No leadership here only when a release interleaved with this batch's step
+                # down: the attempt belongs to the leadership that was just stopped.)
+                case StartAttempt(action=action):
+                    if leadership is not None:
+                        leadership.invoker.start(action)
+                case Deliver(action=action):
+                    if leadership is not None:
+                        leadership.invoker.deliver(action)
+                case AbortAttempt(invocation_id=invocation_id):
+                    if leadership is not None:
+                        leadership.invoker.abort(invocation_id)
+                case Respond(action=action):
+                    self._respond(action)
+                case Propose(records=records):
+                    await self._log.append(self.partition, records)
+                case FireTimers(records=records):
+                    await self._log.append(self.partition, records)
+                case WakeTimers():
+                    if leadership is not None:
+                        leadership.timers_wakeup.set()
+                case WakeOutbox():
+                    if leadership is not None:
+                        leadership.outbox_wakeup.set()
+                case _:
+                    assert_never(output)
 
-    async def _announce(self) -> None:
-        epoch = self.processor.fsm.leader_epoch + 1
-        self._announced_epoch = epoch
-        source = LeaderSource(self.partition, epoch, self._node_id)
-        record = Envelope(source, now_ms(), AnnounceLeader(epoch, self._node_id))
-        await self._log.append(self.partition, [encode_envelope(record)])
-
-    def _become_leader(self, epoch: int) -> None:
-        log.info("partition %d: leader at epoch %d", self.partition, epoch)
-        proposer = LeaderProposer(self._log, self.partition, epoch, self._node_id)
+    def _become_leader(self, term: Term) -> None:
+        proposer = LeaderProposer(self._log, term, self._clock)
         invoker = PartitionInvoker(
-            self.partition, self._store, self._registry, self._channels, proposer, self._limits
+            self.partition,
+            self._store,
+            self._registry,
+            self._channels,
+            proposer,
+            self._limits,
+            on_ended=self.leader.attempt_ended,
         )
-        outbox = OutboxShipper(self._log, self.partition, self._store, proposer)
-        timers = TimerService(proposer, self.processor.pending_timers)
-        leadership = _Leadership(proposer, invoker, outbox, timers)
-        self._leadership = leadership
-        timers.start()
-        outbox.start()
-        for start in self.processor.invocations_to_resume():
-            invoker.start(start)
+        leadership = self._leadership = _Leadership(invoker)
+        leadership.tasks = [
+            asyncio.create_task(self._fire_timers(leadership), name=f"timers-{self.partition}"),
+            asyncio.create_task(self._ship_outbox(leadership), name=f"outbox-{self.partition}"),
+        ]
+        self.caught_up.set()
 
-    async def _step_down(self) -> None:
-        leadership, self._leadership = self._leadership, None
-        if leadership is not None:
-            await leadership.stop()
+    async def _fire_timers(self, leadership: _Leadership) -> None:
+        """Propose each timer when due; sleep until the earliest or until one is registered."""
+        wakeup = leadership.timers_wakeup
+        while True:
+            wakeup.clear()
+            fire = self.leader.tick(self._clock.now_ms())
+            if fire is not None:
+                try:
+                    await self._log.append(self.partition, fire.records)
+                except LogError as exc:
+                    log.warning("could not fire %d timers, retrying: %s", len(fire.timers), exc)
+                    self.leader.timers_failed(fire.timers)
+                    await asyncio.sleep(RETRY_S)
+                continue
+            wake_ms = self.leader.next_wake_ms()
+            if wake_ms is None:
+                await wakeup.wait()
+                continue
+            delay_s = (wake_ms - self._clock.now_ms()) / 1000
+            if delay_s > 0:
+                try:
+                    await asyncio.wait_for(wakeup.wait(), timeout=delay_s)
+                except TimeoutError:
+                    pass
 
-    def _execute(self, leadership: _Leadership, action: Action) -> None:
-        match action:
-            case StartInvocation():
-                leadership.invoker.start(action)
-            case NotifyInvoker():
-                leadership.invoker.notify(action)
-            case NotifyInvocationId():
-                leadership.invoker.notify_invocation_id(action)
-            case ShipOutbox():
-                leadership.outbox.wake()
-            case CancelInvocation():
-                leadership.invoker.cancel(action)
-            case AbortInvocation():
-                leadership.invoker.abort(action)
-            case RespondToIngress():
-                self._respond(action)
-            case RegisterTimer(wake_ms=wake_ms, timer_id=timer_id):
-                leadership.timers.register(wake_ms, timer_id)
-            case _:
-                assert_never(action)
+    async def _ship_outbox(self, leadership: _Leadership) -> None:
+        """Deliver outbox rows to their partitions, then truncate them (one shipment at a time)."""
+        wakeup = leadership.outbox_wakeup
+        while True:
+            await wakeup.wait()
+            wakeup.clear()
+            shipment = self.leader.ship(self._clock.now_ms())
+            if shipment is None:
+                continue
+            for seq, reason in shipment.unroutable:
+                RECORDS_REJECTED.labels("unroutable").inc()
+                log.error("partition %d: outbox row %d dropped: %s", self.partition, seq, reason)
+            try:
+                crash_point("outbox.before_ship")  # the rows are committed, not yet delivered
+                await asyncio.gather(
+                    *(self._log.append(t, records) for t, records in shipment.by_target.items())
+                )
+                crash_point("outbox.after_ship")  # delivered, not yet truncated: shipped again
+                truncate = self.leader.shipped(shipment, self._clock.now_ms())
+                if truncate is not None:
+                    await self._log.append(self.partition, truncate.records)
+            except LogError as exc:
+                log.warning(
+                    "partition %d: outbox shipping failed, retrying: %s", self.partition, exc
+                )
+                self.leader.ship_failed()
+                await asyncio.sleep(RETRY_S)
+                wakeup.set()

@@ -1,30 +1,26 @@
-"""The leader's timer service: fires due timer rows by appending ``TimerFired`` (DESIGN §5)."""
+"""The leader's timers, sans-I/O: which timer rows are due, holding a bounded window (DESIGN §5).
+
+The leader shell (``runtime.worker.leader``) asks ``pop_due(now_ms)`` on every clock tick and
+proposes ``TimerFired`` for what it returns; the asyncio driver sleeps until ``next_wake_ms``.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import heapq
-import logging
 from collections.abc import Callable
 
 from partition_processor import keys
-from partition_processor.commands import TimerFired
-from runtime.clock import now_ms
-from runtime.log import LogError
-from runtime.worker.proposer import LeaderProposer
-
-log = logging.getLogger(__name__)
-
 
 TimerLoader = Callable[[bytes | None, int], list[tuple[int, str]]]
+Timer = tuple[int, str]  # (wake_ms, timer id)
 
 DEFAULT_CAPACITY = 1024
 
 
-class TimerService:
-    """Proposes each of the partition's timers when due, holding only the earliest in memory.
+class TimerQueue:
+    """The partition's timers in wake order, holding only the earliest in memory.
 
-    The timer rows live in the store (DESIGN §5). The service keeps a heap of at most about
+    The timer rows live in the store (DESIGN §5). The queue keeps a heap of at most about
     ``2 × capacity`` of the earliest; ``horizon`` is the key of the last one it holds when more
     exist. Timers registered beyond the horizon stay in the store, and when the heap runs dry the
     next window is loaded from there. So memory does not grow with the number of retained
@@ -34,26 +30,18 @@ class TimerService:
     ``TimerFired`` deletes the row, so a second firing finds nothing.
     """
 
-    def __init__(
-        self, proposer: LeaderProposer, load: TimerLoader, capacity: int = DEFAULT_CAPACITY
-    ) -> None:
-        self._proposer = proposer
+    def __init__(self, partition: int, load: TimerLoader, capacity: int = DEFAULT_CAPACITY) -> None:
+        self._partition = partition
         self._load_rows = load
         self._capacity = capacity
-        self._heap: list[tuple[int, str]] = []
+        self._heap: list[Timer] = []
         self._horizon: bytes | None = None  # timer keys above it are only in the store
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
         self._load(None)
-        self._task = asyncio.create_task(self._run(), name=f"timers-{self._proposer.partition}")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+    @property
+    def held(self) -> int:
+        """How many timers are in memory."""
+        return len(self._heap)
 
     def register(self, wake_ms: int, timer_id: str) -> None:
         if self._horizon is not None and self._key(wake_ms, timer_id) > self._horizon:
@@ -61,15 +49,31 @@ class TimerService:
         heapq.heappush(self._heap, (wake_ms, timer_id))
         if len(self._heap) > 2 * self._capacity:
             self._shrink()
-        self._wakeup.set()
 
-    @property
-    def held(self) -> int:
-        """How many timers are in memory."""
-        return len(self._heap)
+    def next_timer(self) -> Timer | None:
+        """The earliest timer (loading the next window from the store when the heap ran dry)."""
+        while not self._heap and self._horizon is not None:
+            self._load(self._horizon + b"\x00")  # the next window, just past the last
+        return self._heap[0] if self._heap else None
+
+    def next_wake_ms(self) -> int | None:
+        timer = self.next_timer()
+        return timer[0] if timer is not None else None
+
+    def pop_due(self, now_ms: int) -> list[Timer]:
+        """Remove and return every timer due at ``now_ms``, earliest first."""
+        due = []
+        while (timer := self.next_timer()) is not None and timer[0] <= now_ms:
+            due.append(heapq.heappop(self._heap))
+        return due
+
+    def restore(self, timers: list[Timer]) -> None:
+        """Put back timers whose firing could not be appended (they are tried again)."""
+        for timer in timers:
+            heapq.heappush(self._heap, timer)
 
     def _key(self, wake_ms: int, timer_id: str) -> bytes:
-        return keys.timer_key(self._proposer.partition, wake_ms, timer_id)
+        return keys.timer_key(self._partition, wake_ms, timer_id)
 
     def _load(self, start: bytes | None) -> None:
         """Hold the earliest timers from ``start`` on (everything before it has fired)."""
@@ -86,31 +90,3 @@ class TimerService:
         self._horizon = self._key(*kept[-1])
         heapq.heapify(kept)
         self._heap = kept
-
-    async def _run(self) -> None:
-        while True:
-            self._wakeup.clear()
-            if not self._heap:
-                if self._horizon is not None:
-                    self._load(self._horizon + b"\x00")  # the next window, just past the last
-                    continue
-                await self._wakeup.wait()
-                continue
-            delay_s = (self._heap[0][0] - now_ms()) / 1000
-            if delay_s > 0:
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=delay_s)
-                except TimeoutError:
-                    pass
-                continue
-            due = []
-            now = now_ms()
-            while self._heap and self._heap[0][0] <= now:
-                due.append(heapq.heappop(self._heap))
-            try:
-                await self._proposer.propose([TimerFired(wake, tid) for wake, tid in due])
-            except LogError as exc:
-                log.warning("could not fire %d timers, retrying: %s", len(due), exc)
-                for timer in due:
-                    heapq.heappush(self._heap, timer)
-                await asyncio.sleep(0.5)

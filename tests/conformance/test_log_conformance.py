@@ -8,14 +8,16 @@ how these tests restart.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from runtime.log import KafkaLog, LocalLog, Log, LogError, LogRecord
+from runtime.log import KafkaLog, LocalLog, Log, LogError, LogRecord, segments
 from tests.support.broker import unique_topic
 
 pytestmark = pytest.mark.timeout(60)
@@ -472,3 +474,35 @@ async def test_kafka_topic_with_another_partition_count_is_an_error(kafka_bootst
     with pytest.raises(LogError):
         await other.start()
     await other.close()
+
+
+@pytest.mark.parametrize("segment_bytes", [64 << 20, 64], ids=["one-segment", "rolling"])
+async def test_local_append_is_acknowledged_only_after_its_bytes_are_synced(
+    tmp_path: Path, segment_bytes: int
+) -> None:
+    """Every acknowledged record is in a synced file: the sync covers each segment's written
+    size, and while the sync has not returned the append is not acknowledged."""
+    released = threading.Event()
+    synced: dict[str, int] = {}  # segment file name → its size when synced
+
+    def sync_when_released(fd: int) -> None:
+        released.wait(timeout=30)
+        segments.sync(fd)
+        synced[Path(os.readlink(f"/proc/self/fd/{fd}")).name] = os.fstat(fd).st_size
+
+    log = LocalLog(tmp_path, 1, segment_bytes=segment_bytes, sync_file=sync_when_released)
+    await log.start()
+    try:
+        appending = asyncio.create_task(log.append(0, [b"%d" % i * 40 for i in range(3)]))
+        await asyncio.sleep(0.2)
+        assert not appending.done()  # held: its sync has not returned
+        released.set()
+        assert await asyncio.wait_for(appending, timeout=30) == 2
+        await log.append(0, [b"more"])
+        files = _segments(tmp_path, 0)
+        assert {f.name: f.stat().st_size for f in files} == {
+            f.name: synced.get(f.name, -1) for f in files
+        }
+    finally:
+        released.set()
+        await log.close()

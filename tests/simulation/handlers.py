@@ -56,6 +56,13 @@ def caller_call(argument: bytes, now_ms: int) -> Script:
     yield Output(result)
 
 
+def drawer_draw(argument: bytes, now_ms: int) -> Script:
+    """Drawer/draw: returns what its ``run`` step drew (a value that differs per execution)."""
+    drawn = yield Run("draw")
+    assert isinstance(drawn, Success), drawn
+    yield Output(drawn)
+
+
 def sender_send(argument: bytes, now_ms: int) -> Script:
     """Sender/send: a one-way (sometimes delayed) Counter/add; argument is ``key:delay_ms``."""
     key, delay = argument.decode().split(":")
@@ -111,6 +118,7 @@ SCRIPTS: dict[tuple[str, str], Callable[[bytes, int], Script]] = {
     ("Counter", "add"): counter_add,
     ("Caller", "call"): caller_call,
     ("Sender", "send"): sender_send,
+    ("Drawer", "draw"): drawer_draw,
     ("Napper", "nap"): napper_nap,
     ("Napper", "nap_cancellable"): napper_nap_cancellable,
     ("Waiter", "wait"): waiter_wait,

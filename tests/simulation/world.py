@@ -1,12 +1,17 @@
-"""A deterministic simulation of one node's partitions (DESIGN §9).
+"""A deterministic simulation of a cluster's partitions (DESIGN §9).
 
-The real ``PartitionProcessor`` and state machine run over an in-memory log and an in-memory
-store; a fake clock, a scripted SDK (handlers written as generators of journal commands) and a
-shell that mirrors ``runtime/worker`` (leadership, invoker, outbox shipper, timers) drive them.
-A seeded random scheduler interleaves every step and injects what production sees: crashes of the
-whole node (all volatile state lost, the store and the log kept), records appended twice (a Kafka
-producer retry), suspensions and retryable failures of attempts. The same seed replays the same
-run, step for step.
+The real ``PartitionProcessor`` and state machine, and the real sans-I/O leader shell
+(``runtime.worker.leader.PartitionLeader``: claims and announcements, terms and their fencing,
+which attempts run, timers, outbox shipping and truncation), run over an in-memory log and
+in-memory stores. This module only plays their surroundings: the fake log (appends, duplicated
+now and then as a Kafka producer retry would), the fake clock, a scripted SDK (handlers written
+as generators of journal commands), the ownership changes of a cluster, and node crashes (all
+volatile state lost, the store and the log kept). A seeded random scheduler interleaves every
+step; the same seed replays the same run, step for step.
+
+While appending, the world also keeps an oracle of what apply must do with each record (which
+leader records are stale, which outbox messages are repeats, which ``ctx.run`` result the
+journal must keep): the checks compare it with what the processor reports.
 """
 
 from __future__ import annotations
@@ -18,38 +23,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from partition_processor import keys
-from partition_processor.actions import (
-    AbortInvocation,
-    Action,
-    CancelInvocation,
-    NotifyInvocationId,
-    NotifyInvoker,
-    RegisterTimer,
-    RespondToIngress,
-    ShipOutbox,
-    StartInvocation,
-)
 from partition_processor.commands import (
-    AnnounceLeader,
+    Attach,
     Command,
-    CompleteRun,
     Effect,
-    End,
     Envelope,
     Failed,
     IngressSink,
     IngressSource,
     Invoke,
     InvokerEffect,
-    JournalAppend,
-    LeaderDedup,
-    LeaderSource,
-    PartitionSource,
-    ProducerDedup,
     Suspended,
     Target,
-    TimerFired,
-    TruncateOutbox,
     encode_envelope,
 )
 from partition_processor.ids import (
@@ -60,140 +45,56 @@ from partition_processor.ids import (
     workflow_run_id,
 )
 from partition_processor.journal import (
-    Completion,
-    Failure,
-    JournalCommand,
-    JournalEntry,
     Result,
-    Run,
-    Success,
 )
-from partition_processor.processor import LogEntry, PartitionProcessor
+from partition_processor.processor import ApplyStats, LogEntry, PartitionProcessor
 from partition_processor.store_memory import MemoryStore
-from partition_processor.tables import decode_status, read_journal, read_outbox, read_status
+from partition_processor.tables import decode_status, read_journal, read_status
 from partition_processor.values import InvocationStatus
+from runtime.worker.leader import (
+    AbortAttempt,
+    Announce,
+    Deliver,
+    FireTimers,
+    Lead,
+    Output,
+    PartitionLeader,
+    Propose,
+    ReadTail,
+    Respond,
+    StartAttempt,
+    StepDown,
+    WakeOutbox,
+    WakeTimers,
+)
+from runtime.worker.proposer import Term
 from tests.simulation.handlers import (
     FAST_RETRY,
     RETAIN_MS,
-    SCRIPTS,
-    needs_completion,
-    resolved_target,
 )
+from tests.simulation.oracle import PARTITIONS, Oracle
+from tests.simulation.scripted import ScriptedAttempt
 
-PARTITIONS = 3
-
-# ---------------------------------------------------------------- the scripted SDK
-
-
-class ScriptedAttempt:
-    """One attempt of an invocation, as the SDK would run it: replay the journal, then append."""
-
-    def __init__(self, world: World, status: InvocationStatus, journal: list[JournalEntry]) -> None:
-        self.world = world
-        self.invocation_id = status.invocation_id
-        self.number = status.attempt
-        self.journal = journal
-        self.completions = {i: e.completion for i, e in enumerate(journal) if e.completion}
-        self.completion_seqs = {i: e.completion_seq for i, e in enumerate(journal) if e.completion}
-        input_entry = journal[0].command
-        # Cancellation, as the SDK delivers it: at the first await of something that was not
-        # completed before the cancel (in the completion order), the same one on every replay.
-        self.cancel_seq = status.cancel_seq
-        self.cancel_delivered = False
-        self.script = SCRIPTS[(status.target.service, status.target.handler)](
-            input_entry.value,  # type: ignore[union-attr]
-            world.now_ms,
-        )
-        self.pending: JournalCommand | None = next(self.script)
-        self.index = 1
-        self.waiting: int | None = None
-        self.done = False
-
-    def notify(self, index: int, completion: Completion, seq: int) -> None:
-        if index not in self.completions:
-            self.completions[index] = completion
-            self.completion_seqs[index] = seq
-
-    def notify_cancel(self, cancel_seq: int) -> None:
-        self.cancel_seq = self.cancel_seq or cancel_seq
-
-    def _cancels(self, index: int) -> bool:
-        """Whether awaiting entry ``index`` now raises the cancellation."""
-        if not self.cancel_seq or self.cancel_delivered:
-            return False
-        return not (index in self.completions and self.completion_seqs[index] < self.cancel_seq)
-
-    @property
-    def runnable(self) -> bool:
-        if self.done:
-            return False
-        waiting = self.waiting
-        return waiting is None or waiting in self.completions or self._cancels(waiting)
-
-    def step(self) -> list[Effect]:
-        """Run until the handler waits or ends; returns the effects to propose."""
-        effects: list[Effect] = []
-        while self.pending is not None:
-            command, index = self.pending, self.index
-            if self.waiting == index and index not in self.completions and not self._cancels(index):
-                return effects
-            self.waiting = None
-            if index < len(self.journal):
-                recorded = self.journal[index].command
-                if type(recorded) is not type(command):
-                    self.done = True
-                    return [*effects, Failed(570, f"journal mismatch at {index}", True)]
-            else:
-                self.journal.append(JournalEntry(command))
-                effects.append(JournalAppend(index, command, resolved_target(command)))
-            if isinstance(command, Run) and index not in self.completions:
-                # Journaled but without a result (or new): the closure runs (again).
-                self.world.run_executions[(self.invocation_id, index)] += 1
-                effects.append(CompleteRun(index, Success(b'"noted"')))
-            completion: Completion | None = None
-            if needs_completion(command):
-                if self._cancels(index):
-                    self.cancel_delivered = True
-                    completion = Failure(409, "cancelled")
-                elif index not in self.completions:
-                    self.waiting = index
-                    return effects
-                else:
-                    completion = self.completions[index]
-            self.index += 1
-            try:
-                self.pending = self.script.send(completion)
-            except StopIteration:
-                self.pending = None
-        self.done = True
-        return [*effects, End()]
-
+TIMER_CAPACITY = 2  # tiny, so the leader's timer windows are loaded again and again
+FAULT_RATE = 0.02  # per step, while planned crashes and handoffs remain
+# Lost acks: the records were appended, but the shell hears of a failure and tries again. The
+# first shipment and the first timer firing of every run lose theirs, later ones now and then.
+LOST_SHIP_ACK_RATE = 0.1  # the outbox rows are shipped again
+LOST_TIMER_ACK_RATE = 0.05  # the timers fire again
 
 # ---------------------------------------------------------------- the nodes
 
 
 @dataclass
-class Leadership:
-    """What a partition's leader holds in memory: lost when its node crashes or steps down."""
-
-    epoch: int
-    node: str
-    seq: int = 0
-    attempts: dict[str, ScriptedAttempt] = field(default_factory=dict)
-    timers: set[tuple[int, str]] = field(default_factory=set)
-    shipped_upto: int = 0
-    truncate_pending: bool = False
-
-
-@dataclass
 class PartitionView:
-    """One node's processor of one partition, and its leadership if it leads it."""
+    """One node's processor and leader shell of one partition, and the attempts it runs."""
 
     index: int
     processor: PartitionProcessor
+    leader: PartitionLeader
     cursor: int = 0  # the next LSN to apply
-    announce_at: int | None = None  # announce leadership once applied up to here
-    leader: Leadership | None = None
+    attempts: dict[str, ScriptedAttempt] = field(default_factory=dict)
+    truncates: list[list[bytes]] = field(default_factory=list)  # in flight, lost on a crash
 
 
 @dataclass
@@ -204,31 +105,55 @@ class SimNode:
     store: MemoryStore = field(default_factory=MemoryStore)
     incarnation: int = 0
     views: list[PartitionView] = field(default_factory=list)
+    stats: ApplyStats = field(default_factory=ApplyStats)  # over all incarnations
 
     @property
     def node_id(self) -> str:
         return f"{self.name}/{self.incarnation}"
 
 
+@dataclass
+class Caller:
+    """An ingress request waiting for its invocation's answer."""
+
+    invocation_id: str
+    sink: IngressSink
+    announcements_at_submission: int  # leadership changes after it may need a re-attach
+    heard: list[Result] = field(default_factory=list)
+
+
 class World:
-    """Partitions' logs shared by ``nodes`` nodes (each applies every partition, as followers do;
-    the leader of a partition also runs its invocations, outbox and timers)."""
+    """Partitions' logs shared by ``nodes`` nodes. Each node applies every partition, as a
+    follower does; the owner of a partition claims it, and its leader shell runs its
+    invocations, outbox and timers."""
 
     def __init__(
-        self, seed: int, *, crashes: int, nodes: int = 1, duplicate_rate: float = 0.05
+        self,
+        seed: int,
+        *,
+        crashes: int,
+        nodes: int = 1,
+        handoffs: int = 0,
+        duplicate_rate: float = 0.05,
     ) -> None:
         self.seed = seed
         self.random = random.Random(seed)
         self.logs: list[list[bytes]] = [[] for _ in range(PARTITIONS)]
         self.nodes = [SimNode(chr(ord("a") + n)) for n in range(nodes)]
+        self.owners = [self.nodes[p % nodes] for p in range(PARTITIONS)]
         self.now_ms = 1_000_000
-        self.crashes_left = crashes
-        self.handoffs_left = crashes if nodes > 1 else 0
         self.duplicate_rate = duplicate_rate
+        self.oracle = Oracle()
         self.run_executions: collections.Counter[tuple[str, int]] = collections.Counter()
-        self.responses: dict[str, list[Result]] = {}
+        self.callers: list[Caller] = []
         self.trace: list[str] = []
         self.requests = 0
+        self.announcements = [0] * PARTITIONS
+        # Faults: planned up front, each fired at a random step (and all of them before the run
+        # may end), so a run's checks can demand that every one of them happened.
+        self.faults: list[str] = ["crash"] * crashes + ["handoff"] * handoffs
+        self.faults_done: collections.Counter[str] = collections.Counter()
+        self.releases: list[tuple[SimNode, int]] = []  # revocations on their way to old owners
         for node in self.nodes:
             self._restart(node)
 
@@ -242,20 +167,11 @@ class World:
     def append(self, partition: int, payloads: list[bytes]) -> None:
         log = self.logs[partition]
         for payload in payloads:
-            log.append(payload)
-            if self.random.random() < self.duplicate_rate:
-                log.append(payload)  # a producer retry after a lost ack
-
-    def propose(self, view: PartitionView, commands: list[Command]) -> None:
-        leader = view.leader
-        assert leader is not None
-        source = LeaderSource(view.index, leader.epoch, leader.node)
-        payloads = []
-        for command in commands:
-            leader.seq += 1
-            dedup = LeaderDedup(leader.epoch, leader.seq)
-            payloads.append(encode_envelope(Envelope(source, self.now_ms, command, dedup)))
-        self.append(view.index, payloads)
+            copies = 2 if self.random.random() < self.duplicate_rate else 1
+            self.faults_done["duplicate"] += copies - 1  # a producer retry after a lost ack
+            for _ in range(copies):
+                log.append(payload)
+                self.oracle.see(partition, payload)
 
     def submit(self, target: Target, argument: bytes, idempotency_key: str | None = None) -> str:
         """What the ingress appends for a request (a workflow run has its key's fixed id, an
@@ -272,16 +188,19 @@ class World:
             )
         self.requests += 1
         node = self.random.choice(self.nodes)
+        sink = IngressSink(node.node_id, f"request-{self.requests}")
         invoke = Invoke(
             invocation_id,
             target,
             argument,
             idempotency_key=idempotency_key,
-            sink=IngressSink(node.node_id, f"request-{self.requests}"),
+            sink=sink,
             retry_policy=FAST_RETRY,
             completion_retention_ms=RETAIN_MS,
             submission=target.handler_kind == "workflow",
         )
+        partition = self.partition_of(invocation_id)
+        self.callers.append(Caller(invocation_id, sink, self.announcements[partition]))
         self.ingress(invocation_id, invoke)
         return invocation_id
 
@@ -297,37 +216,118 @@ class World:
     def status(self, invocation_id: str) -> InvocationStatus | None:
         return read_status(self.store, self.partition_of(invocation_id), invocation_id)
 
-    # -- crashes, restarts and leadership changes
+    # -- crashes, restarts and ownership changes
 
     def crash(self, node: SimNode) -> None:
         self.trace.append(f"crash {node.name}")
         self._restart(node)
 
     def _restart(self, node: SimNode) -> None:
-        """A new incarnation: processors reopen the store, catch up to the tail they see now,
-        then announce a new epoch (as ``PartitionWorker`` does)."""
+        """A new incarnation: processors reopen the store; each partition the node owns is
+        claimed again (catch up to the tail seen now, then announce a new epoch)."""
         node.incarnation += 1
         node.views = []
         for p in range(PARTITIONS):
             processor = PartitionProcessor(node.store, p, node.node_id)
-            view = PartitionView(p, processor, cursor=processor.fsm.applied_lsn + 1)
+            leader = PartitionLeader(
+                processor,
+                partitions=PARTITIONS,
+                owned=self.owners[p] is node,
+                timer_capacity=TIMER_CAPACITY,
+            )
+            view = PartitionView(p, processor, leader, cursor=processor.fsm.applied_lsn + 1)
             node.views.append(view)
-            self.claim(node, view)
+            self._carry_out(node, view, leader.start())
 
-    def claim(self, node: SimNode, view: PartitionView) -> None:
-        """Take the partition over: announce once caught up with the log as it is now. The node
-        that leads it meanwhile goes on as a zombie until it applies the announcement."""
-        view.announce_at = len(self.logs[view.index])
-        self._announce_if_caught_up(node, view)
+    def handoff(self) -> None:
+        """The group moves a partition to another node. The new owner claims it at once; the
+        revocation reaches the old owner later, and until then it leads on as a zombie (and,
+        still owning the partition, may even claim it back)."""
+        p = self.random.choice(self._busy_partitions() or range(PARTITIONS))
+        old = self.owners[p]
+        new = self.random.choice([n for n in self.nodes if n is not old])
+        self.trace.append(f"handoff p{p} {old.name}->{new.name}")
+        self.owners[p] = new
+        if old is not new:
+            self.releases.append((old, p))
+        new_view = new.views[p]
+        self._carry_out(new, new_view, new_view.leader.claim())
+        while new_view.cursor < len(self.logs[p]) and new_view.leader.owned:
+            self.apply_some(new, new_view)  # a caught-up follower: it announces right away
 
-    def _announce_if_caught_up(self, node: SimNode, view: PartitionView) -> None:
-        if view.announce_at is None or view.cursor < view.announce_at:
+    def _busy_partitions(self) -> list[int]:
+        """The partitions whose owner leads them with attempts running."""
+        return [p for p in range(PARTITIONS) if self.owners[p].views[p].attempts]
+
+    def release(self, node: SimNode, partition: int) -> None:
+        view = node.views[partition]
+        self._carry_out(node, view, view.leader.release())
+
+    # -- the leader shell's commands, carried out as ``runtime.worker.partition`` does
+
+    def _carry_out(self, node: SimNode, view: PartitionView, outputs: list[Output]) -> None:
+        for output in outputs:
+            match output:
+                case ReadTail():
+                    tail = len(self.logs[view.index])
+                    self._carry_out(node, view, view.leader.on_tail(tail, self.now_ms))
+                case Announce(record=record):
+                    self.announcements[view.index] += 1
+                    self.append(view.index, [record])
+                    self._zombies_act(node, view.index)
+                case Lead() | StepDown():
+                    view.attempts = {}  # a new invoker; stepping down stops every attempt
+                    view.truncates = []
+                case StartAttempt(action=action, term=term):
+                    self._start(node, view, action.invocation_id, action.attempt, term)
+                case Deliver(action=action):
+                    attempt = view.attempts.get(action.invocation_id)
+                    assert attempt is not None and attempt.number == action.attempt, action
+                    attempt.deliver(action)
+                case AbortAttempt(invocation_id=invocation_id):
+                    view.attempts.pop(invocation_id, None)
+                case Respond(action=action):
+                    for caller in self.callers:
+                        if caller.sink == action.sink and self.alive(caller.sink.node):
+                            caller.heard.append(action.result)
+                case Propose(records=records) | FireTimers(records=records):
+                    self.append(view.index, records)
+                case WakeTimers() | WakeOutbox():
+                    pass  # the scheduler asks the shell for due timers and unshipped rows
+
+    def _zombies_act(self, announcer: SimNode, partition: int) -> None:
+        """Right after an announcement is appended, each other leader of the partition (a
+        zombie from now on) takes a step before it reads it: what it proposes must be fenced."""
+        for node in self.nodes:
+            if len(node.views) <= partition:
+                continue  # (still starting)
+            view = node.views[partition]
+            if node is announcer or view.leader.term is None:
+                continue
+            attempts = [a for a in view.attempts.values() if not a.done]
+            runnable = [a for a in attempts if a.runnable]
+            if runnable:
+                self.step_attempt(view, self.random.choice(runnable))
+            elif attempts:  # its inactivity timeout: the attempt suspends
+                attempt = self.random.choice(attempts)
+                assert attempt.waiting is not None
+                attempt.done = True
+                self._effects(view, attempt, [Suspended([attempt.waiting])])
+
+    def alive(self, node_id: str) -> bool:
+        return any(node.node_id == node_id for node in self.nodes)
+
+    def _start(
+        self, node: SimNode, view: PartitionView, invocation_id: str, number: int, term: Term
+    ) -> None:
+        """What ``Attempt.run`` does first: an attempt superseded before it started ends."""
+        status = read_status(node.store, view.index, invocation_id)
+        if status is None or status.phase != "invoked" or status.attempt != number:
+            view.attempts.pop(invocation_id, None)
+            view.leader.attempt_ended(invocation_id, number)
             return
-        view.announce_at = None
-        epoch = view.processor.fsm.leader_epoch + 1
-        source = LeaderSource(view.index, epoch, node.node_id)
-        announce = Envelope(source, self.now_ms, AnnounceLeader(epoch, node.node_id))
-        self.append(view.index, [encode_envelope(announce)])
+        journal = read_journal(node.store, view.index, invocation_id)
+        view.attempts[invocation_id] = ScriptedAttempt(self, status, journal, term)
 
     # -- steps
 
@@ -337,55 +337,8 @@ class World:
         entries = [LogEntry(lsn, log[lsn]) for lsn in range(view.cursor, upto)]
         view.cursor = upto
         outcome = view.processor.apply_batch(entries)
-        self._announce_if_caught_up(node, view)
-        if outcome.is_leader and (view.leader is None or view.leader.epoch != outcome.leader_epoch):
-            self._lead(node, view, outcome.leader_epoch)  # elected, or re-elected at a new epoch
-        elif not outcome.is_leader:
-            view.leader = None  # deposed: step down
-        if view.leader is not None:
-            for action in outcome.actions:
-                self._execute(node, view, action)
-
-    def _lead(self, node: SimNode, view: PartitionView, epoch: int) -> None:
-        view.leader = Leadership(epoch, node.node_id)
-        view.leader.timers.update(view.processor.pending_timers())
-        for start in view.processor.invocations_to_resume():
-            self._start(node, view, start)
-
-    def _start(self, node: SimNode, view: PartitionView, action: StartInvocation) -> None:
-        leader = view.leader
-        assert leader is not None
-        running = leader.attempts.get(action.invocation_id)
-        if running is not None and running.number >= action.attempt and not running.done:
-            return
-        status = read_status(node.store, view.index, action.invocation_id)
-        if status is None or status.phase != "invoked" or status.attempt != action.attempt:
-            return
-        journal = read_journal(node.store, view.index, action.invocation_id)
-        leader.attempts[action.invocation_id] = ScriptedAttempt(self, status, journal)
-
-    def _execute(self, node: SimNode, view: PartitionView, action: Action) -> None:
-        leader = view.leader
-        assert leader is not None
-        match action:
-            case StartInvocation():
-                self._start(node, view, action)
-            case NotifyInvoker(invocation_id=iid, attempt=number, index=index):
-                attempt = leader.attempts.get(iid)
-                if attempt is not None and attempt.number == number:
-                    attempt.notify(index, action.completion, action.completion_seq)
-            case CancelInvocation(invocation_id=iid, attempt=number, cancel_seq=cancel_seq):
-                attempt = leader.attempts.get(iid)
-                if attempt is not None and attempt.number == number:
-                    attempt.notify_cancel(cancel_seq)
-            case RespondToIngress(invocation_id=iid, result=result):
-                self.responses.setdefault(iid, []).append(result)
-            case RegisterTimer(wake_ms=wake_ms, timer_id=timer_id):
-                leader.timers.add((wake_ms, timer_id))
-            case AbortInvocation(invocation_id=iid):
-                leader.attempts.pop(iid, None)
-            case ShipOutbox() | NotifyInvocationId():
-                pass  # the outbox is polled; the scripts need no callee ids
+        node.stats += outcome.stats
+        self._carry_out(node, view, view.leader.on_batch(outcome, self.now_ms))
 
     def step_attempt(self, view: PartitionView, attempt: ScriptedAttempt) -> None:
         roll = self.random.random()
@@ -407,37 +360,35 @@ class World:
             commands: list[Command] = [
                 InvokerEffect(attempt.invocation_id, attempt.number, e) for e in effects
             ]
-            self.propose(view, commands)
+            self.append(view.index, attempt.term.stamp(commands, self.now_ms))
+        if attempt.done:
+            if view.attempts.get(attempt.invocation_id) is attempt:
+                del view.attempts[attempt.invocation_id]
+            view.leader.attempt_ended(attempt.invocation_id, attempt.number)
 
-    def ship(self, node: SimNode, view: PartitionView) -> None:
-        leader = view.leader
-        assert leader is not None
-        rows = [(s, m) for s, m in read_outbox(node.store, view.index) if s > leader.shipped_upto]
-        producer = f"partition-{view.index}"
-        for seq, message in rows:
-            envelope = Envelope(
-                PartitionSource(view.index),
-                self.now_ms,
-                message.command,
-                ProducerDedup(producer, seq),
-            )
-            self.append(self.partition_of(message.route), [encode_envelope(envelope)])
-        if rows:
-            leader.shipped_upto = rows[-1][0]
-            leader.truncate_pending = True
+    def ship(self, view: PartitionView) -> None:
+        shipment = view.leader.ship(self.now_ms)
+        assert shipment is not None
+        for target, records in shipment.by_target.items():
+            self.append(target, records)
+        if not self.faults_done["lost_ship_ack"] or self.random.random() < LOST_SHIP_ACK_RATE:
+            self.faults_done["lost_ship_ack"] += 1
+            view.leader.ship_failed()  # delivered, but the acks were lost: shipped again
+            return
+        truncate = view.leader.shipped(shipment, self.now_ms)
+        if truncate is not None:
+            view.truncates.append(truncate.records)
 
     def truncate(self, view: PartitionView) -> None:
-        leader = view.leader
-        assert leader is not None
-        leader.truncate_pending = False
-        self.propose(view, [TruncateOutbox(leader.shipped_upto)])
+        self.append(view.index, view.truncates.pop(0))
 
     def fire_timers(self, view: PartitionView) -> None:
-        leader = view.leader
-        assert leader is not None
-        due = sorted(t for t in leader.timers if t[0] <= self.now_ms)
-        leader.timers.difference_update(due)
-        self.propose(view, [TimerFired(wake, timer_id) for wake, timer_id in due])
+        fire = view.leader.tick(self.now_ms)
+        assert fire is not None
+        if not self.faults_done["lost_timer_ack"] or self.random.random() < LOST_TIMER_ACK_RATE:
+            self.faults_done["lost_timer_ack"] += 1
+            view.leader.timers_failed(fire.timers)  # appended, ack lost: they fire again
+        self.append(view.index, fire.records)
 
     # -- the scheduler
 
@@ -447,46 +398,52 @@ class World:
             for view in node.views:
                 if view.cursor < len(self.logs[view.index]):
                     enabled.append(functools.partial(self.apply_some, node, view))
-                leader = view.leader
-                if leader is None:
+                if view.leader.term is None:
                     continue
-                for attempt in list(leader.attempts.values()):
+                for attempt in list(view.attempts.values()):
                     if not attempt.done:
                         enabled.append(functools.partial(self.step_attempt, view, attempt))
-                outbox = read_outbox(node.store, view.index)
-                if any(s > leader.shipped_upto for s, _ in outbox):
-                    enabled.append(functools.partial(self.ship, node, view))
-                if leader.truncate_pending:
+                if view.leader.has_unshipped():
+                    enabled.append(functools.partial(self.ship, view))
+                if view.truncates:
                     enabled.append(functools.partial(self.truncate, view))
-                if any(wake <= self.now_ms for wake, _ in leader.timers):
+                wake = view.leader.next_wake_ms()
+                if wake is not None and wake <= self.now_ms:
                     enabled.append(functools.partial(self.fire_timers, view))
+        for node, p in self.releases:
+            enabled.append(functools.partial(self._deliver_release, node, p))
         return enabled
 
+    def _deliver_release(self, node: SimNode, partition: int) -> None:
+        self.releases.remove((node, partition))
+        if self.owners[partition] is not node:  # (it may have been handed back meanwhile)
+            self.release(node, partition)
+
     def next_timer_ms(self) -> int | None:
-        wakes = [
-            wake
-            for node in self.nodes
-            for view in node.views
-            if view.leader is not None
-            for wake, timer_id in view.leader.timers
-            if not timer_id.startswith("purge:")
-        ]
+        """The earliest timer the leaders hold, but retention purges (the checks read results)."""
+        wakes = []
+        for node in self.nodes:
+            for view in node.views:
+                timers = view.leader.timers
+                timer = timers.next_timer() if timers is not None else None
+                if timer is not None and not timer[1].startswith("purge:"):
+                    wakes.append(timer[0])
         return min(wakes) if wakes else None
 
-    def _fault(self) -> bool:
-        """Now and then a node crashes, or takes a partition over from its leader."""
-        if self.crashes_left and self.random.random() < 0.002:
-            self.crashes_left -= 1
+    def _fault(self, due: bool) -> bool:
+        """Now and then (or now, when ``due``) one of the planned faults happens."""
+        if not self.faults or not (due or self.random.random() < FAULT_RATE):
+            return False
+        kind = self.faults[self.random.randrange(len(self.faults))]
+        if kind == "handoff" and not due and not self._busy_partitions():
+            return False  # a handoff waits for a leader with attempts running: a zombie acts
+        self.faults.remove(kind)
+        self.faults_done[kind] += 1
+        if kind == "crash":
             self.crash(self.random.choice(self.nodes))
-            return True
-        if self.handoffs_left and self.random.random() < 0.002:
-            self.handoffs_left -= 1
-            node = self.random.choice(self.nodes)
-            view = self.random.choice(node.views)
-            self.trace.append(f"handoff p{view.index} to {node.name}")
-            self.claim(node, view)
-            return True
-        return False
+        else:
+            self.handoff()
+        return True
 
     def run(self, workload: list[Callable[[], bool]], max_steps: int = 200_000) -> None:
         """Interleave the workload's requests (an item returning False is not ready yet and is
@@ -494,7 +451,7 @@ class World:
         pending = list(workload)
         for _ in range(max_steps):
             self.now_ms += self.random.randint(0, 3)
-            if self._fault():
+            if self._fault(due=False):
                 continue
             enabled = self.choices()
             if pending and (not enabled or self.random.random() < 0.2):
@@ -507,35 +464,59 @@ class World:
                 continue
             wake = self.next_timer_ms()
             if wake is None and not pending:
+                if self._fault(due=True):
+                    continue  # the faults not yet fired happen before the run may end
                 return  # quiescent
             if wake is not None:
                 self.now_ms = max(self.now_ms, wake)
         raise AssertionError(f"seed {self.seed}: no quiescence after {max_steps} steps")
 
+    def reattach(self) -> list[Caller]:
+        """The liveness phase, once faults healed: a caller still waiting whose partition
+        changed leaders re-attaches by invocation id (as the ingress does on a leadership
+        change), then the world runs to quiescence again. Returns the callers that did."""
+        waiting = [
+            c
+            for c in self.callers
+            if self.alive(c.sink.node)
+            and not c.heard
+            and self.announcements[self.partition_of(c.invocation_id)]
+            > c.announcements_at_submission
+        ]
+        for caller in waiting:
+            self.ingress(caller.invocation_id, Attach(caller.invocation_id, caller.sink))
+        self.run([])
+        return waiting
+
     # -- what the checks read
 
-    def replayed_store(self) -> MemoryStore:
+    def replayed(self) -> tuple[MemoryStore, ApplyStats]:
         """A follower's store: every partition's whole log applied in random batch sizes."""
         store = MemoryStore()
+        stats = ApplyStats()
         chooser = random.Random(self.seed + 1)
         for p, log in enumerate(self.logs):
             processor = PartitionProcessor(store, p, "follower")
             lsn = 0
             while lsn < len(log):
                 upto = min(len(log), lsn + chooser.randint(1, 8))
-                processor.apply_batch([LogEntry(i, log[i]) for i in range(lsn, upto)])
+                stats += processor.apply_batch(
+                    [LogEntry(i, log[i]) for i in range(lsn, upto)]
+                ).stats
                 lsn = upto
-        return store
+        return store, stats
 
     def statuses(self) -> Iterator[InvocationStatus]:
         for p in range(PARTITIONS):
             for _, raw in self.store.scan(keys.partition_prefix(keys.Kind.STATUS, p)):
                 yield decode_status(raw)
 
-    def rows(self, kind: keys.Kind) -> int:
-        return sum(
-            1 for p in range(PARTITIONS) for _ in self.store.scan(keys.partition_prefix(kind, p))
-        )
+    def rows(self, kind: keys.Kind) -> list[bytes]:
+        return [
+            key
+            for p in range(PARTITIONS)
+            for key, _ in self.store.scan(keys.partition_prefix(kind, p))
+        ]
 
     def state(self, service: str, key: str, name: str) -> bytes | None:
         p = partition_of(object_partition_key(service, key), PARTITIONS)

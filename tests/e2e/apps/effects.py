@@ -17,8 +17,8 @@ def append_line(path: str, line: str) -> str:
 
 
 async def wait_for_gate(path: str) -> bool:
-    # Marks that the handler got this far: every step before this one has its result in the log
-    # (the SDK goes on past a step only once the runtime confirmed it), not only its effect.
+    # The SDK runs this step only once the steps before it are durable (their results are in
+    # the log), so a test that sees ``PATH.waiting`` may kill the node without losing them.
     await asyncio.to_thread(Path(path + ".waiting").touch)
     gate = Path(path + ".gate")
     while not await asyncio.to_thread(gate.exists):  # noqa: ASYNC110 - a file, not an event
@@ -26,8 +26,8 @@ async def wait_for_gate(path: str) -> bool:
     return True
 
 
-def waiting_at_gate(path: str | Path) -> bool:
-    """The handler reached ``wait_for_gate(path)``: the steps before it are durable."""
+def at_gate(path: str | Path) -> bool:
+    """Whether the step waiting at ``path``'s gate has started (everything before is durable)."""
     return Path(f"{path}.waiting").exists()
 
 

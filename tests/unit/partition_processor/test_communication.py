@@ -12,6 +12,7 @@ from partition_processor.actions import (
 )
 from partition_processor.commands import (
     CallerRef,
+    End,
     Envelope,
     IngressSink,
     InvocationResponse,
@@ -20,6 +21,7 @@ from partition_processor.commands import (
     NotifySignal,
     PartitionSource,
     ProducerDedup,
+    Purge,
     ResolvedTarget,
     Suspended,
     Target,
@@ -190,3 +192,21 @@ def test_producer_dedup_drops_repeated_sequences_and_truncate_clears_the_outbox(
     assert read_outbox(env.store, 0)
     env.apply(TruncateOutbox(10), leader=True)
     assert read_outbox(env.store, 0) == []
+
+
+def test_an_outbox_message_shipped_again_after_its_callee_was_purged_does_not_run_again() -> None:
+    """The producer dedup is the only guard here: once the invocation is purged, its id is
+    unknown again, so without the dedup a repeat of the same message would start it afresh."""
+    env = Env()
+    invoke = Invoke("b", CALLEE, b"1", completion_retention_ms=60_000)
+    record = encode_envelope(
+        Envelope(PartitionSource(3), env.now_ms, invoke, ProducerDedup("partition-3", 5))
+    )
+    assert env.apply_raw(record) == [StartInvocation("b", 1)]
+    env.effect("b", 1, JournalAppend(1, Output(Success(b"1"))))
+    env.effect("b", 1, End())
+    env.apply(Purge("b"))
+    assert env.status("b") is None
+    # The source partition's leader crashed before truncating its outbox: it ships again.
+    assert env.apply_raw(record) == []
+    assert env.status("b") is None

@@ -1,98 +1,75 @@
-"""The leader's timer service holds a bounded window of timers and still fires every one."""
+"""The leader's timer queue holds a bounded window of timers and still fires every one."""
 
 from __future__ import annotations
 
-import asyncio
 import random
-from collections.abc import Sequence
 
 from partition_processor import keys
-from partition_processor.commands import Command, TimerFired
 from partition_processor.processor import PartitionProcessor
 from partition_processor.store_memory import MemoryStore
-from runtime.clock import now_ms
-from runtime.worker.timers import TimerService
+from runtime.worker.timers import Timer, TimerQueue
 
 PARTITION = 2
 CAPACITY = 16
-
-
-class ApplyingProposer:
-    """Stands in for the log + processor: a proposed ``TimerFired`` deletes the timer row."""
-
-    partition = PARTITION
-
-    def __init__(self, store: MemoryStore) -> None:
-        self.store = store
-        self.fired: list[tuple[int, str]] = []
-
-    async def propose(self, commands: Sequence[Command]) -> int:
-        await asyncio.sleep(0)
-        for command in commands:
-            assert isinstance(command, TimerFired)
-            self.fired.append((command.wake_ms, command.timer_id))
-            self.store.commit({keys.timer_key(PARTITION, command.wake_ms, command.timer_id): None})
-        return len(self.fired)
+NOW_MS = 1_000_000
 
 
 def _add_timer(store: MemoryStore, wake_ms: int, timer_id: str) -> None:
     store.commit({keys.timer_key(PARTITION, wake_ms, timer_id): b""})
 
 
-async def test_every_timer_fires_while_memory_holds_a_bounded_window() -> None:
+def _apply_fired(store: MemoryStore, fired: list[Timer]) -> None:
+    """What applying ``TimerFired`` does to the rows: deletes them."""
+    store.commit({keys.timer_key(PARTITION, wake, tid): None for wake, tid in fired})
+
+
+def test_every_timer_fires_while_memory_holds_a_bounded_window() -> None:
     store = MemoryStore()
     chooser = random.Random(5)
-    now = now_ms()
     expected = set()
     for i in range(300):  # already due, ids of varied length (the key order is not tuple order)
-        timer = (now - chooser.randint(0, 5_000), f"t{i}" + "x" * chooser.randint(0, 3))
+        timer = (NOW_MS - chooser.randint(0, 5_000), f"t{i}" + "x" * chooser.randint(0, 3))
         _add_timer(store, *timer)
         expected.add(timer)
-    proposer = ApplyingProposer(store)
-    service = TimerService(
-        proposer,  # type: ignore[arg-type]
-        PartitionProcessor(store, PARTITION, "node").pending_timers,
-        capacity=CAPACITY,
+    queue = TimerQueue(
+        PARTITION, PartitionProcessor(store, PARTITION, "node").pending_timers, CAPACITY
     )
-    service.start()
-    assert service.held == CAPACITY
-    peak = service.held
-    # Registered while running (rows first, as the processor commits before the action runs):
+    assert queue.held == CAPACITY
+    peak = queue.held
+    fired: list[Timer] = []
+    # Registered while firing (rows first, as the processor commits before the action runs):
     # some fall inside the window, some beyond it, one in the future.
-    later = (now_ms() + 300, "later")
-    for i, timer in enumerate([*((now - i * 7, f"new{i}") for i in range(100)), later]):
+    later = (NOW_MS + 300, "later")
+    for i, timer in enumerate([*((NOW_MS - i * 7, f"new{i}") for i in range(100)), later]):
         _add_timer(store, *timer)
-        service.register(*timer)
+        queue.register(*timer)
         expected.add(timer)
-        peak = max(peak, service.held)
+        peak = max(peak, queue.held)
         if i % 10 == 0:
-            await asyncio.sleep(0)
-    try:
-        for _ in range(400):
-            if expected <= set(proposer.fired):
-                break
-            await asyncio.sleep(0.01)
-    finally:
-        await service.stop()
-    assert set(proposer.fired) == expected
+            due = queue.pop_due(NOW_MS)  # two fire, the rest are put back (a failed append)
+            fired += due[:2]
+            _apply_fired(store, due[:2])
+            queue.restore(due[2:])
+    while due := queue.pop_due(NOW_MS):
+        fired += due
+        _apply_fired(store, due)
+    assert later not in fired  # not before its time
+    assert queue.next_wake_ms() == later[0]
+    fired += queue.pop_due(later[0])
+    assert set(fired) == expected
+    assert len(fired) == len(expected)  # each once
     assert peak <= 2 * CAPACITY
-    assert proposer.fired.index(later) == len(proposer.fired) - 1  # not before its time
-    assert not list(store.scan(keys.partition_prefix(keys.Kind.TIMER, PARTITION)))
 
 
-async def test_a_small_set_stays_whole_in_memory() -> None:
+def test_a_small_set_stays_whole_in_memory() -> None:
     store = MemoryStore()
-    wake = now_ms() + 60_000
+    wake = NOW_MS + 60_000
     for i in range(5):
         _add_timer(store, wake + i, f"t{i}")
-    service = TimerService(
-        ApplyingProposer(store),  # type: ignore[arg-type]
-        PartitionProcessor(store, PARTITION, "node").pending_timers,
-        capacity=CAPACITY,
+    queue = TimerQueue(
+        PARTITION, PartitionProcessor(store, PARTITION, "node").pending_timers, CAPACITY
     )
-    service.start()
-    try:
-        service.register(wake + 10, "t10")
-        assert service.held == 6
-    finally:
-        await service.stop()
+    queue.register(wake + 10, "t10")
+    assert queue.held == 6
+    assert queue.pop_due(wake - 1) == []
+    assert queue.pop_due(wake + 1) == [(wake, "t0"), (wake + 1, "t1")]

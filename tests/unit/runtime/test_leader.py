@@ -1,0 +1,146 @@
+"""The sans-I/O leader shell: fed batch outcomes, the tail and clock ticks, it returns commands.
+
+These pin its contract step by step; ``tests/simulation`` drives it through random runs.
+"""
+
+from __future__ import annotations
+
+from partition_processor.commands import (
+    AnnounceLeader,
+    Effect,
+    Envelope,
+    IngressSource,
+    Invoke,
+    InvokerEffect,
+    JournalAppend,
+    LeaderDedup,
+    ResolvedTarget,
+    Suspended,
+    TimerFired,
+    TruncateOutbox,
+    decode_envelope,
+    encode_envelope,
+)
+from partition_processor.journal import CallTarget, OneWayCall, Sleep
+from partition_processor.processor import LogEntry, PartitionProcessor
+from partition_processor.store_memory import MemoryStore
+from runtime.worker.leader import (
+    Announce,
+    Lead,
+    Output,
+    PartitionLeader,
+    ReadTail,
+    StartAttempt,
+    StepDown,
+    WakeOutbox,
+    WakeTimers,
+)
+from tests.unit.partition_processor.env import GREETER, NODE
+
+NOW_MS = 5_000
+CALLEE = CallTarget("Greeter", "greet")
+
+
+class Shell:
+    """One partition's log, processor and leader shell on one node."""
+
+    def __init__(self) -> None:
+        self.log: list[bytes] = []
+        self.processor = PartitionProcessor(MemoryStore(), 0, NODE)
+        self.leader = PartitionLeader(self.processor, partitions=1, owned=True, timer_capacity=4)
+
+    def append(self, *payloads: bytes) -> None:
+        self.log.extend(payloads)
+
+    def apply(self) -> list[Output]:
+        start = self.processor.fsm.applied_lsn + 1
+        entries = [LogEntry(lsn, self.log[lsn]) for lsn in range(start, len(self.log))]
+        return self.leader.on_batch(self.processor.apply_batch(entries), NOW_MS)
+
+    def lead(self) -> list[Output]:
+        (read_tail,) = self.leader.start()
+        assert read_tail == ReadTail()
+        (announce,) = self.leader.on_tail(len(self.log), NOW_MS)
+        assert isinstance(announce, Announce)
+        self.append(announce.record)
+        return self.apply()
+
+    def ingress(self, command: object) -> bytes:
+        return encode_envelope(Envelope(IngressSource(NODE), NOW_MS, command))  # type: ignore[arg-type]
+
+
+def test_an_owner_announces_only_once_applied_up_to_the_tail_and_leads_when_it_reads_it() -> None:
+    shell = Shell()
+    shell.append(shell.ingress(AnnounceLeader(3, "other/1")))  # an older leader's term
+    assert shell.leader.start() == [ReadTail()]
+    assert shell.leader.on_tail(len(shell.log), NOW_MS) == []  # not caught up yet
+    # Caught up: it announces the next epoch. (Applying the other node's announcement asked
+    # for a claim too; it runs next, and finds the partition led by then.)
+    announce, claim_again = shell.apply()
+    assert isinstance(announce, Announce) and claim_again == ReadTail()
+    assert decode_envelope(announce.record).command == AnnounceLeader(4, NODE)
+    assert shell.leader.term is None  # not before its announcement is applied
+    shell.append(announce.record)
+    outputs = shell.apply()
+    assert isinstance(outputs[0], Lead) and outputs[0].term.epoch == 4
+    assert shell.leader.term is not None and shell.leader.term.epoch == 4
+    assert shell.leader.on_tail(len(shell.log), NOW_MS) == []  # leading: no second announcement
+
+
+def test_a_newer_announcement_deposes_the_leader_and_an_owner_claims_again() -> None:
+    shell = Shell()
+    shell.lead()
+    term = shell.leader.term
+    assert term is not None
+    shell.append(shell.ingress(AnnounceLeader(term.epoch + 1, "other/1")))
+    assert shell.apply() == [StepDown(), ReadTail()]
+    # What the deposed term proposes from now on carries its old epoch: apply drops it.
+    (stale,) = term.stamp([TruncateOutbox(1)], NOW_MS)
+    assert decode_envelope(stale).dedup == LeaderDedup(term.epoch, 1)
+    shell.append(stale)
+    outcome = shell.processor.apply_batch([LogEntry(len(shell.log) - 1, stale)])
+    assert outcome.stats.stale_epoch == 1 and outcome.stats.applied == 0
+
+
+def test_an_attempt_starts_and_its_timer_and_outbox_rows_are_fired_and_shipped() -> None:
+    shell = Shell()
+    shell.lead()
+    term = shell.leader.term
+    assert term is not None
+    shell.append(shell.ingress(Invoke("inv-1", GREETER, b'"x"')))
+    outputs = shell.apply()
+    assert [type(o) for o in outputs] == [StartAttempt]
+    # The attempt sleeps (a timer row) and sends (an outbox row), then suspends.
+    effects: list[Effect] = [
+        JournalAppend(1, Sleep(wake_up_ms=NOW_MS + 100)),
+        JournalAppend(
+            2, OneWayCall(CallTarget("Greeter", "greet"), b'"x"'), ResolvedTarget(GREETER)
+        ),
+        Suspended([1]),
+    ]
+    shell.append(*term.stamp([InvokerEffect("inv-1", 1, e) for e in effects], NOW_MS))
+    outputs = shell.apply()
+    assert WakeTimers() in outputs and WakeOutbox() in outputs
+    shell.leader.attempt_ended("inv-1", 1)
+    assert shell.leader.running() == {}
+
+    assert shell.leader.tick(NOW_MS + 99) is None
+    fire = shell.leader.tick(NOW_MS + 100)
+    assert fire is not None
+    assert [decode_envelope(r).command for r in fire.records] == [
+        TimerFired(NOW_MS + 100, "sleep:inv-1:1")
+    ]
+    shell.leader.timers_failed(fire.timers)  # its ack was lost: it fires again
+    again = shell.leader.tick(NOW_MS + 100)
+    assert again is not None and again.timers == fire.timers
+
+    shipment = shell.leader.ship(NOW_MS)
+    assert shipment is not None and shipment.upto_seq == 1
+    assert shell.leader.ship(NOW_MS) is None  # one shipment at a time
+    shell.leader.ship_failed()
+    retried = shell.leader.ship(NOW_MS)
+    assert retried == shipment  # the same rows, the same producer seqs
+    truncate = shell.leader.shipped(retried, NOW_MS)
+    assert truncate is not None
+    assert [decode_envelope(r).command for r in truncate.records] == [TruncateOutbox(1)]
+    assert not shell.leader.has_unshipped()
