@@ -15,6 +15,19 @@ ATTEMPTS_STARTED = Counter(
     "cairn_invoker_attempts_started", "Invocation attempts started", registry=REGISTRY
 )
 
+TASK_FAILURES = Counter(
+    "cairn_task_failures",
+    "Failures of supervised background tasks, by task kind",
+    ["task"],
+    registry=REGISTRY,
+)
+TASK_RESTARTS = Counter(
+    "cairn_task_restarts",
+    "Restarts of supervised background tasks after a failure, by task kind",
+    ["task"],
+    registry=REGISTRY,
+)
+
 
 def exposition() -> bytes:
     """The metrics in the Prometheus text format."""

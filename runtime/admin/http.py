@@ -21,8 +21,9 @@ from partition_processor.ids import (
 from partition_processor.journal import Failure, JournalEntry, Success, command_name
 from partition_processor.tables import KeyValueReader, decode_status, read_journal, read_status
 from runtime.cluster import RESPONSES_PATH, decode_response
-from runtime.ingress.gateway import InvocationGateway
-from runtime.ingress.http import error_response
+from runtime.health import NodeHealth
+from runtime.ingress.gateway import InvocationGateway, ShuttingDown
+from runtime.ingress.http import error_response, health_response, shutting_down_response
 from runtime.invoker.discovery import DiscoveryError
 from runtime.metadata import Deployment, Registry, ServiceInfo
 from runtime.metrics import exposition
@@ -79,7 +80,7 @@ class AdminServer:
         *,
         discover: Discover,
         gateway: InvocationGateway,
-        is_ready: Callable[[], bool],
+        health: NodeHealth,
         node_id: str,
         leading: Callable[[], list[int]],
         receive_response: Callable[[RespondToIngress], None] | None,
@@ -92,7 +93,7 @@ class AdminServer:
         self._partitions = partitions
         self._discover = discover
         self._gateway = gateway
-        self._is_ready = is_ready
+        self._health_of = health
         self.app = web.Application()
         router = self.app.router
         router.add_get("/health", self._health)
@@ -112,9 +113,7 @@ class AdminServer:
         router.add_patch("/invocations/{id}/purge", self._purge)
 
     async def _health(self, request: web.Request) -> web.Response:
-        if not self._is_ready():
-            return error_response(503, "the node is starting")
-        return web.json_response({"status": "ok"})
+        return health_response(self._health_of)
 
     async def _cluster(self, request: web.Request) -> web.Response:
         """This node and the partitions it leads now."""
@@ -221,7 +220,10 @@ class AdminServer:
             parse_partition_key(invocation_id)
         except InvalidInvocationId as exc:
             return error_response(400, str(exc))
-        outcome = await self._gateway.manage(lambda sink: make(invocation_id, sink))
+        try:
+            outcome = await self._gateway.manage(lambda sink: make(invocation_id, sink))
+        except ShuttingDown as exc:
+            return shutting_down_response(exc)
         if isinstance(outcome, Failure):
             return error_response(outcome.code, outcome.message)
         return web.json_response({"id": invocation_id, "status": "accepted"}, status=202)

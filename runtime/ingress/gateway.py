@@ -34,13 +34,32 @@ from runtime.metadata import HandlerInfo, completion_retention_ms
 ManagementCommand = Terminate | Purge
 
 
+class ShuttingDown(Exception):
+    """The node stops before the result came; the invocation goes on (attach to it later)."""
+
+    def __init__(self, invocation_id: str | None = None) -> None:
+        super().__init__("the node is shutting down")
+        self.invocation_id = invocation_id
+
+
 class PendingResponses:
     """Ingress requests of this node waiting for their invocation's result."""
 
     def __init__(self) -> None:
         self._waiting: dict[str, asyncio.Future[tuple[str, Result]]] = {}
+        self._shut_down = False
+
+    def shut_down(self) -> None:
+        """Answer every waiting request with ``ShuttingDown``; later ones get it at once."""
+        self._shut_down = True
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(ShuttingDown())
 
     def expect(self, request_id: str) -> asyncio.Future[tuple[str, Result]]:
+        if self._shut_down:
+            raise ShuttingDown()
         future: asyncio.Future[tuple[str, Result]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         return future
@@ -100,6 +119,8 @@ class InvocationGateway:
                 IngressSink(self._node_id, request_id),
             )
             return await result
+        except ShuttingDown:
+            raise ShuttingDown(invocation_id) from None
         finally:
             self._responses.forget(request_id)
 
@@ -123,11 +144,13 @@ class InvocationGateway:
     async def attach(self, invocation_id: str, *, wait: bool) -> Result:
         """The invocation's result: waiting for it, or now (Failure 470 while it runs)."""
         request_id = uuid.uuid4().hex
-        outcome = self._responses.expect(request_id)
         try:
+            outcome = self._responses.expect(request_id)
             sink = IngressSink(self._node_id, request_id)
             await self._append_command(invocation_id, Attach(invocation_id, sink, wait))
             return (await outcome)[1]
+        except ShuttingDown:
+            raise ShuttingDown(invocation_id) from None
         finally:
             self._responses.forget(request_id)
 

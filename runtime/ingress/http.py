@@ -6,7 +6,7 @@ for a one-way call (202). Errors are JSON ``{"code": ..., "message": ...}``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import msgspec
 from aiohttp import web
@@ -19,8 +19,9 @@ from partition_processor.ids import (
     workflow_run_id,
 )
 from partition_processor.journal import Failure, Success
+from runtime.health import RETRY_AFTER_S, NodeHealth
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
-from runtime.ingress.gateway import InvocationGateway
+from runtime.ingress.gateway import InvocationGateway, ShuttingDown
 from runtime.metadata import HandlerInfo, Registry, ServiceInfo
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -40,14 +41,39 @@ def _delay_ms(raw: str | None) -> int:
 
 
 class IngressError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
-def error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"code": status, "message": message}, status=status)
+def error_response(
+    status: int, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.json_response({"code": status, "message": message}, status=status, headers=headers)
+
+
+def health_response(health: NodeHealth) -> web.Response:
+    """200 ``{"status": "ok"}``, or 503 with why (shared by the ingress and admin APIs)."""
+    problem = health.problem()
+    if problem is None:
+        return web.json_response({"status": "ok"})
+    return web.json_response(problem, status=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def shutting_down_response(exc: ShuttingDown) -> web.Response:
+    """503 to a caller still waiting when the node stops: the invocation goes on."""
+    body: dict[str, object] = {"code": 503, "message": "the node is shutting down"}
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    if exc.invocation_id is not None:
+        body["message"] = (
+            "the node is shutting down before the result came; the invocation goes on: "
+            f"GET /restate/invocation/{exc.invocation_id}/attach for its result"
+        )
+        body["invocationId"] = exc.invocation_id
+        headers[ID_HEADER] = exc.invocation_id
+    return web.json_response(body, status=503, headers=headers)
 
 
 class IngressServer:
@@ -56,12 +82,12 @@ class IngressServer:
         registry: Registry,
         gateway: InvocationGateway,
         *,
-        is_ready: Callable[[], bool],
+        health: NodeHealth,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self._registry = registry
         self._gateway = gateway
-        self._is_ready = is_ready
+        self._health_of = health
         self._max_body_bytes = max_body_bytes
         # aiohttp's own limit would answer 413 in plain text; we check the size ourselves.
         self.app = web.Application(client_max_size=max_body_bytes + 1024)
@@ -81,17 +107,20 @@ class IngressServer:
         self.app.router.add_route("*", "/{path:.*}", self._not_found)
 
     async def _health(self, request: web.Request) -> web.Response:
-        if not self._is_ready():
-            return error_response(503, "the node is starting")
-        return web.json_response({"status": "ok"})
+        return health_response(self._health_of)
+
+    def _check_available(self) -> None:
+        """New requests are refused (503) while the node starts or shuts down."""
+        reason = self._health_of.refusal()
+        if reason is not None:
+            raise IngressError(503, reason, {"Retry-After": str(RETRY_AFTER_S)})
 
     async def _not_found(self, request: web.Request) -> web.Response:
         return error_response(404, f"no route for {request.method} {request.path}")
 
     async def _invoke(self, request: web.Request) -> web.Response:
         try:
-            if not self._is_ready():
-                raise IngressError(503, "the node is starting")
+            self._check_available()
             target, handler, send = self._resolve(request.match_info["path"])
             body = await self._read_body(request)
             idempotency_key = request.headers.get(IDEMPOTENCY_HEADER) or None
@@ -112,19 +141,22 @@ class IngressServer:
                 target, handler, body, headers, idempotency_key
             )
         except IngressError as exc:
-            return error_response(exc.status, exc.message)
+            return error_response(exc.status, exc.message, exc.headers)
+        except ShuttingDown as exc:
+            return shutting_down_response(exc)
         return _render(invocation_id, result)
 
     async def _attach(self, request: web.Request) -> web.Response:
         """Wait for (``attach``) or read (``output``, 470 while running) a result."""
         try:
-            if not self._is_ready():
-                raise IngressError(503, "the node is starting")
+            self._check_available()
             invocation_id = self._attach_target(request.match_info)
             wait = request.path.endswith("/attach")
             result = await self._gateway.attach(invocation_id, wait=wait)
         except IngressError as exc:
-            return error_response(exc.status, exc.message)
+            return error_response(exc.status, exc.message, exc.headers)
+        except ShuttingDown as exc:
+            return shutting_down_response(exc)
         return _render(invocation_id, result)
 
     def _attach_target(self, match: Mapping[str, str]) -> str:
@@ -152,7 +184,9 @@ class IngressServer:
             body = await self._read_body(request)
             return await self._complete_awakeable(request, Success(body or b"null"))
         except IngressError as exc:
-            return error_response(exc.status, exc.message)
+            return error_response(exc.status, exc.message, exc.headers)
+        except ShuttingDown as exc:
+            return shutting_down_response(exc)
 
     async def _reject_awakeable(self, request: web.Request) -> web.Response:
         try:
@@ -168,13 +202,14 @@ class IngressServer:
                 reason = decoded["message"]
             return await self._complete_awakeable(request, Failure(500, reason))
         except IngressError as exc:
-            return error_response(exc.status, exc.message)
+            return error_response(exc.status, exc.message, exc.headers)
+        except ShuttingDown as exc:
+            return shutting_down_response(exc)
 
     async def _complete_awakeable(
         self, request: web.Request, result: Success | Failure
     ) -> web.Response:
-        if not self._is_ready():
-            raise IngressError(503, "the node is starting")
+        self._check_available()
         awakeable_id = request.match_info["id"]
         try:
             outcome = await self._gateway.complete_awakeable(awakeable_id, result)
@@ -247,7 +282,7 @@ class IngressServer:
         return body
 
 
-__all__ = ["IngressServer", "error_response"]
+__all__ = ["IngressServer", "error_response", "health_response", "shutting_down_response"]
 
 
 def _render(invocation_id: str, result: Success | Failure) -> web.Response:

@@ -23,7 +23,9 @@ from partition_processor.ids import parse_partition_key, partition_of
 from partition_processor.tables import KeyValueReader, read_outbox
 from runtime.clock import now_ms
 from runtime.crashpoints import crash_point
+from runtime.faults import fault_point
 from runtime.log import Log, LogError
+from runtime.supervisor import SupervisedTask, Supervisor
 from runtime.worker.proposer import LeaderProposer
 
 log = logging.getLogger(__name__)
@@ -43,22 +45,24 @@ class OutboxShipper:
         self._proposer = proposer
         self._wakeup = asyncio.Event()
         self._shipped_upto = 0
-        self._task: asyncio.Task[None] | None = None
+        self._task: SupervisedTask | None = None
 
-    def start(self) -> None:
-        self._wakeup.set()  # ship whatever a previous leader left behind
-        self._task = asyncio.create_task(self._run(), name=f"outbox-{self._partition}")
+    def start(self, supervisor: Supervisor) -> None:
+        self._task = supervisor.spawn(
+            f"partition-{self._partition}/outbox", self._run, partition=self._partition
+        )
 
     def wake(self) -> None:
         self._wakeup.set()
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await self._task.stop()
             self._task = None
 
     async def _run(self) -> None:
+        # Ship whatever a previous leader (or this task before it failed) left behind.
+        self._wakeup.set()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -79,6 +83,7 @@ class OutboxShipper:
         ]
         if not rows:
             return
+        fault_point("outbox.ship")
         source = PartitionSource(self._partition)
         producer = producer_id(self._partition)
         timestamp = now_ms()

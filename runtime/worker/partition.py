@@ -28,10 +28,12 @@ from partition_processor.commands import AnnounceLeader, Envelope, LeaderSource,
 from partition_processor.processor import LogEntry, PartitionProcessor
 from partition_processor.tables import Store
 from runtime.clock import now_ms
+from runtime.faults import fault_point
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.invoker import PartitionInvoker
 from runtime.log import Log
 from runtime.metadata import Registry
+from runtime.supervisor import Supervisor
 from runtime.worker.outbox import OutboxShipper
 from runtime.worker.proposer import LeaderProposer
 from runtime.worker.timers import TimerService
@@ -73,6 +75,7 @@ class PartitionWorker:
         registry: Registry,
         channels: ChannelPool,
         respond: Responder,
+        supervisor: Supervisor,
         owned: bool = True,
     ) -> None:
         self.partition = partition
@@ -82,6 +85,7 @@ class PartitionWorker:
         self._registry = registry
         self._channels = channels
         self._respond = respond
+        self._supervisor = supervisor
         self.processor = PartitionProcessor(store, partition, node_id)
         self._leadership: _Leadership | None = None
         # Set once leading (a single node waits for it before it says it is ready).
@@ -100,6 +104,11 @@ class PartitionWorker:
     def is_leader(self) -> bool:
         return self._leadership is not None
 
+    @property
+    def owned(self) -> bool:
+        """This node should lead the partition (its own, or assigned by the cluster's group)."""
+        return self._owned
+
     def claim(self) -> None:
         """Lead this partition: announce a new epoch once applied up to the log's tail."""
         self._owned = True
@@ -114,15 +123,22 @@ class PartitionWorker:
     async def run(self) -> None:
         if self._owned:
             self._claim.set()  # (again, when the supervisor restarts a failed worker)
-        claimer = asyncio.create_task(self._claim_when_caught_up())
+        claimer = self._supervisor.spawn(
+            f"partition-{self.partition}/claim",
+            self._claim_when_caught_up,
+            partition=self.partition,
+        )
         try:
             await self._run()
         finally:
-            claimer.cancel()
-            await asyncio.gather(claimer, return_exceptions=True)
+            await claimer.stop()
             await self._step_down()
 
     async def _claim_when_caught_up(self) -> None:
+        if self._owned and self._leadership is None:
+            # (Re)started: a claim that failed half-way (say its announcement was not appended)
+            # is made again, or the partition would stay unled.
+            self._claim.set()
         while True:
             await self._claim.wait()
             self._claim.clear()
@@ -141,6 +157,7 @@ class PartitionWorker:
         if applied >= tail - 1:
             self.synced.set()
         async for batch in self._log.read(self.partition, applied + 1):
+            fault_point("worker.apply")
             outcome = self.processor.apply_batch([LogEntry(r.lsn, r.payload) for r in batch])
             self._progress.set()
             if outcome.applied_lsn >= tail - 1:
@@ -174,6 +191,7 @@ class PartitionWorker:
         self._announced_epoch = epoch
         source = LeaderSource(self.partition, epoch, self._node_id)
         record = Envelope(source, now_ms(), AnnounceLeader(epoch, self._node_id))
+        fault_point("leader.announce")
         await self._log.append(self.partition, [encode_envelope(record)])
 
     def _become_leader(self, epoch: int) -> None:
@@ -186,8 +204,8 @@ class PartitionWorker:
         timers = TimerService(proposer, self.processor.pending_timers)
         leadership = _Leadership(proposer, invoker, outbox, timers)
         self._leadership = leadership
-        timers.start()
-        outbox.start()
+        timers.start(self._supervisor)
+        outbox.start(self._supervisor)
         for start in self.processor.invocations_to_resume():
             invoker.start(start)
 

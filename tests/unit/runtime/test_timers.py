@@ -11,6 +11,7 @@ from partition_processor.commands import Command, TimerFired
 from partition_processor.processor import PartitionProcessor
 from partition_processor.store_memory import MemoryStore
 from runtime.clock import now_ms
+from runtime.supervisor import Supervisor
 from runtime.worker.timers import TimerService
 
 PARTITION = 2
@@ -54,7 +55,7 @@ async def test_every_timer_fires_while_memory_holds_a_bounded_window() -> None:
         PartitionProcessor(store, PARTITION, "node").pending_timers,
         capacity=CAPACITY,
     )
-    service.start()
+    service.start(Supervisor())
     assert service.held == CAPACITY
     peak = service.held
     # Registered while running (rows first, as the processor commits before the action runs):
@@ -90,7 +91,7 @@ async def test_a_small_set_stays_whole_in_memory() -> None:
         PartitionProcessor(store, PARTITION, "node").pending_timers,
         capacity=CAPACITY,
     )
-    service.start()
+    service.start(Supervisor())
     try:
         service.register(wake + 10, "t10")
         assert service.held == 6
