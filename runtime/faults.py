@@ -7,7 +7,8 @@ point costs one dict lookup. Compare ``runtime.crashpoints`` (exit at a step, as
 
 Points: ``outbox.ship`` (before delivering outbox rows), ``timers.fire`` (before proposing due
 timers), ``leader.announce`` (before appending ``AnnounceLeader``), ``metadata.apply`` (before
-applying a metadata batch), ``worker.apply`` (before applying a partition batch).
+applying a metadata batch), ``worker.apply`` (before applying a partition batch),
+``invoker.propose`` (before an attempt appends what the SDK reported).
 """
 
 from __future__ import annotations

@@ -115,6 +115,15 @@ class SupervisedTask:
             log.info("task %s recovered", self.name)
         self.failing = None
 
+    def add_done_callback(self, callback: Callable[[SupervisedTask], None]) -> None:
+        """Call ``callback(self)`` once the task has ended (returned, failed for good, stopped)."""
+        self._task.add_done_callback(lambda _: callback(self))
+
+    def cancel(self) -> None:
+        """Ask the task to stop, without waiting for it (``stop`` waits)."""
+        self._supervisor._forget(self)
+        self._task.cancel()
+
     async def stop(self) -> None:
         """Cancel the task and wait for it to end. Idempotent.
 
@@ -172,7 +181,14 @@ class Supervisor:
         return sorted(t.name for t in self._tasks.values())
 
     async def shutdown(self) -> None:
-        """Stop every task (newest first). Idempotent; no task may be spawned afterwards."""
+        """Stop every task. Idempotent; no task may be spawned afterwards.
+
+        All are cancelled at once, so a parent (a partition's apply loop) does not go on
+        starting children (its leader's tasks) while they are being stopped.
+        """
         self._closed = True
-        for task in reversed(list(self._tasks.values())):
-            await task.stop()
+        while self._tasks:
+            tasks = list(self._tasks.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*(task.stop() for task in tasks))

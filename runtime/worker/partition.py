@@ -198,7 +198,7 @@ class PartitionWorker:
         log.info("partition %d: leader at epoch %d", self.partition, epoch)
         proposer = LeaderProposer(self._log, self.partition, epoch, self._node_id)
         invoker = PartitionInvoker(
-            self.partition, self._store, self._registry, self._channels, proposer
+            self.partition, self._store, self._registry, self._channels, proposer, self._supervisor
         )
         outbox = OutboxShipper(self._log, self.partition, self._store, proposer)
         timers = TimerService(proposer, self.processor.pending_timers)

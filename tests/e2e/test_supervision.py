@@ -162,6 +162,25 @@ async def test_a_failing_timer_service_is_reported_restarted_and_fires_once(
         await client.close()
 
 
+@pytest.mark.parametrize("faulty", ["invoker.propose:3"], indirect=True)
+async def test_a_crashed_attempt_is_reported_and_restarted_and_its_effects_apply_once(
+    faulty: Cluster,
+) -> None:
+    client = Client(faulty.node)
+    key = uuid.uuid4().hex[:10]
+    try:
+        async with HealthWatch(faulty.node) as watch:
+            response = await client.call(f"/Recorder/{key}/record", "x")
+            assert response.status == 200, response.body
+            await client.wait_for(lambda: _healthy(client))
+        _assert_reported(watch, "attempt restarting after InjectedFault: injected fault at invoker")
+        response = await client.call(f"/Recorder/{key}/entries")
+        assert [e["entry"] for e in response.json()] == ["x"]
+        assert await _task_metric(client, "cairn_task_failures", "attempt") == 3
+    finally:
+        await client.close()
+
+
 async def test_a_failing_metadata_follower_is_reported_restarted_and_applies_once(
     log_kind: str, bootstrap: str | None, tmp_path: Path
 ) -> None:
