@@ -217,10 +217,29 @@ def _install_stop_signals(node: Node) -> asyncio.Event:
     return stop
 
 
+async def _start_unless_stopped(node: Node, stop: asyncio.Event) -> bool:
+    """Start the node; False if a stop signal came first (a start may wait for a long time,
+    e.g. for a partition whose claim keeps failing: a signal cuts it short)."""
+    starting = asyncio.ensure_future(node.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+        await asyncio.gather(starting, stopping, return_exceptions=True)
+    if starting.cancelled():
+        return False
+    starting.result()  # raises a startup failure
+    return True
+
+
 async def _run_until_signalled(node: Node) -> None:
     stop = _install_stop_signals(node)
     try:
-        await node.start()
+        if not await _start_unless_stopped(node, stop):
+            return
         print(
             f"cairn: node ready (ingress http://{node.config.ingress_bind}, "
             f"admin http://{node.config.admin_bind})",

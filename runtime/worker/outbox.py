@@ -24,7 +24,7 @@ from partition_processor.tables import KeyValueReader, read_outbox
 from runtime.clock import now_ms
 from runtime.crashpoints import crash_point
 from runtime.faults import fault_point
-from runtime.log import Log, LogError
+from runtime.log import Log
 from runtime.supervisor import SupervisedTask, Supervisor
 from runtime.worker.proposer import LeaderProposer
 
@@ -66,14 +66,9 @@ class OutboxShipper:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            try:
-                await self._ship_pending()
-            except LogError as exc:
-                log.warning(
-                    "partition %d: outbox shipping failed, retrying: %s", self._partition, exc
-                )
-                await asyncio.sleep(0.5)
-                self._wakeup.set()
+            # A failure (the log refusing an append, too) ends the task: the supervisor reports
+            # it in the node's health and starts it again after a backoff.
+            await self._ship_pending()
 
     async def _ship_pending(self) -> None:
         rows = [

@@ -11,7 +11,6 @@ from partition_processor import keys
 from partition_processor.commands import TimerFired
 from runtime.clock import now_ms
 from runtime.faults import fault_point
-from runtime.log import LogError
 from runtime.supervisor import SupervisedTask, Supervisor
 from runtime.worker.proposer import LeaderProposer
 
@@ -122,10 +121,6 @@ class TimerService:
             now = now_ms()
             while self._heap and self._heap[0][0] <= now:
                 due.append(heapq.heappop(self._heap))
-            try:
-                await self._proposer.propose([TimerFired(wake, tid) for wake, tid in due])
-            except LogError as exc:
-                log.warning("could not fire %d timers, retrying: %s", len(due), exc)
-                for timer in due:
-                    heapq.heappush(self._heap, timer)
-                await asyncio.sleep(0.5)
+            # A failure (the log refusing the append, too) ends the task: the supervisor reports
+            # it in the node's health and restarts it, reloading these timers from the store.
+            await self._proposer.propose([TimerFired(wake, tid) for wake, tid in due])

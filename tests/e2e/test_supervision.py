@@ -268,6 +268,37 @@ async def test_a_failing_claim_or_apply_loop_at_start_is_reported_and_every_part
 # ---------------------------------------------------------------- graceful stop
 
 
+async def test_a_node_whose_claim_keeps_failing_is_unhealthy_and_stops_on_sigterm(
+    log_kind: str, bootstrap: str | None, tmp_path: Path
+) -> None:
+    """It never becomes ready (its health says why), and SIGTERM still stops it in time."""
+    node = Node(
+        log_kind,
+        tmp_path / "data",
+        bootstrap,
+        partitions=PARTITIONS,
+        env={"CAIRN_FAULT_AT": "leader.announce:100000"},
+    )
+    client = Client(node)
+    try:
+        async with HealthWatch(node) as watch:
+            node.process.spawn()
+            reason = "claim restarting after InjectedFault"
+            await client.wait_for(lambda: asyncio.sleep(0, watch.unhealthy("admin", reason)))
+        assert not await _healthy(client)
+        process = node.process.process
+        assert process is not None
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(process.wait, SHUTDOWN_TIMEOUT_S + 15)
+        assert code == 0, node.process.output()[-5000:]
+        assert time.monotonic() - signalled < SHUTDOWN_TIMEOUT_S
+    finally:
+        await client.close()
+        print(node.process.output()[-10000:])
+        node.kill()
+
+
 async def _awakeables_published(client: Client, key: str, count: int) -> list[str]:
     async def published() -> list[str] | None:
         response = await client.call(f"/Recorder/{key}/entries")
