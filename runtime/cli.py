@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.log import LogError
 from runtime.node import Node, NodeConfig, split_bind
@@ -64,8 +66,15 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
     parser.add_argument(
         "--shutdown-timeout",
         default=_env("SHUTDOWN_TIMEOUT", ""),
-        help="longest graceful stop on SIGTERM/SIGINT, in seconds or e.g. 15s (default 15 s)",
+        help="longest graceful stop on SIGTERM/SIGINT, in seconds or e.g. 15s "
+        f"(default {_default_shutdown_timeout_ms() / 1000:g} s)",
     )
+
+
+def _default_shutdown_timeout_ms() -> int:
+    [field] = [f for f in msgspec.structs.fields(NodeConfig) if f.name == "shutdown_timeout_ms"]
+    default: int = field.default
+    return default
 
 
 def _shutdown_timeout_ms(raw: str) -> int | None:

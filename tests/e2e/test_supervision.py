@@ -331,6 +331,11 @@ async def test_sigterm_answers_100_waiting_callers_with_their_ids_and_exits_in_t
         )
     )
     assert not any(call.done() for call in calls)  # all 100 are waiting for their result
+    # And one more caller waiting on one of them by attaching (it knows the id already).
+    listed = (await client.admin("GET", "/invocations")).json()["invocations"]
+    attached_id = next(i["id"] for i in listed if i["target"] == "Awakeables/wait_for_two")
+    attached = asyncio.create_task(client.attach(attached_id))
+    await asyncio.sleep(2.0)  # a generous margin for the attach to reach the node and wait
 
     process = cluster.node.process.process
     assert process is not None
@@ -352,6 +357,9 @@ async def test_sigterm_answers_100_waiting_callers_with_their_ids_and_exits_in_t
         assert "Retry-After" in response.headers
         invocation_ids.append(body["invocationId"])
     assert len(set(invocation_ids)) == 100
+    response = await attached
+    assert response.status == 503, response.body
+    assert response.json()["invocationId"] == attached_id == response.headers["x-restate-id"]
 
     await asyncio.to_thread(cluster.node.start)
     expected: list[Any] = []
