@@ -273,7 +273,8 @@ async def _dev(args: argparse.Namespace) -> None:
 
     stop = _install_stop_signals(node)
     try:
-        await node.start()
+        if not await _start_unless_stopped(node, stop):
+            return
         await node.registry.register(await discover(uri))
         names = ", ".join(s.name for s in node.registry.services())
         print(
@@ -283,8 +284,9 @@ async def _dev(args: argparse.Namespace) -> None:
         )
         await stop.wait()
     finally:
-        await stop_endpoint()
+        # The node first: it ends its streams to the endpoint, which then stops at once.
         await _stop_bounded(node)
+        await stop_endpoint()
 
 
 def _invocations(args: argparse.Namespace) -> None:
