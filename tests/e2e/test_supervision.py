@@ -22,6 +22,7 @@ import pytest
 from partition_processor.ids import object_partition_key, partition_of
 from tests.e2e.conftest import Cluster, _register, start_cluster, stop_cluster
 from tests.e2e.harness import Client, Endpoint, Node
+from tests.support.broker import TansuBroker
 
 APP = "tests.e2e.apps.comms:app"
 PARTITIONS = 4
@@ -373,3 +374,43 @@ async def test_sigterm_answers_100_waiting_callers_with_their_ids_and_exits_in_t
     for result, want in zip(results, expected, strict=True):
         assert result.status == 200, result.body
         assert result.json() == want
+
+
+async def test_sigterm_is_bounded_even_when_the_broker_is_gone(tmp_path: Path) -> None:
+    """Nothing in the stop may wait on a dead broker past ``--shutdown-timeout``; a waiting
+    caller is answered first, with its invocation id."""
+    broker = TansuBroker.start(tmp_path)
+    node = Node(
+        "kafka",
+        tmp_path / "data",
+        broker.bootstrap,
+        partitions=PARTITIONS,
+        extra=["--shutdown-timeout", "3"],
+    )
+    endpoint = Endpoint(APP, tmp_path)
+    cluster = Cluster(node, endpoint)
+    client = Client(node)
+    try:
+        endpoint.start()
+        node.start()
+        _register(node, endpoint)
+        key = uuid.uuid4().hex[:10]
+        waiting = asyncio.create_task(client.call("/Awakeables/wait_for_two", key))
+        await _awakeables_published(client, key, 2)
+        broker.stop()
+        process = node.process.process
+        assert process is not None
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        response = await asyncio.wait_for(waiting, 30)
+        code = await asyncio.to_thread(process.wait, 30)
+        elapsed = time.monotonic() - signalled
+        assert response.status == 503 and response.json()["invocationId"], response.body
+        # 3 s, and a generous margin for the interpreter's own exit on a loaded machine.
+        assert elapsed < 3 + 5, elapsed
+        output = node.process.output()
+        assert code == 0 or (code == 1 and "did not stop within 3 s" in output), output[-3000:]
+    finally:
+        await client.close()
+        stop_cluster(cluster)
+        broker.stop()
