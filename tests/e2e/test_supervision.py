@@ -22,7 +22,7 @@ import pytest
 from partition_processor.ids import object_partition_key, partition_of
 from tests.e2e.conftest import Cluster, _register, start_cluster, stop_cluster
 from tests.e2e.harness import Client, Endpoint, Node
-from tests.support.broker import TansuBroker
+from tests.support.broker import TansuBroker, unique_topic
 
 APP = "tests.e2e.apps.comms:app"
 PARTITIONS = 4
@@ -414,3 +414,77 @@ async def test_sigterm_is_bounded_even_when_the_broker_is_gone(tmp_path: Path) -
         await client.close()
         stop_cluster(cluster)
         broker.stop()
+
+
+async def test_sigterm_of_a_cluster_node_hands_its_waiting_callers_to_the_other_node(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """The stopping node answers its callers with their ids and leaves the group at once; the
+    other node leads every partition and gives each caller its result by attach."""
+    prefix = unique_topic("stop")
+    flags = ["--cluster", "--cluster-session-timeout-ms", "3000"]
+    a, b = (
+        Node(
+            "kafka",
+            tmp_path / name,
+            kafka_bootstrap,
+            PARTITIONS,
+            extra=[*flags, "--node-name", name],
+            topic_prefix=prefix,
+        )
+        for name in ("a", "b")
+    )
+    endpoint = Endpoint(APP, tmp_path)
+    via_a, via_b = Client(a), Client(b)
+    try:
+        endpoint.start()
+        a.start()
+        b.start()
+        await via_a.register(endpoint)
+
+        async def leaders() -> list[int]:
+            led = [
+                p
+                for c in (via_a, via_b)
+                for p in (await c.admin("GET", "/cluster")).json()["leading"]
+            ]
+            return sorted(led)
+
+        await via_a.wait_for(lambda: _equals(leaders(), list(range(PARTITIONS))))
+        keys = [uuid.uuid4().hex[:10] for _ in range(20)]
+        calls = [asyncio.create_task(via_a.call("/Awakeables/wait_for_one", k)) for k in keys]
+        awakeables = await asyncio.gather(*(_awakeables_published(via_a, k, 1) for k in keys))
+        assert not any(call.done() for call in calls)
+
+        process = a.process.process
+        assert process is not None
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        answered = asyncio.gather(*calls)
+        assert await asyncio.to_thread(process.wait, SHUTDOWN_TIMEOUT_S + 15) == 0
+        assert time.monotonic() - signalled < SHUTDOWN_TIMEOUT_S
+        ids = []
+        for response in await answered:
+            assert response.status == 503, response.body
+            ids.append(response.json()["invocationId"])
+
+        async def b_leads_all() -> bool:
+            leading = (await via_b.admin("GET", "/cluster")).json()["leading"]
+            return sorted(leading) == list(range(PARTITIONS))
+
+        await via_b.wait_for(b_leads_all)
+        for i, [awakeable_id] in enumerate(awakeables):
+            resolved = await via_b.call(f"/restate/awakeables/{awakeable_id}/resolve", f"v{i}")
+            assert resolved.status == 202, resolved.body
+        results = await asyncio.gather(*(via_b.attach(i) for i in ids))
+        assert [r.json() for r in results] == [f"got v{i}" for i in range(len(keys))]
+    finally:
+        await via_a.close()
+        await via_b.close()
+        for process_ in (a, b, endpoint):
+            print(process_.process.output()[-10000:])
+            process_.stop()
+
+
+async def _equals(value: Any, expected: Any) -> bool:
+    return bool(await value == expected)
