@@ -28,6 +28,8 @@ TaskBody = Callable[[], Awaitable[None]]
 INITIAL_BACKOFF = timedelta(milliseconds=100)
 MAX_BACKOFF = timedelta(seconds=5)
 STABLE_AFTER = timedelta(seconds=1)
+# A failure's message as health shows it is cut to this length (the log has all of it).
+_REASON_CHARS_MAX = 300
 
 
 class SupervisedTask:
@@ -49,6 +51,7 @@ class SupervisedTask:
         self._restart = restart
         self.failures = 0
         self.restarts = 0
+        self.last_backoff_s = 0.0  # how long it waited before its latest restart
         # Why the task is not serving now (None while it runs normally).
         self.failing: str | None = None
         self._task = asyncio.create_task(self._supervise(), name=name)
@@ -76,6 +79,8 @@ class SupervisedTask:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if time.monotonic() - started >= self._supervisor.stable_after.total_seconds():
+                    backoff_s = self._supervisor.initial_backoff.total_seconds()  # was stable
                 self._failed(exc, backoff_s)
             else:
                 self.failing = None
@@ -86,8 +91,7 @@ class SupervisedTask:
             if not self._restart:
                 self.failing = None
                 return
-            if time.monotonic() - started >= self._supervisor.stable_after.total_seconds():
-                backoff_s = self._supervisor.initial_backoff.total_seconds()
+            self.last_backoff_s = backoff_s
             await asyncio.sleep(backoff_s)
             backoff_s = min(backoff_s * 2, self._supervisor.max_backoff.total_seconds())
             self.restarts += 1
@@ -98,6 +102,8 @@ class SupervisedTask:
         self.failures += 1
         TASK_FAILURES.labels(task=self.label).inc()
         what = f"{type(exc).__name__}: {exc}"
+        if len(what) > _REASON_CHARS_MAX:
+            what = what[: _REASON_CHARS_MAX - 1] + "…"
         if self._restart:
             self.failing = f"{self.label} restarting after {what}"
             log.error(

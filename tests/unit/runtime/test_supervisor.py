@@ -194,3 +194,31 @@ async def test_a_one_shot_task_is_logged_and_counted_but_not_restarted(
     assert _count("cairn_task_failures", "response-delivery") - before == 1
     assert any("response-delivery failed" in r.getMessage() for r in caplog.records)
     await supervisor.shutdown()
+
+
+async def test_a_task_that_was_stable_restarts_after_the_initial_backoff_again() -> None:
+    supervisor = _fast(
+        initial_backoff=timedelta(milliseconds=10),
+        max_backoff=timedelta(seconds=30),
+        stable_after=timedelta(milliseconds=150),
+    )
+    backoffs: list[float] = []
+    reasons: list[str | None] = []
+
+    async def body() -> None:
+        backoffs.append(task.last_backoff_s)
+        reasons.append(task.failing)
+        if len(backoffs) == 4:
+            await asyncio.sleep(0.3)  # runs stably for a while, then fails again
+        if len(backoffs) <= 4:
+            raise ValueError("x" * 1000)
+        await asyncio.Event().wait()
+
+    task = supervisor.spawn("partition-0/again", body, partition=0)
+    await _until(lambda: len(backoffs) == 5)
+    # 10, 20, 40 ms; after the stable run back to 10 ms (not 80).
+    assert backoffs == [0.0, 0.01, 0.02, 0.04, 0.01]
+    reason = reasons[-1]  # as health shows it while the restart is not yet stable
+    assert reason is not None and reason.startswith("again restarting after ValueError: xxx")
+    assert len(reason) < 400  # cut short
+    await supervisor.shutdown()
