@@ -123,8 +123,8 @@ class ResponseDelivery:
         task = self._supervisor.spawn(
             "response-delivery", lambda: self._deliver(action), restart=False
         )
-        self._pending = {t for t in self._pending if not t.done}
         self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def _deliver(self, action: RespondToIngress) -> None:
         # A node publishes its address before it takes requests, but this node may not have
