@@ -342,7 +342,7 @@ async def test_rejected_awakeable_raises_a_terminal_error_in_the_waiter(
     assert response.status == 202, response.body
     response = await client.attach(over_http)
     assert response.status == 500
-    assert response.json() == {"code": 500, "message": "no way"}
+    assert response.json() == {"code": 500, "message": "no way", "source": "invocation"}
 
     from_handler, awakeable_id = await _waiting_on_an_awakeable(client)
     response = await client.call("/Awakeables/reject", {"id": awakeable_id, "reason": "denied"})
