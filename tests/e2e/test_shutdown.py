@@ -108,6 +108,7 @@ async def test_sigterm_answers_100_waiting_callers_with_their_ids_and_exits_in_t
         assert response.status == 503, response.body
         body = response.json()
         assert body["code"] == 503 and "shutting down" in body["message"]
+        assert body["source"] == "ingress" == response.headers["x-restate-error-source"]
         assert response.headers["x-restate-id"] == body["invocationId"]
         assert "Retry-After" in response.headers
         invocation_ids.append(body["invocationId"])
