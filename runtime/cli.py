@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import signal
+import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -20,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.log import LogError
 from runtime.node import Node, NodeConfig, split_bind
 
@@ -62,6 +65,34 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         default=int(_env("CLUSTER_SESSION_TIMEOUT_MS", "10000")),
         help="how long a silent node keeps its partitions",
     )
+    parser.add_argument(
+        "--shutdown-timeout",
+        default=_env("SHUTDOWN_TIMEOUT", ""),
+        help="longest graceful stop on SIGTERM/SIGINT, in seconds or e.g. 15s "
+        f"(default {_default_shutdown_timeout_ms() / 1000:g} s)",
+    )
+
+
+def _default_shutdown_timeout_ms() -> int:
+    default = _node_default("shutdown_timeout_ms")
+    assert isinstance(default, int)
+    return default
+
+
+def _shutdown_timeout_ms(raw: str) -> int | None:
+    """``--shutdown-timeout``: seconds (``15``, ``2.5``) or a duration (``15s``); None = default."""
+    if raw == "":
+        return None
+    try:
+        ms = round(float(raw) * 1000)
+    except ValueError:
+        try:
+            ms = parse_duration_ms(raw)
+        except InvalidDuration as exc:
+            raise SystemExit(f"cairn: --shutdown-timeout: {exc}") from exc
+    if not 0 < ms <= 3_600_000:
+        raise SystemExit(f"cairn: --shutdown-timeout must be more than 0 and at most 1h: {raw!r}")
+    return ms
 
 
 def _node_default(name: str) -> object:
@@ -80,13 +111,16 @@ def _config(args: argparse.Namespace) -> NodeConfig:
             raise SystemExit(f"cairn: {flag}: {exc}") from exc
     if args.cluster and args.log != "kafka":
         raise SystemExit("cairn: --cluster needs --log kafka (the nodes share its topics)")
+    optional: dict[str, Any] = {}
+    if (shutdown_timeout_ms := _shutdown_timeout_ms(args.shutdown_timeout)) is not None:
+        optional["shutdown_timeout_ms"] = shutdown_timeout_ms
     try:
-        return _node_config(args)
+        return _node_config(args, optional)
     except ValueError as exc:
         raise SystemExit(f"cairn: {exc}") from exc
 
 
-def _node_config(args: argparse.Namespace) -> NodeConfig:
+def _node_config(args: argparse.Namespace, optional: dict[str, Any]) -> NodeConfig:
     return NodeConfig(
         data_dir=Path(args.data_dir),
         ingress_bind=args.ingress_bind,
@@ -101,6 +135,7 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         max_key_bytes=args.max_key_bytes,
         cluster=args.cluster,
         cluster_session_timeout_ms=args.cluster_session_timeout_ms,
+        **optional,
     )
 
 
@@ -174,13 +209,71 @@ def _admin_exchange(admin: str, method: str, path: str, body: Any = None) -> tup
         raise SystemExit(f"cairn: cannot reach the admin API at {admin}: {exc.reason}") from exc
 
 
-async def _run_until_signalled(node: Node) -> None:
+SHUTDOWN_OVERRUN_EXIT_CODE = 1
+
+
+def _exit_now(timeout_s: float) -> None:
+    print(
+        f"cairn: the node did not stop within {timeout_s:g} s (--shutdown-timeout); exiting "
+        "anyway: everything acknowledged is already durable",
+        file=sys.stderr,
+        flush=True,
+    )
+    logging.shutdown()
+    os._exit(SHUTDOWN_OVERRUN_EXIT_CODE)
+
+
+def _on_stop_signal(node: Node, stop: asyncio.Event) -> None:
+    """First SIGTERM/SIGINT: stop gracefully, and make sure the process is gone in time even if
+    the event loop is stuck (a watchdog thread, not a task)."""
+    if stop.is_set():
+        return
+    stop.set()
+    timeout_s = node.config.shutdown_timeout_ms / 1000
+    watchdog = threading.Timer(timeout_s, _exit_now, args=(timeout_s,))
+    watchdog.daemon = True  # does not keep a process that stopped in time alive
+    watchdog.start()
+
+
+async def _stop_bounded(node: Node) -> None:
+    timeout_s = node.config.shutdown_timeout_ms / 1000
+    try:
+        await asyncio.wait_for(node.stop(), timeout_s)
+    except TimeoutError:
+        _exit_now(timeout_s)
+
+
+def _install_stop_signals(node: Node) -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _on_stop_signal, node, stop)
+    return stop
+
+
+async def _start_unless_stopped(node: Node, stop: asyncio.Event) -> bool:
+    """Start the node; False if a stop signal came first (a start may wait for a long time,
+    e.g. for a partition whose claim keeps failing: a signal cuts it short)."""
+    starting = asyncio.ensure_future(node.start())
+    stopping = asyncio.ensure_future(stop.wait())
     try:
-        await node.start()
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+        await asyncio.gather(starting, stopping, return_exceptions=True)
+    if starting.cancelled():
+        return False
+    starting.result()  # raises a startup failure
+    return True
+
+
+async def _run_until_signalled(node: Node) -> None:
+    stop = _install_stop_signals(node)
+    try:
+        if not await _start_unless_stopped(node, stop):
+            return
         print(
             f"cairn: node ready (ingress http://{node.config.ingress_bind}, "
             f"admin http://{node.config.admin_bind})",
@@ -188,7 +281,7 @@ async def _run_until_signalled(node: Node) -> None:
         )
         await stop.wait()
     finally:
-        await node.stop()
+        await _stop_bounded(node)
 
 
 async def _dev(args: argparse.Namespace) -> None:
@@ -208,12 +301,10 @@ async def _dev(args: argparse.Namespace) -> None:
     async def stop_endpoint() -> None:
         await server.stop()
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _install_stop_signals(node)
     try:
-        await node.start()
+        if not await _start_unless_stopped(node, stop):
+            return
         await node.registry.register(await discover(uri))
         names = ", ".join(s.name for s in node.registry.services())
         print(
@@ -223,8 +314,9 @@ async def _dev(args: argparse.Namespace) -> None:
         )
         await stop.wait()
     finally:
+        # The node first: it ends its streams to the endpoint, which then stops at once.
+        await _stop_bounded(node)
         await stop_endpoint()
-        await node.stop()
 
 
 def _invocations(args: argparse.Namespace) -> None:

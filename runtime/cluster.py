@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 from partition_processor.actions import RespondToIngress
 from runtime.log import LogError
 from runtime.metadata import Registry
+from runtime.supervisor import SupervisedTask, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +56,19 @@ class GroupOwnership:
             heartbeat_interval_ms=max(100, session_timeout_ms // 6),
         )
         self._owned: set[int] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._task: SupervisedTask | None = None
 
-    async def start(self) -> None:
+    async def start(self, supervisor: Supervisor) -> None:
         self._consumer.subscribe([self._topic], listener=_Listener(self))
         try:
             await self._consumer.start()
         except KafkaError as exc:
             raise LogError(f"cannot join the cluster's group on {self._topic}: {exc!r}") from exc
-        self._task = asyncio.create_task(self._poll(), name="cluster-membership")
+        self._task = supervisor.spawn("cluster-ownership", self._poll)
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await self._task.stop()
         await self._consumer.stop()
 
     async def _poll(self) -> None:
@@ -111,13 +111,18 @@ def decode_response(body: bytes) -> RespondToIngress:
 class ResponseDelivery:
     """Sends a response to the node whose ingress holds the request (its admin API)."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, supervisor: Supervisor) -> None:
         self._registry = registry
+        self._supervisor = supervisor
         self._http: aiohttp.ClientSession | None = None
-        self._pending: set[asyncio.Task[None]] = set()
+        self._pending: set[SupervisedTask] = set()
 
     def deliver(self, action: RespondToIngress) -> None:
-        task = asyncio.create_task(self._deliver(action))
+        # One short task per response: logged and counted if it fails, never restarted (the
+        # client can attach), stopped with the node.
+        task = self._supervisor.spawn(
+            "response-delivery", lambda: self._deliver(action), restart=False
+        )
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -146,7 +151,7 @@ class ResponseDelivery:
 
     async def close(self) -> None:
         for task in list(self._pending):
-            task.cancel()
-        await asyncio.gather(*self._pending, return_exceptions=True)
+            await task.stop()
+        self._pending.clear()
         if self._http is not None:
             await self._http.close()

@@ -14,7 +14,9 @@ import msgspec
 from partition_processor.commands import HandlerKind, RetryPolicy, ServiceType, Target
 from partition_processor.ids import stable_hash64
 from runtime.clock import now_ms
+from runtime.faults import fault_point
 from runtime.log import Log
+from runtime.supervisor import SupervisedTask, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -132,18 +134,17 @@ class Registry:
         self._nodes: dict[str, str] = {}
         self._applied_lsn = -1
         self._changed = asyncio.Condition()
-        self._follower: asyncio.Task[None] | None = None
+        self._follower: SupervisedTask | None = None
 
-    async def start(self) -> None:
+    async def start(self, supervisor: Supervisor) -> None:
         """Start following and return once everything already in the log is applied."""
         tail = await self._log.tail(0)
-        self._follower = asyncio.create_task(self._follow(), name="metadata-follower")
+        self._follower = supervisor.spawn("metadata-follower", self._follow)
         await self.wait_applied(tail - 1)
 
     async def stop(self) -> None:
         if self._follower is not None:
-            self._follower.cancel()
-            await asyncio.gather(self._follower, return_exceptions=True)
+            await self._follower.stop()
             self._follower = None
 
     def service(self, name: str) -> ServiceInfo | None:
@@ -181,7 +182,9 @@ class Registry:
             await self._changed.wait_for(lambda: self._applied_lsn >= lsn)
 
     async def _follow(self) -> None:
-        async for batch in self._log.read(0, 0):
+        # From where it stopped: a restarted follower goes on after the last applied batch.
+        async for batch in self._log.read(0, self._applied_lsn + 1):
+            fault_point("metadata.apply")
             for record in batch:
                 try:
                     self._apply(_decoder.decode(record.payload))

@@ -27,6 +27,18 @@ MALFORMED_REQUESTS = Counter(
     ["server"],
     registry=REGISTRY,
 )
+TASK_FAILURES = Counter(
+    "cairn_task_failures",
+    "Failures of supervised background tasks, by task kind",
+    ["task"],
+    registry=REGISTRY,
+)
+TASK_RESTARTS = Counter(
+    "cairn_task_restarts",
+    "Restarts of supervised background tasks after a failure, by task kind",
+    ["task"],
+    registry=REGISTRY,
+)
 
 
 def exposition() -> bytes:

@@ -20,6 +20,7 @@ from partition_processor.actions import RespondToIngress
 from partition_processor.store_rocksdb import RocksDBStore
 from runtime.admin.http import AdminServer
 from runtime.cluster import GroupOwnership, ResponseDelivery
+from runtime.health import NodeHealth
 from runtime.ingress.gateway import InvocationGateway, PendingResponses
 from runtime.ingress.http import IngressServer
 from runtime.ingress.validation import quiet_malformed_requests
@@ -28,6 +29,7 @@ from runtime.invoker.discovery import discover
 from runtime.limits import SizePolicy
 from runtime.log import KafkaLog, LocalLog, Log
 from runtime.metadata import Registry
+from runtime.supervisor import Supervisor
 from runtime.worker.partition import PartitionWorker
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,9 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # consumer group; a member that dies loses its partitions after the session timeout.
     cluster: bool = False
     cluster_session_timeout_ms: int = 10_000
-
+    # A stop (SIGTERM, SIGINT) answers waiting callers with 503, ends the invoker streams,
+    # flushes the log and the store, and is cut short after this long.
+    shutdown_timeout_ms: int = 15_000
 
     def __post_init__(self) -> None:
         if not 0 < self.max_key_bytes <= keys.MAX_TEXT_BYTES:
@@ -71,6 +75,8 @@ class NodeConfig(msgspec.Struct, frozen=True):
             raise ValueError("ingress_max_body_bytes must be positive")
         if self.log_record_overhead_bytes < self.max_headers_bytes + 8 * self.max_key_bytes:
             raise ValueError("log_record_overhead_bytes must hold the headers and keys")
+        if self.shutdown_timeout_ms < 1:
+            raise ValueError("shutdown_timeout_ms must be positive")
 
     def size_policy(self) -> SizePolicy:
         record = self.ingress_max_body_bytes + self.log_record_overhead_bytes
@@ -107,11 +113,13 @@ class Node:
         self._responses = PendingResponses()
         self.registry = Registry(self._metadata_log)
         self._workers: list[PartitionWorker] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._supervisor = Supervisor()
+        self.health = NodeHealth(self._supervisor, self._owns)
         self._runners: list[web.AppRunner] = []
-        self._ready = False
         self._stopped = False
-        self._delivery = ResponseDelivery(self.registry) if config.cluster else None
+        self._delivery = (
+            ResponseDelivery(self.registry, self._supervisor) if config.cluster else None
+        )
         self._ownership: GroupOwnership | None = None
 
     @staticmethod
@@ -137,7 +145,11 @@ class Node:
 
     @property
     def ready(self) -> bool:
-        return self._ready
+        return self.health.phase == "serving"
+
+    def _owns(self, partition: int) -> bool:
+        worker = self._workers[partition] if partition < len(self._workers) else None
+        return worker is not None and (worker.owned or worker.is_leader)
 
     async def start(self) -> None:
         config = self.config
@@ -145,20 +157,18 @@ class Node:
         await self._log.start()
         await self._metadata_log.start()
         self._store = RocksDBStore(config.data_dir / "store")
-        await self.registry.start()
+        await self.registry.start(self._supervisor)
         gateway = InvocationGateway(
             self._log, self.node_id, self._responses, max_record_bytes=self.limits.record_bytes
         )
-        ingress = IngressServer(
-            self.registry, gateway, is_ready=lambda: self._ready, limits=self.limits
-        )
+        ingress = IngressServer(self.registry, gateway, health=self.health, limits=self.limits)
         admin = AdminServer(
             self.registry,
             self._store,
             config.partitions,
             discover=discover,
             gateway=gateway,
-            is_ready=lambda: self._ready,
+            health=self.health,
             receive_response=self._responses.respond if config.cluster else None,
             leading=lambda: [w.partition for w in self._workers if w.is_leader],
             node_id=self.node_id,
@@ -179,10 +189,11 @@ class Node:
                 channels=self._channels,
                 respond=self._respond,
                 limits=self.limits,
+                supervisor=self._supervisor,
                 owned=not config.cluster,
             )
             self._workers.append(worker)
-            self._tasks.append(asyncio.create_task(self._supervise(worker)))
+            self._supervisor.spawn(f"partition-{partition}/apply", worker.run, partition=partition)
         if config.cluster:
             # Followers of every partition, leaders of those the group assigns to this node.
             await asyncio.gather(*(w.synced.wait() for w in self._workers))
@@ -193,10 +204,10 @@ class Node:
                 self._ownership_changed,
                 session_timeout_ms=config.cluster_session_timeout_ms,
             )
-            await self._ownership.start()
+            await self._ownership.start(self._supervisor)
         else:
             await asyncio.gather(*(w.caught_up.wait() for w in self._workers))
-        self._ready = True
+        self.health.phase = "serving"
         log.info(
             "node %s ready: %d partitions on the %s log",
             self.node_id,
@@ -206,22 +217,13 @@ class Node:
 
     async def _serve(self, app: web.Application, bind: str) -> None:
         host, port = split_bind(bind)
-        runner = web.AppRunner(app, access_log=None)
+        # Handlers still running when the node stops get this long to finish (the waiting
+        # callers have been answered by then): a fraction of the whole stop's budget.
+        grace_s = self.config.shutdown_timeout_ms / 1000 / 4
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace_s)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
         self._runners.append(runner)
-
-    async def _supervise(self, worker: PartitionWorker) -> None:
-        """Restart a partition worker that failed (e.g. the broker was briefly unreachable)."""
-        while True:
-            try:
-                await worker.run()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("partition %d worker failed; restarting in 1 s", worker.partition)
-                await asyncio.sleep(1)
 
     async def _ownership_changed(self, gained: set[int], lost: set[int]) -> None:
         for partition in sorted(lost):
@@ -237,19 +239,24 @@ class Node:
         # Otherwise a sink of an earlier incarnation: that request is gone with it.
 
     async def stop(self) -> None:
+        """Stop gracefully. Idempotent; the caller bounds it (``shutdown_timeout_ms``).
+
+        New requests get 503 from now on, callers still waiting for a result get 503 with the
+        invocation id (the invocation goes on; they attach later), then the invoker streams end
+        with the partition tasks, and the log and store are flushed and closed.
+        """
         if self._stopped:
             return
         self._stopped = True
-        self._ready = False
+        self.health.phase = "stopping"
+        self._responses.shut_down()
         if self._ownership is not None:
             await self._ownership.stop()  # leave the group: the partitions move at once
         if self._delivery is not None:
             await self._delivery.close()
         for runner in self._runners:
             await runner.cleanup()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._supervisor.shutdown()
         await self.registry.stop()
         await self._channels.close()
         await self._log.close()

@@ -22,8 +22,9 @@ from partition_processor.journal import Failure, JournalEntry, Success, command_
 from partition_processor.state_machine.on_terminate import CANCEL_SIGNALLED
 from partition_processor.tables import KeyValueReader, decode_status, read_journal, read_status
 from runtime.cluster import RESPONSES_PATH, decode_response
-from runtime.ingress.gateway import InvocationGateway
-from runtime.ingress.http import error_response
+from runtime.health import NodeHealth
+from runtime.ingress.gateway import InvocationGateway, ShuttingDown
+from runtime.ingress.http import error_response, health_response, shutting_down_response
 from runtime.ingress.validation import InvalidRequest, check_json, check_text
 from runtime.invoker.discovery import DiscoveryError
 from runtime.limits import SizePolicy
@@ -95,7 +96,7 @@ class AdminServer:
         *,
         discover: Discover,
         gateway: InvocationGateway,
-        is_ready: Callable[[], bool],
+        health: NodeHealth,
         node_id: str,
         leading: Callable[[], list[int]],
         receive_response: Callable[[RespondToIngress], None] | None,
@@ -110,7 +111,7 @@ class AdminServer:
         self._partitions = partitions
         self._discover = discover
         self._gateway = gateway
-        self._is_ready = is_ready
+        self._health_of = health
         self.app = web.Application()
         router = self.app.router
         router.add_get("/health", self._health)
@@ -131,9 +132,7 @@ class AdminServer:
         router.add_delete("/invocations/{id}", self._delete)
 
     async def _health(self, request: web.Request) -> web.Response:
-        if not self._is_ready():
-            return error_response(503, "the node is starting")
-        return web.json_response({"status": "ok"})
+        return health_response(self._health_of)
 
     async def _cluster(self, request: web.Request) -> web.Response:
         """This node and the partitions it leads now."""
@@ -251,7 +250,9 @@ class AdminServer:
         try:
             outcome = await self._gateway.manage(lambda sink: make(invocation_id, sink))
         except InvalidRequest as exc:
-            return error_response(exc.status, exc.message)
+            return error_response(exc.status, exc.message, headers=exc.headers)
+        except ShuttingDown as exc:
+            return shutting_down_response(exc)
         if isinstance(outcome, Failure):
             return error_response(outcome.code, outcome.message)
         # As Restate 1.7: 200 and no body once done; 202 for a cancel that reached a running

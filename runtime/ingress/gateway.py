@@ -47,13 +47,32 @@ class RecordTooLarge(InvalidRequest):
         super().__init__(413, message)
 
 
+class ShuttingDown(Exception):
+    """The node stops before the result came; the invocation goes on (attach to it later)."""
+
+    def __init__(self, invocation_id: str | None = None) -> None:
+        super().__init__("the node is shutting down")
+        self.invocation_id = invocation_id
+
+
 class PendingResponses:
     """Ingress requests of this node waiting for their invocation's result."""
 
     def __init__(self) -> None:
         self._waiting: dict[str, asyncio.Future[RespondToIngress]] = {}
+        self._shut_down = False
+
+    def shut_down(self) -> None:
+        """Answer every waiting request with ``ShuttingDown``; later ones get it at once."""
+        self._shut_down = True
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(ShuttingDown())
 
     def expect(self, request_id: str) -> asyncio.Future[RespondToIngress]:
+        if self._shut_down:
+            raise ShuttingDown()
         future: asyncio.Future[RespondToIngress] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         return future
@@ -118,6 +137,8 @@ class InvocationGateway:
                 IngressSink(self._node_id, request_id),
             )
             return await result
+        except ShuttingDown:
+            raise ShuttingDown(invocation_id) from None
         finally:
             self._responses.forget(request_id)
 
@@ -150,7 +171,9 @@ class InvocationGateway:
             )
             try:
                 receipt = (await asyncio.wait_for(outcome, self._receipt_timeout_s)).receipt
-            except TimeoutError:
+            except (TimeoutError, ShuttingDown):
+                # (The node stopping while the receipt is on its way: the Invoke is durable, so
+                # the send was accepted all the same; a 503 would invite a duplicate.)
                 receipt = SendReceipt(True, invoke_at_ms)
         finally:
             self._responses.forget(request_id)
@@ -160,11 +183,13 @@ class InvocationGateway:
     async def attach(self, invocation_id: str, *, wait: bool) -> RespondToIngress:
         """The invocation's result: waiting for it, or now (refused with 470 while it runs)."""
         request_id = uuid.uuid4().hex
-        outcome = self._responses.expect(request_id)
         try:
+            outcome = self._responses.expect(request_id)
             sink = IngressSink(self._node_id, request_id)
             await self._append_command(invocation_id, Attach(invocation_id, sink, wait))
             return await outcome
+        except ShuttingDown:
+            raise ShuttingDown(invocation_id) from None
         finally:
             self._responses.forget(request_id)
 

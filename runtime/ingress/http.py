@@ -6,7 +6,7 @@ appended for a one-way call (202). Errors are JSON ``{"code", "message", "source
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Literal
 
 import msgspec
@@ -21,9 +21,10 @@ from partition_processor.ids import (
     workflow_run_id,
 )
 from partition_processor.journal import Failure, Success
+from runtime.health import RETRY_AFTER_S, NodeHealth
 from runtime.ingress.content import InputRejected, check_input, output_content_type, rfc3339
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
-from runtime.ingress.gateway import InvocationGateway
+from runtime.ingress.gateway import InvocationGateway, ShuttingDown
 from runtime.ingress.validation import (
     InvalidRequest,
     check_json,
@@ -63,12 +64,14 @@ def error_response(
     source: ErrorSource | None = None,
     headers: Mapping[str, str] | None = None,
     metadata: Mapping[str, str] | None = None,
+    extra: Mapping[str, object] | None = None,
 ) -> web.Response:
     """The one renderer of error bodies: ``{"code", "message"}``, plus ``"source"`` (and the
     ``x-restate-error-source`` header) on the ingress, and a TerminalError's ``"metadata"`` when
-    it has any. ``status`` is the HTTP status; the body's
-    code is the failure's own code, which differs only for codes outside 400..599."""
-    body: dict[str, object] = {"code": status, "message": message}
+    it has any, and ``extra`` fields (a 503's failing tasks, a stopped call's invocation id).
+    ``status`` is the HTTP status; the body's code is the failure's own code, which differs only
+    for codes outside 400..599."""
+    body: dict[str, object] = {"code": status, "message": message, **(extra or {})}
     all_headers = dict(headers or {})
     if source is not None:
         body["source"] = source
@@ -77,6 +80,39 @@ def error_response(
         body["metadata"] = dict(metadata)
     http_status = status if 400 <= status <= 599 else 500
     return web.json_response(body, status=http_status, headers=all_headers)
+
+
+def health_response(health: NodeHealth, *, source: ErrorSource | None = None) -> web.Response:
+    """200 ``{"status": "ok"}``, or 503 with why: the failing partitions and tasks (shared by
+    the ingress, ``source="ingress"``, and admin APIs)."""
+    problem = health.problem()
+    if problem is None:
+        return web.json_response({"status": "ok"})
+    return error_response(
+        503,
+        problem["message"],
+        source=source,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+        extra={"partitions": problem["partitions"], "tasks": problem["tasks"]},
+    )
+
+
+def shutting_down_response(
+    exc: ShuttingDown, *, source: ErrorSource | None = None
+) -> web.Response:
+    """503 to a caller still waiting when the node stops: the invocation goes on."""
+    if exc.invocation_id is None:
+        return error_response(
+            503, str(exc), source=source, headers={"Retry-After": str(RETRY_AFTER_S)}
+        )
+    return error_response(
+        503,
+        "the node is shutting down before the result came; the invocation goes on: "
+        f"GET /restate/invocation/{exc.invocation_id}/attach for its result",
+        source=source,
+        headers={"Retry-After": str(RETRY_AFTER_S), ID_HEADER: exc.invocation_id},
+        extra={"invocationId": exc.invocation_id},
+    )
 
 
 async def _drop_default_content_type(request: web.Request, response: web.StreamResponse) -> None:
@@ -90,12 +126,12 @@ class IngressServer:
         registry: Registry,
         gateway: InvocationGateway,
         *,
-        is_ready: Callable[[], bool],
+        health: NodeHealth,
         limits: SizePolicy,
     ) -> None:
         self._registry = registry
         self._gateway = gateway
-        self._is_ready = is_ready
+        self._health_of = health
         self._limits = limits
         max_body_bytes = self._max_body_bytes = limits.body_bytes
         # aiohttp's own limit would answer 413 in plain text; we check the size ourselves.
@@ -119,9 +155,13 @@ class IngressServer:
         self.app.router.add_route("*", "/", self._not_found)
 
     async def _health(self, request: web.Request) -> web.Response:
-        if not self._is_ready():
-            return error_response(503, "the node is starting", source="ingress")
-        return web.json_response({"status": "ok"})
+        return health_response(self._health_of, source="ingress")
+
+    def _check_available(self) -> None:
+        """New requests are refused (503) while the node starts or shuts down."""
+        reason = self._health_of.refusal()
+        if reason is not None:
+            raise IngressError(503, reason, headers={"Retry-After": str(RETRY_AFTER_S)})
 
     async def _not_found(self, request: web.Request) -> web.Response:
         return error_response(
@@ -130,8 +170,7 @@ class IngressServer:
 
     async def _invoke(self, request: web.Request) -> web.StreamResponse:
         try:
-            if not self._is_ready():
-                raise IngressError(503, "the node is starting")
+            self._check_available()
             target, handler, send = self._resolve(request.match_info["path"])
             idempotency_key = request.headers.get(IDEMPOTENCY_HEADER) or None
             if idempotency_key is not None:
@@ -166,19 +205,22 @@ class IngressServer:
                 )
             reply = await self._gateway.call(target, handler, body, headers, idempotency_key)
         except IngressError as exc:
-            return error_response(exc.status, exc.message, source="ingress")
+            return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
+        except ShuttingDown as exc:
+            return shutting_down_response(exc, source="ingress")
         return _render(reply, handler)
 
     async def _attach(self, request: web.Request) -> web.StreamResponse:
         """Wait for (``attach``) or read (``output``, 470 while running) a result."""
         try:
-            if not self._is_ready():
-                raise IngressError(503, "the node is starting")
+            self._check_available()
             invocation_id = self._attach_target(request.match_info)
             wait = request.path.endswith("/attach")
             reply = await self._gateway.attach(invocation_id, wait=wait)
         except IngressError as exc:
-            return error_response(exc.status, exc.message, source="ingress")
+            return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
+        except ShuttingDown as exc:
+            return shutting_down_response(exc, source="ingress")
         return _render(reply, self._handler_of(reply))
 
     def _handler_of(self, reply: RespondToIngress) -> HandlerInfo | None:
@@ -217,7 +259,9 @@ class IngressServer:
             body = await self._read_body(request)
             return await self._complete_awakeable(request, Success(body or b"null"))
         except IngressError as exc:
-            return error_response(exc.status, exc.message, source="ingress")
+            return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
+        except ShuttingDown as exc:
+            return shutting_down_response(exc, source="ingress")
 
     async def _reject_awakeable(self, request: web.Request) -> web.Response:
         try:
@@ -233,13 +277,14 @@ class IngressServer:
                 reason = decoded["message"]
             return await self._complete_awakeable(request, Failure(500, reason))
         except IngressError as exc:
-            return error_response(exc.status, exc.message, source="ingress")
+            return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
+        except ShuttingDown as exc:
+            return shutting_down_response(exc, source="ingress")
 
     async def _complete_awakeable(
         self, request: web.Request, result: Success | Failure
     ) -> web.Response:
-        if not self._is_ready():
-            raise IngressError(503, "the node is starting")
+        self._check_available()
         awakeable_id = request.match_info["id"]
         try:
             outcome = await self._gateway.complete_awakeable(awakeable_id, result)
@@ -315,7 +360,7 @@ class IngressServer:
         return b"".join(chunks)
 
 
-__all__ = ["IngressServer", "error_response"]
+__all__ = ["IngressServer", "error_response", "health_response", "shutting_down_response"]
 
 
 def _accepted(invocation_id: str, receipt: SendReceipt) -> web.Response:

@@ -11,7 +11,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import msgspec
 from aiohttp import http_exceptions
@@ -34,10 +34,13 @@ _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[{]}")
 class InvalidRequest(Exception):
     """A request refused with ``status`` (4xx, or 503 while unavailable) and ``message``."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self, status: int, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers  # sent with the error (e.g. Retry-After on a 503)
 
 
 def _shown(value: str, limit: int = 60) -> str:

@@ -28,6 +28,7 @@ from partition_processor.journal import Call, Completion, OneWayCall
 from partition_processor.tables import KeyValueReader, read_journal, read_status
 from proto import endpoint_pb2 as pb
 from proto import endpoint_pb2_grpc
+from runtime.faults import fault_point
 from runtime.invoker import codec
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.validation import (
@@ -130,17 +131,23 @@ class Attempt:
         call = stub.Invoke()
         writer = asyncio.create_task(self._write(call))
         proposer = asyncio.create_task(self._propose_loop())
+        reader = asyncio.create_task(self._read(call, deployment.uri))
         try:
-            await self._read(call, deployment.uri)
+            await asyncio.wait({reader, proposer}, return_when=asyncio.FIRST_COMPLETED)
+            if proposer.done() and not proposer.cancelled() and proposer.exception() is not None:
+                # What the SDK reported cannot be appended: end the attempt now rather than
+                # wait for the SDK to give up (the supervisor starts it again).
+                proposer.result()
+            await reader
             # The SDK has said how the attempt ended: close the stream now (the endpoint keeps it
             # open until we do), then append what it said.
             writer.cancel()
             call.cancel()
             await proposer
         finally:
-            for task in (writer, proposer):
+            for task in (writer, proposer, reader):
                 task.cancel()
-            await asyncio.gather(writer, proposer, return_exceptions=True)
+            await asyncio.gather(writer, proposer, reader, return_exceptions=True)
             call.cancel()
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
@@ -247,6 +254,7 @@ class Attempt:
         return ResolvedTarget(full_target, handler.retry_policy, retention)
 
     async def _propose(self, batch: list[InvokerEffect]) -> None:
+        fault_point("invoker.propose")
         for delay_s in (0.1, 0.5, 2.0, None):
             try:
                 await self._proposer.propose(batch)

@@ -232,6 +232,15 @@ class PartitionLeader:
         self._claim_requested = False
         return self._step_down()
 
+    def claim_failed(self) -> list[Output]:
+        """A claim step (``ReadTail`` or ``Announce``) could not be carried out: an owner that
+        does not lead yet starts the claim over (else the partition would stay unled)."""
+        self._claiming = False
+        self._announce_at = None
+        if not self._owned:
+            return []
+        return self._request_claim()
+
     def on_tail(self, tail: int, now_ms: int) -> list[Output]:
         """The log's tail, as ``ReadTail`` asked: announce once applied up to it."""
         self._announce_at = tail - 1

@@ -3,16 +3,19 @@
 The loop (DESIGN §5): read records from ``applied_lsn + 1``, apply each batch through the pure
 processor (one RocksDB write batch with ``applied_lsn``), and only then hand the outcome to the
 sans-I/O leader shell (``runtime.worker.leader``), whose commands this driver carries out
-against the real log, clock and invoker. Its tasks, each named after the partition:
-``claim-<p>`` (tail reads and announcements), and while leading ``timers-<p>``, ``outbox-<p>``
-and one ``attempt-<id>`` per running attempt; ``run()`` itself is the read loop.
+against the real log, clock and invoker. Its tasks run under the node's supervisor (logged,
+counted, restarted with backoff, reported by health), each named ``partition-<p>/<kind>``:
+``claim`` (tail reads and announcements), and while leading ``timers``, ``outbox`` and one
+``attempt`` per running attempt; ``run()`` itself is the read loop (``apply``, spawned by the
+node). A restarted task first re-syncs with the leader shell (a claim starts over, popped timers
+and an unfinished shipment are handed back), so nothing is lost or stuck.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import assert_never
 
 from partition_processor.actions import RespondToIngress
@@ -20,12 +23,14 @@ from partition_processor.processor import BatchOutcome, LogEntry, PartitionProce
 from partition_processor.tables import Store
 from runtime.clock import Clock, SystemClock
 from runtime.crashpoints import crash_point
+from runtime.faults import fault_point
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.invoker import PartitionInvoker
 from runtime.limits import SizePolicy
-from runtime.log import Log, LogError
+from runtime.log import Log
 from runtime.metadata import Registry
 from runtime.metrics import RECORDS_REJECTED
+from runtime.supervisor import SupervisedTask, Supervisor
 from runtime.worker.leader import (
     AbortAttempt,
     Announce,
@@ -47,7 +52,6 @@ from runtime.worker.proposer import LeaderProposer, Term
 log = logging.getLogger(__name__)
 
 Responder = Callable[[RespondToIngress], None]
-RETRY_S = 0.5  # after a failed append of timers or outbox messages
 
 
 class _Leadership:
@@ -57,13 +61,14 @@ class _Leadership:
         self.invoker = invoker
         self.timers_wakeup = asyncio.Event()
         self.outbox_wakeup = asyncio.Event()
-        self.tasks: list[asyncio.Task[None]] = []
+        self.tasks: list[SupervisedTask] = []
 
     async def stop(self) -> None:
         await self.invoker.stop()
         for task in self.tasks:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for task in self.tasks:
+            await task.stop()
 
 
 class PartitionWorker:
@@ -78,6 +83,7 @@ class PartitionWorker:
         channels: ChannelPool,
         respond: Responder,
         limits: SizePolicy,
+        supervisor: Supervisor,
         owned: bool = True,
         clock: Clock | None = None,
     ) -> None:
@@ -89,6 +95,7 @@ class PartitionWorker:
         self._registry = registry
         self._channels = channels
         self._respond = respond
+        self._supervisor = supervisor
         self._clock = clock or SystemClock()
         self.processor = PartitionProcessor(store, partition, node_id)
         self.leader = PartitionLeader(self.processor, partitions=log_.partitions, owned=owned)
@@ -103,6 +110,11 @@ class PartitionWorker:
     def is_leader(self) -> bool:
         return self._leadership is not None
 
+    @property
+    def owned(self) -> bool:
+        """This node should lead the partition (its own, or assigned by the cluster's group)."""
+        return self.leader.owned
+
     def claim(self) -> None:
         """Lead this partition: announce a new epoch once applied up to the log's tail."""
         self._queue_claim_steps(self.leader.claim())
@@ -114,18 +126,36 @@ class PartitionWorker:
     async def run(self) -> None:
         self._claims = asyncio.Queue()  # (again, when the supervisor restarts a failed worker)
         self._queue_claim_steps(self.leader.start())
-        claimer = asyncio.create_task(self._claim_loop(), name=f"claim-{self.partition}")
+        claimer = self._supervisor.spawn(
+            f"partition-{self.partition}/claim", self._claim_runs(), partition=self.partition
+        )
         try:
             await self._read_loop()
         finally:
-            claimer.cancel()
-            await asyncio.gather(claimer, return_exceptions=True)
+            await claimer.stop()
             await self._carry_out(self.leader.stop())
 
     def _queue_claim_steps(self, outputs: list[Output]) -> None:
         for output in outputs:
             assert isinstance(output, ReadTail | Announce), output
             self._claims.put_nowait(output)
+
+    def _claim_runs(self) -> Callable[[], Awaitable[None]]:
+        """The claim loop's body for the supervisor: a rerun starts the claim over."""
+        runs = 0
+
+        async def body() -> None:
+            nonlocal runs
+            runs += 1
+            if runs > 1:
+                # A claim step failed (say the announcement was not appended): the steps still
+                # queued belong to that claim; without a new one the partition would stay unled.
+                while not self._claims.empty():
+                    self._claims.get_nowait()
+                self._queue_claim_steps(self.leader.claim_failed())
+            await self._claim_loop()
+
+        return body
 
     async def _claim_loop(self) -> None:
         """Claim steps in order: read the tail, then (once caught up) announce."""
@@ -135,6 +165,7 @@ class PartitionWorker:
                 tail = await self._log.tail(self.partition)
                 self._queue_claim_steps(self.leader.on_tail(tail, self._clock.now_ms()))
             else:
+                fault_point("leader.announce")
                 await self._log.append(self.partition, [step.record])
 
     async def _read_loop(self) -> None:
@@ -143,6 +174,7 @@ class PartitionWorker:
         if applied >= tail - 1:
             self.synced.set()
         async for batch in self._log.read(self.partition, applied + 1):
+            fault_point("worker.apply")
             outcome = self.processor.apply_batch([LogEntry(r.lsn, r.payload) for r in batch])
             self._report_rejections(outcome)
             if outcome.applied_lsn >= tail - 1:
@@ -208,12 +240,21 @@ class PartitionWorker:
             self._channels,
             proposer,
             self._limits,
+            supervisor=self._supervisor,
             on_ended=self.leader.attempt_ended,
         )
         leadership = self._leadership = _Leadership(invoker)
         leadership.tasks = [
-            asyncio.create_task(self._fire_timers(leadership), name=f"timers-{self.partition}"),
-            asyncio.create_task(self._ship_outbox(leadership), name=f"outbox-{self.partition}"),
+            self._supervisor.spawn(
+                f"partition-{self.partition}/timers",
+                lambda: self._fire_timers(leadership),
+                partition=self.partition,
+            ),
+            self._supervisor.spawn(
+                f"partition-{self.partition}/outbox",
+                lambda: self._ship_outbox(leadership),
+                partition=self.partition,
+            ),
         ]
         self.caught_up.set()
 
@@ -225,11 +266,13 @@ class PartitionWorker:
             fire = self.leader.tick(self._clock.now_ms())
             if fire is not None:
                 try:
+                    fault_point("timers.fire")
                     await self._log.append(self.partition, fire.records)
-                except LogError as exc:
-                    log.warning("could not fire %d timers, retrying: %s", len(fire.timers), exc)
+                except Exception:
+                    # Handed back to fire again; the failure (the log refusing the append, too)
+                    # ends the task: the supervisor reports it in health and restarts it.
                     self.leader.timers_failed(fire.timers)
-                    await asyncio.sleep(RETRY_S)
+                    raise
                 continue
             wake_ms = self.leader.next_wake_ms()
             if wake_ms is None:
@@ -245,6 +288,7 @@ class PartitionWorker:
     async def _ship_outbox(self, leadership: _Leadership) -> None:
         """Deliver outbox rows to their partitions, then truncate them (one shipment at a time)."""
         wakeup = leadership.outbox_wakeup
+        wakeup.set()  # (re)started: ship whatever is left (a previous leader's, or this task's)
         while True:
             await wakeup.wait()
             wakeup.clear()
@@ -255,6 +299,7 @@ class PartitionWorker:
                 RECORDS_REJECTED.labels("unroutable").inc()
                 log.error("partition %d: outbox row %d dropped: %s", self.partition, seq, reason)
             try:
+                fault_point("outbox.ship")
                 crash_point("outbox.before_ship")  # the rows are committed, not yet delivered
                 await asyncio.gather(
                     *(self._log.append(t, records) for t, records in shipment.by_target.items())
@@ -263,10 +308,9 @@ class PartitionWorker:
                 truncate = self.leader.shipped(shipment, self._clock.now_ms())
                 if truncate is not None:
                     await self._log.append(self.partition, truncate.records)
-            except LogError as exc:
-                log.warning(
-                    "partition %d: outbox shipping failed, retrying: %s", self.partition, exc
-                )
+            except Exception:
+                # ``ship`` offers the same rows again (ProducerDedup drops what did arrive); the
+                # failure (the log refusing an append, too) ends the task: the supervisor
+                # reports it in health and restarts it, and the restart ships them.
                 self.leader.ship_failed()
-                await asyncio.sleep(RETRY_S)
-                wakeup.set()
+                raise

@@ -144,3 +144,26 @@ def test_an_attempt_starts_and_its_timer_and_outbox_rows_are_fired_and_shipped()
     assert truncate is not None
     assert [decode_envelope(r).command for r in truncate.records] == [TruncateOutbox(1)]
     assert not shell.leader.has_unshipped()
+
+
+def test_a_failed_claim_step_starts_the_claim_over_so_the_partition_does_not_stay_unled() -> None:
+    shell = Shell()
+    assert shell.leader.start() == [ReadTail()]
+    (announce,) = shell.leader.on_tail(len(shell.log), NOW_MS)
+    assert isinstance(announce, Announce)
+    # The announcement was never appended (the driver's claim task failed at it). Without
+    # ``claim_failed`` nothing more would happen: no batch comes to ask for another claim.
+    assert shell.apply() == []
+    assert shell.leader.claim_failed() == [ReadTail()]  # the restarted claim task runs it
+    (again,) = shell.leader.on_tail(len(shell.log), NOW_MS)
+    assert isinstance(again, Announce)
+    shell.append(again.record)
+    assert isinstance(shell.apply()[0], Lead)
+    assert shell.leader.term is not None
+    assert shell.leader.claim_failed() == []  # leading: nothing to claim
+
+    # A partition this node does not own is not claimed after a failed step.
+    follower = Shell()
+    follower.leader = PartitionLeader(follower.processor, partitions=1, owned=False)
+    assert follower.leader.start() == []
+    assert follower.leader.claim_failed() == []

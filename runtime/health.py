@@ -1,0 +1,67 @@
+"""What ``GET /restate/health`` (ingress) and ``GET /health`` (admin) answer (DESIGN §11).
+
+200 while the node serves every partition it leads (or, single node, owns). 503 with a JSON
+reason while it starts, while it shuts down, or while a supervised task it depends on is down
+or restarting: a task of a partition it owns, or a node-wide one (metadata follower, cluster
+ownership).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from runtime.supervisor import Supervisor
+
+Phase = Literal["starting", "serving", "stopping"]
+
+# How long a client refused during a shutdown should wait before trying again (another node,
+# or this one restarted).
+RETRY_AFTER_S = 1
+
+STARTING = "the node is starting"
+STOPPING = "the node is shutting down"
+
+
+class NodeHealth:
+    def __init__(self, supervisor: Supervisor, owns: Callable[[int], bool]) -> None:
+        self._supervisor = supervisor
+        self._owns = owns
+        self.phase: Phase = "starting"
+
+    def refusal(self) -> str | None:
+        """Why new requests are refused now (starting, shutting down), or None."""
+        match self.phase:
+            case "starting":
+                return STARTING
+            case "stopping":
+                return STOPPING
+            case _:
+                return None
+
+    def problem(self) -> dict[str, Any] | None:
+        """None when healthy, else the 503 body: code, message, partitions and tasks."""
+        if self.phase == "stopping":
+            return {"code": 503, "message": STOPPING, "partitions": [], "tasks": []}
+        failing = [
+            task
+            for task in self._supervisor.failing()
+            if task.partition is None or self._owns(task.partition)
+        ]
+        failing.sort(key=lambda t: (t.partition is not None, t.partition or 0, t.name))
+        reasons = []
+        for task in failing:
+            if task.partition is None:
+                reasons.append(str(task.failing))
+            else:
+                reasons.append(f"partition {task.partition} is not being served: {task.failing}")
+        if self.phase == "starting":
+            reasons.insert(0, STARTING)
+        if not reasons:
+            return None
+        return {
+            "code": 503,
+            "message": "; ".join(reasons),
+            "partitions": sorted({t.partition for t in failing if t.partition is not None}),
+            "tasks": [{"name": t.name, "reason": t.failing} for t in failing],
+        }

@@ -1,0 +1,84 @@
+"""Fault points fail a step the given number of times; health reports the failing tasks of
+the partitions this node owns (and node-wide ones), and the node's phase."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from runtime.faults import FaultPoints, InjectedFault
+from runtime.health import NodeHealth
+from runtime.supervisor import Supervisor
+
+
+def test_a_fault_point_fails_n_times_after_k_passes() -> None:
+    points = FaultPoints("outbox.ship:2:1, timers.fire")
+    outcomes = []
+    for _ in range(5):
+        try:
+            points.hit("outbox.ship")
+            outcomes.append("ok")
+        except InjectedFault as exc:
+            outcomes.append(str(exc))
+    assert outcomes == [
+        "ok",
+        "injected fault at outbox.ship",
+        "injected fault at outbox.ship",
+        "ok",
+        "ok",
+    ]
+    with pytest.raises(InjectedFault):
+        points.hit("timers.fire")  # N defaults to 1
+    points.hit("timers.fire")
+    points.hit("leader.announce")  # not named: never fails
+
+
+@pytest.mark.parametrize("spec", ["outbox.ship:x", "outbox.ship:1:2:3", ":3"])
+def test_a_bad_fault_spec_is_refused(spec: str) -> None:
+    with pytest.raises(ValueError, match="CAIRN_FAULT_AT"):
+        FaultPoints(spec)
+
+
+async def test_health_names_the_failing_tasks_of_owned_partitions_and_node_wide_ones() -> None:
+    supervisor = Supervisor(initial_backoff=timedelta(seconds=60))
+    owned = {1, 3}
+    health = NodeHealth(supervisor, lambda p: p in owned)
+
+    async def failing() -> None:
+        raise ValueError("bad row")
+
+    assert health.problem() == {
+        "code": 503,
+        "message": "the node is starting",
+        "partitions": [],
+        "tasks": [],
+    }
+    assert health.refusal() == "the node is starting"
+    health.phase = "serving"
+    assert health.problem() is None and health.refusal() is None
+
+    supervisor.spawn("partition-2/outbox", failing, partition=2)  # led by another node
+    supervisor.spawn("partition-3/outbox", failing, partition=3)
+    supervisor.spawn("metadata-follower", failing)
+    await asyncio.sleep(0.05)
+    problem = health.problem()
+    assert problem is not None
+    assert problem["message"] == (
+        "metadata-follower restarting after ValueError: bad row; "
+        "partition 3 is not being served: outbox restarting after ValueError: bad row"
+    )
+    assert problem["partitions"] == [3]
+    assert [t["name"] for t in problem["tasks"]] == ["metadata-follower", "partition-3/outbox"]
+    assert health.refusal() is None  # requests are still taken: they run once it recovers
+
+    health.phase = "stopping"
+    assert health.problem() == {
+        "code": 503,
+        "message": "the node is shutting down",
+        "partitions": [],
+        "tasks": [],
+    }
+    assert health.refusal() == "the node is shutting down"
+    await supervisor.shutdown()
