@@ -46,20 +46,22 @@ class RetryPolicy(_message.Message):
     def __init__(self, initial_interval_ms: _Optional[int] = ..., factor: _Optional[float] = ..., max_interval_ms: _Optional[int] = ..., max_attempts: _Optional[int] = ...) -> None: ...
 
 class HandlerManifest(_message.Message):
-    __slots__ = ("name", "kind", "retry_policy", "inactivity_timeout_ms", "idempotency_retention_ms", "workflow_retention_ms")
+    __slots__ = ("name", "kind", "retry_policy", "inactivity_timeout_ms", "idempotency_retention_ms", "workflow_retention_ms", "abort_timeout_ms")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
     INACTIVITY_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_RETENTION_MS_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_RETENTION_MS_FIELD_NUMBER: _ClassVar[int]
+    ABORT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: HandlerKind
     retry_policy: RetryPolicy
     inactivity_timeout_ms: int
     idempotency_retention_ms: int
     workflow_retention_ms: int
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[HandlerKind, str]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., inactivity_timeout_ms: _Optional[int] = ..., idempotency_retention_ms: _Optional[int] = ..., workflow_retention_ms: _Optional[int] = ...) -> None: ...
+    abort_timeout_ms: int
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[HandlerKind, str]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., inactivity_timeout_ms: _Optional[int] = ..., idempotency_retention_ms: _Optional[int] = ..., workflow_retention_ms: _Optional[int] = ..., abort_timeout_ms: _Optional[int] = ...) -> None: ...
 
 class ServiceManifest(_message.Message):
     __slots__ = ("name", "type", "handlers")

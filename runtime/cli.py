@@ -19,9 +19,27 @@ from pathlib import Path
 from typing import Any
 
 from runtime.log import LogError
-from runtime.node import Node, NodeConfig, split_bind
+from runtime.node import Node, NodeConfig, config_default, split_bind
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"
+
+# Integer limits of the node (DESIGN §11): flag ``--max-concurrent-requests``, environment
+# variable ``CAIRN_MAX_CONCURRENT_REQUESTS``, default from ``NodeConfig``.
+_LIMITS = {
+    "max_concurrent_requests": "ingress requests in progress at once (past it: 429)",
+    "max_running_invocations": "invocation attempts running at once (more wait in order)",
+    "max_waiting_invocations": "waiting starts past which the ingress answers 503",
+    "max_attached_requests": "requests waiting for one invocation's result (past it: 429)",
+    "retry_after_s": "the Retry-After of 429/503 answers",
+    "http_idle_timeout_ms": "idle keep-alive connections close, and request headers must "
+    "arrive, within this",
+    "http_body_timeout_ms": "a request body must arrive within this (else 408)",
+    "inactivity_timeout_ms": "an attempt without progress for this long is asked to suspend",
+    "abort_timeout_ms": "... and aborted (then retried) after this long more",
+    "idle_suspend_ms": "when starts wait for a slot, attempts quiet this long are asked to suspend",
+    "grpc_keepalive_time_ms": "keepalive ping interval on the channels to endpoints",
+    "grpc_keepalive_timeout_ms": "a keepalive ping unanswered this long fails the channel",
+}
 
 
 def _env(name: str, default: str) -> str:
@@ -58,6 +76,13 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         default=int(_env("CLUSTER_SESSION_TIMEOUT_MS", "10000")),
         help="how long a silent node keeps its partitions",
     )
+    for name, text in _LIMITS.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=int,
+            default=int(_env(name.upper(), str(config_default(name)))),
+            help=f"{text} (default %(default)s)",
+        )
 
 
 def _config(args: argparse.Namespace) -> NodeConfig:
@@ -70,6 +95,9 @@ def _config(args: argparse.Namespace) -> NodeConfig:
             raise SystemExit(f"cairn: {flag}: {exc}") from exc
     if args.cluster and args.log != "kafka":
         raise SystemExit("cairn: --cluster needs --log kafka (the nodes share its topics)")
+    for name in _LIMITS:
+        if getattr(args, name) < 1:
+            raise SystemExit(f"cairn: --{name.replace('_', '-')} must be at least 1")
     return NodeConfig(
         data_dir=Path(args.data_dir),
         ingress_bind=args.ingress_bind,
@@ -83,6 +111,7 @@ def _config(args: argparse.Namespace) -> NodeConfig:
         ingress_max_body_bytes=args.ingress_max_body_bytes,
         cluster=args.cluster,
         cluster_session_timeout_ms=args.cluster_session_timeout_ms,
+        **{name: getattr(args, name) for name in _LIMITS},
     )
 
 

@@ -26,6 +26,7 @@ class HandlerInfo(msgspec.Struct, frozen=True):
     idempotency_retention_ms: int | None = None
     workflow_retention_ms: int | None = None
     inactivity_timeout_ms: int | None = None
+    abort_timeout_ms: int | None = None
 
 
 DAY_MS = 24 * 3600 * 1000

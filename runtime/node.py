@@ -19,10 +19,13 @@ from partition_processor.actions import RespondToIngress
 from partition_processor.store_rocksdb import RocksDBStore
 from runtime.admin.http import AdminServer
 from runtime.cluster import GroupOwnership, ResponseDelivery
+from runtime.http_limits import RequestLimit
 from runtime.ingress.gateway import InvocationGateway, PendingResponses
 from runtime.ingress.http import DEFAULT_MAX_BODY_BYTES, IngressServer
+from runtime.invoker.attempt import StreamTimeouts
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.discovery import discover
+from runtime.invoker.slots import RunningSlots
 from runtime.log import KafkaLog, LocalLog, Log
 from runtime.metadata import Registry
 from runtime.worker.partition import PartitionWorker
@@ -47,6 +50,41 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # consumer group; a member that dies loses its partitions after the session timeout.
     cluster: bool = False
     cluster_session_timeout_ms: int = 10_000
+    # Bounds (DESIGN §11): past them the ingress answers 429/503 with Retry-After at once.
+    # Ingress requests in progress at a time (a call holds its request until the result).
+    max_concurrent_requests: int = 4096
+    # Attempts with an open stream to an endpoint at a time; further starts wait, in order.
+    max_running_invocations: int = 1024
+    # Starts waiting for a running slot past which the ingress refuses new requests.
+    max_waiting_invocations: int = 8192
+    # Requests waiting for (attached to) one invocation's result: ingress calls repeating an
+    # idempotency key, attach requests. Past it the new one is answered 429.
+    max_attached_requests: int = 256
+    # What the 429/503 answers tell clients to wait (the Retry-After header).
+    retry_after_s: int = 1
+    # HTTP (ingress and admin): an idle keep-alive connection is closed after this, and a client
+    # must send a request's line and headers within it; a body must arrive within the body timeout.
+    http_idle_timeout_ms: int = 75_000
+    http_body_timeout_ms: int = 30_000
+    # The runtime→endpoint stream: after this long without progress the runtime asks the attempt
+    # to suspend; after the abort timeout more without progress it aborts the attempt (retried
+    # with backoff). A handler's ``inactivity_timeout`` / ``abort_timeout`` overrides these.
+    inactivity_timeout_ms: int = 60_000
+    abort_timeout_ms: int = 60_000
+    # When starts wait for a running slot, attempts quiet for this long are asked to suspend, so
+    # an invocation waiting on another one on this node frees its slot (no deadlock).
+    idle_suspend_ms: int = 1_000
+    # gRPC keepalive pings on the channels to endpoints: a silent peer (a stopped process, a dead
+    # host) fails its streams after time + timeout.
+    grpc_keepalive_time_ms: int = 20_000
+    grpc_keepalive_timeout_ms: int = 10_000
+
+
+def config_default(name: str) -> object:
+    """The default of ``NodeConfig.<name>`` (the CLI's flags take their defaults from here)."""
+    fields = NodeConfig.__struct_fields__
+    defaults = NodeConfig.__struct_defaults__
+    return defaults[fields.index(name) - (len(fields) - len(defaults))]
 
 
 def split_bind(bind: str) -> tuple[str, int]:
@@ -66,7 +104,14 @@ class Node:
             raise ValueError("a cluster shares its log: use --log kafka")
         self._log, self._metadata_log = self._open_logs(config)
         self._store: RocksDBStore | None = None
-        self._channels = ChannelPool()
+        self._channels = ChannelPool(
+            keepalive_time_ms=config.grpc_keepalive_time_ms,
+            keepalive_timeout_ms=config.grpc_keepalive_timeout_ms,
+        )
+        self._slots = RunningSlots(
+            config.max_running_invocations, idle_suspend_s=config.idle_suspend_ms / 1000
+        )
+        self._timeouts = StreamTimeouts(config.inactivity_timeout_ms, config.abort_timeout_ms)
         self._responses = PendingResponses()
         self.registry = Registry(self._metadata_log)
         self._workers: list[PartitionWorker] = []
@@ -104,11 +149,22 @@ class Node:
         await self._metadata_log.start()
         self._store = RocksDBStore(config.data_dir / "store")
         await self.registry.start()
-        gateway = InvocationGateway(self._log, self.node_id, self._responses)
+        gateway = InvocationGateway(
+            self._log, self.node_id, self._responses, max_attached=config.max_attached_requests
+        )
+        limit = RequestLimit(
+            config.max_concurrent_requests,
+            config.retry_after_s,
+            overloaded=self._overloaded,
+            exempt=frozenset({"/restate/health"}),
+        )
         ingress = IngressServer(
             self.registry,
             gateway,
             is_ready=lambda: self._ready,
+            limit=limit,
+            body_timeout_s=config.http_body_timeout_ms / 1000,
+            retry_after_s=config.retry_after_s,
             max_body_bytes=config.ingress_max_body_bytes,
         )
         admin = AdminServer(
@@ -121,6 +177,7 @@ class Node:
             receive_response=self._responses.respond if config.cluster else None,
             leading=lambda: [w.partition for w in self._workers if w.is_leader],
             node_id=self.node_id,
+            body_timeout_s=config.http_body_timeout_ms / 1000,
         )
         await self._serve(ingress.app, config.ingress_bind)
         await self._serve(admin.app, config.admin_bind)
@@ -135,6 +192,8 @@ class Node:
                 registry=self.registry,
                 channels=self._channels,
                 respond=self._respond,
+                slots=self._slots,
+                timeouts=self._timeouts,
                 owned=not config.cluster,
             )
             self._workers.append(worker)
@@ -160,9 +219,21 @@ class Node:
             config.log,
         )
 
+    def _overloaded(self) -> str | None:
+        """Why the ingress must refuse new work now (None: it need not)."""
+        waiting = self._slots.waiting
+        if waiting > self.config.max_waiting_invocations:
+            return f"{waiting} invocations wait to run on this node"
+        return None
+
     async def _serve(self, app: web.Application, bind: str) -> None:
         host, port = split_bind(bind)
-        runner = web.AppRunner(app, access_log=None)
+        # aiohttp's keep-alive timer runs from the connection's start and from the end of each
+        # response until the next request's headers are complete: it closes idle connections
+        # and cuts off clients that send headers too slowly (slowloris) alike.
+        runner = web.AppRunner(
+            app, access_log=None, keepalive_timeout=self.config.http_idle_timeout_ms / 1000
+        )
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
         self._runners.append(runner)
@@ -207,6 +278,7 @@ class Node:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.registry.stop()
+        await self._slots.close()
         await self._channels.close()
         await self._log.close()
         await self._metadata_log.close()

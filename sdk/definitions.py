@@ -38,6 +38,7 @@ class InvocationRetryPolicy:
 @dataclass
 class HandlerOptions:
     inactivity_timeout: timedelta | None = None
+    abort_timeout: timedelta | None = None
     idempotency_retention: timedelta | None = None
     workflow_retention: timedelta | None = None
     invocation_retry_policy: InvocationRetryPolicy | None = None
@@ -113,6 +114,7 @@ class _Definable:
             description,
             HandlerOptions(
                 inactivity_timeout=inactivity_timeout,
+                abort_timeout=abort_timeout,
                 idempotency_retention=idempotency_retention,
                 workflow_retention=workflow_retention,
                 invocation_retry_policy=invocation_retry_policy,
@@ -157,9 +159,11 @@ def _options(
     idempotency_retention: timedelta | None,
     invocation_retry_policy: InvocationRetryPolicy | None,
     workflow_retention: timedelta | None = None,
+    abort_timeout: timedelta | None = None,
 ) -> HandlerOptions:
     return HandlerOptions(
         inactivity_timeout=inactivity_timeout,
+        abort_timeout=abort_timeout,
         idempotency_retention=idempotency_retention,
         workflow_retention=workflow_retention,
         invocation_retry_policy=invocation_retry_policy,
@@ -187,7 +191,12 @@ class Service(_Definable):
         invocation_retry_policy: InvocationRetryPolicy | None = None,
     ) -> Callable[[F], F]:
         def register(fn: F) -> F:
-            options = _options(inactivity_timeout, idempotency_retention, invocation_retry_policy)
+            options = _options(
+                inactivity_timeout,
+                idempotency_retention,
+                invocation_retry_policy,
+                abort_timeout=abort_timeout,
+            )
             self._register(fn, name, None, input_serde, output_serde, options)
             return fn
 
@@ -219,7 +228,12 @@ class VirtualObject(_Definable):
             raise ValueError(f"kind must be 'exclusive' or 'shared', got {kind!r}")
 
         def register(fn: F) -> F:
-            options = _options(inactivity_timeout, idempotency_retention, invocation_retry_policy)
+            options = _options(
+                inactivity_timeout,
+                idempotency_retention,
+                invocation_retry_policy,
+                abort_timeout=abort_timeout,
+            )
             self._register(fn, name, kind, input_serde, output_serde, options)
             return fn
 
@@ -250,7 +264,11 @@ class Workflow(_Definable):
             if any(h.kind == "workflow" for h in self.handlers.values()):
                 raise ValueError(f"workflow {self.name} already has a main handler")
             options = _options(
-                inactivity_timeout, None, invocation_retry_policy, workflow_retention
+                inactivity_timeout,
+                None,
+                invocation_retry_policy,
+                workflow_retention,
+                abort_timeout=abort_timeout,
             )
             self._register(fn, name, "workflow", input_serde, output_serde, options)
             return fn
@@ -273,7 +291,12 @@ class Workflow(_Definable):
         invocation_retry_policy: InvocationRetryPolicy | None = None,
     ) -> Callable[[F], F]:
         def register(fn: F) -> F:
-            options = _options(inactivity_timeout, idempotency_retention, invocation_retry_policy)
+            options = _options(
+                inactivity_timeout,
+                idempotency_retention,
+                invocation_retry_policy,
+                abort_timeout=abort_timeout,
+            )
             self._register(fn, name, "shared", input_serde, output_serde, options)
             return fn
 

@@ -8,9 +8,22 @@ from partition_processor.actions import Action, RespondToIngress
 from partition_processor.commands import Attach
 from partition_processor.journal import Failure
 from partition_processor.tables import Transaction
+from partition_processor.values import InvocationStatus
 
 NOT_FOUND = 404
 NOT_READY = 470
+# Too many requests wait for this invocation's result (the ingress adds Retry-After).
+TOO_MANY_ATTACHED = 429
+
+
+def attach_refused(status: InvocationStatus, max_attached: int) -> Failure | None:
+    """Failure 429 when ``max_attached`` (0: unbounded) requests wait for ``status`` already."""
+    if max_attached <= 0 or len(status.sinks) < max_attached:
+        return None
+    return Failure(
+        TOO_MANY_ATTACHED,
+        f"{len(status.sinks)} requests already wait for invocation {status.invocation_id}",
+    )
 
 
 def on_attach(tx: Transaction, command: Attach, actions: list[Action]) -> bool:
@@ -28,5 +41,8 @@ def on_attach(tx: Transaction, command: Attach, actions: list[Action]) -> bool:
         actions.append(RespondToIngress(command.sink, command.invocation_id, failure))
         return True
     if command.sink not in status.sinks:
+        if (refused := attach_refused(status, command.max_attached)) is not None:
+            actions.append(RespondToIngress(command.sink, command.invocation_id, refused))
+            return True
         tx.put_status(msgspec.structs.replace(status, sinks=[*status.sinks, command.sink]))
     return True

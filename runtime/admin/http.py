@@ -19,8 +19,10 @@ from partition_processor.ids import (
     partition_of,
 )
 from partition_processor.journal import Failure, JournalEntry, Success, command_name
-from partition_processor.tables import KeyValueReader, decode_status, read_journal, read_status
+from partition_processor.tables import KeyValueReader, read_journal, read_status
+from runtime.admin.listing import BadListing, Cursor, list_invocations, parse_limit
 from runtime.cluster import RESPONSES_PATH, decode_response
+from runtime.http_limits import BodyTimeout, BodyTooLarge, read_body, timed_out
 from runtime.ingress.gateway import InvocationGateway
 from runtime.ingress.http import error_response
 from runtime.invoker.discovery import DiscoveryError
@@ -28,6 +30,9 @@ from runtime.metadata import Deployment, Registry, ServiceInfo
 from runtime.metrics import exposition
 
 Discover = Callable[[str], Awaitable[Deployment]]
+# Admin bodies are small (a deployment URI, a result relayed by another node: results are bounded
+# by the ingress body limit, so this must stay above it).
+ADMIN_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 def _service_json(service: ServiceInfo) -> dict[str, Any]:
@@ -83,7 +88,9 @@ class AdminServer:
         node_id: str,
         leading: Callable[[], list[int]],
         receive_response: Callable[[RespondToIngress], None] | None,
+        body_timeout_s: float,
     ) -> None:
+        self._body_timeout_s = body_timeout_s
         self._registry = registry
         self._receive_response = receive_response
         self._leading = leading
@@ -125,9 +132,15 @@ class AdminServer:
         if self._receive_response is None:
             return error_response(404, "this node is not part of a cluster")
         try:
-            action = decode_response(await request.read())
+            action = decode_response(
+                await read_body(request, self._body_timeout_s, ADMIN_MAX_BODY_BYTES)
+            )
         except msgspec.DecodeError as exc:
             return error_response(400, f"not a response: {exc}")
+        except BodyTimeout as exc:
+            return timed_out(exc)
+        except BodyTooLarge as exc:
+            return error_response(413, str(exc))
         self._receive_response(action)
         return web.Response(status=204)
 
@@ -136,9 +149,15 @@ class AdminServer:
 
     async def _register(self, request: web.Request) -> web.Response:
         try:
-            body = msgspec.json.decode(await request.read())
+            body = msgspec.json.decode(
+                await read_body(request, self._body_timeout_s, ADMIN_MAX_BODY_BYTES)
+            )
         except msgspec.DecodeError as exc:
             return error_response(400, f"the body is not valid JSON: {exc}")
+        except BodyTimeout as exc:
+            return timed_out(exc)
+        except BodyTooLarge as exc:
+            return error_response(413, str(exc))
         uri = body.get("uri") if isinstance(body, dict) else None
         if not isinstance(uri, str) or not uri:
             return error_response(400, 'expected {"uri": "http://HOST:PORT"}')
@@ -181,26 +200,23 @@ class AdminServer:
         return web.json_response({"service": service, "key": key, "state": state})
 
     async def _invocations(self, request: web.Request) -> web.Response:
-        """Every invocation this node stores (optionally ``?status=invoked`` etc.), newest last."""
-        wanted = request.query.get("status")
-        listed = []
-        for partition in range(self._partitions):
-            prefix = keys.partition_prefix(keys.Kind.STATUS, partition)
-            for _, raw in self._store.scan(prefix):
-                status = decode_status(raw)
-                if wanted is None or status.phase == wanted:
-                    listed.append(
-                        {
-                            "id": status.invocation_id,
-                            "target": status.target.describe(),
-                            "status": status.phase,
-                            "attempt": status.attempt,
-                            "created_ms": status.created_ms,
-                            "modified_ms": status.modified_ms,
-                        }
-                    )
-        listed.sort(key=lambda row: (row["created_ms"], row["id"]))
-        return web.json_response({"invocations": listed})
+        """One page of invocations (``?status=``, ``?limit=``, ``?cursor=`` from ``next``)."""
+        try:
+            limit = parse_limit(request.query.get("limit"))
+            raw_cursor = request.query.get("cursor")
+            cursor = Cursor.parse(raw_cursor, self._partitions) if raw_cursor else None
+        except BadListing as exc:
+            return error_response(400, str(exc))
+        rows, following = list_invocations(
+            self._store,
+            self._partitions,
+            status=request.query.get("status"),
+            limit=limit,
+            cursor=cursor,
+        )
+        return web.json_response(
+            {"invocations": rows, "next": str(following) if following is not None else None}
+        )
 
     async def _cancel(self, request: web.Request) -> web.Response:
         return await self._manage(request, lambda i, sink: Terminate(i, "cancel", sink))

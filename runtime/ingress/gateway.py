@@ -60,10 +60,13 @@ class InvocationGateway:
         log: Log,
         node_id: str,
         responses: PendingResponses,
+        *,
+        max_attached: int,
     ) -> None:
         self._log = log
         self._node_id = node_id
         self._responses = responses
+        self._max_attached = max_attached
 
     def invocation_id_for(self, target: Target, idempotency_key: str | None) -> str:
         """Deterministic for workflow runs and idempotent requests, random otherwise."""
@@ -126,7 +129,8 @@ class InvocationGateway:
         outcome = self._responses.expect(request_id)
         try:
             sink = IngressSink(self._node_id, request_id)
-            await self._append_command(invocation_id, Attach(invocation_id, sink, wait))
+            command = Attach(invocation_id, sink, wait, max_attached=self._max_attached)
+            await self._append_command(invocation_id, command)
             return (await outcome)[1]
         finally:
             self._responses.forget(request_id)
@@ -177,6 +181,7 @@ class InvocationGateway:
             completion_retention_ms=retention,
             invoke_at_ms=invoke_at_ms,
             submission=target.handler_kind == "workflow",
+            max_attached=self._max_attached,
         )
         await self._append_command(invocation_id, command)
 

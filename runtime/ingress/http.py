@@ -19,6 +19,15 @@ from partition_processor.ids import (
     workflow_run_id,
 )
 from partition_processor.journal import Failure, Success
+from partition_processor.state_machine.on_attach import TOO_MANY_ATTACHED
+from runtime.http_limits import (
+    BodyTimeout,
+    BodyTooLarge,
+    RequestLimit,
+    read_body,
+    refusal,
+    timed_out,
+)
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.ingress.gateway import InvocationGateway
 from runtime.metadata import HandlerInfo, Registry, ServiceInfo
@@ -57,14 +66,21 @@ class IngressServer:
         gateway: InvocationGateway,
         *,
         is_ready: Callable[[], bool],
+        limit: RequestLimit,
+        body_timeout_s: float,
+        retry_after_s: int,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self._registry = registry
         self._gateway = gateway
         self._is_ready = is_ready
         self._max_body_bytes = max_body_bytes
+        self._body_timeout_s = body_timeout_s
+        self._retry_after_s = retry_after_s
         # aiohttp's own limit would answer 413 in plain text; we check the size ourselves.
-        self.app = web.Application(client_max_size=max_body_bytes + 1024)
+        self.app = web.Application(
+            client_max_size=max_body_bytes + 1024, middlewares=[limit.middleware]
+        )
         self.app.router.add_get("/restate/health", self._health)
         for verb in ("attach", "output"):
             for path in (
@@ -113,6 +129,14 @@ class IngressServer:
             )
         except IngressError as exc:
             return error_response(exc.status, exc.message)
+        except BodyTimeout as exc:
+            return timed_out(exc)
+        return self._render(invocation_id, result)
+
+    def _render(self, invocation_id: str, result: Success | Failure) -> web.Response:
+        if isinstance(result, Failure) and result.code == TOO_MANY_ATTACHED:
+            # Too many requests wait for this invocation already (--max-attached-requests).
+            return refusal(result.code, result.message, self._retry_after_s)
         return _render(invocation_id, result)
 
     async def _attach(self, request: web.Request) -> web.Response:
@@ -125,7 +149,7 @@ class IngressServer:
             result = await self._gateway.attach(invocation_id, wait=wait)
         except IngressError as exc:
             return error_response(exc.status, exc.message)
-        return _render(invocation_id, result)
+        return self._render(invocation_id, result)
 
     def _attach_target(self, match: Mapping[str, str]) -> str:
         if "id" in match:
@@ -153,6 +177,8 @@ class IngressServer:
             return await self._complete_awakeable(request, Success(body or b"null"))
         except IngressError as exc:
             return error_response(exc.status, exc.message)
+        except BodyTimeout as exc:
+            return timed_out(exc)
 
     async def _reject_awakeable(self, request: web.Request) -> web.Response:
         try:
@@ -169,6 +195,8 @@ class IngressServer:
             return await self._complete_awakeable(request, Failure(500, reason))
         except IngressError as exc:
             return error_response(exc.status, exc.message)
+        except BodyTimeout as exc:
+            return timed_out(exc)
 
     async def _complete_awakeable(
         self, request: web.Request, result: Success | Failure
@@ -228,17 +256,10 @@ class IngressServer:
         )
 
     async def _read_body(self, request: web.Request) -> bytes:
-        length = request.content_length
-        if length is not None and length > self._max_body_bytes:
-            raise IngressError(413, f"body of {length} bytes exceeds {self._max_body_bytes}")
-        chunks = []
-        size = 0
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > self._max_body_bytes:
-                raise IngressError(413, f"body exceeds {self._max_body_bytes} bytes")
-            chunks.append(chunk)
-        body = b"".join(chunks)
+        try:
+            body = await read_body(request, self._body_timeout_s, self._max_body_bytes)
+        except BodyTooLarge as exc:
+            raise IngressError(413, str(exc)) from exc
         if body.strip():
             try:
                 msgspec.json.decode(body)

@@ -94,6 +94,9 @@ def deployment_from_manifest(uri: str, manifest: pb.Manifest) -> Deployment:
                     if handler.HasField("inactivity_timeout_ms")
                     else None
                 ),
+                abort_timeout_ms=(
+                    handler.abort_timeout_ms if handler.HasField("abort_timeout_ms") else None
+                ),
             )
         services.append(ServiceInfo(service.name, service_type, handlers, deployment_id))
     return Deployment(id=deployment_id, uri=uri, services=services)

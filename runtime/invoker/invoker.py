@@ -13,10 +13,11 @@ from partition_processor.actions import (
     StartInvocation,
 )
 from partition_processor.tables import KeyValueReader
-from runtime.invoker.attempt import Attempt
+from runtime.invoker.attempt import Attempt, StreamTimeouts
 from runtime.invoker.channels import ChannelPool
+from runtime.invoker.slots import RunningSlots
 from runtime.metadata import Registry
-from runtime.metrics import ATTEMPTS_STARTED, OPEN_ATTEMPTS
+from runtime.metrics import ATTEMPTS_STARTED
 from runtime.worker.proposer import LeaderProposer
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,11 @@ class PartitionInvoker:
         registry: Registry,
         channels: ChannelPool,
         proposer: LeaderProposer,
+        slots: RunningSlots,
+        timeouts: StreamTimeouts,
     ) -> None:
+        self._slots = slots
+        self._timeouts = timeouts
         self._partition = partition
         self._store = store
         self._registry = registry
@@ -54,9 +59,10 @@ class PartitionInvoker:
             registry=self._registry,
             channels=self._channels,
             proposer=self._proposer,
+            slots=self._slots,
+            timeouts=self._timeouts,
         )
         task = asyncio.create_task(attempt.run(), name=f"attempt-{action.invocation_id}")
-        OPEN_ATTEMPTS.inc()
         ATTEMPTS_STARTED.inc()
         self._running[action.invocation_id] = (attempt, task)
         task.add_done_callback(lambda done: self._finished(action.invocation_id, done))
@@ -83,7 +89,6 @@ class PartitionInvoker:
             current[0].notify_invocation_id(action.index, action.callee_id)
 
     def _finished(self, invocation_id: str, task: asyncio.Task[None]) -> None:
-        OPEN_ATTEMPTS.dec()
         current = self._running.get(invocation_id)
         if current is not None and current[1] is task:
             del self._running[invocation_id]

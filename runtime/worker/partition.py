@@ -28,8 +28,10 @@ from partition_processor.commands import AnnounceLeader, Envelope, LeaderSource,
 from partition_processor.processor import LogEntry, PartitionProcessor
 from partition_processor.tables import Store
 from runtime.clock import now_ms
+from runtime.invoker.attempt import StreamTimeouts
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.invoker import PartitionInvoker
+from runtime.invoker.slots import RunningSlots
 from runtime.log import Log
 from runtime.metadata import Registry
 from runtime.worker.outbox import OutboxShipper
@@ -73,8 +75,12 @@ class PartitionWorker:
         registry: Registry,
         channels: ChannelPool,
         respond: Responder,
+        slots: RunningSlots,
+        timeouts: StreamTimeouts,
         owned: bool = True,
     ) -> None:
+        self._slots = slots
+        self._timeouts = timeouts
         self.partition = partition
         self._log = log_
         self._store = store
@@ -180,7 +186,13 @@ class PartitionWorker:
         log.info("partition %d: leader at epoch %d", self.partition, epoch)
         proposer = LeaderProposer(self._log, self.partition, epoch, self._node_id)
         invoker = PartitionInvoker(
-            self.partition, self._store, self._registry, self._channels, proposer
+            self.partition,
+            self._store,
+            self._registry,
+            self._channels,
+            proposer,
+            self._slots,
+            self._timeouts,
         )
         outbox = OutboxShipper(self._log, self.partition, self._store, proposer)
         timers = TimerService(proposer, self.processor.pending_timers)

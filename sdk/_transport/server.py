@@ -26,6 +26,17 @@ DEFAULT_INACTIVITY_TIMEOUT = timedelta(seconds=60)
 UNKNOWN_HANDLER_CODE = 501
 # How long a finished attempt keeps its stream open for the runtime to close it.
 RUNTIME_CLOSE_TIMEOUT_S = 30.0
+# The runtime pings its streams (keepalive) to notice a peer that stopped answering; accept its
+# pings down to every 5 s (a server refuses pings more frequent than it allows with GOAWAY), and
+# ping back, so a runtime that vanished does not hold the attempt either.
+KEEPALIVE_OPTIONS = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
 
 _SERVICE_TYPES = {
     "service": pb.SERVICE_TYPE_SERVICE,
@@ -58,6 +69,7 @@ def handler_manifest(handler: Handler) -> pb.HandlerManifest:
         )
     for attribute, field in (
         ("inactivity_timeout", "inactivity_timeout_ms"),
+        ("abort_timeout", "abort_timeout_ms"),
         ("idempotency_retention", "idempotency_retention_ms"),
         ("workflow_retention", "workflow_retention_ms"),
     ):
@@ -191,7 +203,7 @@ class RunningEndpoint:
 
 async def start_server(app: App, host: str = "127.0.0.1", port: int = 9080) -> RunningEndpoint:
     """Start serving ``app`` over gRPC on ``host:port`` (port 0 picks a free one)."""
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *KEEPALIVE_OPTIONS])
     endpoint_pb2_grpc.add_EndpointServicer_to_server(EndpointServicer(app), server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")

@@ -1,0 +1,112 @@
+"""Bounds of the HTTP servers (DESIGN §11): requests in progress, push-back, read timeouts.
+
+The ingress and admin servers share these; the handlers themselves only call ``read_body``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from runtime.metrics import REQUESTS_REFUSED
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Why the node cannot take more work now (None: it can).
+Overload = Callable[[], str | None]
+
+TOO_MANY_REQUESTS = 429
+UNAVAILABLE = 503
+REQUEST_TIMEOUT = 408
+
+
+def refusal(status: int, message: str, retry_after_s: int) -> web.Response:
+    """A 429/503 answer: JSON ``{"code", "message"}`` and when to try again."""
+    return web.json_response(
+        {"code": status, "message": message},
+        status=status,
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
+class RequestLimit:
+    """An aiohttp middleware: at most ``limit`` requests in progress, and none while
+    ``overloaded()`` says why not. A refused request is answered at once, before its body is
+    read (so it holds no memory) and without appending anything. ``exempt`` paths (health
+    checks) always pass."""
+
+    def __init__(
+        self,
+        limit: int,
+        retry_after_s: int,
+        *,
+        overloaded: Overload = lambda: None,
+        exempt: frozenset[str] = frozenset(),
+    ) -> None:
+        self._limit = limit
+        self._retry_after_s = retry_after_s
+        self._overloaded = overloaded
+        self._exempt = exempt
+        self.in_flight = 0
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in self._exempt:
+            return await handler(request)
+        if self.in_flight >= self._limit:
+            REQUESTS_REFUSED.labels("concurrency").inc()
+            return self._refuse(
+                TOO_MANY_REQUESTS, f"this node has {self._limit} requests in progress"
+            )
+        if (reason := self._overloaded()) is not None:
+            REQUESTS_REFUSED.labels("backlog").inc()
+            return self._refuse(UNAVAILABLE, reason)
+        self.in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            self.in_flight -= 1
+
+    def _refuse(self, status: int, message: str) -> web.Response:
+        response = refusal(status, f"{message}; retry later", self._retry_after_s)
+        # The unread body is not drained: the connection closes after this answer.
+        response.force_close()
+        return response
+
+
+class BodyTimeout(Exception):
+    """The client did not send the whole body in time."""
+
+
+async def read_body(request: web.Request, timeout_s: float, limit: int | None = None) -> bytes:
+    """The request body, read within ``timeout_s`` (a slow client is cut off with
+    ``BodyTimeout``); past ``limit`` bytes raises ``BodyTooLarge``."""
+    length = request.content_length
+    if limit is not None and length is not None and length > limit:
+        raise BodyTooLarge(f"body of {length} bytes exceeds {limit}")
+    chunks = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise BodyTooLarge(f"body exceeds {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
+    return b"".join(chunks)
+
+
+class BodyTooLarge(Exception):
+    """The body is over the size limit."""
+
+
+def timed_out(error: BodyTimeout) -> web.Response:
+    """408, and the connection is closed (the rest of the body is never read)."""
+    response = web.json_response(
+        {"code": REQUEST_TIMEOUT, "message": str(error)}, status=REQUEST_TIMEOUT
+    )
+    response.force_close()
+    return response
