@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -141,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     invocation_commands = invocations.add_subparsers(dest="action", required=True)
     listing = invocation_commands.add_parser("list", help="list invocations")
     listing.add_argument("--status", help="only this status (invoked, suspended, completed...)")
+    listing.add_argument("--limit", type=int, help="print at most this many (default: all)")
     listing.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
     for action, text in (
         ("describe", "status, target, last failure and journal"),
@@ -226,9 +228,24 @@ async def _dev(args: argparse.Namespace) -> None:
 
 def _invocations(args: argparse.Namespace) -> None:
     if args.action == "list":
-        query = f"?status={args.status}" if args.status else ""
-        for row in _admin_request(args.admin, "GET", f"/invocations{query}")["invocations"]:
-            print(f"{row['id']}  {row['status']:<11}  {row['target']}")
+        # Follows the pages (``next``) until the listing ends or --limit rows are printed.
+        printed = 0
+        cursor: str | None = None
+        while args.limit is None or printed < args.limit:
+            page_size = 1000 if args.limit is None else min(1000, args.limit - printed)
+            query = {"limit": str(page_size)}
+            if args.status:
+                query["status"] = args.status
+            if cursor is not None:
+                query["cursor"] = cursor
+            page = _admin_request(
+                args.admin, "GET", "/invocations?" + urllib.parse.urlencode(query)
+            )
+            for row in page["invocations"]:
+                print(f"{row['id']}  {row['status']:<11}  {row['target']}")
+            printed += len(page["invocations"])
+            if (cursor := page["next"]) is None:
+                break
     elif args.action == "describe":
         print(json.dumps(_admin_request(args.admin, "GET", f"/invocations/{args.id}"), indent=2))
     else:

@@ -31,10 +31,10 @@ def refusal(status: int, message: str, retry_after_s: int) -> web.Response:
 
 
 class RequestLimit:
-    """An aiohttp middleware: at most ``limit`` requests in progress, and none while
-    ``overloaded()`` says why not. A refused request is answered at once, before its body is
-    read (so it holds no memory) and without appending anything. ``exempt`` paths (health
-    checks) always pass."""
+    """An aiohttp middleware: at most ``limit`` requests in progress, and no request that would
+    start new work (``starts_work``) while ``overloaded()`` says why not. A refused request is
+    answered at once, before its body is read (so it holds no memory) and without appending
+    anything. ``exempt`` paths (health checks) always pass."""
 
     def __init__(
         self,
@@ -42,11 +42,13 @@ class RequestLimit:
         retry_after_s: int,
         *,
         overloaded: Overload = lambda: None,
+        starts_work: Callable[[web.Request], bool] = lambda _: True,
         exempt: frozenset[str] = frozenset(),
     ) -> None:
         self._limit = limit
         self._retry_after_s = retry_after_s
         self._overloaded = overloaded
+        self._starts_work = starts_work
         self._exempt = exempt
         self.in_flight = 0
 
@@ -59,7 +61,7 @@ class RequestLimit:
             return self._refuse(
                 TOO_MANY_REQUESTS, f"this node has {self._limit} requests in progress"
             )
-        if (reason := self._overloaded()) is not None:
+        if self._starts_work(request) and (reason := self._overloaded()) is not None:
             REQUESTS_REFUSED.labels("backlog").inc()
             return self._refuse(UNAVAILABLE, reason)
         self.in_flight += 1

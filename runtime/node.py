@@ -156,6 +156,8 @@ class Node:
             config.max_concurrent_requests,
             config.retry_after_s,
             overloaded=self._overloaded,
+            # Attach, output and awakeable requests start nothing new: they help drain a backlog.
+            starts_work=lambda request: not request.path.startswith("/restate/"),
             exempt=frozenset({"/restate/health"}),
         )
         ingress = IngressServer(

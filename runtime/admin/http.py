@@ -268,6 +268,8 @@ class AdminServer:
                 "status": status.phase,
                 "attempt": status.attempt,
                 "idempotency_key": status.idempotency_key,
+                # Ingress requests waiting for the result (bounded: --max-attached-requests).
+                "attached_requests": len(status.sinks),
                 "created_ms": status.created_ms,
                 "modified_ms": status.modified_ms,
                 "last_failure": msgspec.to_builtins(failure) if failure else None,
