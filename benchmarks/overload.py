@@ -7,7 +7,8 @@ worker sends its next ``Greeter/greet`` as soon as the previous one is answered)
 concurrency to find the one that saturates the node (the smallest reaching 95 % of the best
 throughput), then runs at that concurrency and at 10× it, sampling the node's RSS. Answers must be
 200 or 429/503 with Retry-After (refused, retried by the worker after it); anything else fails the
-run. Prints one JSON object and writes it to ``benchmarks/results/overload.json``.
+run. Prints one JSON object and appends it as a line to ``benchmarks/results/overload.jsonl``.
+``--node-flag=--max-concurrent-requests=64`` runs the node with a lower request limit.
 """
 
 from __future__ import annotations
@@ -130,8 +131,8 @@ def main() -> None:
     sweep = [int(c) for c in args.sweep.split(",")]
     result = asyncio.run(run(args.duration, sweep, args.node_flag))
     print(json.dumps(result))
-    out = ROOT / "benchmarks" / "results" / "overload.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    with open(ROOT / "benchmarks" / "results" / "overload.jsonl", "a") as out:
+        out.write(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":

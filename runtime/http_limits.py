@@ -19,6 +19,7 @@ Overload = Callable[[], str | None]
 TOO_MANY_REQUESTS = 429
 UNAVAILABLE = 503
 REQUEST_TIMEOUT = 408
+_DRAIN_BYTES_MAX = 64 * 1024
 
 
 def refusal(status: int, message: str, retry_after_s: int) -> web.Response:
@@ -59,21 +60,25 @@ class RequestLimit:
         if self.in_flight >= self._limit:
             REQUESTS_REFUSED.labels("concurrency").inc()
             return self._refuse(
-                TOO_MANY_REQUESTS, f"this node has {self._limit} requests in progress"
+                request, TOO_MANY_REQUESTS, f"this node has {self._limit} requests in progress"
             )
         if self._starts_work(request) and (reason := self._overloaded()) is not None:
             REQUESTS_REFUSED.labels("backlog").inc()
-            return self._refuse(UNAVAILABLE, reason)
+            return self._refuse(request, UNAVAILABLE, reason)
         self.in_flight += 1
         try:
             return await handler(request)
         finally:
             self.in_flight -= 1
 
-    def _refuse(self, status: int, message: str) -> web.Response:
+    def _refuse(self, request: web.Request, status: int, message: str) -> web.Response:
         response = refusal(status, f"{message}; retry later", self._retry_after_s)
-        # The unread body is not drained: the connection closes after this answer.
-        response.force_close()
+        length = request.content_length
+        if length is None or length > _DRAIN_BYTES_MAX:
+            # Not worth draining (aiohttp reads an unread body before the next request): close
+            # the connection after this answer. A small body is drained and the connection kept,
+            # so a refused client does not pay a reconnect.
+            response.force_close()
         return response
 
 

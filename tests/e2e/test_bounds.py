@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -209,6 +210,39 @@ async def test_a_hung_attempt_is_aborted_and_the_next_attempt_completes_it(
         after = await asyncio.wait_for(queued, 60)
         assert after.status == 200 and after.json() == "after", after.body
         assert await _metric(client, "cairn_invoker_attempts_aborted_total") >= 1
+
+
+async def test_a_stopped_endpoint_process_is_noticed_by_keepalive(tmp_path: Path) -> None:
+    """SIGSTOP the endpoint mid-attempt: its kernel keeps the connection open, but it answers no
+    ping, so the runtime's keepalive fails the stream within seconds (the inactivity timeout is a
+    minute); once the process continues, a retry completes the invocation."""
+    async with bounded(
+        "local",
+        None,
+        tmp_path,
+        "--grpc-keepalive-time-ms",
+        "6000",
+        "--grpc-keepalive-timeout-ms",
+        "2000",
+    ) as (cluster, client):
+        gate = str(tmp_path / "g")
+        invocation_id = await client.send("/Work/gated", gate)
+        await client.wait_for(lambda: _metric_is(client, "cairn_invoker_open_attempts", 1))
+        endpoint = cluster.endpoint.process.process
+        assert endpoint is not None
+        endpoint.send_signal(signal.SIGSTOP)
+        try:
+
+            async def failed_by_keepalive() -> bool:
+                failure = (await client.invocation(invocation_id))["last_failure"]
+                return failure is not None and "UNAVAILABLE" in json.dumps(failure)
+
+            await client.wait_for(failed_by_keepalive, timeout_s=45, interval_s=0.5)
+        finally:
+            endpoint.send_signal(signal.SIGCONT)
+        open_gate(gate)
+        result = await client.attach(invocation_id)
+        assert result.status == 200 and result.json() == "open", result.body
 
 
 # ---------------------------------------------------------------- attached requests
