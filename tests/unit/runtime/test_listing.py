@@ -8,7 +8,7 @@ from partition_processor.commands import Target
 from partition_processor.ids import invocation_id_for
 from partition_processor.store_memory import MemoryStore
 from partition_processor.tables import Transaction
-from partition_processor.values import InvocationStatus
+from partition_processor.values import InvocationStatus, Phase
 from runtime.admin.listing import BadListing, Cursor, list_invocations, parse_limit
 
 PARTITIONS = 3
@@ -21,7 +21,7 @@ def _store(count: int) -> tuple[MemoryStore, set[str]]:
         invocation_id = invocation_id_for("Greeter", "greet", None, None, entropy=bytes([n] * 16))
         partition = n % PARTITIONS
         tx = Transaction(store, partition)
-        phase = "completed" if n % 4 == 0 else "invoked"
+        phase: Phase = "completed" if n % 4 == 0 else "invoked"
         target = Target("Greeter", "greet")
         tx.put_status(InvocationStatus(invocation_id, target, phase, created_ms=n, modified_ms=n))
         store.commit(tx.writes)
