@@ -32,8 +32,8 @@ _LIMITS = {
     "max_waiting_invocations": "waiting starts past which the ingress answers 503",
     "max_attached_requests": "requests waiting for one invocation's result (past it: 429)",
     "retry_after_s": "the Retry-After of 429/503 answers",
-    "http_idle_timeout_ms": "idle keep-alive connections close, and request headers must "
-    "arrive, within this",
+    "http_header_timeout_ms": "a new connection must send its request headers within this",
+    "http_idle_timeout_ms": "idle keep-alive connections close after this",
     "http_body_timeout_ms": "a request body must arrive within this (else 408)",
     "inactivity_timeout_ms": "an attempt without progress for this long is asked to suspend",
     "abort_timeout_ms": "... and aborted (then retried) after this long more",

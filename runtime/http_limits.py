@@ -117,3 +117,60 @@ def timed_out(error: BodyTimeout) -> web.Response:
     )
     response.force_close()
     return response
+
+
+class HeaderDeadline(asyncio.Protocol):
+    """Wraps the protocol aiohttp's ``web.Server`` makes for a connection: a connection that has
+    not sent its first request's line and headers within ``timeout_s`` is closed (a slowloris
+    client dribbling header bytes). Later requests on a kept-alive connection are bounded by the
+    keep-alive timeout, which aiohttp runs from the end of each response until the next request's
+    headers are complete."""
+
+    def __init__(self, inner: asyncio.Protocol, timeout_s: float) -> None:
+        self._inner = inner
+        self._timeout_s = timeout_s
+        self._timer: asyncio.TimerHandle | None = None
+        self._transport: asyncio.BaseTransport | None = None
+        self._tail = b""
+
+    @classmethod
+    def factory(
+        cls, inner: Callable[[], asyncio.Protocol], timeout_s: float
+    ) -> Callable[[], HeaderDeadline]:
+        return lambda: cls(inner(), timeout_s)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._timeout_s, self._expired)
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._timer is not None:
+            # The blank line ending the headers may straddle two reads.
+            if b"\r\n\r\n" in self._tail + data:
+                self._timer.cancel()
+                self._timer = None
+            else:
+                self._tail = (self._tail + data)[-3:]
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def _expired(self) -> None:
+        self._timer = None
+        if self._transport is not None:
+            self._transport.close()

@@ -19,7 +19,7 @@ from partition_processor.actions import RespondToIngress
 from partition_processor.store_rocksdb import RocksDBStore
 from runtime.admin.http import AdminServer
 from runtime.cluster import GroupOwnership, ResponseDelivery
-from runtime.http_limits import RequestLimit
+from runtime.http_limits import HeaderDeadline, RequestLimit
 from runtime.ingress.gateway import InvocationGateway, PendingResponses
 from runtime.ingress.http import DEFAULT_MAX_BODY_BYTES, IngressServer
 from runtime.invoker.attempt import StreamTimeouts
@@ -62,8 +62,11 @@ class NodeConfig(msgspec.Struct, frozen=True):
     max_attached_requests: int = 256
     # What the 429/503 answers tell clients to wait (the Retry-After header).
     retry_after_s: int = 1
-    # HTTP (ingress and admin): an idle keep-alive connection is closed after this, and a client
-    # must send a request's line and headers within it; a body must arrive within the body timeout.
+    # HTTP (ingress and admin): a new connection must send its first request's line and headers
+    # within the header timeout; an idle keep-alive connection is closed after the idle timeout
+    # (which also bounds the headers of later requests on it); a body must arrive within the body
+    # timeout.
+    http_header_timeout_ms: int = 10_000
     http_idle_timeout_ms: int = 75_000
     http_body_timeout_ms: int = 30_000
     # The runtime→endpoint stream: after this long without progress the runtime asks the attempt
@@ -117,6 +120,7 @@ class Node:
         self._workers: list[PartitionWorker] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
+        self._servers: list[asyncio.Server] = []
         self._ready = False
         self._stopped = False
         self._delivery = ResponseDelivery(self.registry) if config.cluster else None
@@ -230,14 +234,21 @@ class Node:
 
     async def _serve(self, app: web.Application, bind: str) -> None:
         host, port = split_bind(bind)
-        # aiohttp's keep-alive timer runs from the connection's start and from the end of each
-        # response until the next request's headers are complete: it closes idle connections
-        # and cuts off clients that send headers too slowly (slowloris) alike.
+        config = self.config
         runner = web.AppRunner(
-            app, access_log=None, keepalive_timeout=self.config.http_idle_timeout_ms / 1000
+            app, access_log=None, keepalive_timeout=config.http_idle_timeout_ms / 1000
         )
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        assert runner.server is not None
+        # aiohttp's web.Server is the protocol factory; each connection's protocol is wrapped to
+        # close connections that do not send their headers in time.
+        factory = HeaderDeadline.factory(runner.server, config.http_header_timeout_ms / 1000)
+        try:
+            server = await asyncio.get_running_loop().create_server(factory, host, port)
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._servers.append(server)
         self._runners.append(runner)
 
     async def _supervise(self, worker: PartitionWorker) -> None:
@@ -274,6 +285,8 @@ class Node:
             await self._ownership.stop()  # leave the group: the partitions move at once
         if self._delivery is not None:
             await self._delivery.close()
+        for server in self._servers:
+            server.close()  # no new connections; the runners close the open ones
         for runner in self._runners:
             await runner.cleanup()
         for task in self._tasks:

@@ -301,64 +301,86 @@ def _closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
     return True, received
 
 
-async def test_slow_headers_slow_bodies_and_idle_connections_are_cut_off(tmp_path: Path) -> None:
+def _slowloris(port: int) -> bool:
+    """Headers one byte every 100 ms, never finished: True when the server closes first."""
+    with _raw(port) as sock:
+        request = b"POST /Work/double HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 500
+        deadline = time.monotonic() + 20
+        try:
+            for byte in request:
+                sock.sendall(bytes([byte]))
+                time.sleep(0.1)
+                if time.monotonic() > deadline:
+                    break
+        except (BrokenPipeError, ConnectionResetError):
+            return True
+        return _closed_within(sock, 1)[0]
+
+
+def _slow_body(port: int, path: str) -> tuple[bool, bytes]:
+    """Complete headers, then 2 of the 10 announced body bytes."""
+    with _raw(port) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 10\r\n\r\n12".encode()
+        )
+        return _closed_within(sock, 15)
+
+
+def _idle(port: int, path: str) -> bool:
+    """One request on a keep-alive connection, then nothing: True when the server closes it."""
+    with _raw(port) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.settimeout(10)
+        first = sock.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200"), first
+        return _closed_within(sock, 15)[0]
+
+
+async def test_slow_headers_and_slow_bodies_are_cut_off(tmp_path: Path) -> None:
+    """The idle timeout is a minute here: what cuts the slowloris off is the header timeout."""
     async with bounded(
         "local",
         None,
         tmp_path,
-        "--http-idle-timeout-ms",
+        "--http-header-timeout-ms",
         "1500",
+        "--http-idle-timeout-ms",
+        "60000",
         "--http-body-timeout-ms",
         "1500",
     ) as (cluster, _):
         node = cluster.node
-
-        def slowloris() -> tuple[bool, bytes]:
-            """Headers one byte every 100 ms, never finished."""
-            with _raw(node.ingress_port) as sock:
-                request = b"POST /Work/double HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 500
-                deadline = time.monotonic() + 20
-                try:
-                    for byte in request:
-                        sock.sendall(bytes([byte]))
-                        time.sleep(0.1)
-                        if time.monotonic() > deadline:
-                            break
-                except (BrokenPipeError, ConnectionResetError):
-                    return True, b""
-                return _closed_within(sock, 1)
-
-        def slow_body(port: int, path: str) -> tuple[bool, bytes]:
-            """Complete headers, then 2 of the 10 announced body bytes."""
-            with _raw(port) as sock:
-                sock.sendall(
-                    f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                    "Content-Length: 10\r\n\r\n12".encode()
-                )
-                return _closed_within(sock, 15)
-
-        def idle() -> tuple[bool, bytes]:
-            """One request on a keep-alive connection, then nothing."""
-            with _raw(node.ingress_port) as sock:
-                sock.sendall(b"GET /restate/health HTTP/1.1\r\nHost: x\r\n\r\n")
-                sock.settimeout(10)
-                first = sock.recv(4096)
-                assert first.startswith(b"HTTP/1.1 200"), first
-                return _closed_within(sock, 15)
-
-        closed, _ = await asyncio.to_thread(slowloris)
-        assert closed, "a client sending headers byte by byte kept its connection"
+        for port in (node.ingress_port, node.admin_port):
+            closed = await asyncio.to_thread(_slowloris, port)
+            assert closed, "a client sending headers byte by byte kept its connection"
         for port, path in ((node.ingress_port, "/Work/double"), (node.admin_port, "/deployments")):
-            closed, answer = await asyncio.to_thread(slow_body, port, path)
+            closed, answer = await asyncio.to_thread(_slow_body, port, path)
             assert closed, f"a slow body on {path} kept its connection"
             assert answer.startswith(b"HTTP/1.1 408"), answer
             assert b'"code": 408' in answer or b'"code":408' in answer, answer
-        closed, _ = await asyncio.to_thread(idle)
-        assert closed, "an idle keep-alive connection was kept past the idle timeout"
-        # The node still serves.
+        # A connection that sends its headers in time is served (and kept alive).
+        assert not await asyncio.to_thread(lambda: _closed_within_after_request(node.ingress_port))
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{node.ingress}/Work/double", json=5) as response:
                 assert response.status == 200 and await response.json() == 10
+
+
+def _closed_within_after_request(port: int) -> bool:
+    """A request, then 3 s of silence (past the header timeout, within the idle timeout)."""
+    with _raw(port) as sock:
+        sock.sendall(b"GET /restate/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(10)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        return _closed_within(sock, 3)[0]
+
+
+async def test_idle_keep_alive_connections_are_closed(tmp_path: Path) -> None:
+    async with bounded("local", None, tmp_path, "--http-idle-timeout-ms", "1500") as (cluster, _):
+        node = cluster.node
+        for port, path in ((node.ingress_port, "/restate/health"), (node.admin_port, "/health")):
+            closed = await asyncio.to_thread(_idle, port, path)
+            assert closed, "an idle keep-alive connection was kept past the idle timeout"
 
 
 def test_the_http_idle_timeout_defaults_to_75_s_and_limits_are_flags_and_env() -> None:
