@@ -29,6 +29,9 @@ class ChannelPool:
                     # instead of holding them forever. The SDK server accepts pings this often.
                     ("grpc.keepalive_time_ms", self._keepalive_time_ms),
                     ("grpc.keepalive_timeout_ms", self._keepalive_timeout_ms),
+                    # grpc-core (1.85) closes the transport on an unanswered ping after this one,
+                    # not after keepalive_timeout_ms (default a minute).
+                    ("grpc.http2.ping_timeout_ms", self._keepalive_timeout_ms),
                     ("grpc.keepalive_permit_without_calls", 0),
                     ("grpc.http2.max_pings_without_data", 0),
                 ],

@@ -227,7 +227,14 @@ async def test_a_stopped_endpoint_process_is_noticed_by_keepalive(tmp_path: Path
     ) as (cluster, client):
         gate = str(tmp_path / "g")
         invocation_id = await client.send("/Work/gated", gate)
-        await client.wait_for(lambda: _metric_is(client, "cairn_invoker_open_attempts", 1))
+
+        async def running_on_the_endpoint() -> bool:
+            journal = (await client.invocation(invocation_id))["journal"]
+            return len(journal) > 1 and bool(journal[1]["completed"])
+
+        # (Stopped before its stream is up, the endpoint would stall the connection handshake,
+        # which the connect timeout bounds, not keepalive.)
+        await client.wait_for(running_on_the_endpoint)
         endpoint = cluster.endpoint.process.process
         assert endpoint is not None
         endpoint.send_signal(signal.SIGSTOP)

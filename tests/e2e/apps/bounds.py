@@ -51,9 +51,15 @@ async def double(ctx: restate.Context, n: int) -> int:
     return 2 * n
 
 
+def _true() -> bool:
+    return True
+
+
 @work.handler()
 async def gated(ctx: restate.Context, path: str) -> str:
-    """Runs until the test opens ``path``'s gate (polling: the stream stays quiet)."""
+    """Runs until the test opens ``path``'s gate (polling: the stream stays quiet). Its journal
+    entry 1 (a completed step) tells the test the attempt runs on the endpoint."""
+    await ctx.run_typed("started", _true)
     await wait_for_gate(path)
     return "open"
 
