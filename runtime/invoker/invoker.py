@@ -17,11 +17,12 @@ from partition_processor.actions import (
     StartInvocation,
 )
 from partition_processor.tables import KeyValueReader
-from runtime.invoker.attempt import Attempt
+from runtime.invoker.attempt import Attempt, StreamTimeouts
 from runtime.invoker.channels import ChannelPool
+from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
 from runtime.metadata import Registry
-from runtime.metrics import ATTEMPTS_STARTED, OPEN_ATTEMPTS
+from runtime.metrics import ATTEMPTS_STARTED
 from runtime.worker.proposer import LeaderProposer
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,13 @@ class PartitionInvoker:
         proposer: LeaderProposer,
         limits: SizePolicy,
         *,
+        slots: RunningSlots,
+        timeouts: StreamTimeouts,
         on_ended: AttemptEnded,
     ) -> None:
         self._limits = limits
+        self._slots = slots
+        self._timeouts = timeouts
         self._partition = partition
         self._store = store
         self._registry = registry
@@ -66,9 +71,10 @@ class PartitionInvoker:
             channels=self._channels,
             proposer=self._proposer,
             limits=self._limits,
+            slots=self._slots,
+            timeouts=self._timeouts,
         )
         task = asyncio.create_task(attempt.run(), name=f"attempt-{action.invocation_id}")
-        OPEN_ATTEMPTS.inc()
         ATTEMPTS_STARTED.inc()
         self._running[action.invocation_id] = (attempt, task)
         task.add_done_callback(lambda done: self._finished(action.invocation_id, attempt, done))
@@ -93,7 +99,6 @@ class PartitionInvoker:
             current[1].cancel()
 
     def _finished(self, invocation_id: str, attempt: Attempt, task: asyncio.Task[None]) -> None:
-        OPEN_ATTEMPTS.dec()
         current = self._running.get(invocation_id)
         if current is not None and current[1] is task:
             del self._running[invocation_id]

@@ -20,8 +20,10 @@ from partition_processor.processor import BatchOutcome, LogEntry, PartitionProce
 from partition_processor.tables import Store
 from runtime.clock import Clock, SystemClock
 from runtime.crashpoints import crash_point
+from runtime.invoker.attempt import StreamTimeouts
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.invoker import PartitionInvoker
+from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
 from runtime.log import Log, LogError
 from runtime.metadata import Registry
@@ -78,9 +80,13 @@ class PartitionWorker:
         channels: ChannelPool,
         respond: Responder,
         limits: SizePolicy,
+        slots: RunningSlots,
+        timeouts: StreamTimeouts,
         owned: bool = True,
         clock: Clock | None = None,
     ) -> None:
+        self._slots = slots
+        self._timeouts = timeouts
         self.partition = partition
         self._limits = limits
         self._log = log_
@@ -208,6 +214,8 @@ class PartitionWorker:
             self._channels,
             proposer,
             self._limits,
+            slots=self._slots,
+            timeouts=self._timeouts,
             on_ended=self.leader.attempt_ended,
         )
         leadership = self._leadership = _Leadership(invoker)

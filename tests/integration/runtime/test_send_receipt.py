@@ -24,7 +24,12 @@ async def test_a_send_without_a_receipt_is_accepted_once_its_record_is_durable(
     await log.start()
     try:
         gateway = InvocationGateway(
-            log, "node-a", PendingResponses(), max_record_bytes=1 << 20, receipt_timeout_s=0.2
+            log,
+            "node-a",
+            PendingResponses(),
+            max_record_bytes=1 << 20,
+            max_attached=8,
+            receipt_timeout_s=0.2,
         )
         invocation_id, receipt = await gateway.send(TARGET, HANDLER, b'"x"', [], "key-1")
         assert receipt == SendReceipt(True, 0)
