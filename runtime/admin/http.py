@@ -23,9 +23,9 @@ from partition_processor.state_machine.on_terminate import CANCEL_SIGNALLED
 from partition_processor.tables import KeyValueReader, read_journal, read_status
 from runtime.admin.listing import BadListing, Cursor, list_invocations, parse_limit
 from runtime.cluster import RESPONSES_PATH, decode_response
+from runtime.http_errors import error_response
 from runtime.http_limits import BodyTimeout, BodyTooLarge, read_body, timed_out
 from runtime.ingress.gateway import InvocationGateway
-from runtime.ingress.http import error_response
 from runtime.ingress.validation import InvalidRequest, check_json, check_text
 from runtime.invoker.discovery import DiscoveryError
 from runtime.limits import SizePolicy
