@@ -60,6 +60,22 @@ async def _open_attempts(http: aiohttp.ClientSession, admin: str) -> float:
     raise RuntimeError("no cairn_invoker_open_attempts metric")
 
 
+async def _count(http: aiohttp.ClientSession, admin: str, status: str) -> int:
+    """Invocations with ``status``, following the listing's pages."""
+    count = 0
+    cursor = ""
+    while True:
+        url = f"{admin}/invocations?status={status}&limit=1000"
+        if cursor:
+            url += f"&cursor={cursor}"
+        async with http.get(url) as response:
+            page = await response.json()
+        count += len(page["invocations"])
+        if page["next"] is None:
+            return count
+        cursor = page["next"]
+
+
 def _spawn(module: str, *args: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env)
@@ -105,8 +121,7 @@ async def run(invocations: int, concurrency: int, wave: int, data_dir: str) -> d
                 target = suspended + size
                 while suspended < target:
                     await asyncio.sleep(0.5)
-                    async with http.get(f"{admin}/invocations?status=suspended") as response:
-                        suspended = len((await response.json())["invocations"])
+                    suspended = await _count(http, admin, "suspended")
                 rss_per_wave.append(round(_rss_mib(node.pid), 1))
             all_suspended_s = time.perf_counter() - started
             for _ in range(60):  # the last attempts close their streams after the status flips

@@ -18,3 +18,6 @@ PROTOCOL_ERROR = 571
 # A record of this invocation could not be applied; the partition failed the invocation
 # rather than stop (DESIGN §11, apply is total).
 UNAPPLICABLE_RECORD = 572
+# Too many ingress requests wait for one invocation's result already (--max-attached-requests);
+# the ingress answers it 429 with Retry-After.
+TOO_MANY_ATTACHED = 429

@@ -128,6 +128,9 @@ class Invoke(msgspec.Struct, tag="invoke", frozen=True):
     submission: bool = False
     # A one-way request waiting to learn whether this record created the invocation.
     receipt_sink: IngressSink | None = None
+    # When the id exists: at most this many ingress requests wait for its result; past it the
+    # new one is answered 429 (0: no bound, records written before the bound existed).
+    max_attached: int = 0
 
 
 class ResolvedTarget(msgspec.Struct, frozen=True):
@@ -226,6 +229,9 @@ class Attach(msgspec.Struct, tag="attach", frozen=True):
     invocation_id: str
     sink: IngressSink
     wait: bool = True
+    # At most this many ingress requests wait for the result; past it the new one gets 429
+    # (0: no bound). The bound travels in the record so every replica applies it alike.
+    max_attached: int = 0
 
 
 TerminateMode = Literal["cancel", "kill"]

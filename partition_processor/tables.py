@@ -150,10 +150,16 @@ class Transaction:
     def scan(
         self, prefix: bytes, start: bytes | None = None, limit: int | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
-        merged: dict[bytes, bytes | None] = dict(self._reader.scan(prefix, start))
-        for key, value in self.writes.items():
-            if key.startswith(prefix) and (start is None or key >= start):
-                merged[key] = value
+        pending = {
+            key: value
+            for key, value in self.writes.items()
+            if key.startswith(prefix) and (start is None or key >= start)
+        }
+        # Each pending write hides at most one stored row, so ``limit`` + that many stored rows
+        # hold the first ``limit`` live ones: a bounded scan reads O(limit + batch), not the range.
+        stored_limit = None if limit is None else limit + len(pending)
+        merged: dict[bytes, bytes | None] = dict(self._reader.scan(prefix, start, stored_limit))
+        merged.update(pending)
         yielded = 0
         for key in sorted(merged):
             value = merged[key]
@@ -218,7 +224,8 @@ class Transaction:
         self.put(keys.inbox_key(self.partition, service, key, seq), invocation_id.encode())
 
     def pop_inbox(self, service: str, key: str) -> str | None:
-        for inbox_key, value in self.scan(keys.inbox_prefix(self.partition, service, key)):
+        """The oldest queued invocation of the object, removed (reads one row, not the queue)."""
+        for inbox_key, value in self.scan(keys.inbox_prefix(self.partition, service, key), limit=1):
             self.delete(inbox_key)
             return value.decode()
         return None

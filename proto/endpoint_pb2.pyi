@@ -66,7 +66,7 @@ class OutputPayload(_message.Message):
     def __init__(self, content_type: _Optional[str] = ..., set_content_type_if_empty: _Optional[bool] = ...) -> None: ...
 
 class HandlerManifest(_message.Message):
-    __slots__ = ("name", "kind", "retry_policy", "inactivity_timeout_ms", "idempotency_retention_ms", "workflow_retention_ms", "documentation", "metadata", "input", "output")
+    __slots__ = ("name", "kind", "retry_policy", "inactivity_timeout_ms", "idempotency_retention_ms", "workflow_retention_ms", "documentation", "metadata", "input", "output", "abort_timeout_ms")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class HandlerManifest(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ABORT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: HandlerKind
     retry_policy: RetryPolicy
@@ -94,7 +95,8 @@ class HandlerManifest(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     input: InputPayload
     output: OutputPayload
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[HandlerKind, str]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., inactivity_timeout_ms: _Optional[int] = ..., idempotency_retention_ms: _Optional[int] = ..., workflow_retention_ms: _Optional[int] = ..., documentation: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., input: _Optional[_Union[InputPayload, _Mapping]] = ..., output: _Optional[_Union[OutputPayload, _Mapping]] = ...) -> None: ...
+    abort_timeout_ms: int
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[HandlerKind, str]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., inactivity_timeout_ms: _Optional[int] = ..., idempotency_retention_ms: _Optional[int] = ..., workflow_retention_ms: _Optional[int] = ..., documentation: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., input: _Optional[_Union[InputPayload, _Mapping]] = ..., output: _Optional[_Union[OutputPayload, _Mapping]] = ..., abort_timeout_ms: _Optional[int] = ...) -> None: ...
 
 class ServiceManifest(_message.Message):
     __slots__ = ("name", "type", "handlers", "documentation", "metadata")

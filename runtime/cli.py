@@ -15,18 +15,35 @@ import signal
 import sys
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.log import LogError
-from runtime.node import Node, NodeConfig, split_bind
+from runtime.node import Node, NodeConfig, config_default, split_bind
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"
+
+# Integer limits of the node (DESIGN §11): flag ``--max-concurrent-requests``, environment
+# variable ``CAIRN_MAX_CONCURRENT_REQUESTS``, default from ``NodeConfig``.
+_LIMITS = {
+    "max_concurrent_requests": "ingress requests in progress at once (past it: 429)",
+    "max_running_invocations": "invocation attempts running at once (more wait in order)",
+    "max_waiting_invocations": "waiting starts past which the ingress answers 503",
+    "max_attached_requests": "requests waiting for one invocation's result (past it: 429)",
+    "retry_after_s": "the Retry-After of 429/503 answers",
+    "http_header_timeout_ms": "a new connection must send its request headers within this",
+    "http_idle_timeout_ms": "idle keep-alive connections close after this",
+    "http_body_timeout_ms": "a request body must arrive within this (else 408)",
+    "inactivity_timeout_ms": "an attempt without progress for this long is asked to suspend",
+    "abort_timeout_ms": "... and aborted (then retried) after this long more",
+    "idle_suspend_ms": "when starts wait for a slot, attempts quiet this long are asked to suspend",
+    "grpc_keepalive_time_ms": "keepalive ping interval on the channels to endpoints",
+    "grpc_keepalive_timeout_ms": "a keepalive ping unanswered this long fails the channel",
+}
 
 
 def _env(name: str, default: str) -> str:
@@ -49,7 +66,7 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         parser.add_argument(
             "--" + name.replace("_", "-"),
             type=int,
-            default=int(_env(name.upper(), str(_node_default(name)))),
+            default=_env(name.upper(), str(config_default(name))),
             help="size policy (README, Limits)",
         )
     parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
@@ -71,10 +88,17 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         help="longest graceful stop on SIGTERM/SIGINT, in seconds or e.g. 15s "
         f"(default {_default_shutdown_timeout_ms() / 1000:g} s)",
     )
+    for name, text in _LIMITS.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=int,
+            default=_env(name.upper(), str(config_default(name))),
+            help=f"{text} (default %(default)s)",
+        )
 
 
 def _default_shutdown_timeout_ms() -> int:
-    default = _node_default("shutdown_timeout_ms")
+    default = config_default("shutdown_timeout_ms")
     assert isinstance(default, int)
     return default
 
@@ -95,11 +119,6 @@ def _shutdown_timeout_ms(raw: str) -> int | None:
     return ms
 
 
-def _node_default(name: str) -> object:
-    """A NodeConfig default (its one home)."""
-    field = next(f for f in msgspec.structs.fields(NodeConfig) if f.name == name)
-    return field.default
-
 
 def _config(args: argparse.Namespace) -> NodeConfig:
     if args.partitions < 1:
@@ -114,6 +133,9 @@ def _config(args: argparse.Namespace) -> NodeConfig:
     optional: dict[str, Any] = {}
     if (shutdown_timeout_ms := _shutdown_timeout_ms(args.shutdown_timeout)) is not None:
         optional["shutdown_timeout_ms"] = shutdown_timeout_ms
+    for name in _LIMITS:
+        if getattr(args, name) < 1:
+            raise SystemExit(f"cairn: --{name.replace('_', '-')} must be at least 1")
     try:
         return _node_config(args, optional)
     except ValueError as exc:
@@ -136,6 +158,7 @@ def _node_config(args: argparse.Namespace, optional: dict[str, Any]) -> NodeConf
         cluster=args.cluster,
         cluster_session_timeout_ms=args.cluster_session_timeout_ms,
         **optional,
+        **{name: getattr(args, name) for name in _LIMITS},
     )
 
 
@@ -165,6 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     invocation_commands = invocations.add_subparsers(dest="action", required=True)
     listing = invocation_commands.add_parser("list", help="list invocations")
     listing.add_argument("--status", help="only this status (invoked, suspended, completed...)")
+    listing.add_argument("--limit", type=int, help="print at most this many (default: all)")
     listing.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
     for action, text in (
         ("describe", "status, target, last failure and journal"),
@@ -321,9 +345,24 @@ async def _dev(args: argparse.Namespace) -> None:
 
 def _invocations(args: argparse.Namespace) -> None:
     if args.action == "list":
-        query = f"?status={args.status}" if args.status else ""
-        for row in _admin_request(args.admin, "GET", f"/invocations{query}")["invocations"]:
-            print(f"{row['id']}  {row['status']:<11}  {row['target']}")
+        # Follows the pages (``next``) until the listing ends or --limit rows are printed.
+        printed = 0
+        cursor: str | None = None
+        while args.limit is None or printed < args.limit:
+            page_size = 1000 if args.limit is None else min(1000, args.limit - printed)
+            query = {"limit": str(page_size)}
+            if args.status:
+                query["status"] = args.status
+            if cursor is not None:
+                query["cursor"] = cursor
+            page = _admin_request(
+                args.admin, "GET", "/invocations?" + urllib.parse.urlencode(query)
+            )
+            for row in page["invocations"]:
+                print(f"{row['id']}  {row['status']:<11}  {row['target']}")
+            printed += len(page["invocations"])
+            if (cursor := page["next"]) is None:
+                break
     elif args.action == "describe":
         print(json.dumps(_admin_request(args.admin, "GET", f"/invocations/{args.id}"), indent=2))
     else:

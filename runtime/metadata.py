@@ -53,6 +53,7 @@ class HandlerInfo(msgspec.Struct, frozen=True):
     metadata: dict[str, str] = {}
     input: InputRules = InputRules()
     output: OutputRules = OutputRules()
+    abort_timeout_ms: int | None = None
 
 
 DAY_MS = 24 * 3600 * 1000

@@ -39,6 +39,22 @@ TASK_RESTARTS = Counter(
     ["task"],
     registry=REGISTRY,
 )
+WAITING_STARTS = Gauge(
+    "cairn_invoker_waiting_starts",
+    "Invocation attempts waiting for a running slot (--max-running-invocations)",
+    registry=REGISTRY,
+)
+ATTEMPTS_ABORTED = Counter(
+    "cairn_invoker_attempts_aborted",
+    "Attempts aborted after the inactivity and abort timeouts without progress",
+    registry=REGISTRY,
+)
+REQUESTS_REFUSED = Counter(
+    "cairn_ingress_requests_refused",
+    "Ingress requests refused with 429/503 by a bound (concurrency, backlog)",
+    ["reason"],
+    registry=REGISTRY,
+)
 
 
 def exposition() -> bytes:

@@ -21,11 +21,14 @@ from partition_processor.store_rocksdb import RocksDBStore
 from runtime.admin.http import AdminServer
 from runtime.cluster import GroupOwnership, ResponseDelivery
 from runtime.health import NodeHealth
+from runtime.http_limits import HeaderDeadline, RequestLimit
 from runtime.ingress.gateway import InvocationGateway, PendingResponses
 from runtime.ingress.http import IngressServer
 from runtime.ingress.validation import quiet_malformed_requests
+from runtime.invoker.attempt import StreamTimeouts
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.discovery import discover
+from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
 from runtime.log import KafkaLog, LocalLog, Log
 from runtime.metadata import Registry
@@ -67,6 +70,37 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # A stop (SIGTERM, SIGINT) answers waiting callers with 503, ends the invoker streams,
     # flushes the log and the store, and is cut short after this long.
     shutdown_timeout_ms: int = 15_000
+    # Bounds (DESIGN §11): past them the ingress answers 429/503 with Retry-After at once.
+    # Ingress requests in progress at a time (a call holds its request until the result).
+    max_concurrent_requests: int = 4096
+    # Attempts with an open stream to an endpoint at a time; further starts wait, in order.
+    max_running_invocations: int = 1024
+    # Starts waiting for a running slot past which the ingress refuses new requests.
+    max_waiting_invocations: int = 8192
+    # Requests waiting for (attached to) one invocation's result: ingress calls repeating an
+    # idempotency key, attach requests. Past it the new one is answered 429.
+    max_attached_requests: int = 256
+    # What the 429/503 answers tell clients to wait (the Retry-After header).
+    retry_after_s: int = 1
+    # HTTP (ingress and admin): a new connection must send its first request's line and headers
+    # within the header timeout; an idle keep-alive connection is closed after the idle timeout
+    # (which also bounds the headers of later requests on it); a body must arrive within the body
+    # timeout.
+    http_header_timeout_ms: int = 10_000
+    http_idle_timeout_ms: int = 75_000
+    http_body_timeout_ms: int = 30_000
+    # The runtime→endpoint stream: after this long without progress the runtime asks the attempt
+    # to suspend; after the abort timeout more without progress it aborts the attempt (retried
+    # with backoff). A handler's ``inactivity_timeout`` / ``abort_timeout`` overrides these.
+    inactivity_timeout_ms: int = 60_000
+    abort_timeout_ms: int = 60_000
+    # When starts wait for a running slot, attempts quiet for this long are asked to suspend, so
+    # an invocation waiting on another one on this node frees its slot (no deadlock).
+    idle_suspend_ms: int = 1_000
+    # gRPC keepalive pings on the channels to endpoints: a silent peer (a stopped process, a dead
+    # host) fails its streams after time + timeout.
+    grpc_keepalive_time_ms: int = 20_000
+    grpc_keepalive_timeout_ms: int = 10_000
 
     def __post_init__(self) -> None:
         if not 0 < self.max_key_bytes <= keys.MAX_TEXT_BYTES:
@@ -91,6 +125,12 @@ class NodeConfig(msgspec.Struct, frozen=True):
         )
 
 
+def config_default(name: str) -> object:
+    """The default of ``NodeConfig.<name>`` (the CLI's flags take their defaults from here)."""
+    field = next(f for f in msgspec.structs.fields(NodeConfig) if f.name == name)
+    return field.default
+
+
 def split_bind(bind: str) -> tuple[str, int]:
     host, _, port = bind.rpartition(":")
     if not host or not port.isdigit():
@@ -109,13 +149,22 @@ class Node:
         self._log, self._metadata_log = self._open_logs(config)
         self._store: RocksDBStore | None = None
         self.limits = config.size_policy()
-        self._channels = ChannelPool(self.limits.message_bytes)
+        self._channels = ChannelPool(
+            self.limits.message_bytes,
+            keepalive_time_ms=config.grpc_keepalive_time_ms,
+            keepalive_timeout_ms=config.grpc_keepalive_timeout_ms,
+        )
+        self._slots = RunningSlots(
+            config.max_running_invocations, idle_suspend_s=config.idle_suspend_ms / 1000
+        )
+        self._timeouts = StreamTimeouts(config.inactivity_timeout_ms, config.abort_timeout_ms)
         self._responses = PendingResponses()
         self.registry = Registry(self._metadata_log)
         self._workers: list[PartitionWorker] = []
         self._supervisor = Supervisor()
         self.health = NodeHealth(self._supervisor, self._owns)
         self._runners: list[web.AppRunner] = []
+        self._servers: list[asyncio.Server] = []
         self._stopped = False
         self._delivery = (
             ResponseDelivery(self.registry, self._supervisor) if config.cluster else None
@@ -159,9 +208,29 @@ class Node:
         self._store = RocksDBStore(config.data_dir / "store")
         await self.registry.start(self._supervisor)
         gateway = InvocationGateway(
-            self._log, self.node_id, self._responses, max_record_bytes=self.limits.record_bytes
+            self._log,
+            self.node_id,
+            self._responses,
+            max_record_bytes=self.limits.record_bytes,
+            max_attached=config.max_attached_requests,
         )
-        ingress = IngressServer(self.registry, gateway, health=self.health, limits=self.limits)
+        limit = RequestLimit(
+            config.max_concurrent_requests,
+            config.retry_after_s,
+            overloaded=self._overloaded,
+            # Attach, output and awakeable requests start nothing new: they help drain a backlog.
+            starts_work=lambda request: not request.path.startswith("/restate/"),
+            exempt=frozenset({"/restate/health"}),
+        )
+        ingress = IngressServer(
+            self.registry,
+            gateway,
+            health=self.health,
+            limits=self.limits,
+            limit=limit,
+            body_timeout_s=config.http_body_timeout_ms / 1000,
+            retry_after_s=config.retry_after_s,
+        )
         admin = AdminServer(
             self.registry,
             self._store,
@@ -173,6 +242,7 @@ class Node:
             leading=lambda: [w.partition for w in self._workers if w.is_leader],
             node_id=self.node_id,
             limits=self.limits,
+            body_timeout_s=config.http_body_timeout_ms / 1000,
         )
         quiet_malformed_requests()
         await self._serve(ingress.app, config.ingress_bind)
@@ -190,6 +260,8 @@ class Node:
                 respond=self._respond,
                 limits=self.limits,
                 supervisor=self._supervisor,
+                slots=self._slots,
+                timeouts=self._timeouts,
                 owned=not config.cluster,
             )
             self._workers.append(worker)
@@ -215,14 +287,36 @@ class Node:
             config.log,
         )
 
+    def _overloaded(self) -> str | None:
+        """Why the ingress must refuse new work now (None: it need not)."""
+        waiting = self._slots.waiting
+        if waiting > self.config.max_waiting_invocations:
+            return f"{waiting} invocations wait to run on this node"
+        return None
+
     async def _serve(self, app: web.Application, bind: str) -> None:
         host, port = split_bind(bind)
+        config = self.config
         # Handlers still running when the node stops get this long to finish (the waiting
         # callers have been answered by then): a fraction of the whole stop's budget.
-        grace_s = self.config.shutdown_timeout_ms / 1000 / 4
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace_s)
+        grace_s = config.shutdown_timeout_ms / 1000 / 4
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=grace_s,
+            keepalive_timeout=config.http_idle_timeout_ms / 1000,
+        )
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        assert runner.server is not None
+        # aiohttp's web.Server is the protocol factory; each connection's protocol is wrapped to
+        # close connections that do not send their headers in time.
+        factory = HeaderDeadline.factory(runner.server, config.http_header_timeout_ms / 1000)
+        try:
+            server = await asyncio.get_running_loop().create_server(factory, host, port)
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._servers.append(server)
         self._runners.append(runner)
 
     async def _ownership_changed(self, gained: set[int], lost: set[int]) -> None:
@@ -254,10 +348,13 @@ class Node:
             await self._ownership.stop()  # leave the group: the partitions move at once
         if self._delivery is not None:
             await self._delivery.close()
+        for server in self._servers:
+            server.close()  # no new connections; the runners close the open ones
         for runner in self._runners:
             await runner.cleanup()
         await self._supervisor.shutdown()
         await self.registry.stop()
+        await self._slots.close()
         await self._channels.close()
         await self._log.close()
         await self._metadata_log.close()

@@ -40,6 +40,7 @@ class InvocationRetryPolicy:
 @dataclass
 class HandlerOptions:
     inactivity_timeout: timedelta | None = None
+    abort_timeout: timedelta | None = None
     idempotency_retention: timedelta | None = None
     workflow_retention: timedelta | None = None
     invocation_retry_policy: InvocationRetryPolicy | None = None
@@ -86,16 +87,10 @@ class ServiceDefinition:
 
 def refuse_unsupported(
     where: str,
-    abort_timeout: timedelta | None = None,
     journal_retention: timedelta | None = None,
     ingress_private: bool | None = None,
 ) -> None:
     """Refuse restate-sdk options Cairn does not implement, rather than silently ignore them."""
-    if abort_timeout is not None:
-        raise NotImplementedError(
-            f"{where}: abort_timeout is not supported yet (Cairn never aborts an attempt after its "
-            "inactivity timeout: the SDK suspends it, or a running step keeps it alive)"
-        )
     if journal_retention is not None and journal_retention != timedelta(0):
         raise NotImplementedError(
             f"{where}: journal_retention is not supported yet (Cairn deletes a journal when its "
@@ -160,7 +155,7 @@ class _Definable:
         # reads state lazily, with the same results, so they are accepted and have no effect.
         if not name or "/" in name:
             raise ValueError(f"invalid service name {name!r}")
-        refuse_unsupported(name, abort_timeout, journal_retention, ingress_private)
+        refuse_unsupported(name, journal_retention, ingress_private)
         self.name = name
         self.definition = ServiceDefinition(
             name,
@@ -168,6 +163,7 @@ class _Definable:
             description,
             HandlerOptions(
                 inactivity_timeout=inactivity_timeout,
+                abort_timeout=abort_timeout,
                 idempotency_retention=idempotency_retention,
                 workflow_retention=workflow_retention,
                 invocation_retry_policy=invocation_retry_policy,
@@ -195,7 +191,6 @@ class _Definable:
         handler_name = name or fn.__name__
         refuse_unsupported(
             f"{self.name}/{handler_name}",
-            extras.abort_timeout,
             extras.journal_retention,
             extras.ingress_private,
         )
@@ -229,7 +224,6 @@ class _Definable:
 class _HandlerExtras:
     """Per-handler keywords that are checked (unsupported ones) or kept as they are."""
 
-    abort_timeout: timedelta | None
     journal_retention: timedelta | None
     ingress_private: bool | None
     context_managers: Sequence[ContextManagerFactory] | None
@@ -244,9 +238,11 @@ def _options(
     idempotency_retention: timedelta | None,
     invocation_retry_policy: InvocationRetryPolicy | None,
     workflow_retention: timedelta | None = None,
+    abort_timeout: timedelta | None = None,
 ) -> HandlerOptions:
     return HandlerOptions(
         inactivity_timeout=inactivity_timeout,
+        abort_timeout=abort_timeout,
         idempotency_retention=idempotency_retention,
         workflow_retention=workflow_retention,
         invocation_retry_policy=invocation_retry_policy,
@@ -277,7 +273,6 @@ class Service(_Definable):
         invocation_context_managers: Sequence[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
         extras = _HandlerExtras(
-            abort_timeout,
             journal_retention,
             ingress_private,
             invocation_context_managers,
@@ -287,7 +282,12 @@ class Service(_Definable):
         )
 
         def register(fn: F) -> F:
-            options = _options(inactivity_timeout, idempotency_retention, invocation_retry_policy)
+            options = _options(
+                inactivity_timeout,
+                idempotency_retention,
+                invocation_retry_policy,
+                abort_timeout=abort_timeout,
+            )
             self._register(fn, name, None, input_serde, output_serde, options, extras)
             return fn
 
@@ -319,7 +319,6 @@ class VirtualObject(_Definable):
         invocation_context_managers: Sequence[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
         extras = _HandlerExtras(
-            abort_timeout,
             journal_retention,
             ingress_private,
             invocation_context_managers,
@@ -331,7 +330,12 @@ class VirtualObject(_Definable):
             raise ValueError(f"kind must be 'exclusive' or 'shared', got {kind!r}")
 
         def register(fn: F) -> F:
-            options = _options(inactivity_timeout, idempotency_retention, invocation_retry_policy)
+            options = _options(
+                inactivity_timeout,
+                idempotency_retention,
+                invocation_retry_policy,
+                abort_timeout=abort_timeout,
+            )
             self._register(fn, name, kind, input_serde, output_serde, options, extras)
             return fn
 
@@ -362,7 +366,6 @@ class Workflow(_Definable):
         invocation_context_managers: Sequence[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
         extras = _HandlerExtras(
-            abort_timeout,
             journal_retention,
             ingress_private,
             invocation_context_managers,
@@ -375,7 +378,11 @@ class Workflow(_Definable):
             if any(h.kind == "workflow" for h in self.handlers.values()):
                 raise ValueError(f"workflow {self.name} already has a main handler")
             options = _options(
-                inactivity_timeout, None, invocation_retry_policy, workflow_retention
+                inactivity_timeout,
+                None,
+                invocation_retry_policy,
+                workflow_retention,
+                abort_timeout=abort_timeout,
             )
             self._register(fn, name, "workflow", input_serde, output_serde, options, extras)
             return fn
@@ -401,7 +408,6 @@ class Workflow(_Definable):
         invocation_context_managers: Sequence[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
         extras = _HandlerExtras(
-            abort_timeout,
             journal_retention,
             ingress_private,
             invocation_context_managers,
@@ -411,7 +417,12 @@ class Workflow(_Definable):
         )
 
         def register(fn: F) -> F:
-            options = _options(inactivity_timeout, idempotency_retention, invocation_retry_policy)
+            options = _options(
+                inactivity_timeout,
+                idempotency_retention,
+                invocation_retry_policy,
+                abort_timeout=abort_timeout,
+            )
             self._register(fn, name, "shared", input_serde, output_serde, options, extras)
             return fn
 

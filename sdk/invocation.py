@@ -5,7 +5,8 @@ context turns handler actions into engine calls and waits here for completions. 
 the protocol's rules live: the lowest completion order wins among several completed futures (so a
 ``select`` decides the same way on replay), a pending cancellation is delivered at the first await
 of a future not completed before it, and an attempt that waits longer than the inactivity timeout
-with nothing running suspends.
+with nothing running suspends, as does one waiting when the runtime has closed its side of the
+stream (the runtime's way to ask for a suspension).
 """
 
 from __future__ import annotations
@@ -85,20 +86,24 @@ class InvocationSession:
             chosen = self._pick(wanted)
             if chosen is not None:
                 return chosen
+            if self._runtime_gone and self._steps_running == 0:
+                # The runtime closed its side: it asks this attempt to suspend (its inactivity
+                # timeout, or its running slots are all taken), and no completion can come now.
+                self._suspend(set(wanted).union(*self._waiting.values()))
             await self._wait_for_change(wanted)
 
     async def wait_callee_id(self, index: int) -> str:
         """The invocation id of the call or send journaled at ``index``."""
         while (callee := self.machine.callee_id(index)) is None:
             self._check_alive()
+            if self._runtime_gone:
+                raise AttemptClosed()
             await self._wait_for_change(frozenset(), suspendable=False)
         return callee
 
     def _check_alive(self) -> None:
         if self._fatal is not None:
             raise self._fatal
-        if self._runtime_gone:
-            raise AttemptClosed()
         if self.machine.closed:
             raise Suspended(sorted(set().union(*self._waiting.values())))
 
@@ -130,12 +135,15 @@ class InvocationSession:
             )
         except TimeoutError:
             if suspendable and self._steps_running == 0 and not self.machine.closed:
-                awaiting = sorted(set().union(*self._waiting.values()))
-                self.machine.sys_suspend(awaiting)
-                self.flush()
-                raise Suspended(awaiting) from None
+                self._suspend(set().union(*self._waiting.values()))
         finally:
             del self._waiting[token]
+
+    def _suspend(self, awaiting: set[int]) -> None:
+        indices = sorted(awaiting)
+        self.machine.sys_suspend(indices)
+        self.flush()
+        raise Suspended(indices) from None
 
     def _wake(self) -> None:
         # Every waiter holds the event that was current when it started waiting; setting it and

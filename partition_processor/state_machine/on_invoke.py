@@ -9,6 +9,7 @@ from partition_processor.commands import InvocationResponse, Invoke
 from partition_processor.journal import Failure, Input, JournalEntry, Success
 from partition_processor.limits import clamp_ms
 from partition_processor.state_machine import lifecycle
+from partition_processor.state_machine.on_attach import attach_refused
 from partition_processor.tables import Transaction
 from partition_processor.values import DelayedInvokeTimer, InvocationStatus
 
@@ -84,6 +85,11 @@ def _attach(
             response = InvocationResponse(caller.invocation_id, caller.index, status.result)
             lifecycle.send(tx, caller.invocation_id, response, actions)
         return
+    if sink is not None and sink not in status.sinks:
+        refused = attach_refused(status, command.max_attached)
+        if refused is not None:
+            actions.append(RespondToIngress(sink, status.invocation_id, refused, refused=True))
+            sink = None  # answered; a caller in the same record still attaches
     sinks = status.sinks if sink is None or sink in status.sinks else [*status.sinks, sink]
     callers = (
         status.callers if caller is None or caller in status.callers else [*status.callers, caller]

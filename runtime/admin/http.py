@@ -20,11 +20,14 @@ from partition_processor.ids import (
 )
 from partition_processor.journal import Failure, JournalEntry, Success, command_name
 from partition_processor.state_machine.on_terminate import CANCEL_SIGNALLED
-from partition_processor.tables import KeyValueReader, decode_status, read_journal, read_status
+from partition_processor.tables import KeyValueReader, read_journal, read_status
+from runtime.admin.listing import BadListing, Cursor, list_invocations, parse_limit
 from runtime.cluster import RESPONSES_PATH, decode_response
 from runtime.health import NodeHealth
+from runtime.http_errors import error_response
+from runtime.http_limits import BodyTimeout, BodyTooLarge, read_body, timed_out
 from runtime.ingress.gateway import InvocationGateway, ShuttingDown
-from runtime.ingress.http import error_response, health_response, shutting_down_response
+from runtime.ingress.http import health_response, shutting_down_response
 from runtime.ingress.validation import InvalidRequest, check_json, check_text
 from runtime.invoker.discovery import DiscoveryError
 from runtime.limits import SizePolicy
@@ -32,6 +35,9 @@ from runtime.metadata import Deployment, Registry, ServiceInfo
 from runtime.metrics import exposition
 
 Discover = Callable[[str], Awaitable[Deployment]]
+# Admin bodies are small (a deployment URI, a result relayed by another node: results are bounded
+# by the size policy, so the server takes the larger of this and a gRPC message's limit).
+ADMIN_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 def _service_json(service: ServiceInfo) -> dict[str, Any]:
@@ -101,8 +107,11 @@ class AdminServer:
         leading: Callable[[], list[int]],
         receive_response: Callable[[RespondToIngress], None] | None,
         limits: SizePolicy,
+        body_timeout_s: float,
     ) -> None:
         self._limits = limits
+        self._max_body_bytes = max(ADMIN_MAX_BODY_BYTES, limits.message_bytes)
+        self._body_timeout_s = body_timeout_s
         self._registry = registry
         self._receive_response = receive_response
         self._leading = leading
@@ -143,9 +152,15 @@ class AdminServer:
         if self._receive_response is None:
             return error_response(404, "this node is not part of a cluster")
         try:
-            action = decode_response(await request.read())
+            action = decode_response(
+                await read_body(request, self._body_timeout_s, self._max_body_bytes)
+            )
         except msgspec.DecodeError as exc:
             return error_response(400, f"not a response: {exc}")
+        except BodyTimeout as exc:
+            return timed_out(exc, source=None)
+        except BodyTooLarge as exc:
+            return error_response(413, str(exc))
         self._receive_response(action)
         return web.Response(status=204)
 
@@ -153,14 +168,18 @@ class AdminServer:
         return web.Response(body=exposition(), content_type="text/plain")
 
     async def _register(self, request: web.Request) -> web.Response:
-        raw = await request.read()
         try:
+            raw = await read_body(request, self._body_timeout_s, self._max_body_bytes)
             check_json(raw)
             body = msgspec.json.decode(raw)
         except InvalidRequest as exc:
             return error_response(exc.status, exc.message)
         except msgspec.DecodeError as exc:
             return error_response(400, f"the body is not valid JSON: {exc}")
+        except BodyTimeout as exc:
+            return timed_out(exc, source=None)
+        except BodyTooLarge as exc:
+            return error_response(413, str(exc))
         uri = body.get("uri") if isinstance(body, dict) else None
         if not isinstance(uri, str) or not uri:
             return error_response(400, 'expected {"uri": "http://HOST:PORT"}')
@@ -207,26 +226,23 @@ class AdminServer:
         return web.json_response({"service": service, "key": key, "state": state})
 
     async def _invocations(self, request: web.Request) -> web.Response:
-        """Every invocation this node stores (optionally ``?status=invoked`` etc.), newest last."""
-        wanted = request.query.get("status")
-        listed = []
-        for partition in range(self._partitions):
-            prefix = keys.partition_prefix(keys.Kind.STATUS, partition)
-            for _, raw in self._store.scan(prefix):
-                status = decode_status(raw)
-                if wanted is None or status.phase == wanted:
-                    listed.append(
-                        {
-                            "id": status.invocation_id,
-                            "target": status.target.describe(),
-                            "status": status.phase,
-                            "attempt": status.attempt,
-                            "created_ms": status.created_ms,
-                            "modified_ms": status.modified_ms,
-                        }
-                    )
-        listed.sort(key=lambda row: (row["created_ms"], row["id"]))
-        return web.json_response({"invocations": listed})
+        """One page of invocations (``?status=``, ``?limit=``, ``?cursor=`` from ``next``)."""
+        try:
+            limit = parse_limit(request.query.get("limit"))
+            raw_cursor = request.query.get("cursor")
+            cursor = Cursor.parse(raw_cursor, self._partitions) if raw_cursor else None
+        except BadListing as exc:
+            return error_response(400, str(exc))
+        rows, following = list_invocations(
+            self._store,
+            self._partitions,
+            status=request.query.get("status"),
+            limit=limit,
+            cursor=cursor,
+        )
+        return web.json_response(
+            {"invocations": rows, "next": str(following) if following is not None else None}
+        )
 
     async def _cancel(self, request: web.Request) -> web.Response:
         return await self._manage(request, lambda i, sink: Terminate(i, "cancel", sink))
@@ -304,6 +320,8 @@ class AdminServer:
                 "status": status.phase,
                 "attempt": status.attempt,
                 "idempotency_key": status.idempotency_key,
+                # Ingress requests waiting for the result (bounded: --max-attached-requests).
+                "attached_requests": len(status.sinks),
                 "created_ms": status.created_ms,
                 "modified_ms": status.modified_ms,
                 "last_failure": msgspec.to_builtins(failure) if failure else None,

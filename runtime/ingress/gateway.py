@@ -94,6 +94,7 @@ class InvocationGateway:
         responses: PendingResponses,
         *,
         max_record_bytes: int,
+        max_attached: int,
         receipt_timeout_s: float = SEND_RECEIPT_TIMEOUT_S,
     ) -> None:
         self._log = log
@@ -101,6 +102,7 @@ class InvocationGateway:
         self._responses = responses
         self._max_record_bytes = max_record_bytes
         self._receipt_timeout_s = receipt_timeout_s
+        self._max_attached = max_attached
 
     def invocation_id_for(self, target: Target, idempotency_key: str | None) -> str:
         """Deterministic for workflow runs and idempotent requests, random otherwise."""
@@ -186,7 +188,8 @@ class InvocationGateway:
         try:
             outcome = self._responses.expect(request_id)
             sink = IngressSink(self._node_id, request_id)
-            await self._append_command(invocation_id, Attach(invocation_id, sink, wait))
+            command = Attach(invocation_id, sink, wait, max_attached=self._max_attached)
+            await self._append_command(invocation_id, command)
             return await outcome
         except ShuttingDown:
             raise ShuttingDown(invocation_id) from None
@@ -245,6 +248,7 @@ class InvocationGateway:
             invoke_at_ms=invoke_at_ms,
             submission=target.handler_kind == "workflow",
             receipt_sink=receipt_sink,
+            max_attached=self._max_attached,
         )
         await self._append_command(invocation_id, command)
 

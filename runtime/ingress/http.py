@@ -7,12 +7,12 @@ appended for a one-way call (202). Errors are JSON ``{"code", "message", "source
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
 
 import msgspec
 from aiohttp import hdrs, web
 
 from partition_processor.actions import RespondToIngress, SendReceipt
+from partition_processor.codes import TOO_MANY_ATTACHED
 from partition_processor.commands import Target
 from partition_processor.ids import (
     InvalidAwakeableId,
@@ -22,6 +22,15 @@ from partition_processor.ids import (
 )
 from partition_processor.journal import Failure, Success
 from runtime.health import RETRY_AFTER_S, NodeHealth
+from runtime.http_errors import ErrorSource, error_response
+from runtime.http_limits import (
+    BodyTimeout,
+    BodyTooLarge,
+    RequestLimit,
+    read_body,
+    refusal,
+    timed_out,
+)
 from runtime.ingress.content import InputRejected, check_input, output_content_type, rfc3339
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.ingress.gateway import InvocationGateway, ShuttingDown
@@ -36,10 +45,6 @@ from runtime.metadata import HandlerInfo, OutputRules, Registry, ServiceInfo
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 ID_HEADER = "x-restate-id"
-ERROR_SOURCE_HEADER = "x-restate-error-source"
-# Who produced an error, as Restate tells its clients: the ingress refused the request, or the
-# invocation itself ended with this failure (a TerminalError).
-ErrorSource = Literal["ingress", "invocation"]
 # A response flagged with this key leaves without a content-type header (aiohttp adds
 # application/octet-stream to any body otherwise).
 _NO_CONTENT_TYPE = "cairn.no_content_type"
@@ -55,31 +60,6 @@ def _delay_ms(raw: str | None) -> int:
 
 
 IngressError = InvalidRequest
-
-
-def error_response(
-    status: int,
-    message: str,
-    *,
-    source: ErrorSource | None = None,
-    headers: Mapping[str, str] | None = None,
-    metadata: Mapping[str, str] | None = None,
-    extra: Mapping[str, object] | None = None,
-) -> web.Response:
-    """The one renderer of error bodies: ``{"code", "message"}``, plus ``"source"`` (and the
-    ``x-restate-error-source`` header) on the ingress, and a TerminalError's ``"metadata"`` when
-    it has any, and ``extra`` fields (a 503's failing tasks, a stopped call's invocation id).
-    ``status`` is the HTTP status; the body's code is the failure's own code, which differs only
-    for codes outside 400..599."""
-    body: dict[str, object] = {"code": status, "message": message, **(extra or {})}
-    all_headers = dict(headers or {})
-    if source is not None:
-        body["source"] = source
-        all_headers[ERROR_SOURCE_HEADER] = source
-    if metadata:
-        body["metadata"] = dict(metadata)
-    http_status = status if 400 <= status <= 599 else 500
-    return web.json_response(body, status=http_status, headers=all_headers)
 
 
 def health_response(health: NodeHealth, *, source: ErrorSource | None = None) -> web.Response:
@@ -128,14 +108,21 @@ class IngressServer:
         *,
         health: NodeHealth,
         limits: SizePolicy,
+        limit: RequestLimit,
+        body_timeout_s: float,
+        retry_after_s: int,
     ) -> None:
         self._registry = registry
         self._gateway = gateway
         self._health_of = health
         self._limits = limits
         max_body_bytes = self._max_body_bytes = limits.body_bytes
+        self._body_timeout_s = body_timeout_s
+        self._retry_after_s = retry_after_s
         # aiohttp's own limit would answer 413 in plain text; we check the size ourselves.
-        self.app = web.Application(client_max_size=max_body_bytes + 1024)
+        self.app = web.Application(
+            client_max_size=max_body_bytes + 1024, middlewares=[limit.middleware]
+        )
         self.app.on_response_prepare.append(_drop_default_content_type)
         self.app.router.add_get("/restate/health", self._health)
         for verb in ("attach", "output"):
@@ -208,6 +195,20 @@ class IngressServer:
             return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
         except ShuttingDown as exc:
             return shutting_down_response(exc, source="ingress")
+        except BodyTimeout as exc:
+            return timed_out(exc, source="ingress")
+        return self._render(reply, handler)
+
+    def _render(self, reply: RespondToIngress, handler: HandlerInfo | None) -> web.Response:
+        result = reply.result
+        if reply.refused and isinstance(result, Failure) and result.code == TOO_MANY_ATTACHED:
+            # Too many requests wait for this invocation already (--max-attached-requests).
+            return refusal(
+                result.code,
+                result.message,
+                self._retry_after_s,
+                headers={ID_HEADER: reply.invocation_id},
+            )
         return _render(reply, handler)
 
     async def _attach(self, request: web.Request) -> web.StreamResponse:
@@ -221,7 +222,7 @@ class IngressServer:
             return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
         except ShuttingDown as exc:
             return shutting_down_response(exc, source="ingress")
-        return _render(reply, self._handler_of(reply))
+        return self._render(reply, self._handler_of(reply))
 
     def _handler_of(self, reply: RespondToIngress) -> HandlerInfo | None:
         """The handler that produced an attached result (for its output content type)."""
@@ -262,6 +263,8 @@ class IngressServer:
             return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
         except ShuttingDown as exc:
             return shutting_down_response(exc, source="ingress")
+        except BodyTimeout as exc:
+            return timed_out(exc, source="ingress")
 
     async def _reject_awakeable(self, request: web.Request) -> web.Response:
         try:
@@ -280,6 +283,8 @@ class IngressServer:
             return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
         except ShuttingDown as exc:
             return shutting_down_response(exc, source="ingress")
+        except BodyTimeout as exc:
+            return timed_out(exc, source="ingress")
 
     async def _complete_awakeable(
         self, request: web.Request, result: Success | Failure
@@ -347,17 +352,10 @@ class IngressServer:
         )
 
     async def _read_body(self, request: web.Request) -> bytes:
-        length = request.content_length
-        if length is not None and length > self._max_body_bytes:
-            raise IngressError(413, f"body of {length} bytes exceeds {self._max_body_bytes}")
-        chunks = []
-        size = 0
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > self._max_body_bytes:
-                raise IngressError(413, f"body exceeds {self._max_body_bytes} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        try:
+            return await read_body(request, self._body_timeout_s, self._max_body_bytes)
+        except BodyTooLarge as exc:
+            raise IngressError(413, str(exc)) from exc
 
 
 __all__ = ["IngressServer", "error_response", "health_response", "shutting_down_response"]

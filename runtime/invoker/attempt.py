@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 import grpc
+import msgspec
 
 from partition_processor import codes
 from partition_processor.commands import (
@@ -31,6 +32,7 @@ from proto import endpoint_pb2_grpc
 from runtime.faults import fault_point
 from runtime.invoker import codec
 from runtime.invoker.channels import ChannelPool
+from runtime.invoker.slots import RunningSlots
 from runtime.invoker.validation import (
     MAX_ERROR_MESSAGE_CHARS,
     InvalidCommand,
@@ -40,13 +42,31 @@ from runtime.invoker.validation import (
 )
 from runtime.limits import SizePolicy
 from runtime.log import LogError
-from runtime.metadata import Registry, completion_retention_ms
+from runtime.metadata import HandlerInfo, Registry, completion_retention_ms
+from runtime.metrics import ATTEMPTS_ABORTED
 from runtime.worker.proposer import LeaderProposer
 
 log = logging.getLogger(__name__)
 
 UNAVAILABLE_CODE = codes.UNAVAILABLE
 PROTOCOL_ERROR_CODE = codes.PROTOCOL_ERROR
+
+
+class StreamTimeouts(msgspec.Struct, frozen=True):
+    """The node's defaults for an attempt's stream (a handler's manifest overrides them)."""
+
+    inactivity_ms: int
+    abort_ms: int
+
+    def for_handler(self, handler: HandlerInfo | None) -> tuple[float, float]:
+        """(inactivity, abort) in seconds for ``handler``."""
+        inactivity = self.inactivity_ms
+        abort = self.abort_ms
+        if handler is not None and handler.inactivity_timeout_ms is not None:
+            inactivity = handler.inactivity_timeout_ms
+        if handler is not None and handler.abort_timeout_ms is not None:
+            abort = handler.abort_timeout_ms
+        return inactivity / 1000, abort / 1000
 
 
 class Attempt:
@@ -63,10 +83,16 @@ class Attempt:
         channels: ChannelPool,
         proposer: LeaderProposer,
         limits: SizePolicy,
+        slots: RunningSlots,
+        timeouts: StreamTimeouts,
     ) -> None:
         self.invocation_id = invocation_id
         self._limits = limits
         self.number = number
+        self._slots = slots
+        self._timeouts = timeouts
+        self._last_activity = 0.0
+        self._suspension_requested = False
         self._partition = partition
         self._store = store
         self._registry = registry
@@ -90,10 +116,40 @@ class Attempt:
         notification = pb.Notification(index=index, invocation_id=callee_id)
         self._outgoing.put_nowait(pb.RuntimeMessage(notification=notification))
 
+    def quiet_s(self) -> float:
+        """Seconds since the last message on this attempt's stream."""
+        return asyncio.get_running_loop().time() - self._last_activity
+
+    @property
+    def suspension_requested(self) -> bool:
+        return self._suspension_requested
+
+    def request_suspension(self) -> None:
+        """Ask the endpoint to suspend: the runtime closes its sending side of the stream; an SDK
+        that waits for a completion then suspends, one that is computing does when it next waits.
+        Nothing more is sent on this attempt (its completions reach the next one)."""
+        if not self._suspension_requested:
+            self._suspension_requested = True
+            self._outgoing.put_nowait(None)
+
+    def _active(self) -> None:
+        self._last_activity = asyncio.get_running_loop().time()
+
     async def run(self) -> None:
-        status = read_status(self._store, self._partition, self.invocation_id)
-        if status is None or status.phase != "invoked" or status.attempt != self.number:
+        if not self._current():
             return  # superseded before it started
+        async with self._slots.slot(self):
+            self._active()
+            if self._current():  # (still: it may have waited for the slot)
+                await self._run()
+
+    def _current(self) -> bool:
+        status = read_status(self._store, self._partition, self.invocation_id)
+        return status is not None and status.phase == "invoked" and status.attempt == self.number
+
+    async def _run(self) -> None:
+        status = read_status(self._store, self._partition, self.invocation_id)
+        assert status is not None
         target = status.target
         service = self._registry.service(target.service)
         deployment = self._registry.deployment(service.deployment_id) if service else None
@@ -101,6 +157,7 @@ class Attempt:
             self._emit(Failed(UNAVAILABLE_CODE, f"no deployment serves {target.service!r}", True))
             await self._propose_loop()
             return
+        inactivity_s, abort_s = self._timeouts.for_handler(service.handlers.get(target.handler))
         entries = read_journal(self._store, self._partition, self.invocation_id)
         # Notifications that arrived before this task ran go after Start and the journal (the SDK
         # ignores those the journal already holds).
@@ -132,27 +189,62 @@ class Attempt:
         writer = asyncio.create_task(self._write(call))
         proposer = asyncio.create_task(self._propose_loop())
         reader = asyncio.create_task(self._read(call, deployment.uri))
+        watchdog = asyncio.create_task(self._watch(inactivity_s, abort_s))
         try:
-            await asyncio.wait({reader, proposer}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({reader, proposer, watchdog}, return_when=asyncio.FIRST_COMPLETED)
             if proposer.done() and not proposer.cancelled() and proposer.exception() is not None:
                 # What the SDK reported cannot be appended: end the attempt now rather than
                 # wait for the SDK to give up (the supervisor starts it again).
                 proposer.result()
-            await reader
+            if not reader.done():
+                await asyncio.wait({reader, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+            if not reader.done():
+                # No progress for inactivity + abort timeout (a hung handler, a stopped process):
+                # give the attempt up; it is retried with backoff like any retryable failure.
+                ATTEMPTS_ABORTED.inc()
+                log.warning(
+                    "%s attempt %d: no progress from %s for %g s, aborted",
+                    self.invocation_id,
+                    self.number,
+                    deployment.uri,
+                    inactivity_s + abort_s,
+                )
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+                reason = f"no progress from the endpoint for {inactivity_s + abort_s:g} s"
+                self._emit(Failed(UNAVAILABLE_CODE, reason, True))
+            else:
+                reader.result()
             # The SDK has said how the attempt ended: close the stream now (the endpoint keeps it
             # open until we do), then append what it said.
             writer.cancel()
             call.cancel()
             await proposer
         finally:
-            for task in (writer, proposer, reader):
+            for task in (writer, proposer, reader, watchdog):
                 task.cancel()
-            await asyncio.gather(writer, proposer, reader, return_exceptions=True)
+            await asyncio.gather(writer, proposer, reader, watchdog, return_exceptions=True)
             call.cancel()
+
+    async def _watch(self, inactivity_s: float, abort_s: float) -> None:
+        """Return when the stream has been quiet for inactivity + abort timeout; ask the endpoint
+        to suspend once it has been quiet for the inactivity timeout."""
+        while True:
+            quiet = self.quiet_s()
+            if quiet >= inactivity_s + abort_s:
+                return
+            if quiet >= inactivity_s:
+                self.request_suspension()
+                wake = inactivity_s + abort_s
+            else:
+                wake = inactivity_s
+            await asyncio.sleep(wake - quiet)
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
         while (message := await self._outgoing.get()) is not None:
             await call.write(message)
+            self._active()
+        await call.done_writing()  # asked to suspend (see request_suspension)
 
     async def _read(self, call: grpc.aio.StreamStreamCall, uri: str) -> None:
         """Turn SDK messages into effects until the attempt ends one way or another."""
@@ -170,6 +262,7 @@ class Attempt:
                 else:
                     self._emit(Failed(UNAVAILABLE_CODE, reason, True))
                 return
+            self._active()
             if message is grpc.aio.EOF:
                 self._emit(Failed(UNAVAILABLE_CODE, "the endpoint closed the stream early", True))
                 return

@@ -8,10 +8,14 @@ from runtime.invoker.discovery import grpc_target
 
 
 class ChannelPool:
-    def __init__(self, max_message_bytes: int) -> None:
+    def __init__(
+        self, max_message_bytes: int, *, keepalive_time_ms: int, keepalive_timeout_ms: int
+    ) -> None:
         # The size policy's message limit, the same as the endpoint's (sdk start_server).
         self._max_message_bytes = max_message_bytes
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._keepalive_time_ms = keepalive_time_ms
+        self._keepalive_timeout_ms = keepalive_timeout_ms
 
     def get(self, uri: str) -> grpc.aio.Channel:
         channel = self._channels.get(uri)
@@ -24,6 +28,16 @@ class ChannelPool:
                     # Reconnect quickly when an endpoint restarts (default backoff reaches 120 s).
                     ("grpc.initial_reconnect_backoff_ms", 100),
                     ("grpc.max_reconnect_backoff_ms", 1000),
+                    # Ping the endpoint while streams are open: a peer that stops answering (a
+                    # stopped process, a vanished host) fails its streams after time + timeout
+                    # instead of holding them forever. The SDK server accepts pings this often.
+                    ("grpc.keepalive_time_ms", self._keepalive_time_ms),
+                    ("grpc.keepalive_timeout_ms", self._keepalive_timeout_ms),
+                    # grpc-core (1.85) closes the transport on an unanswered ping after this one,
+                    # not after keepalive_timeout_ms (default a minute).
+                    ("grpc.http2.ping_timeout_ms", self._keepalive_timeout_ms),
+                    ("grpc.keepalive_permit_without_calls", 0),
+                    ("grpc.http2.max_pings_without_data", 0),
                 ],
             )
             self._channels[uri] = channel

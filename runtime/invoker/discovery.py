@@ -133,6 +133,9 @@ def deployment_from_manifest(uri: str, manifest: pb.Manifest) -> Deployment:
                     handler.documentation if handler.HasField("documentation") else None
                 ),
                 metadata=dict(handler.metadata),
+                abort_timeout_ms=(
+                    handler.abort_timeout_ms if handler.HasField("abort_timeout_ms") else None
+                ),
             )
         services.append(
             ServiceInfo(

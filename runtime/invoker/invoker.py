@@ -19,11 +19,12 @@ from partition_processor.actions import (
     StartInvocation,
 )
 from partition_processor.tables import KeyValueReader
-from runtime.invoker.attempt import Attempt
+from runtime.invoker.attempt import Attempt, StreamTimeouts
 from runtime.invoker.channels import ChannelPool
+from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
 from runtime.metadata import Registry
-from runtime.metrics import ATTEMPTS_STARTED, OPEN_ATTEMPTS
+from runtime.metrics import ATTEMPTS_STARTED
 from runtime.supervisor import SupervisedTask, Supervisor
 from runtime.worker.proposer import LeaderProposer
 
@@ -56,9 +57,13 @@ class PartitionInvoker:
         limits: SizePolicy,
         *,
         supervisor: Supervisor,
+        slots: RunningSlots,
+        timeouts: StreamTimeouts,
         on_ended: AttemptEnded,
     ) -> None:
         self._limits = limits
+        self._slots = slots
+        self._timeouts = timeouts
         self._partition = partition
         self._store = store
         self._registry = registry
@@ -78,6 +83,8 @@ class PartitionInvoker:
             channels=self._channels,
             proposer=self._proposer,
             limits=self._limits,
+            slots=self._slots,
+            timeouts=self._timeouts,
         )
 
     def start(self, action: StartInvocation) -> None:
@@ -97,7 +104,6 @@ class PartitionInvoker:
             f"partition-{self._partition}/attempt", run, partition=self._partition
         )
         running.task = task
-        OPEN_ATTEMPTS.inc()
         ATTEMPTS_STARTED.inc()
         self._running[action.invocation_id] = running
         task.add_done_callback(lambda done: self._finished(action.invocation_id, running, done))
@@ -124,7 +130,6 @@ class PartitionInvoker:
     def _finished(self, invocation_id: str, running: _Running, task: SupervisedTask) -> None:
         # (A crash is logged and counted by the supervisor, which restarts the task: it ends
         # only once the attempt is over, superseded, aborted or stopped.)
-        OPEN_ATTEMPTS.dec()
         current = self._running.get(invocation_id)
         if current is running:
             del self._running[invocation_id]

@@ -24,8 +24,10 @@ from partition_processor.tables import Store
 from runtime.clock import Clock, SystemClock
 from runtime.crashpoints import crash_point
 from runtime.faults import fault_point
+from runtime.invoker.attempt import StreamTimeouts
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.invoker import PartitionInvoker
+from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
 from runtime.log import Log
 from runtime.metadata import Registry
@@ -84,9 +86,13 @@ class PartitionWorker:
         respond: Responder,
         limits: SizePolicy,
         supervisor: Supervisor,
+        slots: RunningSlots,
+        timeouts: StreamTimeouts,
         owned: bool = True,
         clock: Clock | None = None,
     ) -> None:
+        self._slots = slots
+        self._timeouts = timeouts
         self.partition = partition
         self._limits = limits
         self._log = log_
@@ -241,6 +247,8 @@ class PartitionWorker:
             proposer,
             self._limits,
             supervisor=self._supervisor,
+            slots=self._slots,
+            timeouts=self._timeouts,
             on_ended=self.leader.attempt_ended,
         )
         leadership = self._leadership = _Leadership(invoker)

@@ -32,6 +32,18 @@ RUNTIME_CLOSE_TIMEOUT_S = 30.0
 # settings (NodeConfig.size_policy().message_bytes; a test pins the two together). gRPC's own
 # default (4 MiB) is below what the ingress accepts. Raise both together.
 DEFAULT_MAX_MESSAGE_BYTES = 2 * 10 * 1024 * 1024 + 256 * 1024
+# The runtime pings its streams (keepalive) to notice a peer that stopped answering; accept its
+# pings down to every 5 s (a server refuses pings more frequent than it allows with GOAWAY), and
+# ping back, so a runtime that vanished does not hold the attempt either.
+KEEPALIVE_OPTIONS = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.ping_timeout_ms", 10_000),  # (what grpc-core 1.85 waits for a ping's answer)
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
 
 _SERVICE_TYPES = {
     "service": pb.SERVICE_TYPE_SERVICE,
@@ -73,6 +85,7 @@ def handler_manifest(handler: Handler) -> pb.HandlerManifest:
         )
     for attribute, field in (
         ("inactivity_timeout", "inactivity_timeout_ms"),
+        ("abort_timeout", "abort_timeout_ms"),
         ("idempotency_retention", "idempotency_retention_ms"),
         ("workflow_retention", "workflow_retention_ms"),
     ):
@@ -251,6 +264,7 @@ async def start_server(
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
+            *KEEPALIVE_OPTIONS,
         ]
     )
     endpoint_pb2_grpc.add_EndpointServicer_to_server(EndpointServicer(app), server)

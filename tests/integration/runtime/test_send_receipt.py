@@ -27,7 +27,12 @@ async def test_a_send_without_a_receipt_is_accepted_once_its_record_is_durable(
     await log.start()
     try:
         gateway = InvocationGateway(
-            log, "node-a", PendingResponses(), max_record_bytes=1 << 20, receipt_timeout_s=0.2
+            log,
+            "node-a",
+            PendingResponses(),
+            max_record_bytes=1 << 20,
+            max_attached=8,
+            receipt_timeout_s=0.2,
         )
         invocation_id, receipt = await gateway.send(TARGET, HANDLER, b'"x"', [], "key-1")
         assert receipt == SendReceipt(True, 0)
@@ -47,7 +52,12 @@ async def test_a_send_waiting_for_its_receipt_when_the_node_stops_is_accepted(
     try:
         responses = PendingResponses()
         gateway = InvocationGateway(
-            log, "node-a", responses, max_record_bytes=1 << 20, receipt_timeout_s=600
+            log,
+            "node-a",
+            responses,
+            max_record_bytes=1 << 20,
+            max_attached=8,
+            receipt_timeout_s=600,
         )
         sending = asyncio.create_task(gateway.send(TARGET, HANDLER, b'"x"', [], "key-1"))
         for _ in range(1000):  # until the Invoke is in the log (the receipt never comes)

@@ -153,7 +153,6 @@ def test_identity_keys_are_refused_clearly() -> None:
 @pytest.mark.parametrize(
     ("keyword", "value", "named"),
     [
-        ("abort_timeout", timedelta(seconds=5), "abort_timeout"),
         ("journal_retention", timedelta(days=1), "journal_retention"),
         ("ingress_private", True, "ingress_private"),
     ],
@@ -169,6 +168,48 @@ def test_unsupported_service_and_handler_options_are_refused(
         @svc.handler(**{keyword: value})  # type: ignore[arg-type]
         async def h(ctx: restate.Context) -> None:
             return None
+
+
+def test_abort_timeout_is_accepted_and_reaches_the_runtime() -> None:
+    """restate-sdk's ``abort_timeout`` (once refused): the handler's, else the service's, in the
+    manifest and in the runtime's handler metadata; zero is honoured, unset stays unset (the
+    node's ``--abort-timeout-ms`` then applies)."""
+    svc = restate.Service("A", abort_timeout=timedelta(seconds=7))
+
+    @svc.handler()
+    async def inherited(ctx: restate.Context) -> None:
+        return None
+
+    @svc.handler(abort_timeout=timedelta(0))
+    async def zero(ctx: restate.Context) -> None:
+        return None
+
+    obj = restate.VirtualObject("B")
+
+    @obj.handler(abort_timeout=timedelta(milliseconds=1500))
+    async def own(ctx: restate.ObjectContext) -> None:
+        return None
+
+    @obj.handler()
+    async def unset(ctx: restate.ObjectContext) -> None:
+        return None
+
+    assert handler_manifest(handler_of(inherited)).abort_timeout_ms == 7000
+    zero_manifest = handler_manifest(handler_of(zero))
+    assert zero_manifest.HasField("abort_timeout_ms") and zero_manifest.abort_timeout_ms == 0
+    assert not handler_manifest(handler_of(unset)).HasField("abort_timeout_ms")
+    deployment = deployment_from_manifest("http://x", manifest_of(restate.app([svc, obj])))
+    timeouts = {
+        (service.name, name): handler.abort_timeout_ms
+        for service in deployment.services
+        for name, handler in service.handlers.items()
+    }
+    assert timeouts == {
+        ("A", "inherited"): 7000,
+        ("A", "zero"): 0,
+        ("B", "own"): 1500,
+        ("B", "unset"): None,
+    }
 
 
 def test_options_with_cairns_behaviour_are_accepted() -> None:
