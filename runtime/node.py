@@ -25,6 +25,8 @@ from runtime.invoker.channels import ChannelPool
 from runtime.invoker.discovery import discover
 from runtime.log import KafkaLog, LocalLog, Log
 from runtime.metadata import Registry
+from runtime.snapshots.manager import SnapshotInfo, Snapshotter
+from runtime.snapshots.repository import SnapshotRef, open_repository
 from runtime.worker.partition import PartitionWorker
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,14 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # consumer group; a member that dies loses its partitions after the session timeout.
     cluster: bool = False
     cluster_session_timeout_ms: int = 10_000
+    # Snapshots (README "Snapshots and trimming"): "" disables them (and so trimming);
+    # file:///dir or s3://bucket/prefix enables them. Every partition's leader snapshots it each
+    # ``snapshot_interval_records`` applied records (0: only on demand).
+    snapshot_repository: str = ""
+    snapshot_interval_records: int = 10_000
+    # Endpoint of an S3-compatible store (MinIO, a local test server); "" means AWS_ENDPOINT_URL
+    # or AWS itself.
+    snapshot_s3_endpoint: str = ""
 
 
 def split_bind(bind: str) -> tuple[str, int]:
@@ -76,6 +86,7 @@ class Node:
         self._stopped = False
         self._delivery = ResponseDelivery(self.registry) if config.cluster else None
         self._ownership: GroupOwnership | None = None
+        self._snapshotter: Snapshotter | None = None
 
     @staticmethod
     def _open_logs(config: NodeConfig) -> tuple[Log, Log]:
@@ -104,6 +115,20 @@ class Node:
         await self._metadata_log.start()
         self._store = RocksDBStore(config.data_dir / "store")
         await self.registry.start()
+        if config.snapshot_repository:
+            self._snapshotter = Snapshotter(
+                repository=open_repository(
+                    config.snapshot_repository, s3_endpoint=config.snapshot_s3_endpoint or None
+                ),
+                store=self._store,
+                log_=self._log,
+                partitions=config.partitions,
+                node_id=self.node_id,
+                interval_records=config.snapshot_interval_records,
+                # Every node applies every partition, and nodes do not yet publish how far
+                # they have applied: a cluster keeps its log untrimmed (README).
+                trim=not config.cluster,
+            )
         gateway = InvocationGateway(self._log, self.node_id, self._responses)
         ingress = IngressServer(
             self.registry,
@@ -121,6 +146,7 @@ class Node:
             receive_response=self._responses.respond if config.cluster else None,
             leading=lambda: [w.partition for w in self._workers if w.is_leader],
             node_id=self.node_id,
+            snapshots=self if self._snapshotter is not None else None,
         )
         await self._serve(ingress.app, config.ingress_bind)
         await self._serve(admin.app, config.admin_bind)
@@ -136,6 +162,7 @@ class Node:
                 channels=self._channels,
                 respond=self._respond,
                 owned=not config.cluster,
+                snapshots=self._snapshotter,
             )
             self._workers.append(worker)
             self._tasks.append(asyncio.create_task(self._supervise(worker)))
@@ -185,6 +212,22 @@ class Node:
         for partition in sorted(gained):
             self._workers[partition].claim()
 
+    async def create_snapshots(self, partition: int | None) -> list[SnapshotInfo]:
+        """Snapshot ``partition`` (or every partition this node leads) now."""
+        if self._snapshotter is None:
+            raise LookupError("no snapshot repository is configured (--snapshot-repository)")
+        leading = [w.partition for w in self._workers if w.is_leader]
+        if partition is not None and partition not in leading:
+            raise LookupError(f"partition {partition} is not led by this node")
+        targets = [partition] if partition is not None else leading
+        tasks = [self._snapshotter.take(p) for p in targets]
+        return list(await asyncio.gather(*tasks))
+
+    async def list_snapshots(self, partition: int | None) -> list[SnapshotRef]:
+        if self._snapshotter is None:
+            raise LookupError("no snapshot repository is configured (--snapshot-repository)")
+        return await self._snapshotter.repository.list(partition)
+
     def _respond(self, action: RespondToIngress) -> None:
         if action.sink.node == self.node_id:
             self._responses.respond(action)
@@ -206,6 +249,8 @@ class Node:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._snapshotter is not None:
+            await self._snapshotter.close()
         await self.registry.stop()
         await self._channels.close()
         await self._log.close()

@@ -253,6 +253,19 @@ class KafkaLog(Log):
                     probe.pause(tp)  # else it keeps fetching this partition in the background
         return max(highwater, self._acked_tail[partition])
 
+    async def first_lsn(self, partition: int) -> int:
+        """The partition's log start offset (ListOffsets earliest): above 0 once trimmed."""
+        self._check_partition(partition)
+        self._check_usable()
+        tp = TopicPartition(self._topic, partition)
+        async with self._probe_lock:
+            probe = await self._probe_consumer()
+            try:
+                offsets = await probe.beginning_offsets([tp])
+            except KafkaError as exc:
+                raise LogError(f"cannot read the start offset of {tp}: {exc!r}") from exc
+        return int(offsets[tp])
+
     async def trim(self, partition: int, upto_lsn: int) -> None:
         """Ask the broker to delete records below ``upto_lsn``; failures are logged, not raised."""
         self._check_partition(partition)

@@ -32,6 +32,8 @@ from runtime.invoker.channels import ChannelPool
 from runtime.invoker.invoker import PartitionInvoker
 from runtime.log import Log
 from runtime.metadata import Registry
+from runtime.metrics import RECORDS_APPLIED
+from runtime.snapshots.manager import Snapshotter, restore_partition
 from runtime.worker.outbox import OutboxShipper
 from runtime.worker.proposer import LeaderProposer
 from runtime.worker.timers import TimerService
@@ -74,6 +76,7 @@ class PartitionWorker:
         channels: ChannelPool,
         respond: Responder,
         owned: bool = True,
+        snapshots: Snapshotter | None = None,
     ) -> None:
         self.partition = partition
         self._log = log_
@@ -95,6 +98,7 @@ class PartitionWorker:
         self._announced_epoch = 0
         self._claim = asyncio.Event()
         self._progress = asyncio.Event()
+        self._snapshots = snapshots
 
     @property
     def is_leader(self) -> bool:
@@ -135,13 +139,29 @@ class PartitionWorker:
             if self._owned and self._leadership is None:
                 await self._announce()
 
+    async def _restore(self, snapshots: Snapshotter) -> None:
+        """Before applying: a store with no (or too old) state starts from a snapshot."""
+        header = await restore_partition(
+            self._store,
+            snapshots.repository,
+            self.partition,
+            log_start=await self._log.first_lsn(self.partition),
+            log_end=await self._log.tail(self.partition),
+            partitions=self._log.partitions,
+        )
+        if header is not None:
+            snapshots.note_position(self.partition, header.applied_lsn)
+
     async def _run(self) -> None:
+        if self._snapshots is not None:
+            await self._restore(self._snapshots)
         applied = self.processor.fsm.applied_lsn
         tail = await self._log.tail(self.partition)
         if applied >= tail - 1:
             self.synced.set()
         async for batch in self._log.read(self.partition, applied + 1):
             outcome = self.processor.apply_batch([LogEntry(r.lsn, r.payload) for r in batch])
+            RECORDS_APPLIED.inc(len(batch))
             self._progress.set()
             if outcome.applied_lsn >= tail - 1:
                 self.synced.set()
@@ -165,6 +185,8 @@ class PartitionWorker:
             if self._leadership is not None:
                 for action in outcome.actions:
                     self._execute(self._leadership, action)
+            if self._snapshots is not None:
+                self._snapshots.after_batch(self.partition, outcome.applied_lsn, self.is_leader)
 
     def _leads_at(self) -> int | None:
         return self._leadership.proposer.epoch if self._leadership is not None else None
