@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -120,10 +121,10 @@ async def _replay(store: RocksDBStore, log: Log, until: int | None = None) -> in
 
 
 @pytest.fixture
-async def log(tmp_path: Path) -> Log:
+async def log(tmp_path: Path) -> AsyncIterator[Log]:
     opened = LocalLog(tmp_path / "log", PARTITIONS, segment_bytes=4096)
     await opened.start()
-    yield opened  # type: ignore[misc]
+    yield opened
     await opened.close()
 
 
