@@ -8,6 +8,7 @@ how these tests restart.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -503,3 +504,26 @@ async def test_kafka_topic_with_another_partition_count_is_an_error(kafka_bootst
     with pytest.raises(LogError):
         await other.start()
     await other.close()
+
+
+async def test_kafka_trim_on_a_broker_without_delete_records_is_logged_once(
+    kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tansu has no DeleteRecords: trimming says so once, then costs nothing, and every record
+    stays readable (first_lsn stays 0)."""
+    log = KafkaLog(
+        kafka_bootstrap, unique_topic("trim"), 2, fetch_max_wait=timedelta(milliseconds=10)
+    )
+    await log.start()
+    try:
+        await log.append(0, [b"%d" % i for i in range(5)])
+        with caplog.at_level(logging.WARNING, logger="runtime.log.kafka"):
+            for upto in (2, 3, 4):
+                async with asyncio.timeout(20):
+                    await log.trim(0, upto)
+        warnings = [r for r in caplog.records if "trim" in r.getMessage().lower()]
+        assert len(warnings) == 1, [r.getMessage() for r in warnings]
+        assert await log.first_lsn(0) == 0
+        assert payloads(await collect(log, 0, 0, 5)) == [b"%d" % i for i in range(5)]
+    finally:
+        await log.close()
