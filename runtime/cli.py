@@ -80,9 +80,17 @@ def _add_snapshot_flags(parser: argparse.ArgumentParser) -> None:
         default=_env("SNAPSHOT_S3_ENDPOINT", defaults.snapshot_s3_endpoint),
         help="URL of an S3-compatible store (default: AWS_ENDPOINT_URL, else AWS)",
     )
+    parser.add_argument(
+        "--local-log-segment-bytes",
+        type=int,
+        default=int(_env("LOCAL_LOG_SEGMENT_BYTES", str(defaults.local_log_segment_bytes))),
+        help="segment file size of the local log (trimming deletes whole segments)",
+    )
 
 
 def _check_snapshot_flags(args: argparse.Namespace) -> None:
+    if args.local_log_segment_bytes < 1:
+        raise SystemExit("cairn: --local-log-segment-bytes must be at least 1")
     if args.snapshot_interval_records < 0:
         raise SystemExit("cairn: --snapshot-interval-records must be 0 or more")
     if args.snapshot_repository:
@@ -119,6 +127,7 @@ def _config(args: argparse.Namespace) -> NodeConfig:
         snapshot_repository=args.snapshot_repository,
         snapshot_interval_records=args.snapshot_interval_records,
         snapshot_s3_endpoint=args.snapshot_s3_endpoint,
+        local_log_segment_bytes=args.local_log_segment_bytes,
     )
 
 

@@ -57,6 +57,9 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # Endpoint of an S3-compatible store (MinIO, a local test server); "" means AWS_ENDPOINT_URL
     # or AWS itself.
     snapshot_s3_endpoint: str = ""
+    # Segment size of the local log: trimming deletes whole segments, so smaller segments free
+    # space sooner (and cost more files).
+    local_log_segment_bytes: int = 64 << 20
 
 
 def split_bind(bind: str) -> tuple[str, int]:
@@ -92,7 +95,12 @@ class Node:
     def _open_logs(config: NodeConfig) -> tuple[Log, Log]:
         if config.log == "local":
             root = config.data_dir / "log"
-            return LocalLog(root / "partitions", config.partitions), LocalLog(root / "metadata", 1)
+            partitions = LocalLog(
+                root / "partitions",
+                config.partitions,
+                segment_bytes=config.local_log_segment_bytes,
+            )
+            return partitions, LocalLog(root / "metadata", 1)
         if config.log == "kafka":
             prefix = config.kafka_topic_prefix
             wait = timedelta(milliseconds=config.kafka_fetch_max_wait_ms)

@@ -151,6 +151,9 @@ class PartitionWorker:
         )
         if header is not None:
             snapshots.note_position(self.partition, header.applied_lsn)
+            # The store jumped ahead: a claim waiting to be caught up must look again (the
+            # snapshot may already be at the tail, so no batch would wake it).
+            self._progress.set()
 
     async def _run(self) -> None:
         if self._snapshots is not None:
