@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import start_cluster, stop_cluster
-from tests.e2e.harness import Client, Node
+from tests.e2e.harness import Client, Endpoint, Node
 from tests.support.broker import unique_topic
 
 APP = "tests.e2e.apps.snapshots:app"
@@ -46,7 +46,7 @@ async def _add_all(client: Client, run: str, count: int, start: int = 0) -> None
     async def add(i: int) -> None:
         async with gate:
             headers = {"idempotency-key": f"{run}-{i}"}
-            for _ in range(20):
+            for _ in range(100):  # generous: a failover pauses the partition for seconds
                 response = await client.call(f"/Counter/{run}-{i % KEYS}/add", 1, headers=headers)
                 if response.status == 200:
                     return
@@ -247,3 +247,49 @@ async def test_snapshot_admin_errors_are_clear(
     finally:
         await client.close()
         stop_cluster(cluster)
+
+
+async def test_a_node_joins_a_running_cluster_from_snapshots_and_takes_over(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """Two cluster nodes on Kafka: b starts with an empty data dir while a serves, restores
+    every partition from a's snapshots, applies only the suffixes, and after a kill -9 of a
+    serves every partition with exact counts."""
+    prefix = unique_topic("snapcluster")
+    options = _options(tmp_path / "snaps", prefix)
+    cluster_flags = ["--cluster", "--cluster-session-timeout-ms", "3000"]
+
+    def node(name: str) -> Node:
+        extra = [*options["extra"], *cluster_flags, "--node-name", name]
+        return Node("kafka", tmp_path / name, kafka_bootstrap, PARTITIONS, extra, None, prefix)
+
+    endpoint = Endpoint(APP, tmp_path)
+    a, b = node("a"), node("b")
+    endpoint.start()
+    clients: list[Client] = []
+    try:
+        a.start()
+        client_a = Client(a)
+        clients.append(client_a)
+        await client_a.register(endpoint)
+        run = uuid.uuid4().hex[:8]
+        await _add_all(client_a, run, 400)
+        await _two_snapshots_each(client_a)
+        applied_by_a = await _metric(client_a, "cairn_records_applied_total")
+
+        b.start()
+        client_b = Client(b)
+        clients.append(client_b)
+        assert await _metric(client_b, "cairn_snapshot_restores_total") == PARTITIONS
+        replayed = await _metric(client_b, "cairn_records_applied_total")
+        assert replayed < applied_by_a / 4, (replayed, applied_by_a)
+
+        a.kill()
+        await _add_all(client_b, run, 100, start=400)  # retried while b takes a's partitions
+        assert await _counts(client_b, run) == [500 // KEYS] * KEYS
+    finally:
+        for client in clients:
+            await client.close()
+        for name, process in (("a", a.process), ("b", b.process), ("endpoint", endpoint.process)):
+            print(f"----- {name} (tail) -----\n{process.output()[-15000:]}")
+            process.terminate()
