@@ -18,12 +18,13 @@ from aiohttp import web
 from partition_processor.actions import RespondToIngress
 from partition_processor.store_rocksdb import RocksDBStore
 from runtime.admin.http import AdminServer
+from runtime.clock import now_ms
 from runtime.cluster import GroupOwnership, ResponseDelivery
 from runtime.ingress.gateway import InvocationGateway, PendingResponses
 from runtime.ingress.http import DEFAULT_MAX_BODY_BYTES, IngressServer
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.discovery import discover
-from runtime.log import KafkaLog, LocalLog, Log
+from runtime.log import KafkaLog, LocalLog, Log, LogError
 from runtime.metadata import Registry
 from runtime.snapshots.manager import SnapshotInfo, Snapshotter
 from runtime.snapshots.repository import SnapshotRef, open_repository
@@ -57,6 +58,9 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # Endpoint of an S3-compatible store (MinIO, a local test server); "" means AWS_ENDPOINT_URL
     # or AWS itself.
     snapshot_s3_endpoint: str = ""
+    # A cluster node with snapshots publishes its applied positions this often; a partition is
+    # trimmed only below what every node that reported within 3 periods has applied.
+    applied_positions_interval_ms: int = 30_000
     # Segment size of the local log: trimming deletes whole segments, so smaller segments free
     # space sooner (and cost more files).
     local_log_segment_bytes: int = 64 << 20
@@ -133,9 +137,7 @@ class Node:
                 partitions=config.partitions,
                 node_id=self.node_id,
                 interval_records=config.snapshot_interval_records,
-                # Every node applies every partition, and nodes do not yet publish how far
-                # they have applied: a cluster keeps its log untrimmed (README).
-                trim=not config.cluster,
+                trim_bound=self._cluster_trim_bound if config.cluster else None,
             )
         gateway = InvocationGateway(self._log, self.node_id, self._responses)
         ingress = IngressServer(
@@ -185,6 +187,8 @@ class Node:
                 session_timeout_ms=config.cluster_session_timeout_ms,
             )
             await self._ownership.start()
+            if self._snapshotter is not None:
+                self._tasks.append(asyncio.create_task(self._publish_positions()))
         else:
             await asyncio.gather(*(w.caught_up.wait() for w in self._workers))
         self._ready = True
@@ -219,6 +223,24 @@ class Node:
             await self._workers[partition].release()
         for partition in sorted(gained):
             self._workers[partition].claim()
+
+    def _cluster_trim_bound(self, partition: int) -> int | None:
+        """Every node applies every partition: trim only below what all live nodes applied."""
+        since = now_ms() - 3 * self.config.applied_positions_interval_ms
+        return self.registry.lowest_applied(partition, since)
+
+    async def _publish_positions(self) -> None:
+        """Publish this node's applied positions when they moved (cluster with snapshots)."""
+        published: list[int] = []
+        while True:
+            positions = [w.processor.fsm.applied_lsn for w in self._workers]
+            if positions != published:
+                try:
+                    await self.registry.publish_positions(self.node_id, positions)
+                    published = positions
+                except LogError as exc:
+                    log.warning("cannot publish applied positions: %s", exc)
+            await asyncio.sleep(self.config.applied_positions_interval_ms / 1000)
 
     async def create_snapshots(self, partition: int | None) -> list[SnapshotInfo]:
         """Snapshot ``partition`` (or every partition this node leads) now."""

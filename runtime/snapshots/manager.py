@@ -12,8 +12,10 @@
 - **Trimming.** After a snapshot is stored and old ones pruned (the last two are kept), the log is
   trimmed below the *older* kept snapshot: each kept snapshot then still has its whole suffix in
   the log, so a damaged newest snapshot falls back to the previous one rather than to nothing.
-  In a cluster the trim point is further bounded by every live node's published applied position
-  (``TrimBound``) so that no replica is pushed into a restore it did not need.
+  In a cluster the trim point is further bounded by the applied positions the nodes publish in
+  the metadata log (``TrimBound``: the lowest over the nodes that reported recently), so that no
+  live replica is pushed into a restore it did not need. A node that was away longer finds its
+  store below the log's start and restores from a snapshot: trimming never costs correctness.
 """
 
 from __future__ import annotations
@@ -190,7 +192,6 @@ class Snapshotter:
         partitions: int,
         node_id: str,
         interval_records: int,
-        trim: bool = True,
         trim_bound: TrimBound | None = None,
     ) -> None:
         self.repository = repository
@@ -199,7 +200,6 @@ class Snapshotter:
         self._partitions = partitions
         self._node_id = node_id
         self._interval = interval_records
-        self._trim = trim
         self._trim_bound = trim_bound
         # Position of the last snapshot taken (or restored, or found at start) per partition.
         self._last: dict[int, int] = {}
@@ -265,7 +265,7 @@ class Snapshotter:
 
     async def _trim_behind(self, partition: int, kept: list[SnapshotRef]) -> int | None:
         """Trim below the oldest kept snapshot (bounded by the replicas' positions)."""
-        if not self._trim or len(kept) < KEEP_PER_PARTITION:
+        if len(kept) < KEEP_PER_PARTITION:
             return None
         upto = kept[-1].applied_lsn + 1
         if self._trim_bound is not None:

@@ -31,7 +31,9 @@ from partition_processor.processor import LogEntry, PartitionProcessor
 from partition_processor.snapshot import encode_snapshot, partition_rows
 from partition_processor.store_rocksdb import RocksDBStore
 from partition_processor.tables import read_fsm
+from runtime.clock import now_ms
 from runtime.log import LocalLog, Log, LogError
+from runtime.metadata import Registry
 from runtime.snapshots.manager import SnapshotError, Snapshotter, restore_partition
 from runtime.snapshots.repository import FileRepository
 
@@ -267,3 +269,46 @@ async def test_snapshotter_trims_behind_the_older_snapshot_and_a_stale_store_res
     await snapshotter.close()
     for s in (store, stale, empty):
         s.close()
+
+
+async def test_cluster_trim_waits_for_every_reporting_node(tmp_path: Path, log: Log) -> None:
+    """Positions published in the (real, local) metadata log bound the trim: a node that has
+    applied less holds the trim point back; nodes that stopped reporting do not."""
+    await _fill(log, 300)
+    metadata = LocalLog(tmp_path / "metadata", 1)
+    await metadata.start()
+    registry = Registry(metadata)
+    await registry.start()
+    try:
+        assert registry.lowest_applied(0, since_ms=0) is None
+        await registry.publish_positions("fast", [2000, 0])
+        await registry.publish_positions("slow", [450, 0])
+        await registry.wait_applied(await metadata.tail(0) - 1)
+        assert registry.lowest_applied(0, since_ms=0) == 450
+        assert registry.lowest_applied(0, since_ms=now_ms() + 60_000) is None  # all stale
+
+        store = RocksDBStore(tmp_path / "leader")
+        snapshotter = Snapshotter(
+            repository=FileRepository(tmp_path / "snaps"),
+            store=store,
+            log_=log,
+            partitions=PARTITIONS,
+            node_id=NODE,
+            interval_records=0,
+            trim_bound=lambda p: registry.lowest_applied(p, since_ms=0),
+        )
+        for until in (600, 900):
+            await _replay(store, log, until=until)
+            await snapshotter.take(0)
+        # Unbounded, the trim point would be 601 (above the older snapshot); "slow" is at 450.
+        assert await log.first_lsn(0) == 451
+        await registry.publish_positions("slow", [1000, 0])
+        await registry.wait_applied(await metadata.tail(0) - 1)
+        await _replay(store, log, until=1100)
+        await snapshotter.take(0)
+        assert await log.first_lsn(0) == 901  # below the older kept snapshot (900)
+        await snapshotter.close()
+        store.close()
+    finally:
+        await registry.stop()
+        await metadata.close()
