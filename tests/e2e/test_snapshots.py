@@ -15,6 +15,7 @@ import pytest
 from tests.e2e.conftest import start_cluster, stop_cluster
 from tests.e2e.harness import Client, Endpoint, Node
 from tests.support.broker import unique_topic
+from tests.support.s3 import S3Server
 
 APP = "tests.e2e.apps.snapshots:app"
 PARTITIONS = 2
@@ -293,3 +294,31 @@ async def test_a_node_joins_a_running_cluster_from_snapshots_and_takes_over(
         for name, process in (("a", a.process), ("b", b.process), ("endpoint", endpoint.process)):
             print(f"----- {name} (tail) -----\n{process.output()[-15000:]}")
             process.terminate()
+
+
+async def test_an_s3_repository_serves_a_node_that_lost_its_store(
+    log_kind: str, bootstrap: str | None, tmp_path: Path, s3_server: S3Server
+) -> None:
+    """The same restore through ``s3://`` on a local S3 server (moto): the endpoint comes from
+    ``--snapshot-s3-endpoint``, the credentials from the AWS_* environment."""
+    if log_kind == "kafka":
+        pytest.skip("the repository does not depend on the log; the local log runs it")
+    options = _options(tmp_path / "unused", None)
+    extra = options["extra"]
+    extra[1] = f"s3://{s3_server.bucket()}/e2e/snapshots"
+    extra += ["--snapshot-s3-endpoint", s3_server.endpoint]
+    env = {k: v for k, v in s3_server.env().items() if k != "AWS_ENDPOINT_URL"}
+    cluster = start_cluster(APP, log_kind, tmp_path, bootstrap, **options, env=env)
+    client = Client(cluster.node)
+    run = uuid.uuid4().hex[:8]
+    try:
+        await _add_all(client, run, 200)
+        await _two_snapshots_each(client)
+        cluster.node.kill()
+        shutil.rmtree(tmp_path / "data" / "store")
+        cluster.node.start()
+        assert await _metric(client, "cairn_snapshot_restores_total") == PARTITIONS
+        assert await _counts(client, run) == [200 // KEYS] * KEYS
+    finally:
+        await client.close()
+        stop_cluster(cluster)
