@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -245,6 +247,23 @@ async def test_snapshot_admin_errors_are_clear(
         listed = await client.admin("GET", "/snapshots?partition=1")
         assert taken["name"] in [s["name"] for s in listed.json()["snapshots"]]
         assert (await client.admin("GET", "/snapshots?partition=x")).status == 400
+        # The CLI wraps both.
+        cli = [sys.executable, "-m", "runtime.cli", "snapshots"]
+        admin = ["--admin", cluster.node.admin]
+        created = await asyncio.to_thread(
+            subprocess.run,
+            [*cli, "create", "--partition", "0", *admin],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert created.returncode == 0, created.stderr
+        assert created.stdout.startswith("partition 0: p00000/"), created.stdout
+        listing = await asyncio.to_thread(
+            subprocess.run, [*cli, "list", *admin], capture_output=True, text=True, timeout=60
+        )
+        assert listing.returncode == 0, listing.stderr
+        assert "p00000/" in listing.stdout and taken["name"] in listing.stdout
     finally:
         await client.close()
         stop_cluster(cluster)
