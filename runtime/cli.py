@@ -1,4 +1,4 @@
-"""The ``cairn`` command line: ``server``, ``dev``, ``deployments``, ``services``.
+"""The ``cairn`` command line: ``server``, ``dev``, ``deployments``, ``services``, ``snapshots``.
 
 Every ``server`` flag can also be given as an environment variable ``CAIRN_<FLAG>`` (for example
 ``CAIRN_DATA_DIR``, ``CAIRN_LOG``, ``CAIRN_KAFKA_BOOTSTRAP``); a flag on the command line wins.
@@ -22,6 +22,7 @@ import msgspec
 
 from runtime.log import LogError
 from runtime.node import Node, NodeConfig, split_bind
+from runtime.snapshots.repository import open_repository
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"
 
@@ -62,6 +63,45 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         default=int(_env("CLUSTER_SESSION_TIMEOUT_MS", "10000")),
         help="how long a silent node keeps its partitions",
     )
+    _add_snapshot_flags(parser)
+
+
+def _add_snapshot_flags(parser: argparse.ArgumentParser) -> None:
+    defaults = NodeConfig(data_dir=Path("."))
+    parser.add_argument(
+        "--snapshot-repository",
+        default=_env("SNAPSHOT_REPOSITORY", defaults.snapshot_repository),
+        help="file:///dir or s3://bucket/prefix: where partition snapshots go (enables trimming)",
+    )
+    parser.add_argument(
+        "--snapshot-interval-records",
+        type=int,
+        default=int(_env("SNAPSHOT_INTERVAL_RECORDS", str(defaults.snapshot_interval_records))),
+        help="snapshot a partition every N applied records (0: only on demand)",
+    )
+    parser.add_argument(
+        "--snapshot-s3-endpoint",
+        default=_env("SNAPSHOT_S3_ENDPOINT", defaults.snapshot_s3_endpoint),
+        help="URL of an S3-compatible store (default: AWS_ENDPOINT_URL, else AWS)",
+    )
+    parser.add_argument(
+        "--local-log-segment-bytes",
+        type=int,
+        default=int(_env("LOCAL_LOG_SEGMENT_BYTES", str(defaults.local_log_segment_bytes))),
+        help="segment file size of the local log (trimming deletes whole segments)",
+    )
+
+
+def _check_snapshot_flags(args: argparse.Namespace) -> None:
+    if args.local_log_segment_bytes < 1:
+        raise SystemExit("cairn: --local-log-segment-bytes must be at least 1")
+    if args.snapshot_interval_records < 0:
+        raise SystemExit("cairn: --snapshot-interval-records must be 0 or more")
+    if args.snapshot_repository:
+        try:
+            open_repository(args.snapshot_repository)
+        except ValueError as exc:
+            raise SystemExit(f"cairn: --snapshot-repository: {exc}") from exc
 
 
 def _node_default(name: str) -> object:
@@ -80,6 +120,7 @@ def _config(args: argparse.Namespace) -> NodeConfig:
             raise SystemExit(f"cairn: {flag}: {exc}") from exc
     if args.cluster and args.log != "kafka":
         raise SystemExit("cairn: --cluster needs --log kafka (the nodes share its topics)")
+    _check_snapshot_flags(args)
     try:
         return _node_config(args)
     except ValueError as exc:
@@ -101,6 +142,10 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         max_key_bytes=args.max_key_bytes,
         cluster=args.cluster,
         cluster_session_timeout_ms=args.cluster_session_timeout_ms,
+        snapshot_repository=args.snapshot_repository,
+        snapshot_interval_records=args.snapshot_interval_records,
+        snapshot_s3_endpoint=args.snapshot_s3_endpoint,
+        local_log_segment_bytes=args.local_log_segment_bytes,
     )
 
 
@@ -140,6 +185,17 @@ def _parser() -> argparse.ArgumentParser:
         command = invocation_commands.add_parser(action, help=text)
         command.add_argument("id", help="the invocation id (inv_...)")
         command.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+
+    snapshots = commands.add_parser("snapshots", help="partition snapshots")
+    snapshot_commands = snapshots.add_subparsers(dest="action", required=True)
+    create = snapshot_commands.add_parser(
+        "create", help="snapshot one partition, or every partition the node leads, now"
+    )
+    create.add_argument("--partition", type=int, help="only this partition")
+    create.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+    listing = snapshot_commands.add_parser("list", help="list the repository's snapshots")
+    listing.add_argument("--partition", type=int, help="only this partition")
+    listing.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
 
     services = commands.add_parser("services", help="list registered services")
     services.add_argument("action", choices=["list"])
@@ -244,6 +300,18 @@ def _invocations(args: argparse.Namespace) -> None:
             print(f"{done} {args.id}")
 
 
+def _snapshots(args: argparse.Namespace) -> None:
+    if args.action == "create":
+        body = {} if args.partition is None else {"partition": args.partition}
+        for row in _admin_request(args.admin, "POST", "/snapshots", body)["snapshots"]:
+            print(f"partition {row['partition']}: {row['name']} (applied_lsn {row['applied_lsn']})")
+    else:
+        query = "" if args.partition is None else f"?partition={args.partition}"
+        for row in _admin_request(args.admin, "GET", f"/snapshots{query}")["snapshots"]:
+            lsn, size = row["applied_lsn"], row["size"]
+            print(f"{row['partition']:>5}  {lsn:>12}  {size:>10}  {row['name']}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command in ("server", "dev"):
@@ -270,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{deployment['id']}  {deployment['uri']}  {services}")
     elif args.command == "invocations":
         _invocations(args)
+    elif args.command == "snapshots":
+        _snapshots(args)
     elif args.command == "services":
         for service in _admin_request(args.admin, "GET", "/services")["services"]:
             handlers = ", ".join(h["name"] for h in service["handlers"])

@@ -6,6 +6,12 @@ sans-I/O leader shell (``runtime.worker.leader``), whose commands this driver ca
 against the real log, clock and invoker. Its tasks, each named after the partition:
 ``claim-<p>`` (tail reads and announcements), and while leading ``timers-<p>``, ``outbox-<p>``
 and one ``attempt-<id>`` per running attempt; ``run()`` itself is the read loop.
+
+Snapshots (``runtime.snapshots``) are I/O, so they live here, not in the leader shell: ``run()``
+restores a store with no (or too old) state before its read loop and its claim start, and after
+each batch the ``Snapshotter`` is told the new position and whether this node leads; it decides
+whether a snapshot is due (its count also moves with restores and on-demand snapshots, which the
+shell never sees), takes it off the apply path and trims the log behind it.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from runtime.invoker.invoker import PartitionInvoker
 from runtime.limits import SizePolicy
 from runtime.log import Log, LogError
 from runtime.metadata import Registry
-from runtime.metrics import RECORDS_REJECTED
+from runtime.metrics import RECORDS_APPLIED, RECORDS_REJECTED
+from runtime.snapshots.manager import Snapshotter, restore_partition
 from runtime.worker.leader import (
     AbortAttempt,
     Announce,
@@ -80,6 +87,7 @@ class PartitionWorker:
         limits: SizePolicy,
         owned: bool = True,
         clock: Clock | None = None,
+        snapshots: Snapshotter | None = None,
     ) -> None:
         self.partition = partition
         self._limits = limits
@@ -98,6 +106,7 @@ class PartitionWorker:
         self.caught_up = asyncio.Event()
         # Set once applied up to the tail seen at start (a cluster node waits for this).
         self.synced = asyncio.Event()
+        self._snapshots = snapshots
 
     @property
     def is_leader(self) -> bool:
@@ -113,6 +122,11 @@ class PartitionWorker:
 
     async def run(self) -> None:
         self._claims = asyncio.Queue()  # (again, when the supervisor restarts a failed worker)
+        if self._snapshots is not None:
+            # Before the claim starts, so that its ReadTail is answered (``on_tail``) only once
+            # the store has jumped to the snapshot: a claim that saw the tail before the restore
+            # would wait for an ``on_batch`` that never comes when the snapshot is at the tail.
+            await self._restore(self._snapshots)
         self._queue_claim_steps(self.leader.start())
         claimer = asyncio.create_task(self._claim_loop(), name=f"claim-{self.partition}")
         try:
@@ -137,6 +151,19 @@ class PartitionWorker:
             else:
                 await self._log.append(self.partition, [step.record])
 
+    async def _restore(self, snapshots: Snapshotter) -> None:
+        """Before applying: a store with no (or too old) state starts from a snapshot."""
+        header = await restore_partition(
+            self._store,
+            snapshots.repository,
+            self.partition,
+            log_start=await self._log.first_lsn(self.partition),
+            log_end=await self._log.tail(self.partition),
+            partitions=self._log.partitions,
+        )
+        if header is not None:
+            snapshots.note_position(self.partition, header.applied_lsn)
+
     async def _read_loop(self) -> None:
         applied = self.processor.fsm.applied_lsn
         tail = await self._log.tail(self.partition)
@@ -145,9 +172,14 @@ class PartitionWorker:
         async for batch in self._log.read(self.partition, applied + 1):
             outcome = self.processor.apply_batch([LogEntry(r.lsn, r.payload) for r in batch])
             self._report_rejections(outcome)
+            RECORDS_APPLIED.inc(len(batch))
             if outcome.applied_lsn >= tail - 1:
                 self.synced.set()
             await self._carry_out(self.leader.on_batch(outcome, self._clock.now_ms()))
+            if self._snapshots is not None:
+                # After the leader shell saw the batch, so ``is_leader`` is this batch's answer;
+                # the rows are read before the next batch is applied (this loop is the writer).
+                self._snapshots.after_batch(self.partition, outcome.applied_lsn, self.is_leader)
 
     def _report_rejections(self, outcome: BatchOutcome) -> None:
         for rejection in outcome.rejected:
