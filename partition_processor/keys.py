@@ -44,6 +44,12 @@ def partition_prefix(kind: Kind, partition: int) -> bytes:
     return struct.pack(">HH", kind, partition)
 
 
+def partition_of_key(key: bytes) -> int:
+    """The partition a store key belongs to (every key starts with its kind and partition)."""
+    (partition,) = struct.unpack_from(">H", key, 2)
+    return int(partition)
+
+
 def fsm_key(partition: int) -> bytes:
     return partition_prefix(Kind.FSM, partition)
 

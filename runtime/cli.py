@@ -1,4 +1,4 @@
-"""The ``cairn`` command line: ``server``, ``dev``, ``deployments``, ``services``.
+"""The ``cairn`` command line: ``server``, ``dev``, ``deployments``, ``services``, ``snapshots``.
 
 Every ``server`` flag can also be given as an environment variable ``CAIRN_<FLAG>`` (for example
 ``CAIRN_DATA_DIR``, ``CAIRN_LOG``, ``CAIRN_KAFKA_BOOTSTRAP``); a flag on the command line wins.
@@ -24,6 +24,7 @@ from typing import Any
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.log import LogError
 from runtime.node import Node, NodeConfig, config_default, split_bind
+from runtime.snapshots.repository import open_repository
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"
 
@@ -95,6 +96,45 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
             default=_env(name.upper(), str(config_default(name))),
             help=f"{text} (default %(default)s)",
         )
+    _add_snapshot_flags(parser)
+
+
+def _add_snapshot_flags(parser: argparse.ArgumentParser) -> None:
+    defaults = NodeConfig(data_dir=Path("."))
+    parser.add_argument(
+        "--snapshot-repository",
+        default=_env("SNAPSHOT_REPOSITORY", defaults.snapshot_repository),
+        help="file:///dir or s3://bucket/prefix: where partition snapshots go (enables trimming)",
+    )
+    parser.add_argument(
+        "--snapshot-interval-records",
+        type=int,
+        default=_env("SNAPSHOT_INTERVAL_RECORDS", str(defaults.snapshot_interval_records)),
+        help="snapshot a partition every N applied records (0: only on demand)",
+    )
+    parser.add_argument(
+        "--snapshot-s3-endpoint",
+        default=_env("SNAPSHOT_S3_ENDPOINT", defaults.snapshot_s3_endpoint),
+        help="URL of an S3-compatible store (default: AWS_ENDPOINT_URL, else AWS)",
+    )
+    parser.add_argument(
+        "--local-log-segment-bytes",
+        type=int,
+        default=_env("LOCAL_LOG_SEGMENT_BYTES", str(defaults.local_log_segment_bytes)),
+        help="segment file size of the local log (trimming deletes whole segments)",
+    )
+
+
+def _check_snapshot_flags(args: argparse.Namespace) -> None:
+    if args.local_log_segment_bytes < 1:
+        raise SystemExit("cairn: --local-log-segment-bytes must be at least 1")
+    if args.snapshot_interval_records < 0:
+        raise SystemExit("cairn: --snapshot-interval-records must be 0 or more")
+    if args.snapshot_repository:
+        try:
+            open_repository(args.snapshot_repository)
+        except ValueError as exc:
+            raise SystemExit(f"cairn: --snapshot-repository: {exc}") from exc
 
 
 def _default_shutdown_timeout_ms() -> int:
@@ -136,6 +176,7 @@ def _config(args: argparse.Namespace) -> NodeConfig:
     for name in _LIMITS:
         if getattr(args, name) < 1:
             raise SystemExit(f"cairn: --{name.replace('_', '-')} must be at least 1")
+    _check_snapshot_flags(args)
     try:
         return _node_config(args, optional)
     except ValueError as exc:
@@ -159,6 +200,10 @@ def _node_config(args: argparse.Namespace, optional: dict[str, Any]) -> NodeConf
         cluster_session_timeout_ms=args.cluster_session_timeout_ms,
         **optional,
         **{name: getattr(args, name) for name in _LIMITS},
+        snapshot_repository=args.snapshot_repository,
+        snapshot_interval_records=args.snapshot_interval_records,
+        snapshot_s3_endpoint=args.snapshot_s3_endpoint,
+        local_log_segment_bytes=args.local_log_segment_bytes,
     )
 
 
@@ -199,6 +244,17 @@ def _parser() -> argparse.ArgumentParser:
         command = invocation_commands.add_parser(action, help=text)
         command.add_argument("id", help="the invocation id (inv_...)")
         command.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+
+    snapshots = commands.add_parser("snapshots", help="partition snapshots")
+    snapshot_commands = snapshots.add_subparsers(dest="action", required=True)
+    create = snapshot_commands.add_parser(
+        "create", help="snapshot one partition, or every partition the node leads, now"
+    )
+    create.add_argument("--partition", type=int, help="only this partition")
+    create.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+    listing = snapshot_commands.add_parser("list", help="list the repository's snapshots")
+    listing.add_argument("--partition", type=int, help="only this partition")
+    listing.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
 
     services = commands.add_parser("services", help="list registered services")
     services.add_argument("action", choices=["list"])
@@ -375,6 +431,18 @@ def _invocations(args: argparse.Namespace) -> None:
             print(f"{done} {args.id}")
 
 
+def _snapshots(args: argparse.Namespace) -> None:
+    if args.action == "create":
+        body = {} if args.partition is None else {"partition": args.partition}
+        for row in _admin_request(args.admin, "POST", "/snapshots", body)["snapshots"]:
+            print(f"partition {row['partition']}: {row['name']} (applied_lsn {row['applied_lsn']})")
+    else:
+        query = "" if args.partition is None else f"?partition={args.partition}"
+        for row in _admin_request(args.admin, "GET", f"/snapshots{query}")["snapshots"]:
+            lsn, size = row["applied_lsn"], row["size"]
+            print(f"{row['partition']:>5}  {lsn:>12}  {size:>10}  {row['name']}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command in ("server", "dev"):
@@ -401,6 +469,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{deployment['id']}  {deployment['uri']}  {services}")
     elif args.command == "invocations":
         _invocations(args)
+    elif args.command == "snapshots":
+        _snapshots(args)
     elif args.command == "services":
         for service in _admin_request(args.admin, "GET", "/services")["services"]:
             handlers = ", ".join(h["name"] for h in service["handlers"])

@@ -115,7 +115,19 @@ class NodeJoined(msgspec.Struct, tag="node_joined", frozen=True):
     admin_url: str
 
 
-MetadataRecord = DeploymentRegistered | NodeJoined
+class AppliedPositions(msgspec.Struct, tag="applied_positions", frozen=True):
+    """How far a cluster node has applied each partition, at ``at_ms`` on its clock.
+
+    Published now and then by every cluster node that snapshots; a partition's log is trimmed
+    only below what every recently reporting node has applied (README, Snapshots and trimming).
+    """
+
+    node_id: str
+    positions: list[int]
+    at_ms: int
+
+
+MetadataRecord = DeploymentRegistered | NodeJoined | AppliedPositions
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(MetadataRecord)
@@ -133,6 +145,7 @@ class Registry:
         self._deployments: dict[str, Deployment] = {}
         self._services: dict[str, ServiceInfo] = {}
         self._nodes: dict[str, str] = {}
+        self._positions: dict[str, AppliedPositions] = {}
         self._applied_lsn = -1
         self._changed = asyncio.Condition()
         self._follower: SupervisedTask | None = None
@@ -168,6 +181,21 @@ class Registry:
         lsn = await self._log.append(0, [_encoder.encode(NodeJoined(node_id, admin_url))])
         await self.wait_applied(lsn)
 
+    async def publish_positions(self, node_id: str, positions: list[int]) -> None:
+        """Tell the cluster how far this node has applied each partition."""
+        record = AppliedPositions(node_id, positions, now_ms())
+        await self._log.append(0, [_encoder.encode(record)])
+
+    def lowest_applied(self, partition: int, since_ms: int) -> int | None:
+        """The lowest position of ``partition`` over the nodes that reported since ``since_ms``
+        (None when none did: then nothing is known to be safe to trim)."""
+        reported = [
+            p.positions[partition]
+            for p in self._positions.values()
+            if p.at_ms >= since_ms and partition < len(p.positions)
+        ]
+        return min(reported) if reported else None
+
     async def register(self, deployment: Deployment) -> tuple[Deployment, bool]:
         """Record a deployment; returns it and False when an identical one was registered."""
         existing = self._deployments.get(deployment.id)
@@ -198,6 +226,9 @@ class Registry:
     def _apply(self, record: MetadataRecord) -> None:
         if isinstance(record, NodeJoined):
             self._nodes[record.node_id] = record.admin_url
+            return
+        if isinstance(record, AppliedPositions):
+            self._positions[record.node_id] = record
             return
         deployment = record.deployment
         previous = self._deployments.get(deployment.id)

@@ -55,6 +55,27 @@ REQUESTS_REFUSED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+RECORDS_APPLIED = Counter(
+    "cairn_records_applied",
+    "Log records applied by this node's partition processors (replay after a restore included)",
+    registry=REGISTRY,
+)
+SNAPSHOTS_TAKEN = Counter(
+    "cairn_snapshots_taken", "Partition snapshots written to the repository", registry=REGISTRY
+)
+SNAPSHOT_RESTORES = Counter(
+    "cairn_snapshot_restores", "Partitions restored from a snapshot", registry=REGISTRY
+)
+SNAPSHOTS_CORRUPT = Counter(
+    "cairn_snapshots_corrupt",
+    "Snapshots skipped at restore because their checksum or format was wrong",
+    registry=REGISTRY,
+)
+RECORDS_REPLAY_SKIPPED = Counter(
+    "cairn_snapshot_records_skipped",
+    "Log records not replayed because a restored snapshot already held their effect",
+    registry=REGISTRY,
+)
 
 
 def exposition() -> bytes:

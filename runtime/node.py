@@ -19,6 +19,7 @@ from partition_processor import keys
 from partition_processor.actions import RespondToIngress
 from partition_processor.store_rocksdb import RocksDBStore
 from runtime.admin.http import AdminServer
+from runtime.clock import now_ms
 from runtime.cluster import GroupOwnership, ResponseDelivery
 from runtime.health import NodeHealth
 from runtime.http_limits import HeaderDeadline, RequestLimit
@@ -30,8 +31,10 @@ from runtime.invoker.channels import ChannelPool
 from runtime.invoker.discovery import discover
 from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
-from runtime.log import KafkaLog, LocalLog, Log
+from runtime.log import KafkaLog, LocalLog, Log, LogError
 from runtime.metadata import Registry
+from runtime.snapshots.manager import SnapshotInfo, Snapshotter
+from runtime.snapshots.repository import SnapshotRef, open_repository
 from runtime.supervisor import Supervisor
 from runtime.worker.partition import PartitionWorker
 
@@ -101,6 +104,20 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # host) fails its streams after time + timeout.
     grpc_keepalive_time_ms: int = 20_000
     grpc_keepalive_timeout_ms: int = 10_000
+    # Snapshots (README "Snapshots and trimming"): "" disables them (and so trimming);
+    # file:///dir or s3://bucket/prefix enables them. Every partition's leader snapshots it each
+    # ``snapshot_interval_records`` applied records (0: only on demand).
+    snapshot_repository: str = ""
+    snapshot_interval_records: int = 10_000
+    # Endpoint of an S3-compatible store (MinIO, a local test server); "" means AWS_ENDPOINT_URL
+    # or AWS itself.
+    snapshot_s3_endpoint: str = ""
+    # A cluster node with snapshots publishes its applied positions this often; a partition is
+    # trimmed only below what every node that reported within 3 periods has applied.
+    applied_positions_interval_ms: int = 30_000
+    # Segment size of the local log: trimming deletes whole segments, so smaller segments free
+    # space sooner (and cost more files).
+    local_log_segment_bytes: int = 64 << 20
 
     def __post_init__(self) -> None:
         if not 0 < self.max_key_bytes <= keys.MAX_TEXT_BYTES:
@@ -170,12 +187,18 @@ class Node:
             ResponseDelivery(self.registry, self._supervisor) if config.cluster else None
         )
         self._ownership: GroupOwnership | None = None
+        self._snapshotter: Snapshotter | None = None
 
     @staticmethod
     def _open_logs(config: NodeConfig) -> tuple[Log, Log]:
         if config.log == "local":
             root = config.data_dir / "log"
-            return LocalLog(root / "partitions", config.partitions), LocalLog(root / "metadata", 1)
+            partitions = LocalLog(
+                root / "partitions",
+                config.partitions,
+                segment_bytes=config.local_log_segment_bytes,
+            )
+            return partitions, LocalLog(root / "metadata", 1)
         if config.log == "kafka":
             prefix = config.kafka_topic_prefix
             wait = timedelta(milliseconds=config.kafka_fetch_max_wait_ms)
@@ -207,6 +230,18 @@ class Node:
         await self._metadata_log.start()
         self._store = RocksDBStore(config.data_dir / "store")
         await self.registry.start(self._supervisor)
+        if config.snapshot_repository:
+            self._snapshotter = Snapshotter(
+                repository=open_repository(
+                    config.snapshot_repository, s3_endpoint=config.snapshot_s3_endpoint or None
+                ),
+                store=self._store,
+                log_=self._log,
+                partitions=config.partitions,
+                node_id=self.node_id,
+                interval_records=config.snapshot_interval_records,
+                trim_bound=self._cluster_trim_bound if config.cluster else None,
+            )
         gateway = InvocationGateway(
             self._log,
             self.node_id,
@@ -243,6 +278,7 @@ class Node:
             node_id=self.node_id,
             limits=self.limits,
             body_timeout_s=config.http_body_timeout_ms / 1000,
+            snapshots=self if self._snapshotter is not None else None,
         )
         quiet_malformed_requests()
         await self._serve(ingress.app, config.ingress_bind)
@@ -263,6 +299,7 @@ class Node:
                 slots=self._slots,
                 timeouts=self._timeouts,
                 owned=not config.cluster,
+                snapshots=self._snapshotter,
             )
             self._workers.append(worker)
             self._supervisor.spawn(f"partition-{partition}/apply", worker.run, partition=partition)
@@ -277,6 +314,8 @@ class Node:
                 session_timeout_ms=config.cluster_session_timeout_ms,
             )
             await self._ownership.start(self._supervisor)
+            if self._snapshotter is not None:
+                self._supervisor.spawn("applied-positions", self._publish_positions)
         else:
             await asyncio.gather(*(w.caught_up.wait() for w in self._workers))
         self.health.phase = "serving"
@@ -325,6 +364,40 @@ class Node:
         for partition in sorted(gained):
             self._workers[partition].claim()
 
+    def _cluster_trim_bound(self, partition: int) -> int | None:
+        """Every node applies every partition: trim only below what all live nodes applied."""
+        since = now_ms() - 3 * self.config.applied_positions_interval_ms
+        return self.registry.lowest_applied(partition, since)
+
+    async def _publish_positions(self) -> None:
+        """Publish this node's applied positions when they moved (cluster with snapshots)."""
+        published: list[int] = []
+        while True:
+            positions = [w.processor.fsm.applied_lsn for w in self._workers]
+            if positions != published:
+                try:
+                    await self.registry.publish_positions(self.node_id, positions)
+                    published = positions
+                except LogError as exc:
+                    log.warning("cannot publish applied positions: %s", exc)
+            await asyncio.sleep(self.config.applied_positions_interval_ms / 1000)
+
+    async def create_snapshots(self, partition: int | None) -> list[SnapshotInfo]:
+        """Snapshot ``partition`` (or every partition this node leads) now."""
+        if self._snapshotter is None:
+            raise LookupError("no snapshot repository is configured (--snapshot-repository)")
+        leading = [w.partition for w in self._workers if w.is_leader]
+        if partition is not None and partition not in leading:
+            raise LookupError(f"partition {partition} is not led by this node")
+        targets = [partition] if partition is not None else leading
+        tasks = [self._snapshotter.take(p) for p in targets]
+        return list(await asyncio.gather(*tasks))
+
+    async def list_snapshots(self, partition: int | None) -> list[SnapshotRef]:
+        if self._snapshotter is None:
+            raise LookupError("no snapshot repository is configured (--snapshot-repository)")
+        return await self._snapshotter.repository.list(partition)
+
     def _respond(self, action: RespondToIngress) -> None:
         if action.sink.node == self.node_id:
             self._responses.respond(action)
@@ -353,6 +426,8 @@ class Node:
         for runner in self._runners:
             await runner.cleanup()
         await self._supervisor.shutdown()
+        if self._snapshotter is not None:
+            await self._snapshotter.close()
         await self.registry.stop()
         await self._slots.close()
         await self._channels.close()

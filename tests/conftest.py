@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.broker import BrokerUnavailable, TansuBroker
+from tests.support.s3 import S3Server
 
 # `import restate` (code written for restate-sdk) resolves to the alias package in tests/compat.
 COMPAT_PATH = str(Path(__file__).resolve().parent / "compat")
@@ -30,3 +31,13 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A local S3-compatible server (moto) shared by the session; tests make fresh buckets."""
+    server = S3Server.start(tmp_path_factory.mktemp("s3"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from aiohttp import web
@@ -33,11 +33,21 @@ from runtime.invoker.discovery import DiscoveryError
 from runtime.limits import SizePolicy
 from runtime.metadata import Deployment, Registry, ServiceInfo
 from runtime.metrics import exposition
+from runtime.snapshots.manager import SnapshotError, SnapshotInfo
+from runtime.snapshots.repository import RepositoryError, SnapshotRef
 
 Discover = Callable[[str], Awaitable[Deployment]]
 # Admin bodies are small (a deployment URI, a result relayed by another node: results are bounded
 # by the size policy, so the server takes the larger of this and a gRPC message's limit).
 ADMIN_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+class Snapshots(Protocol):
+    """The node's snapshot operations (``LookupError``: none configured / not led here)."""
+
+    async def create_snapshots(self, partition: int | None) -> list[SnapshotInfo]: ...
+
+    async def list_snapshots(self, partition: int | None) -> list[SnapshotRef]: ...
 
 
 def _service_json(service: ServiceInfo) -> dict[str, Any]:
@@ -108,10 +118,12 @@ class AdminServer:
         receive_response: Callable[[RespondToIngress], None] | None,
         limits: SizePolicy,
         body_timeout_s: float,
+        snapshots: Snapshots | None = None,
     ) -> None:
         self._limits = limits
         self._max_body_bytes = max(ADMIN_MAX_BODY_BYTES, limits.message_bytes)
         self._body_timeout_s = body_timeout_s
+        self._snapshots = snapshots
         self._registry = registry
         self._receive_response = receive_response
         self._leading = leading
@@ -127,6 +139,8 @@ class AdminServer:
         router.add_post(RESPONSES_PATH, self._response)
         router.add_get("/cluster", self._cluster)
         router.add_get("/metrics", self._metrics)
+        router.add_post("/snapshots", self._create_snapshots)
+        router.add_get("/snapshots", self._list_snapshots)
         router.add_post("/deployments", self._register)
         router.add_get("/deployments", self._deployments)
         router.add_get("/deployments/{id}", self._deployment)
@@ -166,6 +180,59 @@ class AdminServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=exposition(), content_type="text/plain")
+
+    def _snapshot_partition(self, value: Any) -> int | None:
+        """A partition number from a body or query (``ValueError`` with the reason if bad)."""
+        if value is None:
+            return None
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"partition must be an integer, got {value!r}")
+        if not 0 <= value < self._partitions:
+            raise ValueError(f"partition {value} not in [0, {self._partitions})")
+        return value
+
+    async def _create_snapshots(self, request: web.Request) -> web.Response:
+        """Snapshot one partition (``{"partition": P}``) or every partition this node leads."""
+        if self._snapshots is None:
+            return error_response(409, "no snapshot repository is configured")
+        raw = await request.read()
+        try:
+            check_json(raw)  # (depth first: a deeply nested body is refused before decoding)
+        except InvalidRequest as exc:
+            return error_response(exc.status, exc.message)
+        body = msgspec.json.decode(raw) if raw.strip() else {}
+        if not isinstance(body, dict) or set(body) - {"partition"}:
+            return error_response(400, 'expected {} or {"partition": P}')
+        try:
+            partition = self._snapshot_partition(body.get("partition"))
+        except ValueError as exc:
+            return error_response(400, str(exc))
+        try:
+            taken = await self._snapshots.create_snapshots(partition)
+        except LookupError as exc:
+            return error_response(409, str(exc.args[0]))
+        except (RepositoryError, SnapshotError) as exc:
+            return error_response(503, f"snapshot failed: {exc}")
+        return web.json_response(
+            {"snapshots": [msgspec.to_builtins(info) for info in taken]}, status=201
+        )
+
+    async def _list_snapshots(self, request: web.Request) -> web.Response:
+        if self._snapshots is None:
+            return error_response(409, "no snapshot repository is configured")
+        try:
+            partition = self._snapshot_partition(request.query.get("partition"))
+        except ValueError as exc:
+            return error_response(400, str(exc))
+        try:
+            refs = await self._snapshots.list_snapshots(partition)
+        except LookupError as exc:
+            return error_response(409, str(exc.args[0]))
+        except RepositoryError as exc:
+            return error_response(503, f"cannot list snapshots: {exc}")
+        return web.json_response({"snapshots": [msgspec.to_builtins(ref) for ref in refs]})
 
     async def _register(self, request: web.Request) -> web.Response:
         try:

@@ -67,6 +67,14 @@ class Log(abc.ABC):
         """The LSN the next appended record will get (0 for an empty partition)."""
 
     @abc.abstractmethod
+    async def first_lsn(self, partition: int) -> int:
+        """The lowest LSN still readable: 0, or the trim point once records were deleted.
+
+        A reader whose position is below it cannot continue from the log (its records are
+        gone) and must restore a snapshot first.
+        """
+
+    @abc.abstractmethod
     async def trim(self, partition: int, upto_lsn: int) -> None:
         """Allow records with LSN < ``upto_lsn`` to be discarded.
 

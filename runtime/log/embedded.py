@@ -262,6 +262,12 @@ class LocalLog(Log):
         self._check_usable()
         return self._parts[partition].end_lsn
 
+    async def first_lsn(self, partition: int) -> int:
+        """The trim point (after a restart: the first LSN of the oldest kept segment)."""
+        self._check_partition(partition)
+        self._check_usable()
+        return self._parts[partition].trim_lsn
+
     async def trim(self, partition: int, upto_lsn: int) -> None:
         """Forbid reads below ``upto_lsn`` and delete the segments wholly below it.
 

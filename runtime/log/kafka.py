@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -51,6 +52,9 @@ _READER_IDLE_MS = 5_000
 # empty partition quick; it polls getmany at the same pace until the highwater is known.
 _PROBE_FETCH_WAIT_MS = 10
 _PROBE_POLL_MS = 10
+# After a failed trim, trims are skipped this long (a broker that fails DeleteRecords every time
+# is not asked again on every snapshot).
+_TRIM_RETRY_S = 600
 
 
 @dataclass(eq=False)
@@ -121,6 +125,8 @@ class KafkaLog(Log):
         # tail that needs no broker round trip.
         self._acked_tail = [0] * partitions
         self._trim_unsupported = False
+        # When the last trim failed (monotonic seconds); trims are skipped for a while after.
+        self._trim_failed_at: float | None = None
         self._started = False
         self._closing = False
         self._closed = asyncio.Event()
@@ -260,11 +266,27 @@ class KafkaLog(Log):
                     probe.pause(tp)  # else it keeps fetching this partition in the background
         return max(highwater, self._acked_tail[partition])
 
+    async def first_lsn(self, partition: int) -> int:
+        """The partition's log start offset (ListOffsets earliest): above 0 once trimmed."""
+        self._check_partition(partition)
+        self._check_usable()
+        tp = TopicPartition(self._topic, partition)
+        async with self._probe_lock:
+            probe = await self._probe_consumer()
+            try:
+                offsets = await probe.beginning_offsets([tp])
+            except KafkaError as exc:
+                raise LogError(f"cannot read the start offset of {tp}: {exc!r}") from exc
+        return int(offsets[tp])
+
     async def trim(self, partition: int, upto_lsn: int) -> None:
         """Ask the broker to delete records below ``upto_lsn``; failures are logged, not raised."""
         self._check_partition(partition)
         self._check_usable()
         if upto_lsn <= 0 or self._trim_unsupported:
+            return
+        failed_at = self._trim_failed_at
+        if failed_at is not None and time.monotonic() - failed_at < _TRIM_RETRY_S:
             return
         tp = TopicPartition(self._topic, partition)
         try:
@@ -276,7 +298,26 @@ class KafkaLog(Log):
             self._trim_unsupported = True
             _log.warning("broker has no DeleteRecords: trimming %s disabled", self._topic)
         except KafkaError as exc:
-            _log.warning("trim of %s:%d below %d failed: %r", self._topic, partition, upto_lsn, exc)
+            # A broker that advertises DeleteRecords but fails it (the Tansu test broker drops
+            # the connection) would fail every trim: say so once, then retry only now and then.
+            now = time.monotonic()
+            if self._trim_failed_at is None:
+                _log.warning(
+                    "trim of %s:%d below %d failed: %r; records are kept, retrying every %d s "
+                    "(quietly)",
+                    self._topic,
+                    partition,
+                    upto_lsn,
+                    exc,
+                    _TRIM_RETRY_S,
+                )
+            else:
+                _log.debug("trim of %s:%d failed again: %r", self._topic, partition, exc)
+            self._trim_failed_at = now
+        else:
+            if self._trim_failed_at is not None:
+                _log.info("trimming %s works again", self._topic)
+                self._trim_failed_at = None
 
     # --- internals ----------------------------------------------------------------------------
 

@@ -9,6 +9,12 @@ counted, restarted with backoff, reported by health), each named ``partition-<p>
 ``attempt`` per running attempt; ``run()`` itself is the read loop (``apply``, spawned by the
 node). A restarted task first re-syncs with the leader shell (a claim starts over, popped timers
 and an unfinished shipment are handed back), so nothing is lost or stuck.
+
+Snapshots (``runtime.snapshots``) are I/O, so they live here, not in the leader shell: ``run()``
+restores a store with no (or too old) state before its read loop and its claim start, and after
+each batch the ``Snapshotter`` is told the new position and whether this node leads; it decides
+whether a snapshot is due (its count also moves with restores and on-demand snapshots, which the
+shell never sees), takes it off the apply path and trims the log behind it.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
 from runtime.log import Log
 from runtime.metadata import Registry
-from runtime.metrics import RECORDS_REJECTED
+from runtime.metrics import RECORDS_APPLIED, RECORDS_REJECTED
+from runtime.snapshots.manager import Snapshotter, restore_partition
 from runtime.supervisor import SupervisedTask, Supervisor
 from runtime.worker.leader import (
     AbortAttempt,
@@ -90,6 +97,7 @@ class PartitionWorker:
         timeouts: StreamTimeouts,
         owned: bool = True,
         clock: Clock | None = None,
+        snapshots: Snapshotter | None = None,
     ) -> None:
         self._slots = slots
         self._timeouts = timeouts
@@ -111,6 +119,7 @@ class PartitionWorker:
         self.caught_up = asyncio.Event()
         # Set once applied up to the tail seen at start (a cluster node waits for this).
         self.synced = asyncio.Event()
+        self._snapshots = snapshots
 
     @property
     def is_leader(self) -> bool:
@@ -131,6 +140,11 @@ class PartitionWorker:
 
     async def run(self) -> None:
         self._claims = asyncio.Queue()  # (again, when the supervisor restarts a failed worker)
+        if self._snapshots is not None:
+            # Before the claim starts, so that its ReadTail is answered (``on_tail``) only once
+            # the store has jumped to the snapshot: a claim that saw the tail before the restore
+            # would wait for an ``on_batch`` that never comes when the snapshot is at the tail.
+            await self._restore(self._snapshots)
         self._queue_claim_steps(self.leader.start())
         claimer = self._supervisor.spawn(
             f"partition-{self.partition}/claim", self._claim_runs(), partition=self.partition
@@ -174,6 +188,19 @@ class PartitionWorker:
                 fault_point("leader.announce")
                 await self._log.append(self.partition, [step.record])
 
+    async def _restore(self, snapshots: Snapshotter) -> None:
+        """Before applying: a store with no (or too old) state starts from a snapshot."""
+        header = await restore_partition(
+            self._store,
+            snapshots.repository,
+            self.partition,
+            log_start=await self._log.first_lsn(self.partition),
+            log_end=await self._log.tail(self.partition),
+            partitions=self._log.partitions,
+        )
+        if header is not None:
+            snapshots.note_position(self.partition, header.applied_lsn)
+
     async def _read_loop(self) -> None:
         applied = self.processor.fsm.applied_lsn
         tail = await self._log.tail(self.partition)
@@ -183,9 +210,14 @@ class PartitionWorker:
             fault_point("worker.apply")
             outcome = self.processor.apply_batch([LogEntry(r.lsn, r.payload) for r in batch])
             self._report_rejections(outcome)
+            RECORDS_APPLIED.inc(len(batch))
             if outcome.applied_lsn >= tail - 1:
                 self.synced.set()
             await self._carry_out(self.leader.on_batch(outcome, self._clock.now_ms()))
+            if self._snapshots is not None:
+                # After the leader shell saw the batch, so ``is_leader`` is this batch's answer;
+                # the rows are read before the next batch is applied (this loop is the writer).
+                self._snapshots.after_batch(self.partition, outcome.applied_lsn, self.is_leader)
 
     def _report_rejections(self, outcome: BatchOutcome) -> None:
         for rejection in outcome.rejected:

@@ -8,6 +8,7 @@ how these tests restart.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import threading
@@ -331,6 +332,24 @@ async def test_trim_keeps_records_at_and_above_the_trim_point(log_factory: LogFa
     assert payloads(await collect(log, 0, 8, 3)) == [b"8", b"9", b"10"]
 
 
+async def test_first_lsn_is_zero_until_trimmed_and_never_above_the_trim_point(
+    log_factory: LogFactory,
+) -> None:
+    log = await log_factory.open()
+    assert await log.first_lsn(0) == 0
+    await log.append(0, [b"%d" % i for i in range(10)])
+    assert await log.first_lsn(0) == 0
+    await log.trim(0, 6)
+    # Best effort: a broker without DeleteRecords keeps everything (first stays 0); a log that
+    # deleted reports where reading can start, and records from there on stay readable.
+    first = await log.first_lsn(0)
+    assert 0 <= first <= 6
+    assert payloads(await collect(log, 0, first, 10 - first)) == [
+        b"%d" % i for i in range(first, 10)
+    ]
+    assert await log.first_lsn(1) == 0  # other partitions are not touched
+
+
 # --- LocalLog only ------------------------------------------------------------------------------
 
 
@@ -418,6 +437,19 @@ async def test_local_segments_roll_and_trim_deletes_them(tmp_path: Path) -> None
         with pytest.raises(LogError):
             await collect(log, 0, 54, 1)
         assert [r.payload[:3] for r in await collect(log, 0, 55, 45)][0] == b"055"
+        assert await log.first_lsn(0) == 55
+    finally:
+        await log.close()
+    # After a restart the start is the first kept segment's base: at or below the trim point,
+    # and reads from it succeed.
+    log = LocalLog(tmp_path, 1, segment_bytes=1000)
+    await log.start()
+    try:
+        first = await log.first_lsn(0)
+        assert first == int(_segments(tmp_path, 0)[0].stem) <= 55
+        assert (await collect(log, 0, first, 1))[0].payload[:3] == b"%03d" % first
+        with pytest.raises(LogError):
+            await collect(log, 0, first - 1, 1)
     finally:
         await log.close()
     log = LocalLog(tmp_path, 1, segment_bytes=1000)
@@ -505,4 +537,27 @@ async def test_local_append_is_acknowledged_only_after_its_bytes_are_synced(
         }
     finally:
         released.set()
+        await log.close()
+
+
+async def test_kafka_trim_on_a_broker_without_delete_records_is_logged_once(
+    kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tansu has no DeleteRecords: trimming says so once, then costs nothing, and every record
+    stays readable (first_lsn stays 0)."""
+    log = KafkaLog(
+        kafka_bootstrap, unique_topic("trim"), 2, fetch_max_wait=timedelta(milliseconds=10)
+    )
+    await log.start()
+    try:
+        await log.append(0, [b"%d" % i for i in range(5)])
+        with caplog.at_level(logging.WARNING, logger="runtime.log.kafka"):
+            for upto in (2, 3, 4):
+                async with asyncio.timeout(20):
+                    await log.trim(0, upto)
+        warnings = [r for r in caplog.records if "trim" in r.getMessage().lower()]
+        assert len(warnings) == 1, [r.getMessage() for r in warnings]
+        assert await log.first_lsn(0) == 0
+        assert payloads(await collect(log, 0, 0, 5)) == [b"%d" % i for i in range(5)]
+    finally:
         await log.close()

@@ -94,3 +94,23 @@ def test_a_cluster_needs_kafka(tmp_path: Path) -> None:
 def test_bad_shutdown_timeout(tmp_path: Path) -> None:
     _fails_clearly(_server(tmp_path, *_binds(), "--shutdown-timeout", "soon"), "--shutdown-timeout")
     _fails_clearly(_server(tmp_path, *_binds(), "--shutdown-timeout", "0"), "more than 0")
+
+
+def test_bad_snapshot_flags(tmp_path: Path) -> None:
+    _fails_clearly(
+        _server(tmp_path, *_binds(), "--snapshot-repository", "http://bucket/x"),
+        "--snapshot-repository: unsupported snapshot repository",
+    )
+    _fails_clearly(
+        _server(tmp_path, *_binds(), "--snapshot-repository", "file://relative/dir"),
+        "--snapshot-repository: expected file:///absolute/dir",
+    )
+    _fails_clearly(
+        _server(tmp_path, *_binds(), "--snapshot-interval-records", "-1"),
+        "--snapshot-interval-records must be 0 or more",
+    )
+
+
+def test_snapshot_commands_without_a_node_say_so() -> None:
+    argv = [sys.executable, "-m", "runtime.cli", "snapshots", "list", "--admin"]
+    _fails_clearly([*argv, f"http://127.0.0.1:{_free_port()}"], "cannot reach the admin API")

@@ -180,3 +180,11 @@ async def test_output_attach_kill_and_purge_over_http(running: Running) -> None:
         assert r.status == 404
     async with running.session.get(f"{running.admin}/invocations/inv_bad") as r:
         assert r.status == 400
+
+
+async def test_snapshot_endpoints_say_when_no_repository_is_configured(running: Running) -> None:
+    for method in ("GET", "POST"):
+        async with running.session.request(method, f"{running.admin}/snapshots") as r:
+            assert r.status == 409
+            body = await r.json()
+            assert body == {"code": 409, "message": "no snapshot repository is configured"}

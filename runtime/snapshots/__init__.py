@@ -1,0 +1,1 @@
+"""Partition snapshots: repositories (file://, s3://), taking, restoring and trimming."""
