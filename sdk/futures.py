@@ -90,12 +90,17 @@ F = TypeVar("F", bound=RestateDurableFuture[Any])
 
 
 def _session_of(futures: tuple[RestateDurableFuture[Any], ...]) -> InvocationSession:
+    # A TerminalError (500), as restate-sdk raises: passing such futures is a bug in the handler
+    # that no retry can fix, so retrying it would only repeat the failure.
     for future in futures:
         if not isinstance(future, RestateDurableFuture):
-            raise TypeError(f"expected durable futures from the context, got {type(future)!r}")
+            raise TerminalError(
+                f"all futures must be durable futures created by the SDK context, got "
+                f"{type(future).__name__}"
+            )
     session = futures[0]._session
     if any(future._session is not session for future in futures):
-        raise TypeError("all futures must come from the same handler's context")
+        raise TerminalError("all futures must be created by the same SDK context")
     return session
 
 

@@ -110,3 +110,25 @@ async def test_future_types_mirror_restate_sdk() -> None:
     assert isinstance(send, restate.SendHandle)
     assert not isinstance(send, restate.RestateDurableFuture)
     assert restate.RestateDurableSleepFuture is not restate.RestateDurableFuture
+
+
+async def test_combinators_refuse_foreign_futures_with_a_terminal_error() -> None:
+    # As restate-sdk: a TerminalError (not retried), since no retry can make such futures valid.
+    ctx, _ = _context()
+    other_ctx, _ = _context()
+    mine = ctx.sleep(timedelta(seconds=1))
+    theirs = other_ctx.sleep(timedelta(seconds=1))
+    plain: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    for bad in ((mine, theirs), (mine, plain)):
+        for combinator in (restate.gather, restate.wait_completed):
+            with pytest.raises(restate.TerminalError) as caught:
+                await combinator(*bad)  # type: ignore[arg-type]
+            assert caught.value.status_code == 500
+        with pytest.raises(restate.TerminalError):
+            await restate.select(a=bad[0], b=bad[1])  # type: ignore[arg-type]
+        with pytest.raises(restate.TerminalError):
+            [f async for f in restate.as_completed(*bad)]  # type: ignore[arg-type]
+    with pytest.raises(restate.TerminalError, match="same SDK context"):
+        await restate.gather(mine, theirs)
+    with pytest.raises(restate.TerminalError, match="got Future"):
+        await restate.gather(plain)  # type: ignore[type-var]
