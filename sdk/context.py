@@ -33,6 +33,23 @@ from sdk.serde import BytesSerde, JsonSerde, Serde, serde_for
 T = TypeVar("T")
 P = ParamSpec("P")
 
+# What restate-sdk's ``restate.context`` offers handler code (``from restate.context import ...``),
+# including the futures and RunOptions it re-exports from there.
+__all__ = [
+    "Context",
+    "DurablePromise",
+    "ObjectContext",
+    "ObjectSharedContext",
+    "Request",
+    "RestateDurableCallFuture",
+    "RestateDurableFuture",
+    "RestateDurableSleepFuture",
+    "RunOptions",
+    "SendHandle",
+    "WorkflowContext",
+    "WorkflowSharedContext",
+]
+
 _AWAKEABLE_PREFIX = "sign_1"
 
 

@@ -12,9 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from sdk._transport.server import DEFAULT_MAX_MESSAGE_BYTES, RunningEndpoint, start_server
-from sdk.definitions import App
+from sdk.definitions import App, app
 
-__all__ = ["RunningEndpoint", "main", "serve", "start_server"]
+# ``app`` is here too because restate-sdk defines it in ``restate.endpoint``.
+__all__ = ["RunningEndpoint", "app", "main", "serve", "start_server"]
 
 
 async def _serve_until_signalled(

@@ -11,6 +11,8 @@ import logging
 
 from sdk.invocation import current_session
 
+__all__ = ["RestateLoggingFilter", "getLogger"]
+
 
 class RestateLoggingFilter(logging.Filter):
     """Drops log records emitted while the handler of the current task is replaying its journal."""

@@ -18,6 +18,15 @@ from sdk.errors import TerminalError
 
 T = TypeVar("T")
 
+__all__ = [
+    "BytesSerde",
+    "DefaultSerde",
+    "JsonSerde",
+    "MsgspecJsonSerde",
+    "PydanticJsonSerde",
+    "Serde",
+]
+
 
 class Serde(Protocol[T]):
     """Turns values into bytes and back."""
@@ -85,6 +94,20 @@ class BytesSerde:
 
 
 DefaultSerde = JsonSerde
+
+
+class PydanticJsonSerde(JsonSerde[T]):
+    """restate-sdk's serde of one pydantic model: ``JsonSerde`` with the model as its type hint."""
+
+    def __init__(self, model: type[T]) -> None:
+        super().__init__(model)
+
+
+class MsgspecJsonSerde(JsonSerde[T]):
+    """restate-sdk's serde of one msgspec type: ``JsonSerde`` with the type as its type hint."""
+
+    def __init__(self, model: type[T]) -> None:
+        super().__init__(model)
 
 
 def serde_for(serde: Serde[Any] | None, type_hint: Any) -> Serde[Any]:

@@ -1,0 +1,1 @@
+from sdk.asyncio import *  # noqa: F403

@@ -1,0 +1,1 @@
+from sdk.context import *  # noqa: F403

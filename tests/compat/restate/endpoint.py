@@ -1,0 +1,1 @@
+from sdk.endpoint import *  # noqa: F403

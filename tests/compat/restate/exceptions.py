@@ -1,0 +1,1 @@
+from sdk.exceptions import *  # noqa: F403

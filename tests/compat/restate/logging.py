@@ -1,0 +1,1 @@
+from sdk.logging import *  # noqa: F403

@@ -1,0 +1,1 @@
+from sdk.object import *  # noqa: F403

@@ -1,0 +1,1 @@
+from sdk.retry_policy import *  # noqa: F403

@@ -1,0 +1,1 @@
+from sdk.serde import *  # noqa: F403

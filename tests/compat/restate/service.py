@@ -1,0 +1,1 @@
+from sdk.service import *  # noqa: F403

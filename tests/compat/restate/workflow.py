@@ -1,0 +1,1 @@
+from sdk.workflow import *  # noqa: F403
