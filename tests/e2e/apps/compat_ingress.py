@@ -15,6 +15,8 @@ from restate import (
     WorkflowContext,
     WorkflowSharedContext,
 )
+from restate.serde import BytesSerde
+from restate.workflow import Workflow
 
 # Restate's quickstart object: `curl .../greeter/mary/ungreet -d '{}'` must be refused.
 greeter = restate.VirtualObject("greeter")
@@ -55,8 +57,8 @@ raw = restate.Service("raw")
 @raw.handler(
     accept="*/*",
     content_type="application/octet-stream",
-    input_serde=restate.serde.BytesSerde(),
-    output_serde=restate.serde.BytesSerde(),
+    input_serde=BytesSerde(),
+    output_serde=BytesSerde(),
 )
 async def reverse(ctx: Context, data: bytes) -> bytes:
     return data[::-1]
@@ -65,8 +67,8 @@ async def reverse(ctx: Context, data: bytes) -> bytes:
 @raw.handler(
     accept="text/*",
     content_type="text/plain",
-    input_serde=restate.serde.BytesSerde(),
-    output_serde=restate.serde.BytesSerde(),
+    input_serde=BytesSerde(),
+    output_serde=BytesSerde(),
 )
 async def shout(ctx: Context, text: bytes) -> bytes:
     return text.upper()
@@ -76,9 +78,9 @@ async def shout(ctx: Context, text: bytes) -> bytes:
 mailbox = restate.VirtualObject("mailbox")
 
 
-@mailbox.handler(content_type="application/octet-stream", output_serde=restate.serde.BytesSerde())
+@mailbox.handler(content_type="application/octet-stream", output_serde=BytesSerde())
 async def receive(ctx: ObjectContext) -> bytes:
-    awakeable_id, letter = ctx.awakeable(serde=restate.serde.BytesSerde())
+    awakeable_id, letter = ctx.awakeable(serde=BytesSerde())
     ctx.set("awakeable", awakeable_id)
     return await letter
 
@@ -106,7 +108,7 @@ async def refuse(ctx: Context, reason: str) -> str:
     raise TerminalError(f"refused: {reason}", status_code=422)
 
 
-signup = restate.Workflow("signup")
+signup = Workflow("signup")
 
 
 @signup.main()

@@ -1,6 +1,8 @@
 """Handlers written exactly as for restate-sdk (``import restate``), served by Cairn's sdk.
 
-``restate`` is the alias package in tests/compat. Nothing here may use a Cairn-only name.
+``restate`` is the alias package in tests/compat. Nothing here may use a Cairn-only name. Names
+come from restate-sdk's submodules (``restate.exceptions``, ``restate.context``...), the import
+style of Restate's own test-services, so this suite also checks that they resolve.
 """
 
 # Written as restate-sdk users write it: typing.Optional / Dict on purpose.
@@ -11,7 +13,18 @@ from datetime import timedelta
 from typing import Any, Dict, Iterable, List, NotRequired, Optional, TypedDict
 
 import restate
-from restate import Context, ObjectContext, ObjectSharedContext, TerminalError
+from restate.asyncio import gather, select
+from restate.context import (
+    Context,
+    ObjectContext,
+    ObjectSharedContext,
+    RestateDurableCallFuture,
+    RestateDurableFuture,
+    RestateDurableSleepFuture,
+)
+from restate.exceptions import TerminalError
+from restate.object import VirtualObject
+from restate.service import Service
 
 # ---------------------------------------------------------------- optional fields
 
@@ -39,9 +52,7 @@ class Greeting:
     punctuation: str = "!"
 
 
-compat = restate.Service(
-    "CompatSdk", description="restate-sdk style handlers", metadata={"team": "compat"}
-)
+compat = Service("CompatSdk", description="restate-sdk style handlers", metadata={"team": "compat"})
 
 
 @compat.handler()
@@ -125,12 +136,12 @@ async def square(ctx: Context, n: int) -> int:
 async def squares(ctx: Context, n: int) -> Dict[str, Any]:
     # The pattern of Restate's examples: gather returns the futures, await each for its value.
     futures = [ctx.service_call(square, i) for i in range(n)]
-    results = [await f for f in await restate.gather(*futures)]
-    a, b = await restate.gather(ctx.service_call(square, 2), ctx.service_call(square, 3))
+    results = [await f for f in await gather(*futures)]
+    a, b = await gather(ctx.service_call(square, 2), ctx.service_call(square, 3))
     return {
         "results": results,
-        "pair_are_futures": isinstance(a, restate.RestateDurableCallFuture)
-        and isinstance(b, restate.RestateDurableFuture),
+        "pair_are_futures": isinstance(a, RestateDurableCallFuture)
+        and isinstance(b, RestateDurableFuture),
         "pair": [await a, await b],
     }
 
@@ -140,13 +151,13 @@ async def future_types(ctx: Context) -> Dict[str, Any]:
     sleep = ctx.sleep(timedelta(milliseconds=10))
     call = ctx.service_call(square, 4)
     kinds = {
-        "sleep_is_sleep_future": isinstance(sleep, restate.RestateDurableSleepFuture),
-        "sleep_is_durable_future": isinstance(sleep, restate.RestateDurableFuture),
-        "call_is_sleep_future": isinstance(call, restate.RestateDurableSleepFuture),
-        "call_is_call_future": isinstance(call, restate.RestateDurableCallFuture),
+        "sleep_is_sleep_future": isinstance(sleep, RestateDurableSleepFuture),
+        "sleep_is_durable_future": isinstance(sleep, RestateDurableFuture),
+        "call_is_sleep_future": isinstance(call, RestateDurableSleepFuture),
+        "call_is_call_future": isinstance(call, RestateDurableCallFuture),
     }
-    await restate.gather(sleep, call)
-    match await restate.select(
+    await gather(sleep, call)
+    match await select(
         result=ctx.service_call(square, 5), timeout=ctx.sleep(timedelta(seconds=60))
     ):
         case ["result", value]:
@@ -158,7 +169,7 @@ async def future_types(ctx: Context) -> Dict[str, Any]:
 
 # ---------------------------------------------------------------- zero inactivity timeout
 
-waiter = restate.VirtualObject("CompatWaiter", inactivity_timeout=timedelta(0))
+waiter = VirtualObject("CompatWaiter", inactivity_timeout=timedelta(0))
 
 
 @waiter.handler()
