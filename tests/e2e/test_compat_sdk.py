@@ -55,6 +55,17 @@ async def test_a_required_field_left_out_is_a_clear_400(shared: Cluster, client:
     assert response.status == 400 and "$.delayMillis" in response.json()["message"]
 
 
+async def test_an_input_that_does_not_fit_a_dataclass_is_a_400(
+    shared: Cluster, client: Client
+) -> None:
+    # restate-sdk answers 500 "Unable to parse an input argument. ..."; Cairn a 400 (README table).
+    for body, field in (({"title": "Dr."}, "`name`"), ({"name": 7}, "$.name")):
+        response = await client.call("/CompatSdk/greet", body)
+        assert response.status == 400, response.body
+        message = response.json()["message"]
+        assert message.startswith("cannot decode the value as Greeting: ") and field in message
+
+
 # ---------------------------------------------------------------- TerminalError metadata
 
 
