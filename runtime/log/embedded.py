@@ -24,8 +24,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
-import fcntl
-import json
 import logging
 import os
 from array import array
@@ -42,10 +40,9 @@ from runtime.log.segments import (
     create_segment_sync,
     delete_segments_sync,
     frame,
-    open_partition_sync,
+    open_directory_sync,
     read_frames_sync,
     sync,
-    sync_dir,
     write_all,
     write_fd,
 )
@@ -54,8 +51,6 @@ from runtime.supervisor import SupervisedTask, Supervisor
 __all__ = ["LocalLog"]
 
 _log = logging.getLogger(__name__)
-
-_FORMAT = 1
 
 # One yielded batch stays below both caps (a single larger record is yielded alone).
 _BATCH_RECORDS_MAX = 256
@@ -185,7 +180,9 @@ class LocalLog(Log):
             raise LogError("LocalLog.start() called twice or after close()")
         self._started = True
         try:
-            self._lock_fd, segments = await asyncio.to_thread(self._open_sync)
+            self._lock_fd, segments = await asyncio.to_thread(
+                open_directory_sync, self._directory, self._partition_count
+            )
         except OSError as exc:
             raise LogError(f"cannot open log directory {self._directory}: {exc}") from exc
         for index, segs in enumerate(segments):
@@ -473,50 +470,6 @@ class LocalLog(Log):
             except OSError as exc:
                 raise LogError(f"cannot read partition {part.index}: {exc}") from exc
         return [LogRecord(lsn=lsn + i, payload=p) for i, p in enumerate(payloads)]
-
-    # --- opening ------------------------------------------------------------------------------
-
-    def _open_sync(self) -> tuple[int, list[list[Segment]]]:
-        """Worker thread: lock the directory, check meta.json, recover every partition."""
-        self._directory.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(self._directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
-        opened: list[list[Segment]] = []
-        try:
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise LogError(f"{self._directory} is already open by another LocalLog") from exc
-            self._check_meta_sync()
-            for i in range(self._partition_count):
-                opened.append(open_partition_sync(self._directory / f"p{i:04d}"))
-            return lock_fd, opened
-        except BaseException:
-            for segments in opened:
-                os.close(write_fd(segments[-1]))
-            os.close(lock_fd)
-            raise
-
-    def _check_meta_sync(self) -> None:
-        meta_path = self._directory / "meta.json"
-        if meta_path.exists():
-            try:
-                meta = json.loads(meta_path.read_text())
-            except ValueError as exc:
-                raise LogError(f"{meta_path} is not valid JSON") from exc
-            if meta.get("format") != _FORMAT:
-                raise LogError(f"{meta_path}: unsupported format {meta.get('format')!r}")
-            if (found := meta.get("partitions")) != self._partition_count:
-                raise LogError(
-                    f"{self._directory} has {found} partitions, not {self._partition_count}"
-                )
-            return
-        tmp = meta_path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"format": _FORMAT, "partitions": self._partition_count}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, meta_path)
-        sync_dir(self._directory)
 
 
 # --- helpers (pure or worker-thread) ----------------------------------------------------------
