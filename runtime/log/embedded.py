@@ -351,12 +351,23 @@ class LocalLog(Log):
                 batch, self._queue = self._queue, []
                 await self._commit(batch)
         except asyncio.CancelledError:
-            self._writer_cancelled = True
+            self._writer_cancelled = True  # appends are refused from now on
+            await self._write_queued()
             raise
         finally:
             # Whatever ended the writer, nobody else will commit what is still queued.
             _fail(self._queue, LogError("the log writer stopped"))
             self._queue = []
+
+    async def _write_queued(self) -> None:
+        """Stopped by a supervisor's shutdown: still write what was queued, as close() does
+        (a node stops its tasks before it closes the log)."""
+        while self._queue and self._failure is None:
+            batch, self._queue = self._queue, []
+            try:
+                await self._commit(batch)
+            except (LogError, asyncio.CancelledError):
+                return  # the caller re-raises the first cancellation
 
     async def _commit(self, batch: list[_Append]) -> None:
         if self._failure is not None:

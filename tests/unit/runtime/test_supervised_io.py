@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -161,3 +162,37 @@ async def test_a_failing_slot_nudger_is_counted_shown_in_health_and_restarted() 
     assert slots.waiting == 0 and slots.running == 0
     await slots.close()
     await supervisor.shutdown()
+
+
+async def test_a_supervisor_s_shutdown_finishes_the_round_in_flight_and_the_queued_appends(
+    tmp_path: Path,
+) -> None:
+    """The node stops its tasks before it closes the log: appends already queued are written
+    and acknowledged as close() would, and no file is closed under the writing thread."""
+    syncing = threading.Event()
+    release = threading.Event()
+
+    def slow_sync(fd: int) -> None:
+        syncing.set()
+        release.wait(30)
+        os.fsync(fd)
+
+    supervisor = _fast_supervisor()
+    log = LocalLog(tmp_path / "partitions", 1, sync_file=slow_sync, supervisor=supervisor)
+    await log.start()
+    first = asyncio.create_task(log.append(0, [b"a"]))
+    await asyncio.to_thread(syncing.wait, 30)  # the first round is in its fsync
+    queued = [asyncio.create_task(log.append(0, [b"%d" % i])) for i in range(3)]
+    await asyncio.sleep(0.01)
+    shutdown = asyncio.create_task(supervisor.shutdown())
+    await asyncio.sleep(0.05)
+    assert not shutdown.done()  # waits for the thread: it cannot be stopped
+    release.set()
+    await shutdown
+    assert await first == 0
+    assert sorted([await task for task in queued]) == [1, 2, 3]
+    await log.close()
+    reopened = LocalLog(tmp_path / "partitions", 1)
+    await reopened.start()
+    assert await reopened.tail(0) == 4
+    await reopened.close()
