@@ -35,7 +35,10 @@ _LIMITS = {
     "max_running_invocations": "invocation attempts running at once (more wait in order)",
     "max_waiting_invocations": "waiting starts past which the ingress answers 503",
     "max_attached_requests": "requests waiting for one invocation's result (past it: 429)",
-    "retry_after_s": "the Retry-After of 429/503 answers",
+    "retry_after_s": "the Retry-After of 429/503 answers (bounds, starting, stopping, health)",
+    "admin_max_body_bytes": "largest admin request body (at least a gRPC message's limit)",
+    "send_receipt_timeout_ms": "a /send waits this long for its receipt, then answers Accepted",
+    "discovery_timeout_ms": "discovery of a deployment's endpoint must answer within this",
     "http_header_timeout_ms": "a new connection must send its request headers within this",
     "http_idle_timeout_ms": "idle keep-alive connections close after this",
     "http_body_timeout_ms": "a request body must arrive within this (else 408)",
@@ -366,7 +369,6 @@ async def _run_until_signalled(node: Node) -> None:
 
 async def _dev(args: argparse.Namespace) -> None:
     import sdk.endpoint
-    from runtime.invoker.discovery import discover
 
     app = sdk.endpoint.load_app(args.app)
     node = Node(_config(args))
@@ -385,7 +387,7 @@ async def _dev(args: argparse.Namespace) -> None:
     try:
         if not await _start_unless_stopped(node, stop):
             return
-        await node.registry.register(await discover(uri))
+        await node.registry.register(await node.discover(uri))
         names = ", ".join(s.name for s in node.registry.services())
         print(
             f"cairn dev: serving {names} from {uri}; ingress http://{args.ingress_bind}, "

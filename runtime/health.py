@@ -15,18 +15,19 @@ from runtime.supervisor import Supervisor
 
 Phase = Literal["starting", "serving", "stopping"]
 
-# How long a client refused during a shutdown should wait before trying again (another node,
-# or this one restarted).
-RETRY_AFTER_S = 1
-
 STARTING = "the node is starting"
 STOPPING = "the node is shutting down"
 
 
 class NodeHealth:
-    def __init__(self, supervisor: Supervisor, owns: Callable[[int], bool]) -> None:
+    def __init__(
+        self, supervisor: Supervisor, owns: Callable[[int], bool], *, retry_after_s: int
+    ) -> None:
+        """``retry_after_s`` (``NodeConfig.retry_after_s``): the Retry-After of the 503s a
+        client gets while the node starts, stops or is unhealthy."""
         self._supervisor = supervisor
         self._owns = owns
+        self.retry_after_s = retry_after_s
         self.phase: Phase = "starting"
 
     def refusal(self) -> str | None:

@@ -32,7 +32,7 @@ from runtime.invoker.discovery import discover
 from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
 from runtime.log import KafkaLog, LocalLog, Log, LogError
-from runtime.metadata import Registry
+from runtime.metadata import Deployment, Registry
 from runtime.snapshots.manager import SnapshotInfo, Snapshotter
 from runtime.snapshots.repository import SnapshotRef, open_repository
 from runtime.supervisor import Supervisor
@@ -83,8 +83,17 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # Requests waiting for (attached to) one invocation's result: ingress calls repeating an
     # idempotency key, attach requests. Past it the new one is answered 429.
     max_attached_requests: int = 256
-    # What the 429/503 answers tell clients to wait (the Retry-After header).
+    # What the 429/503 answers tell clients to wait (the Retry-After header): past a bound, and
+    # while the node starts, stops or is unhealthy.
     retry_after_s: int = 1
+    # Admin request bodies (a deployment URI, a result relayed by another node of a cluster; the
+    # admin server takes the larger of this and a gRPC message's limit).
+    admin_max_body_bytes: int = 64 * 1024 * 1024
+    # How long a one-way request (/send) waits for the leader's receipt once its Invoke is in
+    # the log; past it the answer is a plain "Accepted" (the invocation is durable).
+    send_receipt_timeout_ms: int = 30_000
+    # How long the discovery of an endpoint (registering a deployment) may take.
+    discovery_timeout_ms: int = 10_000
     # HTTP (ingress and admin): a new connection must send its first request's line and headers
     # within the header timeout; an idle keep-alive connection is closed after the idle timeout
     # (which also bounds the headers of later requests on it); a body must arrive within the body
@@ -163,7 +172,9 @@ class Node:
         self.node_id = f"{config.node_name}/{uuid.uuid4().hex[:8]}"
         if config.cluster and config.log != "kafka":
             raise ValueError("a cluster shares its log: use --log kafka")
-        self._log, self._metadata_log = self._open_logs(config)
+        # First: every long-running task of the node runs under it, the LocalLog writers too.
+        self._supervisor = Supervisor()
+        self._log, self._metadata_log = self._open_logs(config, self._supervisor)
         self._store: RocksDBStore | None = None
         self.limits = config.size_policy()
         self._channels = ChannelPool(
@@ -172,14 +183,17 @@ class Node:
             keepalive_timeout_ms=config.grpc_keepalive_timeout_ms,
         )
         self._slots = RunningSlots(
-            config.max_running_invocations, idle_suspend_s=config.idle_suspend_ms / 1000
+            config.max_running_invocations,
+            idle_suspend_s=config.idle_suspend_ms / 1000,
+            supervisor=self._supervisor,
         )
         self._timeouts = StreamTimeouts(config.inactivity_timeout_ms, config.abort_timeout_ms)
         self._responses = PendingResponses()
         self.registry = Registry(self._metadata_log)
         self._workers: list[PartitionWorker] = []
-        self._supervisor = Supervisor()
-        self.health = NodeHealth(self._supervisor, self._owns)
+        self.health = NodeHealth(
+            self._supervisor, self._owns, retry_after_s=config.retry_after_s
+        )
         self._runners: list[web.AppRunner] = []
         self._servers: list[asyncio.Server] = []
         self._stopped = False
@@ -190,15 +204,16 @@ class Node:
         self._snapshotter: Snapshotter | None = None
 
     @staticmethod
-    def _open_logs(config: NodeConfig) -> tuple[Log, Log]:
+    def _open_logs(config: NodeConfig, supervisor: Supervisor) -> tuple[Log, Log]:
         if config.log == "local":
             root = config.data_dir / "log"
             partitions = LocalLog(
                 root / "partitions",
                 config.partitions,
                 segment_bytes=config.local_log_segment_bytes,
+                supervisor=supervisor,
             )
-            return partitions, LocalLog(root / "metadata", 1)
+            return partitions, LocalLog(root / "metadata", 1, supervisor=supervisor)
         if config.log == "kafka":
             prefix = config.kafka_topic_prefix
             wait = timedelta(milliseconds=config.kafka_fetch_max_wait_ms)
@@ -214,6 +229,10 @@ class Node:
                 KafkaLog(config.kafka_bootstrap, f"{prefix}.metadata", 1, fetch_max_wait=wait),
             )
         raise ValueError(f"unknown log {config.log!r}: expected 'local' or 'kafka'")
+
+    async def discover(self, uri: str) -> Deployment:
+        """Discover the deployment at ``uri`` within the configured timeout."""
+        return await discover(uri, timeout_s=self.config.discovery_timeout_ms / 1000)
 
     @property
     def ready(self) -> bool:
@@ -248,6 +267,7 @@ class Node:
             self._responses,
             max_record_bytes=self.limits.record_bytes,
             max_attached=config.max_attached_requests,
+            receipt_timeout_s=config.send_receipt_timeout_ms / 1000,
         )
         limit = RequestLimit(
             config.max_concurrent_requests,
@@ -270,7 +290,7 @@ class Node:
             self.registry,
             self._store,
             config.partitions,
-            discover=discover,
+            discover=self.discover,
             gateway=gateway,
             health=self.health,
             receive_response=self._responses.respond if config.cluster else None,
@@ -278,6 +298,7 @@ class Node:
             node_id=self.node_id,
             limits=self.limits,
             body_timeout_s=config.http_body_timeout_ms / 1000,
+            max_body_bytes=config.admin_max_body_bytes,
             snapshots=self if self._snapshotter is not None else None,
         )
         quiet_malformed_requests()

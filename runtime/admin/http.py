@@ -37,9 +37,6 @@ from runtime.snapshots.manager import SnapshotError, SnapshotInfo
 from runtime.snapshots.repository import RepositoryError, SnapshotRef
 
 Discover = Callable[[str], Awaitable[Deployment]]
-# Admin bodies are small (a deployment URI, a result relayed by another node: results are bounded
-# by the size policy, so the server takes the larger of this and a gRPC message's limit).
-ADMIN_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 class Snapshots(Protocol):
@@ -118,10 +115,14 @@ class AdminServer:
         receive_response: Callable[[RespondToIngress], None] | None,
         limits: SizePolicy,
         body_timeout_s: float,
+        max_body_bytes: int,
         snapshots: Snapshots | None = None,
     ) -> None:
+        """``max_body_bytes`` (``NodeConfig.admin_max_body_bytes``): admin bodies are small (a
+        deployment URI), but a result relayed by another node may be as large as a gRPC
+        message, so the server takes the larger of the two."""
         self._limits = limits
-        self._max_body_bytes = max(ADMIN_MAX_BODY_BYTES, limits.message_bytes)
+        self._max_body_bytes = max(max_body_bytes, limits.message_bytes)
         self._body_timeout_s = body_timeout_s
         self._snapshots = snapshots
         self._registry = registry
@@ -335,7 +336,7 @@ class AdminServer:
         except InvalidRequest as exc:
             return error_response(exc.status, exc.message, headers=exc.headers)
         except ShuttingDown as exc:
-            return shutting_down_response(exc)
+            return shutting_down_response(exc, self._health_of.retry_after_s)
         if isinstance(outcome, Failure):
             return error_response(outcome.code, outcome.message)
         # As Restate 1.7: 200 and no body once done; 202 for a cancel that reached a running

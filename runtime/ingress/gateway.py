@@ -34,10 +34,6 @@ from runtime.log import Log, LogError
 from runtime.metadata import HandlerInfo, completion_retention_ms
 
 ManagementCommand = Terminate | Purge
-# How long a one-way request waits for its receipt once its Invoke is in the log. The receipt
-# comes from the partition's leader; across a leadership change it can be lost, and a send must
-# not hang for it: the invocation is durable, so the answer is then a plain "Accepted".
-SEND_RECEIPT_TIMEOUT_S = 30.0
 
 
 class RecordTooLarge(InvalidRequest):
@@ -95,8 +91,12 @@ class InvocationGateway:
         *,
         max_record_bytes: int,
         max_attached: int,
-        receipt_timeout_s: float = SEND_RECEIPT_TIMEOUT_S,
+        receipt_timeout_s: float,
     ) -> None:
+        """``receipt_timeout_s`` (``NodeConfig.send_receipt_timeout_ms``): how long a one-way
+        request waits for its receipt once its Invoke is in the log. The receipt comes from the
+        partition's leader; across a leadership change it can be lost, and a send must not hang
+        for it: the invocation is durable, so the answer is then a plain "Accepted"."""
         self._log = log
         self._node_id = node_id
         self._responses = responses

@@ -21,7 +21,7 @@ from partition_processor.ids import (
     workflow_run_id,
 )
 from partition_processor.journal import Failure, Success
-from runtime.health import RETRY_AFTER_S, NodeHealth
+from runtime.health import NodeHealth
 from runtime.http_errors import ErrorSource, error_response
 from runtime.http_limits import (
     BodyTimeout,
@@ -72,25 +72,25 @@ def health_response(health: NodeHealth, *, source: ErrorSource | None = None) ->
         503,
         problem["message"],
         source=source,
-        headers={"Retry-After": str(RETRY_AFTER_S)},
+        headers={"Retry-After": str(health.retry_after_s)},
         extra={"partitions": problem["partitions"], "tasks": problem["tasks"]},
     )
 
 
 def shutting_down_response(
-    exc: ShuttingDown, *, source: ErrorSource | None = None
+    exc: ShuttingDown, retry_after_s: int, *, source: ErrorSource | None = None
 ) -> web.Response:
     """503 to a caller still waiting when the node stops: the invocation goes on."""
     if exc.invocation_id is None:
         return error_response(
-            503, str(exc), source=source, headers={"Retry-After": str(RETRY_AFTER_S)}
+            503, str(exc), source=source, headers={"Retry-After": str(retry_after_s)}
         )
     return error_response(
         503,
         "the node is shutting down before the result came; the invocation goes on: "
         f"GET /restate/invocation/{exc.invocation_id}/attach for its result",
         source=source,
-        headers={"Retry-After": str(RETRY_AFTER_S), ID_HEADER: exc.invocation_id},
+        headers={"Retry-After": str(retry_after_s), ID_HEADER: exc.invocation_id},
         extra={"invocationId": exc.invocation_id},
     )
 
@@ -148,7 +148,7 @@ class IngressServer:
         """New requests are refused (503) while the node starts or shuts down."""
         reason = self._health_of.refusal()
         if reason is not None:
-            raise IngressError(503, reason, headers={"Retry-After": str(RETRY_AFTER_S)})
+            raise IngressError(503, reason, headers={"Retry-After": str(self._retry_after_s)})
 
     async def _not_found(self, request: web.Request) -> web.Response:
         return error_response(
@@ -194,7 +194,7 @@ class IngressServer:
         except IngressError as exc:
             return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
         except ShuttingDown as exc:
-            return shutting_down_response(exc, source="ingress")
+            return shutting_down_response(exc, self._retry_after_s, source="ingress")
         except BodyTimeout as exc:
             return timed_out(exc, source="ingress")
         return self._render(reply, handler)
@@ -221,7 +221,7 @@ class IngressServer:
         except IngressError as exc:
             return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
         except ShuttingDown as exc:
-            return shutting_down_response(exc, source="ingress")
+            return shutting_down_response(exc, self._retry_after_s, source="ingress")
         return self._render(reply, self._handler_of(reply))
 
     def _handler_of(self, reply: RespondToIngress) -> HandlerInfo | None:
@@ -262,7 +262,7 @@ class IngressServer:
         except IngressError as exc:
             return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
         except ShuttingDown as exc:
-            return shutting_down_response(exc, source="ingress")
+            return shutting_down_response(exc, self._retry_after_s, source="ingress")
         except BodyTimeout as exc:
             return timed_out(exc, source="ingress")
 
@@ -282,7 +282,7 @@ class IngressServer:
         except IngressError as exc:
             return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
         except ShuttingDown as exc:
-            return shutting_down_response(exc, source="ingress")
+            return shutting_down_response(exc, self._retry_after_s, source="ingress")
         except BodyTimeout as exc:
             return timed_out(exc, source="ingress")
 

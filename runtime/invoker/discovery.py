@@ -54,7 +54,8 @@ def grpc_target(uri: str) -> str:
     return f"{parsed.hostname}:{port}"
 
 
-async def discover(uri: str, timeout_s: float = 10.0) -> Deployment:
+async def discover(uri: str, *, timeout_s: float) -> Deployment:
+    """The deployment an endpoint serves; ``timeout_s`` is ``NodeConfig.discovery_timeout_ms``."""
     target = grpc_target(uri)
     async with grpc.aio.insecure_channel(target) as channel:
         stub = endpoint_pb2_grpc.EndpointStub(channel)

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Protocol
 
 from runtime.metrics import OPEN_ATTEMPTS, WAITING_STARTS
+from runtime.supervisor import SupervisedTask, Supervisor
 
 
 class Holder(Protocol):
@@ -36,7 +37,13 @@ class Holder(Protocol):
 
 
 class RunningSlots:
-    def __init__(self, limit: int, *, idle_suspend_s: float) -> None:
+    """``limit`` running slots. The nudger (asking quiet holders to suspend) runs while starts
+    wait: under ``supervisor`` when given (the node's: a failing nudger is logged, counted,
+    restarted and shown in health), else as a plain task of its own (tests without a node)."""
+
+    def __init__(
+        self, limit: int, *, idle_suspend_s: float, supervisor: Supervisor | None = None
+    ) -> None:
         self._limit = limit
         self._idle_suspend_s = idle_suspend_s
         self._holders: set[Holder] = set()
@@ -44,7 +51,9 @@ class RunningSlots:
         self._used = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._waiting = 0
+        self._supervisor = supervisor
         self._nudger: asyncio.Task[None] | None = None
+        self._supervised_nudger: SupervisedTask | None = None
 
     @property
     def waiting(self) -> int:
@@ -101,7 +110,12 @@ class RunningSlots:
         WAITING_STARTS.set(count)
 
     def _nudge(self) -> None:
-        if self._nudger is None or self._nudger.done():
+        if self._supervisor is not None:
+            if self._supervised_nudger is None or self._supervised_nudger.done:
+                self._supervised_nudger = self._supervisor.spawn(
+                    "slot-nudger", self._ask_quiet_to_suspend
+                )
+        elif self._nudger is None or self._nudger.done():
             self._nudger = asyncio.create_task(self._ask_quiet_to_suspend(), name="slot-nudger")
 
     async def _ask_quiet_to_suspend(self) -> None:
@@ -122,6 +136,8 @@ class RunningSlots:
             await asyncio.sleep(min(self._idle_suspend_s, 1.0) / 2)
 
     async def close(self) -> None:
+        if self._supervised_nudger is not None:
+            await self._supervised_nudger.stop()
         if self._nudger is not None:
             self._nudger.cancel()
             await asyncio.gather(self._nudger, return_exceptions=True)

@@ -11,7 +11,8 @@ Layout of ``directory``::
 Segments (their frame format and file operations are in ``runtime.log.segments``) exist only so
 that ``trim`` can drop whole files; the active (last) segment is the only one ever written to.
 
-Durability: one writer task takes every queued append, hands the writes to a worker thread and
+Durability: one writer task (under the node's ``Supervisor`` when given one) takes every queued
+append, hands the writes to a worker thread and
 fsyncs each touched file once (group commit); the LSNs become visible to readers and ``append``
 returns only after that fsync. Memory: one ``array('q')`` of frame offsets per segment (8 bytes per
 record) and a small per-partition cache of recent payloads so that tailing readers do no I/O;
@@ -23,8 +24,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
-import fcntl
-import json
 import logging
 import os
 from array import array
@@ -41,19 +40,17 @@ from runtime.log.segments import (
     create_segment_sync,
     delete_segments_sync,
     frame,
-    open_partition_sync,
+    open_directory_sync,
     read_frames_sync,
     sync,
-    sync_dir,
     write_all,
     write_fd,
 )
+from runtime.supervisor import SupervisedTask, Supervisor
 
 __all__ = ["LocalLog"]
 
 _log = logging.getLogger(__name__)
-
-_FORMAT = 1
 
 # One yielded batch stays below both caps (a single larger record is yielded alone).
 _BATCH_RECORDS_MAX = 256
@@ -122,6 +119,10 @@ class LocalLog(Log):
             again with another count raises ``LogError``.
         segment_bytes: Size after which a partition starts a new segment file. Smaller segments
             let ``trim`` free space sooner.
+        supervisor: Runs the writer task (the node's: a failed write is logged with its
+            traceback, counted, shown in health and the writer restarted with backoff; while the
+            log refuses appends after a failed write, it stays failing). Without one the log
+            keeps its own writer task, which logs a failed write and ends.
 
     ``trim`` deletes whole segments below the trim point; reads below the trim point raise
     ``LogError``. The trim point itself is not persisted: after a restart it is the first LSN of
@@ -135,6 +136,7 @@ class LocalLog(Log):
         *,
         segment_bytes: int = 64 << 20,
         sync_file: Callable[[int], None] = sync,
+        supervisor: Supervisor | None = None,
     ) -> None:
         """``sync_file`` makes a segment's written frames durable (fdatasync); it is a seam
         only so that a test can see that no append is acknowledged before it returned."""
@@ -150,7 +152,12 @@ class LocalLog(Log):
         self._lock_fd: int | None = None
         self._queue: list[_Append] = []
         self._work_ready = asyncio.Event()
+        self._supervisor = supervisor
         self._writer: asyncio.Task[None] | None = None
+        self._supervised_writer: SupervisedTask | None = None
+        self._writer_ended = asyncio.Event()
+        # Set when the writer was cancelled (a supervisor's shutdown): nothing commits any more.
+        self._writer_cancelled = False
         self._started = False
         self._closing = False
         self._closed = asyncio.Event()
@@ -173,7 +180,9 @@ class LocalLog(Log):
             raise LogError("LocalLog.start() called twice or after close()")
         self._started = True
         try:
-            self._lock_fd, segments = await asyncio.to_thread(self._open_sync)
+            self._lock_fd, segments = await asyncio.to_thread(
+                open_directory_sync, self._directory, self._partition_count
+            )
         except OSError as exc:
             raise LogError(f"cannot open log directory {self._directory}: {exc}") from exc
         for index, segs in enumerate(segments):
@@ -189,7 +198,13 @@ class LocalLog(Log):
                     recent_start=last.base_lsn + len(last.positions),
                 )
             )
-        self._writer = asyncio.create_task(self._run_writer(), name="cairn-locallog-writer")
+        if self._supervisor is None:
+            self._writer = asyncio.create_task(self._run_own_writer(), name="cairn-locallog-writer")
+        else:
+            # The task's kind (its metric label) is the part after the last "/".
+            name = f"{self._directory.name}/local-log-writer"
+            self._supervised_writer = self._supervisor.spawn(name, self._run_writer)
+            self._supervised_writer.add_done_callback(lambda _: self._writer_ended.set())
 
     async def close(self) -> None:
         """Finish queued appends, end readers and release files. Idempotent."""
@@ -198,9 +213,13 @@ class LocalLog(Log):
             return
         self._closing = True
         try:
+            self._work_ready.set()
             if self._writer is not None:
-                self._work_ready.set()
                 await self._writer
+            elif self._supervised_writer is not None:
+                # It returns once the queue is empty (a restart pending after a failure returns
+                # at once); a supervisor's shutdown may have stopped it already.
+                await self._writer_ended.wait()
         finally:
             for part in self._parts:
                 part.notify()
@@ -227,6 +246,8 @@ class LocalLog(Log):
         self._check_usable()
         if self._failure is not None:
             raise LogError("an earlier write failed; restart the log") from self._failure
+        if self._writer_cancelled:
+            raise LogError("the log writer stopped")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append(_Append(partition, payloads, future))
         self._work_ready.set()
@@ -304,13 +325,24 @@ class LocalLog(Log):
 
     # --- writer -------------------------------------------------------------------------------
 
+    async def _run_own_writer(self) -> None:
+        """The writer without a supervisor: a failed write is logged and ends it."""
+        try:
+            await self._run_writer()
+        except LogError as exc:
+            _log.error("LocalLog write failed; appends refused until restart", exc_info=exc)
+
     async def _run_writer(self) -> None:
         """Commit whatever is queued, one round at a time, until close() and the queue is empty.
 
         Appends queued while a round is being fsynced form the next round: that is the group
-        commit.
+        commit. A failed write raises ``LogError`` (after failing its appends); started again
+        while the log refuses appends, the writer fails again at once, so that a supervisor
+        keeps reporting it until the node restarts.
         """
         try:
+            if self._failure is not None and not self._closing:
+                raise LogError(f"{self._failure}; appends refused until restart") from self._failure
             while self._queue or not self._closing:
                 if not self._queue:
                     await self._work_ready.wait()
@@ -318,10 +350,24 @@ class LocalLog(Log):
                     continue
                 batch, self._queue = self._queue, []
                 await self._commit(batch)
+        except asyncio.CancelledError:
+            self._writer_cancelled = True  # appends are refused from now on
+            await self._write_queued()
+            raise
         finally:
             # Whatever ended the writer, nobody else will commit what is still queued.
             _fail(self._queue, LogError("the log writer stopped"))
             self._queue = []
+
+    async def _write_queued(self) -> None:
+        """Stopped by a supervisor's shutdown: still write what was queued, as close() does
+        (a node stops its tasks before it closes the log)."""
+        while self._queue and self._failure is None:
+            batch, self._queue = self._queue, []
+            try:
+                await self._commit(batch)
+            except (LogError, asyncio.CancelledError):
+                return  # the caller re-raises the first cancellation
 
     async def _commit(self, batch: list[_Append]) -> None:
         if self._failure is not None:
@@ -336,20 +382,31 @@ class LocalLog(Log):
                 plan[item.partition] = write
             write.appends.append(item)
         writes = list(plan.values())
-        try:
-            await asyncio.to_thread(self._write_sync, writes)
-        except BaseException as exc:
+        # The thread cannot be stopped and writes these files: a cancellation meanwhile waits
+        # for it (so close() never closes a file under it, and what it made durable is
+        # acknowledged), then propagates.
+        work = asyncio.ensure_future(asyncio.to_thread(self._write_sync, writes))
+        cancelled = False
+        while not work.done():
+            try:
+                await asyncio.wait([work])
+            except asyncio.CancelledError:
+                cancelled = True
+        exc = work.exception()
+        failure: LogError | None = None
+        if exc is not None:
             failure = LogError(f"log write failed: {exc!r}")
             failure.__cause__ = exc
             self._failure = failure
             _fail(batch, failure)
             _close_unpublished(writes)
-            if not isinstance(exc, Exception):
-                raise  # cancellation and friends propagate
-            _log.error("LocalLog write failed; appends refused until restart", exc_info=exc)
-            return
-        for write in writes:
-            self._publish(write)
+        else:
+            for write in writes:
+                self._publish(write)
+        if cancelled:
+            raise asyncio.CancelledError
+        if failure is not None:
+            raise failure
 
     def _publish(self, write: _PartitionWrite) -> None:
         """Make a fsynced round visible: extend indexes, cache, resolve appends, wake readers."""
@@ -424,50 +481,6 @@ class LocalLog(Log):
             except OSError as exc:
                 raise LogError(f"cannot read partition {part.index}: {exc}") from exc
         return [LogRecord(lsn=lsn + i, payload=p) for i, p in enumerate(payloads)]
-
-    # --- opening ------------------------------------------------------------------------------
-
-    def _open_sync(self) -> tuple[int, list[list[Segment]]]:
-        """Worker thread: lock the directory, check meta.json, recover every partition."""
-        self._directory.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(self._directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
-        opened: list[list[Segment]] = []
-        try:
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise LogError(f"{self._directory} is already open by another LocalLog") from exc
-            self._check_meta_sync()
-            for i in range(self._partition_count):
-                opened.append(open_partition_sync(self._directory / f"p{i:04d}"))
-            return lock_fd, opened
-        except BaseException:
-            for segments in opened:
-                os.close(write_fd(segments[-1]))
-            os.close(lock_fd)
-            raise
-
-    def _check_meta_sync(self) -> None:
-        meta_path = self._directory / "meta.json"
-        if meta_path.exists():
-            try:
-                meta = json.loads(meta_path.read_text())
-            except ValueError as exc:
-                raise LogError(f"{meta_path} is not valid JSON") from exc
-            if meta.get("format") != _FORMAT:
-                raise LogError(f"{meta_path}: unsupported format {meta.get('format')!r}")
-            if (found := meta.get("partitions")) != self._partition_count:
-                raise LogError(
-                    f"{self._directory} has {found} partitions, not {self._partition_count}"
-                )
-            return
-        tmp = meta_path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"format": _FORMAT, "partitions": self._partition_count}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, meta_path)
-        sync_dir(self._directory)
 
 
 # --- helpers (pure or worker-thread) ----------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Segment files of the embedded log: the frame format, and the blocking file operations on
-segments (run in worker threads by ``LocalLog``).
+"""Segment files of the embedded log: the frame format, the blocking file operations on
+segments, and opening a log directory (lock, meta.json, recovery); all run in worker threads by
+``LocalLog``.
 
 A segment is a run of frames ``[u32 length][u32 crc][payload]`` (big-endian). The CRC covers the
 length field as well as the payload, so a zero-filled tail (a crash after the file grew but before
@@ -8,6 +9,8 @@ the data landed) is not mistaken for empty records. A segment is named by its fi
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import os
 import struct
@@ -24,6 +27,8 @@ HEADER = struct.Struct(">II")
 _LENGTH = struct.Struct(">I")
 RECORD_BYTES_MAX = 2**32 - 1
 SEGMENT_SUFFIX = ".seg"
+# The layout version in a log directory's meta.json.
+_FORMAT = 1
 
 # fdatasync is enough for appends (it still flushes the file size) and cheaper than fsync.
 sync = getattr(os, "fdatasync", os.fsync)
@@ -152,4 +157,49 @@ def read_frames_sync(path: Path, offset: int, length: int, count: int) -> list[b
 def delete_segments_sync(directory: Path, segments: list[Segment]) -> None:
     for seg in segments:
         seg.path.unlink(missing_ok=True)
+    sync_dir(directory)
+
+
+def open_directory_sync(directory: Path, partitions: int) -> tuple[int, list[list[Segment]]]:
+    """Lock a log directory, check (or write) its meta.json, recover every partition.
+
+    Returns the lock's fd (closing it releases the flock) and each partition's segments.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    lock_fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    opened: list[list[Segment]] = []
+    try:
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise LogError(f"{directory} is already open by another LocalLog") from exc
+        _check_meta_sync(directory, partitions)
+        for i in range(partitions):
+            opened.append(open_partition_sync(directory / f"p{i:04d}"))
+        return lock_fd, opened
+    except BaseException:
+        for segments in opened:
+            os.close(write_fd(segments[-1]))
+        os.close(lock_fd)
+        raise
+
+
+def _check_meta_sync(directory: Path, partitions: int) -> None:
+    meta_path = directory / "meta.json"
+    if meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except ValueError as exc:
+            raise LogError(f"{meta_path} is not valid JSON") from exc
+        if meta.get("format") != _FORMAT:
+            raise LogError(f"{meta_path}: unsupported format {meta.get('format')!r}")
+        if (found := meta.get("partitions")) != partitions:
+            raise LogError(f"{directory} has {found} partitions, not {partitions}")
+        return
+    tmp = meta_path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        json.dump({"format": _FORMAT, "partitions": partitions}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, meta_path)
     sync_dir(directory)

@@ -51,6 +51,13 @@ async def big_run(ctx: restate.Context, size: int) -> int:
     return len(value)
 
 
+@poison.handler()
+async def wait_forever(ctx: restate.Context) -> str:
+    """Waits for an awakeable nobody resolves (tests/e2e/test_totality fails it from the log)."""
+    _, never = ctx.awakeable(type_hint=str)
+    return await never
+
+
 counter = restate.VirtualObject("Counter")
 
 

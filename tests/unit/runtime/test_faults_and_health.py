@@ -10,6 +10,8 @@ import pytest
 
 from runtime.faults import FaultPoints, InjectedFault
 from runtime.health import NodeHealth
+from runtime.ingress.gateway import ShuttingDown
+from runtime.ingress.http import health_response, shutting_down_response
 from runtime.supervisor import Supervisor
 
 
@@ -44,7 +46,7 @@ def test_a_bad_fault_spec_is_refused(spec: str) -> None:
 async def test_health_names_the_failing_tasks_of_owned_partitions_and_node_wide_ones() -> None:
     supervisor = Supervisor(initial_backoff=timedelta(seconds=60))
     owned = {1, 3}
-    health = NodeHealth(supervisor, lambda p: p in owned)
+    health = NodeHealth(supervisor, lambda p: p in owned, retry_after_s=1)
 
     async def failing() -> None:
         raise ValueError("bad row")
@@ -81,4 +83,28 @@ async def test_health_names_the_failing_tasks_of_owned_partitions_and_node_wide_
         "tasks": [],
     }
     assert health.refusal() == "the node is shutting down"
+    await supervisor.shutdown()
+
+
+async def test_health_and_shutdown_503s_carry_the_configured_retry_after() -> None:
+    """``--retry-after-s`` (NodeConfig.retry_after_s) reaches every 503, not only the bounds'."""
+    supervisor = Supervisor(initial_backoff=timedelta(seconds=60))
+    health = NodeHealth(supervisor, lambda _: True, retry_after_s=7)
+    starting = health_response(health)
+    assert (starting.status, starting.headers["Retry-After"]) == (503, "7")
+
+    health.phase = "serving"
+    assert health_response(health).status == 200
+
+    async def failing() -> None:
+        raise ValueError("bad row")
+
+    supervisor.spawn("metadata-follower", failing)
+    await asyncio.sleep(0.05)
+    unhealthy = health_response(health, source="ingress")
+    assert (unhealthy.status, unhealthy.headers["Retry-After"]) == (503, "7")
+
+    for stopping in (ShuttingDown(), ShuttingDown("inv_1")):
+        answer = shutting_down_response(stopping, health.retry_after_s)
+        assert (answer.status, answer.headers["Retry-After"]) == (503, "7")
     await supervisor.shutdown()
