@@ -37,6 +37,10 @@ def on_invoke(tx: Transaction, now_ms: int, command: Invoke, actions: list[Actio
         completion_retention_ms=command.completion_retention_ms,
         callers=[command.caller] if command.caller is not None else [],
     )
+    if command.rejected is not None:
+        # Never runs: it is recorded as failed (kept for its retention) and its waiters answered.
+        lifecycle.complete(tx, status, command.rejected, now_ms, actions)
+        return True
     tx.put_entry(command.invocation_id, 0, JournalEntry(Input(command.argument, command.headers)))
     if command.invoke_at_ms > now_ms:
         timer_id = delayed_invoke_timer_id(command.invocation_id)
