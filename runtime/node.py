@@ -25,6 +25,9 @@ from runtime.invoker.channels import ChannelPool
 from runtime.invoker.discovery import discover
 from runtime.log import KafkaLog, LocalLog, Log
 from runtime.metadata import Registry
+from runtime.subscriptions.admin import SubscriptionAdmin
+from runtime.subscriptions.manager import SubscriptionManager
+from runtime.subscriptions.spec import KafkaCluster
 from runtime.worker.partition import PartitionWorker
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,15 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # consumer group; a member that dies loses its partitions after the session timeout.
     cluster: bool = False
     cluster_session_timeout_ms: int = 10_000
+    # Kafka clusters that subscriptions read (name -> bootstrap), with optional aiokafka client
+    # properties per cluster (SASL/TLS). With --log kafka, the log's own cluster is also
+    # available under ``kafka_log_cluster_name``. Subscription consumers use the cluster session
+    # timeout for their groups too.
+    kafka_clusters: dict[str, str] = {}
+    kafka_cluster_properties: dict[str, dict[str, str]] = {}
+    kafka_log_cluster_name: str = "cairn"
+    # Default of a subscription's ``max.in.flight.records`` option.
+    subscription_max_in_flight: int = 1000
 
 
 def split_bind(bind: str) -> tuple[str, int]:
@@ -122,6 +134,10 @@ class Node:
             leading=lambda: [w.partition for w in self._workers if w.is_leader],
             node_id=self.node_id,
         )
+        clusters = self.kafka_clusters()
+        SubscriptionAdmin(
+            self.registry, clusters, default_max_in_flight=config.subscription_max_in_flight
+        ).install(admin.app)
         await self._serve(ingress.app, config.ingress_bind)
         await self._serve(admin.app, config.admin_bind)
         if config.cluster:
@@ -152,6 +168,16 @@ class Node:
             await self._ownership.start()
         else:
             await asyncio.gather(*(w.caught_up.wait() for w in self._workers))
+        subscriptions = SubscriptionManager(
+            self.registry,
+            clusters,
+            log_=self._log,
+            node_id=self.node_id,
+            responses=self._responses,
+            session_timeout_ms=config.cluster_session_timeout_ms,
+            fetch_max_wait_ms=config.kafka_fetch_max_wait_ms,
+        )
+        self._tasks.append(asyncio.create_task(subscriptions.run(), name="subscriptions"))
         self._ready = True
         log.info(
             "node %s ready: %d partitions on the %s log",
@@ -159,6 +185,17 @@ class Node:
             config.partitions,
             config.log,
         )
+
+    def kafka_clusters(self) -> dict[str, KafkaCluster]:
+        """The Kafka clusters subscriptions can read, by name."""
+        config = self.config
+        bootstraps = dict(config.kafka_clusters)
+        if config.log == "kafka":
+            bootstraps.setdefault(config.kafka_log_cluster_name, config.kafka_bootstrap)
+        return {
+            name: KafkaCluster(name, bootstrap, config.kafka_cluster_properties.get(name, {}))
+            for name, bootstrap in bootstraps.items()
+        }
 
     async def _serve(self, app: web.Application, bind: str) -> None:
         host, port = split_bind(bind)

@@ -1,0 +1,443 @@
+"""Kafka subscriptions end to end (DESIGN §8a): events produced to a user's topic on a real broker
+run handlers in key order, exactly once, across kill -9; poison records are kept; the admin API
+and CLI manage subscriptions. Every test runs on both logs (the user topic is always on Kafka)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from partition_processor.ids import subscription_invocation_id
+from tests.e2e.conftest import Cluster, start_cluster, stop_cluster
+from tests.e2e.harness import ROOT, Client
+from tests.support.broker import unique_topic
+from tests.support.kafka_events import Event, create_topic, produce
+
+APP = "tests.e2e.apps.subscriptions:app"
+KEYS = 100
+EARLIEST = {"auto.offset.reset": "earliest"}
+SESSION_TIMEOUT_MS = 3000
+
+
+def _node_flags(bootstrap: str) -> list[str]:
+    return [
+        "--kafka-cluster",
+        f"events={bootstrap}",
+        "--cluster-session-timeout-ms",
+        str(SESSION_TIMEOUT_MS),
+    ]
+
+
+def _start(log_kind: str, directory: Path, log_bootstrap: str | None, bootstrap: str) -> Cluster:
+    return start_cluster(APP, log_kind, directory, log_bootstrap, extra=_node_flags(bootstrap))
+
+
+@pytest.fixture(scope="module")
+def shared_sub(
+    log_kind: str,
+    bootstrap: str | None,
+    kafka_bootstrap: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Cluster]:
+    started = _start(log_kind, tmp_path_factory.mktemp("subs"), bootstrap, kafka_bootstrap)
+    yield started
+    stop_cluster(started)
+
+
+@pytest.fixture
+def own_sub(
+    log_kind: str, bootstrap: str | None, kafka_bootstrap: str, tmp_path: Path
+) -> Iterator[Cluster]:
+    started = _start(log_kind, tmp_path, bootstrap, kafka_bootstrap)
+    yield started
+    stop_cluster(started)
+
+
+@pytest.fixture
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[Client]:
+    name = "own_sub" if "own_sub" in request.fixturenames else "shared_sub"
+    client = Client(request.getfixturevalue(name).node)
+    yield client
+    await client.close()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _ledger_events(count: int, start: int = 0) -> list[Event]:
+    """Event ``i`` carries sequence number ``i`` and the key ``k{i % KEYS}``."""
+    return [
+        (f"k{i % KEYS}".encode(), json.dumps({"seq": i}).encode(), ())
+        for i in range(start, start + count)
+    ]
+
+
+def _expected(total: int) -> dict[str, list[int]]:
+    expected: dict[str, list[int]] = {f"k{k}": [] for k in range(KEYS)}
+    for i in range(total):
+        expected[f"k{i % KEYS}"].append(i)
+    return expected
+
+
+async def _subscribe(
+    http: Client, source: str, sink: str, options: dict[str, str] | None = None
+) -> str:
+    body = {"source": source, "sink": sink, "options": options or {}}
+    response = await http.admin("POST", "/subscriptions", body)
+    assert response.status == 201, response.body
+    created = response.json()
+    assert created["source"] == source and created["sink"] == sink
+    subscription_id: str = created["id"]
+    assert subscription_id.startswith("sub_")
+    return subscription_id
+
+
+async def _lists(http: Client, keys: list[str]) -> dict[str, list[int]]:
+    async def one(key: str) -> list[int]:
+        response = await http.call(f"/Ledger/{key}/seqs", None)
+        assert response.status == 200, response.body
+        seqs: list[int] = response.json()
+        return seqs
+
+    return dict(zip(keys, await asyncio.gather(*(one(k) for k in keys)), strict=True))
+
+
+async def _wait_lists(
+    http: Client, expected: dict[str, list[int]], timeout_s: float
+) -> dict[str, list[int]]:
+    """Wait until every key's list has its expected length; then return the lists."""
+    total = sum(len(v) for v in expected.values())
+
+    async def complete() -> dict[str, list[int]] | None:
+        lists = await _lists(http, list(expected))
+        done = sum(len(v) for v in lists.values())
+        return lists if done >= total else None
+
+    lists: dict[str, list[int]] = await http.wait_for(complete, timeout_s, interval_s=1.0)
+    return lists
+
+
+async def _metric(http: Client, name: str, subscription_id: str) -> float:
+    response = await http.admin("GET", "/metrics")
+    total = 0.0
+    for line in response.body.decode().splitlines():
+        if line.startswith(name) and f'subscription="{subscription_id}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+# ---------------------------------------------------------------- order and exactly once
+
+
+@pytest.mark.timeout(600)
+async def test_backlog_subscribed_after_the_events_runs_each_once_in_key_order(
+    shared_sub: Cluster, http: Client, kafka_bootstrap: str
+) -> None:
+    topic = unique_topic("ledger")
+    await create_topic(kafka_bootstrap, topic, 4)
+    total = 10_000
+    await produce(kafka_bootstrap, topic, _ledger_events(total))
+    sub = await _subscribe(
+        http,
+        f"kafka://events/{topic}",
+        "service://Ledger/append",
+        {"auto.offset.reset": "earliest"},
+    )
+    expected = _expected(total)
+    lists = await _wait_lists(http, expected, timeout_s=480)
+    assert lists == expected  # complete, in offset order, no duplicates
+    assert await _metric(http, "cairn_subscription_records_total", sub) >= total
+    await asyncio.sleep(1.0)  # nothing more arrives later (no late duplicate)
+    assert await _lists(http, list(expected)) == expected
+
+
+@pytest.mark.timeout(600)
+async def test_kill_9_during_ingestion_loses_and_repeats_nothing(
+    own_sub: Cluster, http: Client, kafka_bootstrap: str
+) -> None:
+    topic = unique_topic("ledger")
+    await create_topic(kafka_bootstrap, topic, 4)
+    await _subscribe(
+        http,
+        f"kafka://events/{topic}",
+        "service://Ledger/append",
+        {"auto.offset.reset": "earliest"},
+    )
+    total = 10_000
+    producing = asyncio.create_task(produce(kafka_bootstrap, topic, _ledger_events(total)))
+
+    async def some_done() -> bool:
+        lists = await _lists(http, [f"k{k}" for k in range(KEYS)])
+        return sum(len(v) for v in lists.values()) >= 1000
+
+    await http.wait_for(some_done, timeout_s=240, interval_s=0.5)
+    await own_sub.node.restart()  # kill -9 mid-stream, then the same data dir again
+    await producing
+    expected = _expected(total)
+    lists = await _wait_lists(http, expected, timeout_s=480)
+    assert lists == expected
+
+
+# ---------------------------------------------------------------- sinks, headers, poison
+
+
+async def test_service_sink_sees_the_value_headers_and_record_metadata(
+    shared_sub: Cluster, http: Client, kafka_bootstrap: str
+) -> None:
+    topic = unique_topic("echo")
+    await create_topic(kafka_bootstrap, topic, 2)
+    sub = await _subscribe(http, f"kafka://events/{topic}", "service://Echo/show", EARLIEST)
+    events: list[Event] = [
+        (None, json.dumps({"n": i}).encode(), [("trace-id", f"t{i}".encode())]) for i in range(3)
+    ]
+    positions = await produce(kafka_bootstrap, topic, events)
+    for i, (partition, offset) in enumerate(positions):
+        invocation_id = subscription_invocation_id(sub, topic, partition, offset, "Echo", None)
+        response = await http.wait_for(lambda iid=invocation_id: _attached(http, iid), 60)
+        result = response.json()
+        assert result["event"] == {"n": i}
+        headers = result["headers"]
+        assert headers["trace-id"] == f"t{i}"
+        assert headers["x-kafka-topic"] == topic
+        assert headers["x-kafka-partition"] == str(partition)
+        assert headers["x-kafka-offset"] == str(offset)
+        assert int(headers["x-kafka-timestamp"]) > 0
+
+
+async def _attached(http: Client, invocation_id: str) -> Any:
+    """The invocation's result once it exists (404 until the consumer appended it)."""
+    status = await http.admin("GET", f"/invocations/{invocation_id}")
+    if status.status != 200:
+        return None
+    response = await http.attach(invocation_id)
+    return response if response.status == 200 else None
+
+
+async def test_workflow_sink_is_keyed_by_the_record_key(
+    shared_sub: Cluster, http: Client, kafka_bootstrap: str
+) -> None:
+    topic = unique_topic("onboarding")
+    await create_topic(kafka_bootstrap, topic, 2)
+    await _subscribe(
+        http,
+        f"kafka://events/{topic}",
+        "service://Onboarding/run",
+        {"auto.offset.reset": "earliest"},
+    )
+    run = uuid_suffix()
+    names = {f"alice-{run}": "Alice", f"bob-{run}": "Bob"}
+    await produce(
+        kafka_bootstrap,
+        topic,
+        [(key.encode(), json.dumps({"name": name}).encode(), ()) for key, name in names.items()],
+    )
+    for key, name in names.items():
+
+        async def output(key: str = key) -> Any:
+            response = await http.call(f"/restate/workflow/Onboarding/{key}/output", method="GET")
+            return response if response.status == 200 else None
+
+        result = (await http.wait_for(output, 60)).json()
+        assert result["key"] == key and result["name"] == name
+        assert result["headers"]["x-kafka-key"] == key
+        assert result["headers"]["x-kafka-topic"] == topic
+
+
+def uuid_suffix() -> str:
+    return unique_topic("r")
+
+
+async def test_poison_records_are_kept_as_failed_and_the_next_ones_run(
+    shared_sub: Cluster, http: Client, kafka_bootstrap: str
+) -> None:
+    topic = unique_topic("poison")
+    await create_topic(kafka_bootstrap, topic, 1)
+    sub = await _subscribe(
+        http,
+        f"kafka://events/{topic}",
+        "service://Ledger/append",
+        {"auto.offset.reset": "earliest"},
+    )
+    key = unique_topic("key")
+    events: list[Event] = [
+        (key.encode(), b'{"seq": 1}', ()),
+        (None, b'{"seq": 2}', ()),  # a keyed sink without a key
+        (key.encode(), b"{not json", ()),  # a value that does not decode
+        (key.encode(), b'{"seq": 4}', ()),
+    ]
+    positions = await produce(kafka_bootstrap, topic, events)
+
+    async def done() -> list[int] | None:
+        seqs = (await _lists(http, [key]))[key]
+        return seqs if len(seqs) >= 2 else None
+
+    assert await http.wait_for(done, 60) == [1, 4]
+    no_key = subscription_invocation_id(sub, topic, *positions[1], "Ledger", None)
+    not_json = subscription_invocation_id(sub, topic, *positions[2], "Ledger", key)
+    for invocation_id, reason in ((no_key, "has no key"), (not_json, "not valid JSON")):
+        status = await http.invocation(invocation_id)
+        assert status["status"] == "completed", status
+        failure = json.dumps(status)
+        assert reason in failure, status
+    listed = await http.admin("GET", "/invocations?status=completed")
+    listed_ids = {row["id"] for row in listed.json()["invocations"]}
+    assert {no_key, not_json} <= listed_ids
+    assert await _metric(http, "cairn_subscription_records_rejected_total", sub) == 2
+    cli = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "runtime.cli", "invocations", "list", "--admin", http.node.admin],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert no_key in cli.stdout and not_json in cli.stdout
+
+
+# ---------------------------------------------------------------- lifecycle and admin
+
+
+async def test_latest_skips_what_was_produced_before(
+    shared_sub: Cluster, http: Client, kafka_bootstrap: str
+) -> None:
+    topic = unique_topic("latest")
+    await create_topic(kafka_bootstrap, topic, 1)
+    key = unique_topic("key")
+    # several records in one batch: the case the test broker answers wrongly (DESIGN §10)
+    await produce(kafka_bootstrap, topic, [(key.encode(), b'{"seq": 0}', ())] * 5)
+    sub = await _subscribe(http, f"kafka://events/{topic}", "service://Ledger/append")
+
+    async def positioned() -> bool:
+        return any(
+            line.startswith("cairn_subscription_lag{") and f'subscription="{sub}"' in line
+            for line in (await http.admin("GET", "/metrics")).body.decode().splitlines()
+        )
+
+    await http.wait_for(positioned, 60)
+    await produce(kafka_bootstrap, topic, [(key.encode(), b'{"seq": 1}', ())] * 3)
+
+    async def done() -> list[int] | None:
+        seqs = (await _lists(http, [key]))[key]
+        return seqs if len(seqs) >= 3 else None
+
+    assert await http.wait_for(done, 60) == [1, 1, 1]
+
+
+async def test_delete_stops_consumption(
+    shared_sub: Cluster, http: Client, kafka_bootstrap: str
+) -> None:
+    topic = unique_topic("deleted")
+    await create_topic(kafka_bootstrap, topic, 2)
+    sub = await _subscribe(
+        http,
+        f"kafka://events/{topic}",
+        "service://Ledger/append",
+        {"auto.offset.reset": "earliest"},
+    )
+    key = unique_topic("key")
+    await produce(kafka_bootstrap, topic, [(key.encode(), b'{"seq": 1}', ())] * 5)
+
+    async def five() -> bool:
+        return len((await _lists(http, [key]))[key]) == 5
+
+    await http.wait_for(five, 60)
+    assert (await http.admin("DELETE", f"/subscriptions/{sub}")).status == 202
+    assert (await http.admin("GET", f"/subscriptions/{sub}")).status == 404
+    await asyncio.sleep(3.0)  # the consumer stops within seconds
+    await produce(kafka_bootstrap, topic, [(key.encode(), b'{"seq": 2}', ())] * 5)
+    await asyncio.sleep(6.0)  # a running consumer would have handled them by now
+    assert (await _lists(http, [key]))[key] == [1] * 5
+
+
+async def test_bad_subscription_requests_are_refused_with_the_reason(
+    shared_sub: Cluster, http: Client
+) -> None:
+    topic = unique_topic("bad")
+    cases: list[tuple[Any, int, str]] = [
+        ({"source": f"kafka://nowhere/{topic}", "sink": "service://Ledger/append"}, 404, "cluster"),
+        ({"source": f"kafka://events/{topic}", "sink": "service://Nope/append"}, 404, "Nope"),
+        ({"source": f"kafka://events/{topic}", "sink": "service://Ledger/nope"}, 404, "nope"),
+        ({"source": f"kafka://events/{topic}", "sink": "service://Ledger/seqs"}, 400, "shared"),
+        ({"source": f"http://events/{topic}", "sink": "service://Ledger/append"}, 400, "kafka://"),
+        ({"source": "kafka://events/", "sink": "service://Ledger/append"}, 400, "kafka://"),
+        ({"source": f"kafka://events/{topic}", "sink": "Ledger/append"}, 400, "service://"),
+        (
+            {
+                "source": f"kafka://events/{topic}",
+                "sink": "service://Ledger/append",
+                "options": {"auto.offset.reset": "sometimes"},
+            },
+            400,
+            "auto.offset.reset",
+        ),
+        (
+            {
+                "source": f"kafka://events/{topic}",
+                "sink": "service://Ledger/append",
+                "options": {"max.in.flight.records": "0"},
+            },
+            400,
+            "max.in.flight.records",
+        ),
+        (
+            {
+                "source": f"kafka://events/{topic}",
+                "sink": "service://Ledger/append",
+                "options": {"group.id": "x"},
+            },
+            400,
+            "unknown option",
+        ),
+        ({"sink": "service://Ledger/append"}, 400, "source"),
+    ]
+    for body, status, reason in cases:
+        response = await http.admin("POST", "/subscriptions", body)
+        assert response.status == status, (body, response.body)
+        error = response.json()
+        assert error["code"] == status and reason in error["message"], (body, error)
+    raw = await http.request("POST", f"{http.node.admin}/subscriptions", raw=b"{nope")
+    assert raw.status == 400 and "JSON" in raw.json()["message"]
+    assert (await http.admin("GET", "/subscriptions/sub_nope")).status == 404
+    assert (await http.admin("DELETE", "/subscriptions/sub_nope")).status == 404
+    # nothing was stored by the refused requests
+    listed = (await http.admin("GET", "/subscriptions")).json()["subscriptions"]
+    assert not [s for s in listed if topic in s["source"]]
+
+
+async def test_cli_adds_lists_filters_and_removes(shared_sub: Cluster, http: Client) -> None:
+    topic = unique_topic("cli")
+    source = f"kafka://events/{topic}"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "runtime.cli", "subscriptions", *args]
+        return subprocess.run(
+            [*argv, "--admin", http.node.admin], cwd=ROOT, capture_output=True, text=True
+        )
+
+    added = await asyncio.to_thread(
+        cli, "add", source, "service://Ledger/append", "--option", "auto.offset.reset=earliest"
+    )
+    assert added.returncode == 0, added.stderr
+    sub = added.stdout.split()[0]
+    again = await asyncio.to_thread(cli, "add", source, "service://Ledger/append")
+    assert again.returncode != 0 and "409" in again.stderr and sub in again.stderr
+    listing = await asyncio.to_thread(cli, "list")
+    assert sub in listing.stdout and "auto.offset.reset=earliest" in listing.stdout
+    by_source = await http.admin("GET", f"/subscriptions?source={source}")
+    assert [s["id"] for s in by_source.json()["subscriptions"]] == [sub]
+    by_sink = await http.admin("GET", "/subscriptions?sink=service://Echo/show")
+    assert sub not in {s["id"] for s in by_sink.json()["subscriptions"]}
+    got = (await http.admin("GET", f"/subscriptions/{sub}")).json()
+    assert got["options"] == {"auto.offset.reset": "earliest", "max.in.flight.records": "1000"}
+    removed = await asyncio.to_thread(cli, "remove", sub)
+    assert removed.returncode == 0, removed.stderr
+    assert (await http.admin("GET", f"/subscriptions/{sub}")).status == 404
+    gone = await asyncio.to_thread(cli, "remove", sub)
+    assert gone.returncode != 0 and "404" in gone.stderr
