@@ -37,6 +37,7 @@ from partition_processor.commands import (
     encode_envelope,
 )
 from runtime.clock import now_ms
+from runtime.crashpoints import crash_point
 from runtime.ingress.gateway import PendingResponses
 from runtime.log import Log, LogError
 from runtime.metadata import HandlerInfo, Registry, ServiceInfo, Subscription
@@ -237,12 +238,20 @@ class _Session:
     # ------------------------------------------------------------------ ingestion
 
     async def _ingest(self, tp: TopicPartition, records: Sequence[Any]) -> None:
+        # A chunk never needs more slots than exist: the slots of the chunks before it are freed
+        # as their invocations complete, so waiting for a slot cannot deadlock.
+        chunk = min(_CHUNK_RECORDS, self._max_in_flight)
+        for start in range(0, len(records), chunk):
+            await self._ingest_chunk(tp, records[start : start + chunk])
+
+    async def _ingest_chunk(self, tp: TopicPartition, records: Sequence[Any]) -> None:
         service, handler = await self._sink()
         mapped: list[MappedRecord] = []
         for record in records:
             await self._slots.acquire()
             mapped.append(self._map(service, handler, record))
         await self._append(mapped)
+        crash_point("subscription.after_append")  # appended, offset not committed yet
         SUBSCRIPTION_RECORDS.labels(self._id).inc(len(mapped))
         rejected = sum(1 for m in mapped if m.rejected)
         if rejected:
@@ -253,6 +262,7 @@ class _Session:
         next_offset = records[-1].offset + 1
         self._next[tp] = next_offset
         await self._commit(tp, next_offset)
+        self._report_lag()  # also while a long batch waits for in-flight slots
 
     async def _sink(self) -> tuple[ServiceInfo, HandlerInfo]:
         """The sink handler; waits (without consuming) while it is not registered."""

@@ -185,6 +185,80 @@ async def test_kill_9_during_ingestion_loses_and_repeats_nothing(
     assert lists == expected
 
 
+@pytest.mark.timeout(300)
+async def test_records_appended_before_a_crash_and_read_again_run_once(
+    log_kind: str, bootstrap: str | None, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The node dies right after appending records and before committing their offset: on
+    restart it reads them again; they are dropped as duplicates and still complete once (their
+    in-flight slots are freed by re-attaching, with only 2 slots the topic would stall else)."""
+    cluster = start_cluster(
+        APP,
+        log_kind,
+        tmp_path,
+        bootstrap,
+        extra=_node_flags(kafka_bootstrap),
+        env={"CAIRN_CRASH_AT": "subscription.after_append"},
+    )
+    http = Client(cluster.node)
+    try:
+        topic = unique_topic("crash")
+        await create_topic(kafka_bootstrap, topic, 1)
+        key = unique_topic("key")
+        events: list[Event] = [
+            (key.encode(), json.dumps({"seq": i}).encode(), ()) for i in range(10)
+        ]
+        await produce(kafka_bootstrap, topic, events)
+        options = {**EARLIEST, "max.in.flight.records": "2"}
+        await _subscribe(http, f"kafka://events/{topic}", "service://Ledger/append", options)
+        process = cluster.node.process.process
+        assert process is not None
+        assert await asyncio.to_thread(process.wait, 60) == 137  # died at the crash point
+        cluster.node.process.env = {**cluster.node.process.env, "CAIRN_CRASH_AT": ""}
+        await asyncio.to_thread(cluster.node.start)
+
+        async def done() -> list[int] | None:
+            seqs = (await _lists(http, [key]))[key]
+            return seqs if len(seqs) >= 10 else None
+
+        assert await http.wait_for(done, 120, interval_s=0.5) == list(range(10))
+        await asyncio.sleep(1.0)
+        assert (await _lists(http, [key]))[key] == list(range(10))
+    finally:
+        await http.close()
+        stop_cluster(cluster)
+
+
+async def test_in_flight_records_are_bounded_for_a_slow_handler(
+    shared_sub: Cluster, http: Client, kafka_bootstrap: str
+) -> None:
+    topic = unique_topic("slow")
+    await create_topic(kafka_bootstrap, topic, 1)
+    total, bound = 30, 4
+    positions = await produce(
+        kafka_bootstrap, topic, [(None, json.dumps(i).encode(), ()) for i in range(total)]
+    )
+    options = {**EARLIEST, "max.in.flight.records": str(bound)}
+    sub = await _subscribe(http, f"kafka://events/{topic}", "service://Slow/work", options)
+    in_flight: list[float] = []
+    lags: list[float] = []
+    deadline = asyncio.get_running_loop().time() + 120
+    while asyncio.get_running_loop().time() < deadline:
+        in_flight.append(await _metric(http, "cairn_subscription_in_flight", sub))
+        lags.append(await _metric(http, "cairn_subscription_lag", sub))
+        appended = await _metric(http, "cairn_subscription_records_total", sub)
+        if appended >= total and in_flight[-1] == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert max(in_flight) <= bound, in_flight
+    assert max(in_flight) == bound, in_flight  # the bound is what held it back
+    assert max(lags) > 0, lags  # the records waiting behind the bound showed as lag
+    for partition, offset in positions:
+        invocation_id = subscription_invocation_id(sub, topic, partition, offset, "Slow", None)
+        status = await http.invocation(invocation_id)
+        assert status["status"] == "completed", status
+
+
 # ---------------------------------------------------------------- sinks, headers, poison
 
 

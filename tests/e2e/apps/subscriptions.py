@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import sdk as restate
@@ -33,6 +34,16 @@ async def show(ctx: restate.Context, event: Any) -> dict[str, Any]:
     return {"event": event, "headers": ctx.request().headers}
 
 
+slow = restate.Service("Slow")
+
+
+@slow.handler()
+async def work(ctx: restate.Context, event: Any) -> Any:
+    """A slow sink: holds its invocation open for a while (back-pressure tests)."""
+    await asyncio.sleep(0.2)
+    return event
+
+
 onboarding = restate.Workflow("Onboarding")
 
 
@@ -42,4 +53,4 @@ async def run(ctx: restate.WorkflowContext, event: dict[str, Any]) -> dict[str, 
     return {"key": ctx.key(), "name": event["name"], "headers": ctx.request().headers}
 
 
-app = restate.app(services=[ledger, echo, onboarding])
+app = restate.app(services=[ledger, echo, slow, onboarding])
