@@ -242,6 +242,8 @@ class _Session:
         # as their invocations complete, so waiting for a slot cannot deadlock.
         chunk = min(_CHUNK_RECORDS, self._max_in_flight)
         for start in range(0, len(records), chunk):
+            if tp not in self._consumer.assignment():
+                return  # revoked while waiting for slots: the new owner reads on
             await self._ingest_chunk(tp, records[start : start + chunk])
 
     async def _ingest_chunk(self, tp: TopicPartition, records: Sequence[Any]) -> None:
@@ -260,6 +262,8 @@ class _Session:
                 "subscription %s: %d record(s) of %s kept as failed", self._id, rejected, tp
             )
         next_offset = records[-1].offset + 1
+        if tp not in self._consumer.assignment():
+            return  # revoked meanwhile: the new owner commits (and reports its lag)
         self._next[tp] = next_offset
         await self._commit(tp, next_offset)
         self._report_lag()  # also while a long batch waits for in-flight slots
