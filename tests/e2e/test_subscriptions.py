@@ -515,3 +515,34 @@ async def test_cli_adds_lists_filters_and_removes(shared_sub: Cluster, http: Cli
     assert (await http.admin("GET", f"/subscriptions/{sub}")).status == 404
     gone = await asyncio.to_thread(cli, "remove", sub)
     assert gone.returncode != 0 and "404" in gone.stderr
+
+
+async def test_the_orders_example_runs_as_documented(
+    log_kind: str, bootstrap: str | None, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """examples/orders.py fed by examples/produce_orders.py, subscribed as its docstring says."""
+    cluster = start_cluster(
+        "examples.orders:app", log_kind, tmp_path, bootstrap, extra=_node_flags(kafka_bootstrap)
+    )
+    http = Client(cluster.node)
+    try:
+        topic = unique_topic("orders")
+        producer = [sys.executable, "-m", "examples.produce_orders", "--bootstrap"]
+        producer += [kafka_bootstrap, "--topic", topic, "--count", "20"]
+        done = await asyncio.to_thread(
+            subprocess.run, producer, cwd=ROOT, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        await _subscribe(http, f"kafka://events/{topic}", "service://Orders/place", EARLIEST)
+
+        async def history() -> Any:
+            response = await http.call("/Orders/alice/history")
+            rows = response.json()
+            return rows if len(rows) >= 5 else None
+
+        rows = await http.wait_for(history, 60)
+        assert [row["item"] for row in rows] == [f"item-{i}" for i in range(0, 20, 4)]
+        assert all(row["offset"].startswith(f"{topic}/") for row in rows)
+    finally:
+        await http.close()
+        stop_cluster(cluster)
