@@ -26,6 +26,7 @@ from runtime.invoker.discovery import discover
 from runtime.log import KafkaLog, LocalLog, Log
 from runtime.metadata import Registry
 from runtime.subscriptions.admin import SubscriptionAdmin
+from runtime.subscriptions.consumer import ConsumerContext
 from runtime.subscriptions.manager import SubscriptionManager
 from runtime.subscriptions.spec import KafkaCluster
 from runtime.worker.partition import PartitionWorker
@@ -169,13 +170,16 @@ class Node:
         else:
             await asyncio.gather(*(w.caught_up.wait() for w in self._workers))
         subscriptions = SubscriptionManager(
-            self.registry,
             clusters,
-            log_=self._log,
-            node_id=self.node_id,
-            responses=self._responses,
-            session_timeout_ms=config.cluster_session_timeout_ms,
-            fetch_max_wait_ms=config.kafka_fetch_max_wait_ms,
+            ConsumerContext(
+                registry=self.registry,
+                log=self._log,
+                node_id=self.node_id,
+                responses=self._responses,
+                session_timeout_ms=config.cluster_session_timeout_ms,
+                fetch_max_wait_ms=config.kafka_fetch_max_wait_ms,
+                default_max_in_flight=config.subscription_max_in_flight,
+            ),
         )
         self._tasks.append(asyncio.create_task(subscriptions.run(), name="subscriptions"))
         self._ready = True

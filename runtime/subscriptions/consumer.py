@@ -63,6 +63,8 @@ _BACKOFF_MIN_S = 0.5
 _BACKOFF_MAX_S = 30.0
 _CHUNK_RECORDS = 256
 _POLL_MS = 200
+# An in-flight record not heard of for this long is asked about again (an Attach on its sink).
+_REASK_AFTER_S = 10.0
 
 
 def group_id(subscription_id: str) -> str:
@@ -89,31 +91,28 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._owner.partitions_assigned(assigned)
 
 
+@dataclass(frozen=True)
+class ConsumerContext:
+    """What a node gives the consumers of its subscriptions."""
+
+    registry: Registry
+    log: Log
+    node_id: str
+    responses: PendingResponses
+    session_timeout_ms: int
+    fetch_max_wait_ms: int
+    default_max_in_flight: int
+
+
 class SubscriptionConsumer:
     """Runs one subscription on this node until cancelled; restarts itself after failures."""
 
     def __init__(
-        self,
-        subscription: Subscription,
-        cluster: KafkaCluster,
-        *,
-        registry: Registry,
-        log_: Log,
-        node_id: str,
-        responses: PendingResponses,
-        session_timeout_ms: int,
-        fetch_max_wait_ms: int,
-        attach_after_s: float = 10.0,
+        self, subscription: Subscription, cluster: KafkaCluster, context: ConsumerContext
     ) -> None:
         self.subscription = subscription
         self._cluster = cluster
-        self._registry = registry
-        self._log = log_
-        self._node_id = node_id
-        self._responses = responses
-        self._session_timeout_ms = session_timeout_ms
-        self._fetch_max_wait_ms = fetch_max_wait_ms
-        self._attach_after_s = attach_after_s
+        self._context = context
 
     async def run(self) -> None:
         """Consume until cancelled. A failure (broker unreachable, a bug) is logged and the
@@ -121,7 +120,7 @@ class SubscriptionConsumer:
         and what is appended again is dropped as a duplicate."""
         backoff = _BACKOFF_MIN_S
         while True:
-            session = _Session(self)
+            session = _Session(self.subscription, self._cluster, self._context)
             try:
                 await session.run()
                 return
@@ -140,13 +139,21 @@ class SubscriptionConsumer:
 class _Session:
     """One incarnation of a consumer: a Kafka consumer and the records it has in flight."""
 
-    def __init__(self, owner: SubscriptionConsumer) -> None:
-        self._owner = owner
-        sub = owner.subscription
+    def __init__(
+        self, subscription: Subscription, cluster: KafkaCluster, context: ConsumerContext
+    ) -> None:
+        sub = subscription
+        self._subscription = subscription
+        self._cluster = cluster
+        self._context = context
+        self._responses = context.responses
+        self._log = context.log
         self._id = sub.id
         _, self._topic = parse_source(sub.source)
         self._latest = sub.options.get(OFFSET_RESET, "latest") == "latest"
-        self._max_in_flight = int(sub.options.get(MAX_IN_FLIGHT, "1000"))
+        self._max_in_flight = int(
+            sub.options.get(MAX_IN_FLIGHT, str(context.default_max_in_flight))
+        )
         self._slots = asyncio.Semaphore(self._max_in_flight)
         self._in_flight: dict[str, _InFlight] = {}
         self._next: dict[TopicPartition, int] = {}
@@ -155,8 +162,7 @@ class _Session:
         self._reasker: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
-        owner = self._owner
-        session_timeout_ms = owner._session_timeout_ms
+        session_timeout_ms = self._context.session_timeout_ms
         self._consumer = AIOKafkaConsumer(
             group_id=group_id(self._id),
             enable_auto_commit=False,
@@ -165,8 +171,8 @@ class _Session:
             auto_offset_reset="earliest",
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(100, session_timeout_ms // 6),
-            fetch_max_wait_ms=owner._fetch_max_wait_ms,
-            **owner._cluster.client_options(),
+            fetch_max_wait_ms=self._context.fetch_max_wait_ms,
+            **self._cluster.client_options(),
         )
         self._consumer.subscribe([self._topic], listener=_Listener(self))
         await self._consumer.start()
@@ -272,7 +278,7 @@ class _Session:
         """The sink handler; waits (without consuming) while it is not registered."""
         while True:
             try:
-                return resolve_sink(self._owner._registry, self._owner.subscription.sink)
+                return resolve_sink(self._context.registry, self._subscription.sink)
             except SubscriptionError as exc:
                 log.warning("subscription %s paused: %s", self._id, exc.message)
                 await asyncio.sleep(1.0)
@@ -293,14 +299,14 @@ class _Session:
             service,
             handler,
             source,
-            IngressSink(self._owner._node_id, request_id),
-            self._owner._log.partitions,
+            IngressSink(self._context.node_id, request_id),
+            self._log.partitions,
             now_ms(),
         )
         self._in_flight[request_id] = _InFlight(
             mapped.invocation_id, mapped.log_partition, time.monotonic()
         )
-        done = self._owner._responses.expect(request_id)
+        done = self._responses.expect(request_id)
         done.add_done_callback(lambda _: self._completed(request_id))
         SUBSCRIPTION_IN_FLIGHT.labels(self._id).inc()
         return mapped
@@ -312,7 +318,7 @@ class _Session:
 
     def _responses_forget(self, request_id: str) -> None:
         self._in_flight.pop(request_id, None)
-        self._owner._responses.forget(request_id)
+        self._responses.forget(request_id)
 
     async def _append(self, mapped: Sequence[MappedRecord]) -> None:
         """Append, keeping offset order within each log partition; returns once durable."""
@@ -327,7 +333,7 @@ class _Session:
         backoff = _BACKOFF_MIN_S
         while True:
             try:
-                await self._owner._log.append(partition, payloads)
+                await self._log.append(partition, payloads)
                 return
             except LogError as exc:
                 # Some may be appended already: appending them again is safe (dedup).
@@ -339,17 +345,17 @@ class _Session:
         """Ask again for invocations whose completion was not heard of: a duplicate record
         (dropped on apply, so it answers nothing), or an answer lost with a leader change."""
         while True:
-            await asyncio.sleep(self._owner._attach_after_s / 2)
-            cutoff = time.monotonic() - self._owner._attach_after_s
+            await asyncio.sleep(_REASK_AFTER_S / 2)
+            cutoff = time.monotonic() - _REASK_AFTER_S
             for request_id, entry in list(self._in_flight.items()):
                 if entry.asked_s > cutoff:
                     continue
                 entry.asked_s = time.monotonic()
-                sink = IngressSink(self._owner._node_id, request_id)
+                sink = IngressSink(self._context.node_id, request_id)
                 envelope = Envelope(
                     SubscriptionSource(self._id), now_ms(), Attach(entry.invocation_id, sink)
                 )
                 try:
-                    await self._owner._log.append(entry.log_partition, [encode_envelope(envelope)])
+                    await self._log.append(entry.log_partition, [encode_envelope(envelope)])
                 except LogError as exc:
                     log.warning("subscription %s: re-attach failed: %r", self._id, exc)

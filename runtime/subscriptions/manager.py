@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from runtime.ingress.gateway import PendingResponses
-from runtime.log import Log
-from runtime.metadata import Registry, Subscription
-from runtime.subscriptions.consumer import SubscriptionConsumer
+from runtime.metadata import Subscription
+from runtime.subscriptions.consumer import ConsumerContext, SubscriptionConsumer
 from runtime.subscriptions.spec import KafkaCluster, parse_source
 
 log = logging.getLogger(__name__)
@@ -21,22 +19,12 @@ log = logging.getLogger(__name__)
 class SubscriptionManager:
     def __init__(
         self,
-        registry: Registry,
         clusters: dict[str, KafkaCluster],
-        *,
-        log_: Log,
-        node_id: str,
-        responses: PendingResponses,
-        session_timeout_ms: int,
-        fetch_max_wait_ms: int,
+        context: ConsumerContext,
     ) -> None:
-        self._registry = registry
+        self._registry = context.registry
         self._clusters = clusters
-        self._log = log_
-        self._node_id = node_id
-        self._responses = responses
-        self._session_timeout_ms = session_timeout_ms
-        self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._context = context
         self._running: dict[str, asyncio.Task[None]] = {}
 
     async def run(self) -> None:
@@ -79,16 +67,7 @@ class SubscriptionManager:
                     cluster_name,
                 )
                 continue
-            consumer = SubscriptionConsumer(
-                subscription,
-                cluster,
-                registry=self._registry,
-                log_=self._log,
-                node_id=self._node_id,
-                responses=self._responses,
-                session_timeout_ms=self._session_timeout_ms,
-                fetch_max_wait_ms=self._fetch_max_wait_ms,
-            )
+            consumer = SubscriptionConsumer(subscription, cluster, self._context)
             self._running[subscription.id] = asyncio.create_task(
                 consumer.run(), name=f"subscription-{subscription.id}"
             )
