@@ -16,8 +16,8 @@ import pytest
 
 from partition_processor.ids import subscription_invocation_id
 from tests.e2e.conftest import Cluster, start_cluster, stop_cluster
-from tests.e2e.harness import ROOT, Client
-from tests.support.broker import unique_topic
+from tests.e2e.harness import ROOT, Client, free_port
+from tests.support.broker import TansuBroker, unique_topic
 from tests.support.kafka_events import Event, create_topic, produce
 
 APP = "tests.e2e.apps.subscriptions:app"
@@ -546,3 +546,36 @@ async def test_the_orders_example_runs_as_documented(
     finally:
         await http.close()
         stop_cluster(cluster)
+
+
+@pytest.mark.timeout(300)
+async def test_a_consumer_whose_broker_is_down_retries_until_it_is_up(
+    log_kind: str, bootstrap: str | None, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The consumer task survives its failures: it logs, backs off and starts again."""
+    late_port = free_port()
+    flags = [*_node_flags(kafka_bootstrap), "--kafka-cluster", f"late=127.0.0.1:{late_port}"]
+    cluster = start_cluster(APP, log_kind, tmp_path, bootstrap, extra=flags)
+    http = Client(cluster.node)
+    broker: TansuBroker | None = None
+    try:
+        topic = unique_topic("late")
+        await _subscribe(http, f"kafka://late/{topic}", "service://Ledger/append", EARLIEST)
+        await asyncio.sleep(3.0)  # the consumer fails to connect meanwhile
+        assert "failed; restarting in" in cluster.node.process.output()
+        assert (await http.call("/restate/health", method="GET")).status == 200
+        broker = await asyncio.to_thread(TansuBroker.start, tmp_path, late_port)
+        await create_topic(broker.bootstrap, topic, 1)
+        key = unique_topic("key")
+        await produce(broker.bootstrap, topic, [(key.encode(), b'{"seq": 7}', ())])
+
+        async def done() -> list[int] | None:
+            seqs = (await _lists(http, [key]))[key]
+            return seqs or None
+
+        assert await http.wait_for(done, 120, interval_s=0.5) == [7]
+    finally:
+        await http.close()
+        stop_cluster(cluster)
+        if broker is not None:
+            broker.stop()
