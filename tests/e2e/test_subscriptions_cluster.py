@@ -91,6 +91,11 @@ async def test_two_nodes_share_a_subscription_and_survive_a_kill_9(
     await create_topic(kafka_bootstrap, topic, 4)
     # the cluster holding Cairn's own log, under its name
     sub = await _subscribe(a, f"kafka://cairn/{topic}", "service://Ledger/append", EARLIEST)
+
+    async def b_knows_it() -> bool:  # stored in the cluster metadata: every node sees it
+        return (await b.admin("GET", f"/subscriptions/{sub}")).status == 200
+
+    await b.wait_for(b_knows_it, 30)
     total, wave = 6000, 500
 
     async def producer() -> None:
