@@ -29,7 +29,11 @@ from runtime.invoker.discovery import discover
 from runtime.limits import SizePolicy
 from runtime.log import KafkaLog, LocalLog, Log
 from runtime.metadata import Registry
-from runtime.supervisor import Supervisor
+from runtime.subscriptions.admin import SubscriptionAdmin
+from runtime.subscriptions.consumer import ConsumerContext
+from runtime.subscriptions.manager import SubscriptionManager
+from runtime.subscriptions.spec import KafkaCluster
+from runtime.supervisor import SupervisedTask, Supervisor
 from runtime.worker.partition import PartitionWorker
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,15 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # A stop (SIGTERM, SIGINT) answers waiting callers with 503, ends the invoker streams,
     # flushes the log and the store, and is cut short after this long.
     shutdown_timeout_ms: int = 15_000
+    # Kafka clusters that subscriptions read (name -> bootstrap), with optional aiokafka client
+    # properties per cluster (SASL/TLS). With --log kafka, the log's own cluster is also
+    # available under ``kafka_log_cluster_name``. Subscription consumers use the cluster session
+    # timeout for their groups too.
+    kafka_clusters: dict[str, str] = {}
+    kafka_cluster_properties: dict[str, dict[str, str]] = {}
+    kafka_log_cluster_name: str = "cairn"
+    # Default of a subscription's ``max.in.flight.records`` option.
+    subscription_max_in_flight: int = 1000
 
     def __post_init__(self) -> None:
         if not 0 < self.max_key_bytes <= keys.MAX_TEXT_BYTES:
@@ -77,6 +90,8 @@ class NodeConfig(msgspec.Struct, frozen=True):
             raise ValueError("log_record_overhead_bytes must hold the headers and keys")
         if self.shutdown_timeout_ms < 1:
             raise ValueError("shutdown_timeout_ms must be positive")
+        if self.subscription_max_in_flight < 1:
+            raise ValueError("subscription_max_in_flight must be at least 1")
 
     def size_policy(self) -> SizePolicy:
         record = self.ingress_max_body_bytes + self.log_record_overhead_bytes
@@ -121,6 +136,7 @@ class Node:
             ResponseDelivery(self.registry, self._supervisor) if config.cluster else None
         )
         self._ownership: GroupOwnership | None = None
+        self._subscriptions: SupervisedTask | None = None
 
     @staticmethod
     def _open_logs(config: NodeConfig) -> tuple[Log, Log]:
@@ -175,6 +191,10 @@ class Node:
             limits=self.limits,
         )
         quiet_malformed_requests()
+        clusters = self.kafka_clusters()
+        SubscriptionAdmin(
+            self.registry, clusters, default_max_in_flight=config.subscription_max_in_flight
+        ).install(admin.app)
         await self._serve(ingress.app, config.ingress_bind)
         await self._serve(admin.app, config.admin_bind)
         if config.cluster:
@@ -207,6 +227,25 @@ class Node:
             await self._ownership.start(self._supervisor)
         else:
             await asyncio.gather(*(w.caught_up.wait() for w in self._workers))
+        subscriptions = SubscriptionManager(
+            clusters,
+            ConsumerContext(
+                registry=self.registry,
+                log=self._log,
+                node_id=self.node_id,
+                responses=self._responses,
+                session_timeout_ms=config.cluster_session_timeout_ms,
+                fetch_max_wait_ms=config.kafka_fetch_max_wait_ms,
+                default_max_in_flight=config.subscription_max_in_flight,
+                limits=self.limits,
+            ),
+            self._supervisor,
+        )
+        # Node-wide, but not a task health depends on: a source cluster that is down must not
+        # take the node (or every node: all run every subscription) out of service.
+        self._subscriptions = self._supervisor.spawn(
+            "subscriptions", subscriptions.run, affects_health=False
+        )
         self.health.phase = "serving"
         log.info(
             "node %s ready: %d partitions on the %s log",
@@ -214,6 +253,17 @@ class Node:
             config.partitions,
             config.log,
         )
+
+    def kafka_clusters(self) -> dict[str, KafkaCluster]:
+        """The Kafka clusters subscriptions can read, by name."""
+        config = self.config
+        bootstraps = dict(config.kafka_clusters)
+        if config.log == "kafka":
+            bootstraps.setdefault(config.kafka_log_cluster_name, config.kafka_bootstrap)
+        return {
+            name: KafkaCluster(name, bootstrap, config.kafka_cluster_properties.get(name, {}))
+            for name, bootstrap in bootstraps.items()
+        }
 
     async def _serve(self, app: web.Application, bind: str) -> None:
         host, port = split_bind(bind)
@@ -249,6 +299,10 @@ class Node:
             return
         self._stopped = True
         self.health.phase = "stopping"
+        if self._subscriptions is not None:
+            # Before the waiters are answered: no record is taken in while the node stops, and
+            # the consumers leave their groups, so their partitions move at once.
+            await self._subscriptions.stop()
         self._responses.shut_down()
         if self._ownership is not None:
             await self._ownership.stop()  # leave the group: the partitions move at once
