@@ -10,7 +10,7 @@ from typing import Literal
 
 import msgspec
 
-from partition_processor.journal import JournalCommand, Result
+from partition_processor.journal import Failure, JournalCommand, Result
 from partition_processor.limits import backoff_ms
 
 RECORD_VERSION = 1
@@ -36,7 +36,13 @@ class AdminSource(msgspec.Struct, tag="admin", frozen=True):
     pass
 
 
-Source = IngressSource | LeaderSource | PartitionSource | AdminSource
+class SubscriptionSource(msgspec.Struct, tag="subscription", frozen=True):
+    """A record of a Kafka topic that a subscription turned into an invocation (DESIGN §8a)."""
+
+    subscription_id: str
+
+
+Source = IngressSource | LeaderSource | PartitionSource | AdminSource | SubscriptionSource
 
 
 class LeaderDedup(msgspec.Struct, tag="leader", frozen=True):
@@ -131,6 +137,10 @@ class Invoke(msgspec.Struct, tag="invoke", frozen=True):
     # When the id exists: at most this many ingress requests wait for its result; past it the
     # new one is answered 429 (0: no bound, records written before the bound existed).
     max_attached: int = 0
+    # Set when the event could not become a runnable invocation (a Kafka record without the key
+    # its keyed sink needs, or a value that is not JSON): the invocation is created already
+    # failed with this result, so the event stays visible instead of being lost or blocking.
+    rejected: Failure | None = None
 
 
 class ResolvedTarget(msgspec.Struct, frozen=True):

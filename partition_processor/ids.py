@@ -155,3 +155,19 @@ def workflow_run_id(service: str, key: str) -> str:
     return make_invocation_id(
         object_partition_key(service, key), stable_uuid128("workflow", service, key)
     )
+
+
+def subscription_invocation_id(
+    subscription_id: str, topic: str, partition: int, offset: int, service: str, key: str | None
+) -> str:
+    """The invocation a subscription makes of the record at (topic, partition, offset).
+
+    A function of the record's position only, so a record read twice (a crash before the offset
+    commit, a rebalance) names the same invocation. Keyed sinks live on their key's partition.
+    """
+    parts = ("subscription", subscription_id, topic, str(partition), str(offset))
+    if key is not None:
+        partition_key = object_partition_key(service, key)
+    else:
+        partition_key = stable_hash64(*parts)
+    return make_invocation_id(partition_key, stable_uuid128(*parts))

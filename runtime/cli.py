@@ -25,6 +25,7 @@ from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.log import LogError
 from runtime.node import Node, NodeConfig, config_default, split_bind
 from runtime.snapshots.repository import open_repository
+from runtime.subscriptions.spec import parse_cluster, parse_cluster_property, parse_clusters
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"
 
@@ -84,7 +85,31 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         "--cluster-session-timeout-ms",
         type=int,
         default=int(_env("CLUSTER_SESSION_TIMEOUT_MS", "10000")),
-        help="how long a silent node keeps its partitions",
+        help="how long a silent node keeps its partitions (and its subscriptions' partitions)",
+    )
+    parser.add_argument(
+        "--kafka-cluster",
+        action="append",
+        default=[],
+        metavar="NAME=BOOTSTRAP",
+        help="a Kafka cluster subscriptions can read (repeatable; env CAIRN_KAFKA_CLUSTERS="
+        "'a=h1:9092,b=h2:9092')",
+    )
+    parser.add_argument(
+        "--kafka-cluster-property",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE",
+        help="an aiokafka client property of a cluster, e.g. a:security_protocol=SASL_SSL "
+        "(repeatable; env CAIRN_KAFKA_CLUSTER_PROPERTIES, separated by ';')",
+    )
+    parser.add_argument(
+        "--subscription-max-in-flight",
+        type=int,
+        default=_env(
+            "SUBSCRIPTION_MAX_IN_FLIGHT", str(config_default("subscription_max_in_flight"))
+        ),
+        help="default max.in.flight.records of a subscription",
     )
     parser.add_argument(
         "--shutdown-timeout",
@@ -162,7 +187,6 @@ def _shutdown_timeout_ms(raw: str) -> int | None:
     return ms
 
 
-
 def _config(args: argparse.Namespace) -> NodeConfig:
     if args.partitions < 1:
         raise SystemExit("cairn: --partitions must be at least 1")
@@ -173,6 +197,7 @@ def _config(args: argparse.Namespace) -> NodeConfig:
             raise SystemExit(f"cairn: {flag}: {exc}") from exc
     if args.cluster and args.log != "kafka":
         raise SystemExit("cairn: --cluster needs --log kafka (the nodes share its topics)")
+    clusters, properties = _kafka_clusters(args)
     optional: dict[str, Any] = {}
     if (shutdown_timeout_ms := _shutdown_timeout_ms(args.shutdown_timeout)) is not None:
         optional["shutdown_timeout_ms"] = shutdown_timeout_ms
@@ -181,13 +206,21 @@ def _config(args: argparse.Namespace) -> NodeConfig:
             raise SystemExit(f"cairn: --{name.replace('_', '-')} must be at least 1")
     _check_snapshot_flags(args)
     try:
-        return _node_config(args, optional)
+        return _node_config(args, clusters, properties, optional)
     except ValueError as exc:
         raise SystemExit(f"cairn: {exc}") from exc
 
 
-def _node_config(args: argparse.Namespace, optional: dict[str, Any]) -> NodeConfig:
+def _node_config(
+    args: argparse.Namespace,
+    clusters: dict[str, str],
+    properties: dict[str, dict[str, str]],
+    optional: dict[str, Any],
+) -> NodeConfig:
     return NodeConfig(
+        kafka_clusters=clusters,
+        kafka_cluster_properties=properties,
+        subscription_max_in_flight=args.subscription_max_in_flight,
         data_dir=Path(args.data_dir),
         ingress_bind=args.ingress_bind,
         admin_bind=args.admin_bind,
@@ -208,6 +241,28 @@ def _node_config(args: argparse.Namespace, optional: dict[str, Any]) -> NodeConf
         snapshot_s3_endpoint=args.snapshot_s3_endpoint,
         local_log_segment_bytes=args.local_log_segment_bytes,
     )
+
+
+def _kafka_clusters(
+    args: argparse.Namespace,
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """Clusters from CAIRN_KAFKA_CLUSTERS and --kafka-cluster (a flag wins over the env)."""
+    try:
+        clusters = parse_clusters(_env("KAFKA_CLUSTERS", ""))
+        clusters.update(parse_cluster(item) for item in args.kafka_cluster)
+        properties: dict[str, dict[str, str]] = {}
+        items = [p for p in _env("KAFKA_CLUSTER_PROPERTIES", "").split(";") if p.strip()]
+        for item in items + list(args.kafka_cluster_property):
+            cluster, key, value = parse_cluster_property(item.strip())
+            properties.setdefault(cluster, {})[key] = value
+    except ValueError as exc:
+        raise SystemExit(f"cairn: --kafka-cluster: {exc}") from exc
+    unknown = sorted(set(properties) - set(clusters))
+    if unknown:
+        raise SystemExit(f"cairn: --kafka-cluster-property for unknown cluster(s) {unknown}")
+    if args.subscription_max_in_flight < 1:
+        raise SystemExit("cairn: --subscription-max-in-flight must be at least 1")
+    return clusters, properties
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -258,6 +313,24 @@ def _parser() -> argparse.ArgumentParser:
     listing = snapshot_commands.add_parser("list", help="list the repository's snapshots")
     listing.add_argument("--partition", type=int, help="only this partition")
     listing.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+    subscriptions = commands.add_parser("subscriptions", help="manage Kafka subscriptions")
+    subscription_commands = subscriptions.add_subparsers(dest="action", required=True)
+    add = subscription_commands.add_parser("add", help="feed a Kafka topic to a handler")
+    add.add_argument("source", help="kafka://CLUSTER/TOPIC")
+    add.add_argument("sink", help="service://SERVICE/HANDLER")
+    add.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="e.g. auto.offset.reset=earliest",
+    )
+    add.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+    listing = subscription_commands.add_parser("list", help="list subscriptions")
+    listing.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+    remove = subscription_commands.add_parser("remove", help="delete a subscription")
+    remove.add_argument("id", help="the subscription id (sub_...)")
+    remove.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
 
     services = commands.add_parser("services", help="list registered services")
     services.add_argument("action", choices=["list"])
@@ -445,6 +518,26 @@ def _snapshots(args: argparse.Namespace) -> None:
             print(f"{row['partition']:>5}  {lsn:>12}  {size:>10}  {row['name']}")
 
 
+def _subscriptions(args: argparse.Namespace) -> None:
+    if args.action == "add":
+        options: dict[str, str] = {}
+        for item in args.option:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise SystemExit(f"cairn: --option expects K=V, got {item!r}")
+            options[key] = value
+        body = {"source": args.source, "sink": args.sink, "options": options}
+        created = _admin_request(args.admin, "POST", "/subscriptions", body)
+        print(f"{created['id']}  {created['source']} -> {created['sink']}")
+    elif args.action == "list":
+        for row in _admin_request(args.admin, "GET", "/subscriptions")["subscriptions"]:
+            shown = " ".join(f"{k}={v}" for k, v in sorted(row["options"].items()))
+            print(f"{row['id']}  {row['source']} -> {row['sink']}  {shown}")
+    else:
+        _admin_request(args.admin, "DELETE", f"/subscriptions/{args.id}")
+        print(f"removed {args.id}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command in ("server", "dev"):
@@ -473,6 +566,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _invocations(args)
     elif args.command == "snapshots":
         _snapshots(args)
+    elif args.command == "subscriptions":
+        _subscriptions(args)
     elif args.command == "services":
         for service in _admin_request(args.admin, "GET", "/services")["services"]:
             handlers = ", ".join(h["name"] for h in service["handlers"])

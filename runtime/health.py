@@ -3,7 +3,10 @@
 200 while the node serves every partition it leads (or, single node, owns). 503 with a JSON
 reason while it starts, while it shuts down, or while a supervised task it depends on is down
 or restarting: a task of a partition it owns, or a node-wide one (metadata follower, cluster
-ownership).
+ownership). A failing task that does not affect health (a subscription consumer: the node
+serves every request while a source cluster is down, and every node runs every subscription,
+so a 503 would take the whole cluster out for one topic) is listed in ``tasks`` of both the
+200 and the 503 body, and left out of the 503's message.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ class NodeHealth:
         failing = [
             task
             for task in self._supervisor.failing()
-            if task.partition is None or self._owns(task.partition)
+            if task.affects_health and (task.partition is None or self._owns(task.partition))
         ]
         failing.sort(key=lambda t: (t.partition is not None, t.partition or 0, t.name))
         reasons = []
@@ -64,5 +67,11 @@ class NodeHealth:
             "code": 503,
             "message": "; ".join(reasons),
             "partitions": sorted({t.partition for t in failing if t.partition is not None}),
-            "tasks": [{"name": t.name, "reason": t.failing} for t in failing],
+            "tasks": [{"name": t.name, "reason": t.failing} for t in failing]
+            + self.degraded(),
         }
+
+    def degraded(self) -> list[dict[str, Any]]:
+        """Failing tasks that do not make the node unhealthy (name and reason), by name."""
+        tasks = [t for t in self._supervisor.failing() if not t.affects_health]
+        return [{"name": t.name, "reason": t.failing} for t in sorted(tasks, key=lambda t: t.name)]

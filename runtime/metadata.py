@@ -127,7 +127,28 @@ class AppliedPositions(msgspec.Struct, tag="applied_positions", frozen=True):
     at_ms: int
 
 
-MetadataRecord = DeploymentRegistered | NodeJoined | AppliedPositions
+class Subscription(msgspec.Struct, frozen=True):
+    """A Kafka topic feeding a handler (DESIGN §8a): ``kafka://CLUSTER/TOPIC`` →
+    ``service://SERVICE/HANDLER``, with its validated options."""
+
+    id: str
+    source: str
+    sink: str
+    options: dict[str, str] = {}
+    created_ms: int = 0
+
+
+class SubscriptionAdded(msgspec.Struct, tag="subscription_added", frozen=True):
+    subscription: Subscription
+
+
+class SubscriptionRemoved(msgspec.Struct, tag="subscription_removed", frozen=True):
+    subscription_id: str
+
+
+MetadataRecord = (
+    DeploymentRegistered | NodeJoined | AppliedPositions | SubscriptionAdded | SubscriptionRemoved
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(MetadataRecord)
@@ -146,6 +167,9 @@ class Registry:
         self._services: dict[str, ServiceInfo] = {}
         self._nodes: dict[str, str] = {}
         self._positions: dict[str, AppliedPositions] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        # Bumped by every subscription change, so that consumers can wait for the next one.
+        self.subscriptions_version = 0
         self._applied_lsn = -1
         self._changed = asyncio.Condition()
         self._follower: SupervisedTask | None = None
@@ -206,6 +230,28 @@ class Registry:
         await self.wait_applied(lsn)
         return self._deployments[deployment.id], True
 
+    def subscriptions(self) -> list[Subscription]:
+        return sorted(self._subscriptions.values(), key=lambda s: s.id)
+
+    def subscription(self, subscription_id: str) -> Subscription | None:
+        return self._subscriptions.get(subscription_id)
+
+    async def add_subscription(self, subscription: Subscription) -> Subscription:
+        stamped = msgspec.structs.replace(subscription, created_ms=now_ms())
+        lsn = await self._log.append(0, [_encoder.encode(SubscriptionAdded(stamped))])
+        await self.wait_applied(lsn)
+        return self._subscriptions.get(subscription.id, stamped)
+
+    async def remove_subscription(self, subscription_id: str) -> None:
+        lsn = await self._log.append(0, [_encoder.encode(SubscriptionRemoved(subscription_id))])
+        await self.wait_applied(lsn)
+
+    async def wait_subscriptions_changed(self, seen_version: int) -> int:
+        """Return the subscriptions version once it differs from ``seen_version``."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.subscriptions_version != seen_version)
+            return self.subscriptions_version
+
     async def wait_applied(self, lsn: int) -> None:
         async with self._changed:
             await self._changed.wait_for(lambda: self._applied_lsn >= lsn)
@@ -229,6 +275,14 @@ class Registry:
             return
         if isinstance(record, AppliedPositions):
             self._positions[record.node_id] = record
+            return
+        if isinstance(record, SubscriptionAdded):
+            self._subscriptions[record.subscription.id] = record.subscription
+            self.subscriptions_version += 1
+            return
+        if isinstance(record, SubscriptionRemoved):
+            self._subscriptions.pop(record.subscription_id, None)
+            self.subscriptions_version += 1
             return
         deployment = record.deployment
         previous = self._deployments.get(deployment.id)

@@ -76,6 +76,32 @@ RECORDS_REPLAY_SKIPPED = Counter(
     "Log records not replayed because a restored snapshot already held their effect",
     registry=REGISTRY,
 )
+SUBSCRIPTION_RECORDS = Counter(
+    "cairn_subscription_records",
+    "Kafka records a subscription appended to the log as invocations",
+    ["subscription"],
+    registry=REGISTRY,
+)
+SUBSCRIPTION_REJECTED = Counter(
+    "cairn_subscription_records_rejected",
+    "Kafka records that could not become invocations (no key for a keyed sink, a value that is "
+    "not JSON), kept as failed invocations",
+    ["subscription"],
+    registry=REGISTRY,
+)
+SUBSCRIPTION_IN_FLIGHT = Gauge(
+    "cairn_subscription_in_flight",
+    "Records of a subscription appended by this node whose invocation has not completed",
+    ["subscription"],
+    registry=REGISTRY,
+)
+SUBSCRIPTION_LAG = Gauge(
+    "cairn_subscription_lag",
+    "Records of a source partition not yet appended (highwater minus next offset), on the node "
+    "that consumes the partition",
+    ["subscription", "topic", "partition"],
+    registry=REGISTRY,
+)
 
 
 def exposition() -> bytes:

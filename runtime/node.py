@@ -35,7 +35,11 @@ from runtime.log import KafkaLog, LocalLog, Log, LogError
 from runtime.metadata import Deployment, Registry
 from runtime.snapshots.manager import SnapshotInfo, Snapshotter
 from runtime.snapshots.repository import SnapshotRef, open_repository
-from runtime.supervisor import Supervisor
+from runtime.subscriptions.admin import SubscriptionAdmin
+from runtime.subscriptions.consumer import ConsumerContext
+from runtime.subscriptions.manager import SubscriptionManager
+from runtime.subscriptions.spec import KafkaCluster
+from runtime.supervisor import SupervisedTask, Supervisor
 from runtime.worker.partition import PartitionWorker
 
 log = logging.getLogger(__name__)
@@ -127,6 +131,15 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # Segment size of the local log: trimming deletes whole segments, so smaller segments free
     # space sooner (and cost more files).
     local_log_segment_bytes: int = 64 << 20
+    # Kafka clusters that subscriptions read (name -> bootstrap), with optional aiokafka client
+    # properties per cluster (SASL/TLS). With --log kafka, the log's own cluster is also
+    # available under ``kafka_log_cluster_name``. Subscription consumers use the cluster session
+    # timeout for their groups too.
+    kafka_clusters: dict[str, str] = {}
+    kafka_cluster_properties: dict[str, dict[str, str]] = {}
+    kafka_log_cluster_name: str = "cairn"
+    # Default of a subscription's ``max.in.flight.records`` option.
+    subscription_max_in_flight: int = 1000
 
     def __post_init__(self) -> None:
         if not 0 < self.max_key_bytes <= keys.MAX_TEXT_BYTES:
@@ -137,6 +150,8 @@ class NodeConfig(msgspec.Struct, frozen=True):
             raise ValueError("log_record_overhead_bytes must hold the headers and keys")
         if self.shutdown_timeout_ms < 1:
             raise ValueError("shutdown_timeout_ms must be positive")
+        if self.subscription_max_in_flight < 1:
+            raise ValueError("subscription_max_in_flight must be at least 1")
 
     def size_policy(self) -> SizePolicy:
         record = self.ingress_max_body_bytes + self.log_record_overhead_bytes
@@ -191,9 +206,7 @@ class Node:
         self._responses = PendingResponses()
         self.registry = Registry(self._metadata_log)
         self._workers: list[PartitionWorker] = []
-        self.health = NodeHealth(
-            self._supervisor, self._owns, retry_after_s=config.retry_after_s
-        )
+        self.health = NodeHealth(self._supervisor, self._owns, retry_after_s=config.retry_after_s)
         self._runners: list[web.AppRunner] = []
         self._servers: list[asyncio.Server] = []
         self._stopped = False
@@ -202,6 +215,7 @@ class Node:
         )
         self._ownership: GroupOwnership | None = None
         self._snapshotter: Snapshotter | None = None
+        self._subscriptions: SupervisedTask | None = None
 
     @staticmethod
     def _open_logs(config: NodeConfig, supervisor: Supervisor) -> tuple[Log, Log]:
@@ -302,6 +316,10 @@ class Node:
             snapshots=self if self._snapshotter is not None else None,
         )
         quiet_malformed_requests()
+        clusters = self.kafka_clusters()
+        SubscriptionAdmin(
+            self.registry, clusters, default_max_in_flight=config.subscription_max_in_flight
+        ).install(admin.app)
         await self._serve(ingress.app, config.ingress_bind)
         await self._serve(admin.app, config.admin_bind)
         if config.cluster:
@@ -339,6 +357,25 @@ class Node:
                 self._supervisor.spawn("applied-positions", self._publish_positions)
         else:
             await asyncio.gather(*(w.caught_up.wait() for w in self._workers))
+        subscriptions = SubscriptionManager(
+            clusters,
+            ConsumerContext(
+                registry=self.registry,
+                log=self._log,
+                node_id=self.node_id,
+                responses=self._responses,
+                session_timeout_ms=config.cluster_session_timeout_ms,
+                fetch_max_wait_ms=config.kafka_fetch_max_wait_ms,
+                default_max_in_flight=config.subscription_max_in_flight,
+                limits=self.limits,
+            ),
+            self._supervisor,
+        )
+        # Node-wide, but not a task health depends on: a source cluster that is down must not
+        # take the node (or every node: all run every subscription) out of service.
+        self._subscriptions = self._supervisor.spawn(
+            "subscriptions", subscriptions.run, affects_health=False
+        )
         self.health.phase = "serving"
         log.info(
             "node %s ready: %d partitions on the %s log",
@@ -353,6 +390,17 @@ class Node:
         if waiting > self.config.max_waiting_invocations:
             return f"{waiting} invocations wait to run on this node"
         return None
+
+    def kafka_clusters(self) -> dict[str, KafkaCluster]:
+        """The Kafka clusters subscriptions can read, by name."""
+        config = self.config
+        bootstraps = dict(config.kafka_clusters)
+        if config.log == "kafka":
+            bootstraps.setdefault(config.kafka_log_cluster_name, config.kafka_bootstrap)
+        return {
+            name: KafkaCluster(name, bootstrap, config.kafka_cluster_properties.get(name, {}))
+            for name, bootstrap in bootstraps.items()
+        }
 
     async def _serve(self, app: web.Application, bind: str) -> None:
         host, port = split_bind(bind)
@@ -437,6 +485,10 @@ class Node:
             return
         self._stopped = True
         self.health.phase = "stopping"
+        if self._subscriptions is not None:
+            # Before the waiters are answered: no record is taken in while the node stops, and
+            # the consumers leave their groups, so their partitions move at once.
+            await self._subscriptions.stop()
         self._responses.shut_down()
         if self._ownership is not None:
             await self._ownership.stop()  # leave the group: the partitions move at once

@@ -4,6 +4,8 @@ A task that fails is logged with its traceback, counted (``cairn_task_failures_t
 restarted after an exponential backoff (capped) and counted again
 (``cairn_task_restarts_total``). While it is down, or restarted but not yet stable, it is
 *failing*: the node's health reports it. A task that returns is done and not restarted.
+A task spawned with ``affects_health=False`` (a subscription consumer: its source cluster may be
+down while the node serves every request) is reported by health without making it 503.
 
 Stopping is cooperative and idempotent: the task is cancelled and awaited, and a
 ``CancelledError`` is never swallowed (a cancelled caller of ``stop`` is cancelled too).
@@ -43,9 +45,13 @@ class SupervisedTask:
         *,
         partition: int | None,
         restart: bool,
+        affects_health: bool = True,
+        kind: str | None = None,
     ) -> None:
         self.name = name
         self.partition = partition
+        self.affects_health = affects_health
+        self._kind = kind
         self._supervisor = supervisor
         self._body = body
         self._restart = restart
@@ -59,7 +65,7 @@ class SupervisedTask:
     @property
     def label(self) -> str:
         """The metric label: the task's kind without its partition (bounded cardinality)."""
-        return self.name.rsplit("/", 1)[-1]
+        return self._kind if self._kind is not None else self.name.rsplit("/", 1)[-1]
 
     @property
     def done(self) -> bool:
@@ -164,14 +170,26 @@ class Supervisor:
         *,
         partition: int | None = None,
         restart: bool = True,
+        affects_health: bool = True,
+        kind: str | None = None,
     ) -> SupervisedTask:
         """Run ``body()`` as task ``name``; re-run it after a failure unless ``restart`` is off.
 
         Names of partition tasks are ``partition-<p>/<kind>``: the kind is the metric label.
+        A task named after something unbounded (``subscription-<id>``) passes its ``kind``.
+        With ``affects_health`` off, health lists the task while it fails but stays 200.
         """
         if self._closed:
             raise RuntimeError(f"the supervisor is shut down: cannot start {name}")
-        task = SupervisedTask(self, name, body, partition=partition, restart=restart)
+        task = SupervisedTask(
+            self,
+            name,
+            body,
+            partition=partition,
+            restart=restart,
+            affects_health=affects_health,
+            kind=kind,
+        )
         self._tasks[id(task)] = task
         task._task.add_done_callback(lambda _: self._forget(task))
         return task

@@ -52,6 +52,10 @@ def on_invoke(tx: Transaction, now_ms: int, command: Invoke, actions: list[Actio
         callers=[command.caller] if command.caller is not None else [],
         invoke_at_ms=invoke_at_ms if delayed else 0,
     )
+    if command.rejected is not None:
+        # Never runs: it is recorded as failed (kept for its retention) and its waiters answered.
+        lifecycle.complete(tx, status, command.rejected, now_ms, actions)
+        return True
     tx.put_entry(command.invocation_id, 0, JournalEntry(Input(command.argument, command.headers)))
     if delayed:
         timer_id = delayed_invoke_timer_id(command.invocation_id)

@@ -63,11 +63,15 @@ IngressError = InvalidRequest
 
 
 def health_response(health: NodeHealth, *, source: ErrorSource | None = None) -> web.Response:
-    """200 ``{"status": "ok"}``, or 503 with why: the failing partitions and tasks (shared by
-    the ingress, ``source="ingress"``, and admin APIs)."""
+    """200 ``{"status": "ok"}`` (with ``"tasks"`` while a task that does not affect health is
+    failing), or 503 with why: the failing partitions and tasks (shared by the ingress,
+    ``source="ingress"``, and admin APIs)."""
     problem = health.problem()
     if problem is None:
-        return web.json_response({"status": "ok"})
+        body: dict[str, object] = {"status": "ok"}
+        if degraded := health.degraded():
+            body["tasks"] = degraded
+        return web.json_response(body)
     return error_response(
         503,
         problem["message"],

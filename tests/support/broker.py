@@ -66,14 +66,15 @@ class TansuBroker:
         return f"127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, log_dir: Path) -> TansuBroker:
-        """Start a broker on a free port and wait until it answers a Metadata request.
+    def start(cls, log_dir: Path, port: int | None = None) -> TansuBroker:
+        """Start a broker on ``port`` (default: a free one) and wait until it answers a
+        Metadata request.
 
         The broker's output goes to ``log_dir/tansu.log`` (it prints panics there even with
         ``--silent``, e.g. for DeleteRecords, which it does not implement).
         """
         binary = tansu_binary()
-        port = _free_port()
+        port = port or _free_port()
         url = f"tcp://127.0.0.1:{port}"
         log_path = log_dir / "tansu.log"
         with open(log_path, "wb") as log:

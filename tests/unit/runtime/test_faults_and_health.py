@@ -107,4 +107,34 @@ async def test_health_and_shutdown_503s_carry_the_configured_retry_after() -> No
     for stopping in (ShuttingDown(), ShuttingDown("inv_1")):
         answer = shutting_down_response(stopping, health.retry_after_s)
         assert (answer.status, answer.headers["Retry-After"]) == (503, "7")
+
+
+async def test_a_task_that_does_not_affect_health_is_listed_but_leaves_it_200() -> None:
+    """A failing subscription consumer: health stays 200 and names it; its metric label is its
+    kind, not its name (one label for every subscription)."""
+    supervisor = Supervisor(initial_backoff=timedelta(seconds=60))
+    health = NodeHealth(supervisor, lambda p: True, retry_after_s=1)
+    health.phase = "serving"
+
+    async def failing() -> None:
+        raise ConnectionError("broker down")
+
+    consumer = supervisor.spawn(
+        "subscription-sub_1", failing, affects_health=False, kind="subscription"
+    )
+    await asyncio.sleep(0.05)
+    assert consumer.label == "subscription" and consumer.failures == 1
+    assert health.problem() is None
+    assert health.degraded() == [
+        {
+            "name": "subscription-sub_1",
+            "reason": "subscription restarting after ConnectionError: broker down",
+        }
+    ]
+    supervisor.spawn("metadata-follower", failing)  # one that does make the node unhealthy
+    await asyncio.sleep(0.05)
+    problem = health.problem()
+    assert problem is not None
+    assert problem["message"] == "metadata-follower restarting after ConnectionError: broker down"
+    assert [t["name"] for t in problem["tasks"]] == ["metadata-follower", "subscription-sub_1"]
     await supervisor.shutdown()

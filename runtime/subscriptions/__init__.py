@@ -1,0 +1,1 @@
+"""Kafka subscriptions (DESIGN §8a): events on users' Kafka topics become invocations."""

@@ -1,0 +1,118 @@
+"""Two nodes sharing a subscription: Kafka spreads the topic's partitions over both nodes'
+consumers, and when one is killed -9 mid-stream the other takes its partitions over; every
+key's events still run once each, in order. (Kafka log only: a cluster shares its log.)"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import Client, Endpoint, Node
+from tests.e2e.test_subscriptions import (
+    EARLIEST,
+    _expected,
+    _ledger_events,
+    _metric,
+    _subscribe,
+    _wait_lists,
+)
+from tests.support.broker import unique_topic
+from tests.support.kafka_events import create_topic, produce
+
+APP = "tests.e2e.apps.subscriptions:app"
+SESSION_TIMEOUT_MS = 3000
+
+
+@dataclass
+class Pair:
+    a: Node
+    b: Node
+    endpoint: Endpoint
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"----- {name} (tail) -----\n{process.output()[-15000:]}"
+            for name, process in (
+                ("node a", self.a.process),
+                ("node b", self.b.process),
+                ("endpoint", self.endpoint.process),
+            )
+        )
+
+
+def _node(name: str, directory: Path, bootstrap: str, prefix: str) -> Node:
+    flags = ["--cluster", "--cluster-session-timeout-ms", str(SESSION_TIMEOUT_MS)]
+    flags += ["--node-name", name]
+    return Node("kafka", directory / name, bootstrap, 4, extra=flags, topic_prefix=prefix)
+
+
+@pytest.fixture
+def pair(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Pair]:
+    prefix = unique_topic("subcluster")
+    started = Pair(
+        _node("a", tmp_path, kafka_bootstrap, prefix),
+        _node("b", tmp_path, kafka_bootstrap, prefix),
+        Endpoint(APP, tmp_path),
+    )
+    started.endpoint.start()
+    started.a.start()
+    started.b.start()
+    yield started
+    print(started.logs())  # shown when the test failed
+    for process in (started.a, started.b, started.endpoint):
+        process.stop()
+
+
+@pytest.fixture
+async def clients(pair: Pair) -> AsyncIterator[tuple[Client, Client]]:
+    a, b = Client(pair.a), Client(pair.b)
+    await a.register(pair.endpoint)
+
+    async def b_knows_the_services() -> bool:
+        services = (await b.admin("GET", "/services")).json()["services"]
+        return any(s["name"] == "Ledger" for s in services)
+
+    await b.wait_for(b_knows_the_services)
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+@pytest.mark.timeout(900)
+async def test_two_nodes_share_a_subscription_and_survive_a_kill_9(
+    pair: Pair, clients: tuple[Client, Client], kafka_bootstrap: str
+) -> None:
+    a, b = clients
+    topic = unique_topic("shared")
+    await create_topic(kafka_bootstrap, topic, 4)
+    # the cluster holding Cairn's own log, under its name
+    sub = await _subscribe(a, f"kafka://cairn/{topic}", "service://Ledger/append", EARLIEST)
+
+    async def b_knows_it() -> bool:  # stored in the cluster metadata: every node sees it
+        return (await b.admin("GET", f"/subscriptions/{sub}")).status == 200
+
+    await b.wait_for(b_knows_it, 30)
+    total, wave = 6000, 500
+
+    async def producer() -> None:
+        for start in range(0, total, wave):
+            await produce(kafka_bootstrap, topic, _ledger_events(wave, start))
+            await asyncio.sleep(0.5)
+
+    producing = asyncio.create_task(producer())
+
+    async def both_consume() -> bool:
+        counts = [await _metric(c, "cairn_subscription_records_total", sub) for c in (a, b)]
+        return all(count > 0 for count in counts)
+
+    await a.wait_for(both_consume, timeout_s=120, interval_s=0.5)  # each handles a part
+    assert not producing.done(), "raise total: the kill must happen mid-stream"
+    pair.b.kill()  # kill -9 mid-stream: a takes b's topic partitions (and log partitions) over
+    await producing
+    expected = _expected(total)
+    lists = await _wait_lists(a, expected, timeout_s=600)
+    assert lists == expected  # complete, in order, no duplicates
