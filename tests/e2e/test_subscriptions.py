@@ -386,8 +386,14 @@ async def test_poison_records_are_kept_as_failed_and_the_next_ones_run(
         assert status["status"] == "completed", status
         failure = json.dumps(status)
         assert reason in failure, status
-    listed = await http.admin("GET", "/invocations?status=completed")
-    listed_ids = {row["id"] for row in listed.json()["invocations"]}
+    listed_ids: set[str] = set()
+    path = "/invocations?status=completed&limit=1000"
+    while True:  # the listing is paged: follow it to its end
+        page = (await http.admin("GET", path)).json()
+        listed_ids |= {row["id"] for row in page["invocations"]}
+        if not page.get("next"):
+            break
+        path = f"/invocations?status=completed&limit=1000&cursor={page['next']}"
     assert {no_key, not_json} <= listed_ids
     assert await _metric(http, "cairn_subscription_records_rejected_total", sub) == 2
     cli = await asyncio.to_thread(
