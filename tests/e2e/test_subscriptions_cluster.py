@@ -16,6 +16,7 @@ from tests.e2e.test_subscriptions import (
     EARLIEST,
     _expected,
     _ledger_events,
+    _lists,
     _metric,
     _subscribe,
     _wait_lists,
@@ -116,3 +117,56 @@ async def test_two_nodes_share_a_subscription_and_survive_a_kill_9(
     expected = _expected(total)
     lists = await _wait_lists(a, expected, timeout_s=600)
     assert lists == expected  # complete, in order, no duplicates
+
+
+@pytest.mark.timeout(600)
+async def test_a_subscription_deleted_through_one_node_stops_on_both(
+    pair: Pair, clients: tuple[Client, Client], kafka_bootstrap: str
+) -> None:
+    a, b = clients
+    topic = unique_topic("deleted")
+    await create_topic(kafka_bootstrap, topic, 4)
+    sub = await _subscribe(a, f"kafka://cairn/{topic}", "service://Ledger/append", EARLIEST)
+
+    async def b_knows_it() -> bool:
+        return (await b.admin("GET", f"/subscriptions/{sub}")).status == 200
+
+    await b.wait_for(b_knows_it, 30)
+
+    async def counts() -> list[float]:
+        return [await _metric(c, "cairn_subscription_records_total", sub) for c in (a, b)]
+
+    # Waves until both nodes' consumers have appended some (each reads a part of the topic).
+    produced, wave = 0, 100
+    deadline = asyncio.get_running_loop().time() + 180
+    while not all(count > 0 for count in await counts()):
+        assert asyncio.get_running_loop().time() < deadline, await counts()
+        await produce(kafka_bootstrap, topic, _ledger_events(wave, produced))
+        produced += wave
+        await asyncio.sleep(0.5)
+    expected = _expected(produced)
+    assert await _wait_lists(a, expected, timeout_s=240) == expected
+
+    assert (await b.admin("DELETE", f"/subscriptions/{sub}")).status == 202
+
+    async def unlisted_on_both() -> bool:
+        for client in (a, b):
+            listed = (await client.admin("GET", "/subscriptions")).json()["subscriptions"]
+            if sub in {s["id"] for s in listed}:
+                return False
+        return (await a.admin("GET", f"/subscriptions/{sub}")).status == 404
+
+    await a.wait_for(unlisted_on_both, 10)
+
+    async def stopped_on_both() -> bool:
+        line = f"subscription {sub} stopped on this node"
+        return all(line in node.process.output() for node in (pair.a, pair.b))
+
+    await a.wait_for(stopped_on_both, 10, interval_s=0.2)  # within seconds of the delete
+    before = await counts()
+    await produce(kafka_bootstrap, topic, _ledger_events(500, produced))
+    # A consumer left running on either node would now read all 4 partitions (the other left
+    # the group): give it far more than it needs to append and run them.
+    await asyncio.sleep(8.0)
+    assert await counts() == before
+    assert await _lists(a, list(expected)) == expected
