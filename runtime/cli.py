@@ -55,23 +55,30 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"CAIRN_{name}", default)
 
 
+def _env_or_default(name: str) -> str:
+    """``CAIRN_<NAME>``, else the default of ``NodeConfig.<name>`` (its one home)."""
+    return _env(name.upper(), str(config_default(name)))
+
+
 def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
     parser.add_argument("--data-dir", default=_env("DATA_DIR", data_dir))
-    parser.add_argument("--ingress-bind", default=_env("INGRESS_BIND", "127.0.0.1:8080"))
-    parser.add_argument("--admin-bind", default=_env("ADMIN_BIND", "127.0.0.1:9070"))
-    parser.add_argument("--log", choices=["local", "kafka"], default=_env("LOG", "local"))
-    parser.add_argument("--kafka-bootstrap", default=_env("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
-    parser.add_argument("--kafka-topic-prefix", default=_env("KAFKA_TOPIC_PREFIX", "cairn"))
+    parser.add_argument("--ingress-bind", default=_env_or_default("ingress_bind"))
+    parser.add_argument("--admin-bind", default=_env_or_default("admin_bind"))
+    parser.add_argument("--log", choices=["local", "kafka"], default=_env_or_default("log"))
+    parser.add_argument("--kafka-bootstrap", default=_env_or_default("kafka_bootstrap"))
+    parser.add_argument("--kafka-topic-prefix", default=_env_or_default("kafka_topic_prefix"))
     parser.add_argument(
-        "--kafka-fetch-max-wait-ms", type=int, default=int(_env("KAFKA_FETCH_MAX_WAIT_MS", "100"))
+        "--kafka-fetch-max-wait-ms",
+        type=int,
+        default=_env_or_default("kafka_fetch_max_wait_ms"),
     )
-    parser.add_argument("--partitions", type=int, default=int(_env("PARTITIONS", "24")))
-    parser.add_argument("--node-name", default=_env("NODE_NAME", "node-1"))
+    parser.add_argument("--partitions", type=int, default=_env_or_default("partitions"))
+    parser.add_argument("--node-name", default=_env_or_default("node_name"))
     for name in ("ingress_max_body_bytes", "max_key_bytes"):
         parser.add_argument(
             "--" + name.replace("_", "-"),
             type=int,
-            default=_env(name.upper(), str(config_default(name))),
+            default=_env_or_default(name),
             help="size policy (README, Limits)",
         )
     parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
@@ -84,7 +91,7 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
     parser.add_argument(
         "--cluster-session-timeout-ms",
         type=int,
-        default=int(_env("CLUSTER_SESSION_TIMEOUT_MS", "10000")),
+        default=_env_or_default("cluster_session_timeout_ms"),
         help="how long a silent node keeps its partitions (and its subscriptions' partitions)",
     )
     parser.add_argument(
@@ -106,9 +113,7 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
     parser.add_argument(
         "--subscription-max-in-flight",
         type=int,
-        default=_env(
-            "SUBSCRIPTION_MAX_IN_FLIGHT", str(config_default("subscription_max_in_flight"))
-        ),
+        default=_env_or_default("subscription_max_in_flight"),
         help="default max.in.flight.records of a subscription",
     )
     parser.add_argument(
@@ -121,7 +126,7 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         parser.add_argument(
             "--" + name.replace("_", "-"),
             type=int,
-            default=_env(name.upper(), str(config_default(name))),
+            default=_env_or_default(name),
             help=f"{text} (default %(default)s)",
         )
     _add_snapshot_flags(parser)

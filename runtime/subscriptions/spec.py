@@ -31,6 +31,7 @@ _STRING_PROPERTIES = {
     "client_id",
 }
 _SSL_PROPERTIES = {"ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password"}
+_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
 class SubscriptionError(Exception):
@@ -54,7 +55,9 @@ class KafkaCluster(msgspec.Struct, frozen=True):
         options: dict[str, Any] = {"bootstrap_servers": self.bootstrap}
         ssl = {k: v for k, v in self.properties.items() if k in _SSL_PROPERTIES}
         options.update({k: v for k, v in self.properties.items() if k in _STRING_PROPERTIES})
-        if ssl:
+        # aiokafka refuses SSL / SASL_SSL without a context: without ssl_* properties the
+        # context trusts the system's CAs (a broker with a public certificate).
+        if ssl or options.get("security_protocol") in ("SSL", "SASL_SSL"):
             from aiokafka.helpers import create_ssl_context
 
             options["ssl_context"] = create_ssl_context(
@@ -96,6 +99,8 @@ def parse_cluster_property(item: str) -> tuple[str, str, str]:
     if key not in _STRING_PROPERTIES | _SSL_PROPERTIES:
         known = ", ".join(sorted(_STRING_PROPERTIES | _SSL_PROPERTIES))
         raise ValueError(f"unknown Kafka client property {key!r} (known: {known})")
+    if key == "security_protocol" and value not in _SECURITY_PROTOCOLS:
+        raise ValueError(f"security_protocol must be one of {', '.join(_SECURITY_PROTOCOLS)}")
     return cluster, key, value
 
 

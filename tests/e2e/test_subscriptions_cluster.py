@@ -15,8 +15,8 @@ from tests.e2e.harness import Client, Endpoint, Node
 from tests.e2e.test_subscriptions import (
     EARLIEST,
     _expected,
-    _lists,
     _ledger_events,
+    _lists,
     _metric,
     _subscribe,
     _wait_lists,

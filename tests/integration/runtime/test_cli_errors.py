@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -114,3 +115,25 @@ def test_bad_snapshot_flags(tmp_path: Path) -> None:
 def test_snapshot_commands_without_a_node_say_so() -> None:
     argv = [sys.executable, "-m", "runtime.cli", "snapshots", "list", "--admin"]
     _fails_clearly([*argv, f"http://127.0.0.1:{_free_port()}"], "cannot reach the admin API")
+
+
+def test_a_cluster_property_for_an_unknown_cluster(tmp_path: Path) -> None:
+    flags = [*_binds(), "--kafka-cluster", "events=127.0.0.1:9092"]
+    _fails_clearly(
+        _server(tmp_path, *flags, "--kafka-cluster-property", "evnets:client_id=x"),
+        "--kafka-cluster-property for unknown cluster(s) ['evnets']",
+    )
+    # the same through the environment: CAIRN_KAFKA_CLUSTER_PROPERTIES
+    properties = "events:client_id=x;other:client_id=y"
+    done = subprocess.run(
+        _server(tmp_path, *flags),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CAIRN_KAFKA_CLUSTER_PROPERTIES": properties},
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "cairn: --kafka-cluster-property for unknown cluster(s) ['other']"
+    ]
