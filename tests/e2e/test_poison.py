@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from partition_processor.ids import awakeable_id, object_partition_key, partition_of
+from partition_processor.ids import awakeable_id
 from tests.e2e.conftest import Cluster, start_cluster, stop_cluster
 from tests.e2e.harness import Client
+from tests.e2e.serving import every_partition_serves
 
 APP = "tests.e2e.apps.poison:app"
 PARTITIONS = 24
@@ -30,32 +30,6 @@ def shared(
     )
     yield started
     stop_cluster(started)
-
-
-def _keys_on_every_partition() -> list[str]:
-    """Fresh Counter keys, two on each partition."""
-    found: dict[int, list[str]] = {p: [] for p in range(PARTITIONS)}
-    while any(len(keys) < 2 for keys in found.values()):
-        key = uuid.uuid4().hex[:12]
-        partition = partition_of(object_partition_key("Counter", key), PARTITIONS)
-        if len(found[partition]) < 2:
-            found[partition].append(key)
-    return [key for keys in found.values() for key in keys]
-
-
-async def _every_partition_serves(client: Client, rounds: int = 3) -> None:
-    """Concurrent increments on two fresh keys of every partition; each count is exact."""
-    keys = _keys_on_every_partition()
-
-    async def add(key: str) -> None:
-        response = await client.call(f"/Counter/{key}/add", 1)
-        assert response.status == 200, response.body
-
-    for _ in range(rounds):
-        await asyncio.gather(*(add(key) for key in keys))
-    for key in keys:
-        response = await client.call(f"/Counter/{key}/get")
-        assert (response.status, response.json()) == (200, rounds), key
 
 
 def _no_tracebacks(cluster: Cluster) -> None:
@@ -80,7 +54,7 @@ async def test_a_handler_calling_an_object_with_a_huge_key_fails_only_that_call(
     response = await client.call("/Poison/long_key_call", 70_000)
     assert response.status == 400, response.body
     assert "key of 70000 bytes exceeds the limit" in response.json()["message"]
-    await _every_partition_serves(client)
+    await every_partition_serves(client, PARTITIONS)
 
 
 async def test_a_steep_retry_policy_ends_with_the_last_failure(
@@ -91,7 +65,7 @@ async def test_a_steep_retry_policy_ends_with_the_last_failure(
     assert "never succeeds" in response.json()["message"]
     status = await client.invocation(response.headers["x-restate-id"])
     assert status["status"] == "completed" and status["attempt"] == 6
-    await _every_partition_serves(client)
+    await every_partition_serves(client, PARTITIONS)
 
 
 async def test_signed_ids_are_refused_with_400(shared: Cluster, client: Client) -> None:
@@ -107,7 +81,7 @@ async def test_signed_ids_are_refused_with_400(shared: Cluster, client: Client) 
         response = await client.request(method, url, "x" if method == "POST" else None)
         assert response.status == 400, (url, response.body)
         assert "not an" in response.json()["message"]
-    await _every_partition_serves(client)
+    await every_partition_serves(client, PARTITIONS)
     _no_tracebacks(shared)
 
 
@@ -121,7 +95,7 @@ async def test_a_body_just_under_the_limit_goes_to_the_handler_and_back(
     too_big = await client.call("/Poison/echo", "y" * (10 * MiB))
     assert too_big.status == 413, too_big.body[:200]
     assert too_big.json()["code"] == 413 and "exceeds" in too_big.json()["message"]
-    await _every_partition_serves(client, rounds=1)
+    await every_partition_serves(client, PARTITIONS, rounds=1)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +115,7 @@ async def test_an_oversized_entry_from_a_handler_fails_terminally(
     assert "exceed" in response.json()["message"]
     status = await client.invocation(response.headers["x-restate-id"])
     assert status["attempt"] == 1  # not retried
-    await _every_partition_serves(client, rounds=1)
+    await every_partition_serves(client, PARTITIONS, rounds=1)
 
 
 async def test_bad_input_gets_a_clear_4xx_and_no_traceback(shared: Cluster, client: Client) -> None:
@@ -170,7 +144,7 @@ async def test_bad_input_gets_a_clear_4xx_and_no_traceback(shared: Cluster, clie
         status, body = await _raw_http(shared.node.ingress_port, garbage)
         checks.append((status, "malformed http", garbage))
     assert [c for c in checks if c[0] != 400 and c[0] != 431] == []
-    await _every_partition_serves(client, rounds=1)
+    await every_partition_serves(client, PARTITIONS, rounds=1)
     _no_tracebacks(shared)
     metrics = (await client.admin("GET", "/metrics")).body.decode()
     assert 'cairn_http_malformed_requests_total{server="http"}' in metrics
@@ -179,5 +153,5 @@ async def test_bad_input_gets_a_clear_4xx_and_no_traceback(shared: Cluster, clie
 async def test_every_partition_still_serves_after_all_of_it(
     shared: Cluster, client: Client, tmp_path: Path
 ) -> None:
-    await _every_partition_serves(client, rounds=5)
+    await every_partition_serves(client, PARTITIONS, rounds=5)
     _no_tracebacks(shared)

@@ -30,7 +30,6 @@ from partition_processor.commands import (
 )
 from partition_processor.ids import (
     make_invocation_id,
-    object_partition_key,
     parse_partition_key,
     partition_of,
 )
@@ -39,6 +38,7 @@ from partition_processor.keys import MAX_TEXT_BYTES
 from runtime.log import LocalLog
 from tests.e2e.conftest import Cluster, start_cluster, stop_cluster
 from tests.e2e.harness import Client
+from tests.e2e.serving import every_partition_serves
 from tests.support.broker import unique_topic
 
 APP = "tests.e2e.apps.poison:app"
@@ -93,31 +93,6 @@ async def _rejected(client: Client) -> dict[str, float]:
     return {reason: float(value) for reason, value in found}
 
 
-def _counter_keys_on_every_partition() -> list[str]:
-    """Fresh Counter keys, two on each partition."""
-    found: dict[int, list[str]] = {p: [] for p in range(PARTITIONS)}
-    while any(len(keys) < 2 for keys in found.values()):
-        key = uuid.uuid4().hex[:12]
-        partition = partition_of(object_partition_key("Counter", key), PARTITIONS)
-        if len(found[partition]) < 2:
-            found[partition].append(key)
-    return [key for keys in found.values() for key in keys]
-
-
-async def _every_partition_serves(client: Client, rounds: int = 3) -> None:
-    keys = _counter_keys_on_every_partition()
-
-    async def add(key: str) -> None:
-        response = await client.call(f"/Counter/{key}/add", 1)
-        assert response.status == 200, response.body
-
-    for _ in range(rounds):
-        await asyncio.gather(*(add(key) for key in keys))
-    for key in keys:
-        response = await client.call(f"/Counter/{key}/get")
-        assert (response.status, response.json()) == (200, rounds), key
-
-
 async def test_unapplicable_records_fail_their_invocation_or_are_dropped_and_nothing_stops(
     totality: tuple[Cluster, str], log_kind: str, bootstrap: str | None, tmp_path: Path
 ) -> None:
@@ -170,7 +145,7 @@ async def test_unapplicable_records_fail_their_invocation_or_are_dropped_and_not
         for url in (f"{cluster.node.ingress}/restate/health", f"{cluster.node.admin}/health"):
             health = await client.request("GET", url)
             assert health.status == 200, (url, health.body)
-        await _every_partition_serves(client)
+        await every_partition_serves(client, PARTITIONS)
         assert cluster.node.process.alive()
     except BaseException:
         print(cluster.logs())
