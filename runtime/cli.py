@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
+from runtime.internal import advertised_host, read_cluster_secret
 from runtime.log import LogError
 from runtime.node import Node, NodeConfig, config_default, split_bind
 from runtime.snapshots.repository import open_repository
@@ -93,6 +94,24 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         type=int,
         default=_env_or_default("cluster_session_timeout_ms"),
         help="how long a silent node keeps its partitions (and its subscriptions' partitions)",
+    )
+    parser.add_argument(
+        "--internal-bind",
+        default=_env_or_default("internal_bind"),
+        help="HOST:PORT of the node-to-node API of a cluster (port 0: any free port, "
+        "advertised with its real number)",
+    )
+    parser.add_argument(
+        "--advertised-address",
+        default=_env_or_default("advertised_address"),
+        help="host name or IP address peers reach this node's internal port at "
+        "(default: the --internal-bind host; never a wildcard such as 0.0.0.0)",
+    )
+    parser.add_argument(
+        "--cluster-secret-file",
+        default=_env_or_default("cluster_secret_file"),
+        help="file holding the secret shared by every node of the cluster (required with "
+        "--cluster; at least 16 bytes)",
     )
     parser.add_argument(
         "--kafka-cluster",
@@ -202,6 +221,8 @@ def _config(args: argparse.Namespace) -> NodeConfig:
             raise SystemExit(f"cairn: {flag}: {exc}") from exc
     if args.cluster and args.log != "kafka":
         raise SystemExit("cairn: --cluster needs --log kafka (the nodes share its topics)")
+    if args.cluster:
+        _check_internal_flags(args)
     clusters, properties = _kafka_clusters(args)
     optional: dict[str, Any] = {}
     if (shutdown_timeout_ms := _shutdown_timeout_ms(args.shutdown_timeout)) is not None:
@@ -212,6 +233,20 @@ def _config(args: argparse.Namespace) -> NodeConfig:
     _check_snapshot_flags(args)
     try:
         return _node_config(args, clusters, properties, optional)
+    except ValueError as exc:
+        raise SystemExit(f"cairn: {exc}") from exc
+
+
+def _check_internal_flags(args: argparse.Namespace) -> None:
+    """A cluster node's internal port, advertised address and secret: refused at once, with
+    the flag named, rather than when the node starts (``Node`` checks them again)."""
+    try:
+        host, _ = split_bind(args.internal_bind)
+    except ValueError as exc:
+        raise SystemExit(f"cairn: --internal-bind: {exc}") from exc
+    try:
+        advertised_host(args.advertised_address, host)
+        read_cluster_secret(args.cluster_secret_file)
     except ValueError as exc:
         raise SystemExit(f"cairn: {exc}") from exc
 
@@ -239,6 +274,9 @@ def _node_config(
         max_key_bytes=args.max_key_bytes,
         cluster=args.cluster,
         cluster_session_timeout_ms=args.cluster_session_timeout_ms,
+        internal_bind=args.internal_bind,
+        advertised_address=args.advertised_address,
+        cluster_secret_file=args.cluster_secret_file,
         **optional,
         **{name: getattr(args, name) for name in _LIMITS},
         snapshot_repository=args.snapshot_repository,

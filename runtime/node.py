@@ -20,12 +20,19 @@ from partition_processor.actions import RespondToIngress
 from partition_processor.store_rocksdb import RocksDBStore
 from runtime.admin.http import AdminServer
 from runtime.clock import now_ms
-from runtime.cluster import GroupOwnership, ResponseDelivery
+from runtime.cluster import RESPONSES_PATH, GroupOwnership, ResponseDelivery, response_route
 from runtime.health import NodeHealth
 from runtime.http_limits import HeaderDeadline, RequestLimit
 from runtime.ingress.gateway import InvocationGateway, PendingResponses
 from runtime.ingress.http import IngressServer
 from runtime.ingress.validation import quiet_malformed_requests
+from runtime.internal import (
+    InternalClient,
+    InternalRoutes,
+    InternalServer,
+    advertised_host,
+    read_cluster_secret,
+)
 from runtime.invoker.attempt import StreamTimeouts
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.discovery import discover
@@ -43,6 +50,9 @@ from runtime.supervisor import SupervisedTask, Supervisor
 from runtime.worker.partition import PartitionWorker
 
 log = logging.getLogger(__name__)
+
+# One node-to-node request (a result delivery) may take this long before it is retried.
+_PEER_TIMEOUT_S = 5.0
 
 
 class NodeConfig(msgspec.Struct, frozen=True):
@@ -74,6 +84,15 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # consumer group; a member that dies loses its partitions after the session timeout.
     cluster: bool = False
     cluster_session_timeout_ms: int = 10_000
+    # Node-to-node traffic of a cluster (result delivery) goes to each node's internal port,
+    # never the admin API. Port 0 binds any free port; peers are told the port actually bound.
+    internal_bind: str = "127.0.0.1:5122"
+    # The host peers are told to reach this node's internal port at ("": the internal bind's
+    # host; a wildcard such as 0.0.0.0 is refused: peers would connect to themselves).
+    advertised_address: str = ""
+    # File holding the secret every node of the cluster shares (at least 16 bytes); required
+    # with ``cluster``: requests to the internal port without it are refused (401).
+    cluster_secret_file: str = ""
     # A stop (SIGTERM, SIGINT) answers waiting callers with 503, ends the invoker streams,
     # flushes the log and the store, and is cut short after this long.
     shutdown_timeout_ms: int = 15_000
@@ -210,9 +229,16 @@ class Node:
         self._runners: list[web.AppRunner] = []
         self._servers: list[asyncio.Server] = []
         self._stopped = False
-        self._delivery = (
-            ResponseDelivery(self.registry, self._supervisor) if config.cluster else None
-        )
+        self._delivery: ResponseDelivery | None = None
+        # This node's advertised internal URL, once its internal port is bound (a cluster).
+        self.internal_url: str | None = None
+        if config.cluster:
+            self._secret = read_cluster_secret(config.cluster_secret_file)
+            self._advertised = advertised_host(
+                config.advertised_address, split_bind(config.internal_bind)[0]
+            )
+            client = InternalClient(self.registry, self._secret, timeout_s=_PEER_TIMEOUT_S)
+            self._delivery = ResponseDelivery(client, self._supervisor)
         self._ownership: GroupOwnership | None = None
         self._snapshotter: Snapshotter | None = None
         self._subscriptions: SupervisedTask | None = None
@@ -307,7 +333,7 @@ class Node:
             discover=self.discover,
             gateway=gateway,
             health=self.health,
-            receive_response=self._responses.respond if config.cluster else None,
+            internal_url=lambda: self.internal_url,
             leading=lambda: [w.partition for w in self._workers if w.is_leader],
             node_id=self.node_id,
             limits=self.limits,
@@ -323,7 +349,8 @@ class Node:
         await self._serve(ingress.app, config.ingress_bind)
         await self._serve(admin.app, config.admin_bind)
         if config.cluster:
-            await self.registry.join(self.node_id, f"http://{config.admin_bind}")
+            self.internal_url = await self._serve_internal()
+            await self.registry.join(self.node_id, f"http://{config.admin_bind}", self.internal_url)
         for partition in range(config.partitions):
             worker = PartitionWorker(
                 partition,
@@ -402,7 +429,22 @@ class Node:
             for name, bootstrap in bootstraps.items()
         }
 
-    async def _serve(self, app: web.Application, bind: str) -> None:
+    async def _serve_internal(self) -> str:
+        """Serve the node-to-node routes on the internal port; returns the advertised URL."""
+        routes = InternalRoutes()
+        routes.add(RESPONSES_PATH, response_route(self._responses.respond))
+        server = InternalServer(
+            routes,
+            self._secret,
+            max_body_bytes=self.limits.message_bytes,  # a relayed result: one entry's worth
+            body_timeout_s=self.config.http_body_timeout_ms / 1000,
+        )
+        bound = await self._serve(server.app, self.config.internal_bind)
+        port = bound.sockets[0].getsockname()[1]
+        host = f"[{self._advertised}]" if ":" in self._advertised else self._advertised
+        return f"http://{host}:{port}"
+
+    async def _serve(self, app: web.Application, bind: str) -> asyncio.Server:
         host, port = split_bind(bind)
         config = self.config
         # Handlers still running when the node stops get this long to finish (the waiting
@@ -426,6 +468,7 @@ class Node:
             raise
         self._servers.append(server)
         self._runners.append(runner)
+        return server
 
     async def _ownership_changed(self, gained: set[int], lost: set[int]) -> None:
         for partition in sorted(lost):
