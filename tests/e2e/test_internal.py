@@ -49,7 +49,7 @@ async def test_internal_port_needs_the_secret_and_admin_has_no_internal_routes(
                 assert response.status == 400, await response.text()
                 assert "not a response" in (await response.json())["message"]
         # The admin API no longer takes node-to-node requests.
-        response = await client.admin("POST", "/internal/responses", {})
-        assert response.status == 404, response.body
+        admin = await client.admin("POST", "/internal/responses", {})
+        assert admin.status == 404, admin.body
     finally:
         await client.close()
