@@ -136,6 +136,13 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         help="default max.in.flight.records of a subscription",
     )
     parser.add_argument(
+        "--ingress-leader-timeout",
+        default=_env("INGRESS_LEADER_TIMEOUT", ""),
+        help="a call whose partition has no leader taking it gets 503 + Retry-After after "
+        "this long, in seconds or e.g. 20s "
+        f"(default {_default_ms('ingress_leader_timeout_ms') / 1000:g} s)",
+    )
+    parser.add_argument(
         "--shutdown-timeout",
         default=_env("SHUTDOWN_TIMEOUT", ""),
         help="longest graceful stop on SIGTERM/SIGINT, in seconds or e.g. 15s "
@@ -189,14 +196,18 @@ def _check_snapshot_flags(args: argparse.Namespace) -> None:
             raise SystemExit(f"cairn: --snapshot-repository: {exc}") from exc
 
 
-def _default_shutdown_timeout_ms() -> int:
-    default = config_default("shutdown_timeout_ms")
+def _default_ms(name: str) -> int:
+    default = config_default(name)
     assert isinstance(default, int)
     return default
 
 
-def _shutdown_timeout_ms(raw: str) -> int | None:
-    """``--shutdown-timeout``: seconds (``15``, ``2.5``) or a duration (``15s``); None = default."""
+def _default_shutdown_timeout_ms() -> int:
+    return _default_ms("shutdown_timeout_ms")
+
+
+def _timeout_ms(flag: str, raw: str) -> int | None:
+    """A timeout flag: seconds (``15``, ``2.5``) or a duration (``15s``); None = default."""
     if raw == "":
         return None
     try:
@@ -205,10 +216,14 @@ def _shutdown_timeout_ms(raw: str) -> int | None:
         try:
             ms = parse_duration_ms(raw)
         except InvalidDuration as exc:
-            raise SystemExit(f"cairn: --shutdown-timeout: {exc}") from exc
+            raise SystemExit(f"cairn: {flag}: {exc}") from exc
     if not 0 < ms <= 3_600_000:
-        raise SystemExit(f"cairn: --shutdown-timeout must be more than 0 and at most 1h: {raw!r}")
+        raise SystemExit(f"cairn: {flag} must be more than 0 and at most 1h: {raw!r}")
     return ms
+
+
+def _shutdown_timeout_ms(raw: str) -> int | None:
+    return _timeout_ms("--shutdown-timeout", raw)
 
 
 def _config(args: argparse.Namespace) -> NodeConfig:
@@ -227,6 +242,9 @@ def _config(args: argparse.Namespace) -> NodeConfig:
     optional: dict[str, Any] = {}
     if (shutdown_timeout_ms := _shutdown_timeout_ms(args.shutdown_timeout)) is not None:
         optional["shutdown_timeout_ms"] = shutdown_timeout_ms
+    leader_timeout_ms = _timeout_ms("--ingress-leader-timeout", args.ingress_leader_timeout)
+    if leader_timeout_ms is not None:
+        optional["ingress_leader_timeout_ms"] = leader_timeout_ms
     for name in _LIMITS:
         if getattr(args, name) < 1:
             raise SystemExit(f"cairn: --{name.replace('_', '-')} must be at least 1")

@@ -93,6 +93,13 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # File holding the secret every node of the cluster shares (at least 16 bytes); required
     # with ``cluster``: requests to the internal port without it are refused (401).
     cluster_secret_file: str = ""
+    # A call whose partition's leader has not taken its Invoke (nor answered it) within this
+    # long gets 503 + Retry-After with its invocation id. Longer than a failover with the
+    # default session timeout (10 s + the claim), so a failover alone is no 503.
+    ingress_leader_timeout_ms: int = 20_000
+    # A call waiting for its result re-attaches at every leadership change of its partition,
+    # and also this often (a result whose delivery was lost without a leadership change).
+    ingress_reattach_interval_ms: int = 30_000
     # A stop (SIGTERM, SIGINT) answers waiting callers with 503, ends the invoker streams,
     # flushes the log and the store, and is cut short after this long.
     shutdown_timeout_ms: int = 15_000
@@ -169,6 +176,8 @@ class NodeConfig(msgspec.Struct, frozen=True):
             raise ValueError("log_record_overhead_bytes must hold the headers and keys")
         if self.shutdown_timeout_ms < 1:
             raise ValueError("shutdown_timeout_ms must be positive")
+        if self.ingress_leader_timeout_ms < 1 or self.ingress_reattach_interval_ms < 1:
+            raise ValueError("the ingress leader timeout and re-attach interval must be positive")
         if self.subscription_max_in_flight < 1:
             raise ValueError("subscription_max_in_flight must be at least 1")
 
@@ -308,6 +317,8 @@ class Node:
             max_record_bytes=self.limits.record_bytes,
             max_attached=config.max_attached_requests,
             receipt_timeout_s=config.send_receipt_timeout_ms / 1000,
+            leader_timeout_s=config.ingress_leader_timeout_ms / 1000,
+            reattach_interval_s=config.ingress_reattach_interval_ms / 1000,
         )
         limit = RequestLimit(
             config.max_concurrent_requests,
@@ -366,6 +377,7 @@ class Node:
                 timeouts=self._timeouts,
                 owned=not config.cluster,
                 snapshots=self._snapshotter,
+                on_leader_change=self._responses.leader_changed,
             )
             self._workers.append(worker)
             self._supervisor.spawn(f"partition-{partition}/apply", worker.run, partition=partition)

@@ -24,7 +24,7 @@ from runtime.admin.listing import BadListing, Cursor, list_invocations, parse_li
 from runtime.health import NodeHealth
 from runtime.http_errors import error_response
 from runtime.http_limits import BodyTimeout, BodyTooLarge, read_body, timed_out
-from runtime.ingress.gateway import InvocationGateway, ShuttingDown
+from runtime.ingress.gateway import InvocationGateway, ResultUnavailable
 from runtime.ingress.http import health_response, shutting_down_response
 from runtime.ingress.validation import InvalidRequest, check_json, check_text
 from runtime.invoker.discovery import DiscoveryError
@@ -321,7 +321,7 @@ class AdminServer:
             outcome = await self._gateway.manage(lambda sink: make(invocation_id, sink))
         except InvalidRequest as exc:
             return error_response(exc.status, exc.message, headers=exc.headers)
-        except ShuttingDown as exc:
+        except ResultUnavailable as exc:
             return shutting_down_response(exc, self._health_of.retry_after_s)
         if isinstance(outcome, Failure):
             return error_response(outcome.code, outcome.message)
