@@ -159,8 +159,14 @@ class AdminServer:
         return health_response(self._health_of)
 
     async def _cluster(self, request: web.Request) -> web.Response:
-        """This node and the partitions it leads now."""
-        return web.json_response({"node": self._node_id, "leading": self._leading()})
+        """This node, the partitions it leads now, and the cluster's nodes (from the metadata)."""
+        return web.json_response(
+            {
+                "node": self._node_id,
+                "leading": self._leading(),
+                "nodes": list(self._registry.nodes()),
+            }
+        )
 
     async def _response(self, request: web.Request) -> web.Response:
         """Another node of the cluster delivers the result for a request this node holds."""
