@@ -14,12 +14,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from runtime.log import KafkaLog, LogError
 from runtime.log.kafka import BrokerSupport
 from runtime.log.kafka_topics import TopicSpec, new_topic, unsafe_settings
+from runtime.metadata import Deployment, Registry, Subscription
+from runtime.supervisor import Supervisor
 from tests.support.broker import unique_topic
 
 
@@ -197,3 +200,41 @@ async def test_idempotence_is_detected_off_on_tansu_once_and_appends_work(
     finally:
         await log.close()
         await metadata.close()
+
+
+async def test_metadata_records_reach_kafka_under_their_keys(kafka_bootstrap: str) -> None:
+    """What the compacted topic keys on: read back raw, every record has its fact's key."""
+    topic = unique_topic("keyed")
+    log = KafkaLog(kafka_bootstrap, topic, 1, compacted=True)
+    await log.start()
+    supervisor = Supervisor()
+    registry = Registry(log)
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+    try:
+        await registry.start(supervisor)
+        await registry.register(Deployment("dp_1", "http://x", []))
+        await registry.join("a/1", "http://a")
+        await registry.publish_positions("a/1", [3])
+        await registry.add_subscription(Subscription("sub_1", "kafka://c/t", "service://S/h"))
+        await registry.leave("a/1")
+        await consumer.start()
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, 0)
+        keys: list[bytes | None] = []
+        while len(keys) < 6:
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            keys += [record.key for record in batch.get(tp, [])]
+        assert keys == [
+            b"deployment/dp_1",
+            b"node/a/1",
+            b"positions/a/1",
+            b"subscription/sub_1",
+            b"node/a/1",
+            b"positions/a/1",
+        ]
+    finally:
+        await consumer.stop()
+        await registry.stop()
+        await supervisor.shutdown()
+        await log.close()
