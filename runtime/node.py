@@ -35,6 +35,7 @@ from runtime.log import KafkaLog, LocalLog, Log, LogError
 from runtime.log.kafka import BrokerSupport
 from runtime.membership import run_membership
 from runtime.metadata import Deployment, Registry
+from runtime.metadata_compaction import compact_local_metadata
 from runtime.snapshots.manager import SnapshotInfo, Snapshotter
 from runtime.snapshots.repository import SnapshotRef, open_repository
 from runtime.subscriptions.admin import SubscriptionAdmin
@@ -191,6 +192,10 @@ def config_default(name: str) -> object:
     return field.default
 
 
+def _local_metadata_dir(config: NodeConfig) -> Path:
+    return config.data_dir / "log" / "metadata"
+
+
 def split_bind(bind: str) -> tuple[str, int]:
     host, _, port = bind.rpartition(":")
     if not host or not port.isdigit():
@@ -247,7 +252,7 @@ class Node:
                 segment_bytes=config.local_log_segment_bytes,
                 supervisor=supervisor,
             )
-            return partitions, LocalLog(root / "metadata", 1, supervisor=supervisor)
+            return partitions, LocalLog(_local_metadata_dir(config), 1, supervisor=supervisor)
         if config.log == "kafka":
             prefix = config.kafka_topic_prefix
             wait = timedelta(milliseconds=config.kafka_fetch_max_wait_ms)
@@ -292,6 +297,9 @@ class Node:
         config = self.config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         await self._log.start()
+        if config.log == "local":
+            # Kafka compacts the metadata topic; the embedded log is compacted here, unopened.
+            await compact_local_metadata(_local_metadata_dir(config))
         await self._metadata_log.start()
         self._store = RocksDBStore(config.data_dir / "store")
         await self.registry.start(self._supervisor)

@@ -9,6 +9,7 @@ each key, in offset order.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ from runtime.metadata import (
     encode_metadata,
     metadata_key,
 )
+from runtime.metadata_compaction import MIN_RECORDS, compact_local_metadata, recover
 from runtime.supervisor import Supervisor
 
 NODES = ["a/1", "b/2", "c/3"]
@@ -90,8 +92,9 @@ async def _registry_state(directory: Path, records: list[MetadataRecord]) -> dic
     supervisor = Supervisor()
     registry = Registry(log)
     try:
-        keys = [metadata_key(r) for r in records]
-        await log.append(0, [encode_metadata(r) for r in records], keys)
+        if records:
+            keys = [metadata_key(r) for r in records]
+            await log.append(0, [encode_metadata(r) for r in records], keys)
         await registry.start(supervisor)
         return {
             "deployments": registry.deployments(),
@@ -203,3 +206,79 @@ async def test_a_node_that_leaves_or_expires_is_removed(tmp_path: Path) -> None:
         await registry.stop()
         await supervisor.shutdown()
         await log.close()
+
+
+# --- the embedded log compacts its metadata at start --------------------------------------------
+
+
+async def _write(directory: Path, records: list[MetadataRecord]) -> None:
+    log = LocalLog(directory, 1)
+    await log.start()
+    try:
+        await log.append(0, [encode_metadata(r) for r in records])
+    finally:
+        await log.close()
+
+
+async def _tail(directory: Path) -> int:
+    log = LocalLog(directory, 1)
+    await log.start()
+    try:
+        return await log.tail(0)
+    finally:
+        await log.close()
+
+
+def _names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+async def _state_of(directory: Path) -> dict[str, Any]:
+    return await _registry_state(directory, [])
+
+
+async def test_the_local_metadata_log_is_compacted_at_start(tmp_path: Path) -> None:
+    """A long history of few facts is rewritten to one record per fact, same registry; a short
+    one is left alone."""
+    rng = random.Random(7)
+    records: list[MetadataRecord] = []
+    for _ in range(MIN_RECORDS):
+        sub = Subscription(f"sub_{rng.randrange(4)}", "kafka://c/t", "service://S/h")
+        changes: list[MetadataRecord] = [SubscriptionAdded(sub), SubscriptionRemoved(sub.id)]
+        records.append(rng.choice(changes))
+        records.append(DeploymentRegistered(_deployment(rng, rng.randrange(3))))
+    directory = tmp_path / "metadata"
+    await _write(directory, records)
+    before = await _state_of(directory)
+    assert await compact_local_metadata(directory)
+    assert await _tail(directory) == len(_compacted(records)) <= 7
+    assert await _state_of(directory) == before
+    assert _names(tmp_path) == ["metadata"]
+    assert not await compact_local_metadata(directory)  # nothing left to save
+
+    short = tmp_path / "short"
+    await _write(short, records[:100])
+    assert not await compact_local_metadata(short)
+    assert await _tail(short) == 100
+
+
+async def test_an_interrupted_compaction_is_finished_or_undone(tmp_path: Path) -> None:
+    records: list[MetadataRecord] = [
+        SubscriptionAdded(Subscription("sub_1", "kafka://c/t", "service://S/h")),
+        SubscriptionRemoved("sub_1"),
+        SubscriptionAdded(Subscription("sub_2", "kafka://c/t", "service://S/h")),
+    ]
+    directory = tmp_path / "metadata"
+    staging = tmp_path / "metadata.compacting"
+    old = tmp_path / "metadata.old"
+    # Crashed while writing the copy: the copy is dropped, the original kept.
+    await _write(directory, records)
+    await _write(staging, records[-1:])
+    assert recover(directory)
+    assert _names(tmp_path) == ["metadata"] and await _tail(directory) == 3
+    # Crashed between the renames: the complete copy goes into place.
+    await _write(staging, _compacted(records))
+    os.rename(directory, old)
+    assert recover(directory)
+    assert _names(tmp_path) == ["metadata"] and await _tail(directory) == 2
+    assert [s.id for s in (await _state_of(directory))["subscriptions"]] == ["sub_2"]
