@@ -152,7 +152,12 @@ def unsafe_settings(
         )
     insync = configs.get("min.insync.replicas")
     if insync is not None and insync.isdigit():
-        if int(insync) < min_insync_for(replicas) and replicas > 1:
+        if int(insync) > replicas:
+            problems.append(
+                f"topic {topic}: min.insync.replicas={insync} exceeds its {replicas} replicas: "
+                f"every acks=all append fails; set min.insync.replicas={min_insync_for(replicas)}"
+            )
+        elif int(insync) < min_insync_for(replicas) and replicas > 1:
             problems.append(
                 f"topic {topic}: min.insync.replicas={insync} with {replicas} replicas: acks=all "
                 f"waits for fewer copies than it can; set min.insync.replicas="

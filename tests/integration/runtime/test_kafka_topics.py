@@ -96,8 +96,14 @@ def test_the_create_request_on_a_larger_cluster() -> None:
     assert metadata.replication_factor == 5
     assert metadata.topic_configs["cleanup.policy"] == "compact"
     assert metadata.topic_configs["min.insync.replicas"] == "4"
-    # RF 1 on a multi-broker cluster is reported for an existing topic.
+    # RF 1 on a multi-broker cluster is reported for an existing topic, and so is a
+    # min.insync.replicas that acks=all can never meet, or one that waits for too few copies.
     assert any("replication factor 1 on a 3-broker" in p for p in unsafe_settings(spec, {}, 1, 3))
+    [too_many] = unsafe_settings(spec, {"min.insync.replicas": "3"}, 2, 2)
+    assert "min.insync.replicas=3 exceeds its 2 replicas" in too_many
+    [too_few] = unsafe_settings(spec, {"min.insync.replicas": "1"}, 3, 3)
+    assert "set min.insync.replicas=2" in too_few
+    assert unsafe_settings(spec, {"min.insync.replicas": "2", "retention.ms": "-1"}, 3, 3) == []
 
 
 async def test_existing_topics_with_unsafe_settings_are_reported(
