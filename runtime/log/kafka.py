@@ -372,6 +372,8 @@ class KafkaLog(Log):
         """
         if self._support.idempotence is not False:
             producer = self._new_producer(idempotent=True)
+            sender_log = logging.getLogger("aiokafka.producer.sender")
+            sender_log.addFilter(_quiet_probe)
             try:
                 await asyncio.wait_for(producer.start(), self._request_timeout_ms / 1000)
             except KafkaConnectionError:
@@ -393,6 +395,8 @@ class KafkaLog(Log):
                     _log.info("Kafka producer idempotence on (the brokers support it)")
                 self._support.idempotence = True
                 return producer
+            finally:
+                sender_log.removeFilter(_quiet_probe)
         producer = self._new_producer(idempotent=False)
         await producer.start()
         return producer
@@ -507,6 +511,12 @@ class KafkaLog(Log):
                 raise LogError("the log is closed")
             self._probe = probe
         return self._probe
+
+
+def _quiet_probe(record: logging.LogRecord) -> bool:
+    """While a node probes idempotence, aiokafka's own ERROR line for a refused InitProducerId
+    is dropped: the answer gets one line of Cairn's, not two (a filter only for that start)."""
+    return record.levelno < logging.ERROR
 
 
 def _to_batch(records: list[Any], next_lsn: int, tp: TopicPartition) -> list[LogRecord]:

@@ -87,5 +87,6 @@ async def test_a_node_that_left_is_removed_from_the_registry(
         assert health.status == 200
         for node in (a, b):
             assert node.process.output().count("refused an idempotent producer") == 1
+            assert "InitProducerIdRequest" not in node.process.output()
     finally:
         await client.close()
