@@ -249,9 +249,9 @@ class Registry:
     def node_admin_url(self, node_id: str) -> str | None:
         return self._nodes.get(node_id)
 
-    def nodes(self) -> dict[str, str]:
-        """The nodes of the cluster now: node id -> admin URL."""
-        return dict(sorted(self._nodes.items()))
+    def nodes(self) -> list[str]:
+        """The ids of the cluster's nodes now (joined, not left)."""
+        return sorted(self._nodes)
 
     def has_left(self, node_id: str) -> bool:
         """Whether ``node_id``'s last record says it left (stopped, or expired)."""

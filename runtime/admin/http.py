@@ -164,7 +164,7 @@ class AdminServer:
             {
                 "node": self._node_id,
                 "leading": self._leading(),
-                "nodes": list(self._registry.nodes()),
+                "nodes": self._registry.nodes(),
             }
         )
 

@@ -100,7 +100,7 @@ async def _registry_state(directory: Path, records: list[MetadataRecord]) -> dic
             "deployments": registry.deployments(),
             "services": registry.services(),
             "subscriptions": registry.subscriptions(),
-            "nodes": registry.nodes(),
+            "nodes": {n: registry.node_admin_url(n) for n in registry.nodes()},
             "left": [n for n in NODES if registry.has_left(n)],
             "positions": registry.applied_positions(),
             "lowest": [registry.lowest_applied(p, 0) for p in range(4)],
@@ -195,7 +195,7 @@ async def test_a_node_that_leaves_or_expires_is_removed(tmp_path: Path) -> None:
         assert registry.expired(now + 61, 60) == ["a/1", "b/2"]
         await registry.leave("b/2")
         await registry.wait_applied(await log.tail(0) - 1)
-        assert registry.nodes() == {"a/1": "http://a"}
+        assert registry.nodes() == ["a/1"]
         assert registry.node_admin_url("b/2") is None and registry.has_left("b/2")
         assert registry.lowest_applied(0, 0) == 5
         assert registry.applied_positions() == {"a/1": [5, 7]}
