@@ -156,12 +156,14 @@ class AdminServer:
         return health_response(self._health_of)
 
     async def _cluster(self, request: web.Request) -> web.Response:
-        """This node, the partitions it leads now, and its advertised internal address."""
+        """This node, the partitions it leads now, its advertised internal address, and the
+        cluster's nodes (from the metadata)."""
         return web.json_response(
             {
                 "node": self._node_id,
                 "leading": self._leading(),
                 "internal_address": self._internal_url(),
+                "nodes": self._registry.nodes(),
             }
         )
 
