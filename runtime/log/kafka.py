@@ -38,6 +38,7 @@ from aiokafka.errors import (
 )
 
 from runtime.log.base import Log, LogError, LogRecord
+from runtime.log.reachability import Reachability
 
 __all__ = ["KafkaLog"]
 
@@ -130,11 +131,18 @@ class KafkaLog(Log):
         self._started = False
         self._closing = False
         self._closed = asyncio.Event()
+        # Probed by the node (a supervised task running ``reachability.run``): while the broker
+        # does not answer, appends fail at once and health says why.
+        self.reachability = Reachability(self._ping, f"Kafka ({topic} at {bootstrap})")
 
     @property
     def partitions(self) -> int:
         """The number of partitions."""
         return self._partition_count
+
+    @property
+    def topic(self) -> str:
+        return self._topic
 
     async def start(self) -> None:
         """Create the topic if needed (checking its partition count) and start the producer.
@@ -196,6 +204,7 @@ class KafkaLog(Log):
         if not records:
             raise ValueError("append needs at least one record")
         self._check_usable()
+        self.reachability.check()
         futures: list[asyncio.Future[Any]] = []
         error: BaseException | None = None
         async with self._send_locks[partition]:
@@ -320,6 +329,11 @@ class KafkaLog(Log):
                 self._trim_failed_at = None
 
     # --- internals ----------------------------------------------------------------------------
+
+    async def _ping(self) -> None:
+        """One round trip to a broker (Metadata of this topic): the reachability probe."""
+        self._check_usable()
+        await self._admin.describe_topics([self._topic])
 
     def _check_partition(self, partition: int) -> None:
         if not 0 <= partition < self._partition_count:
