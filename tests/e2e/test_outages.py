@@ -27,7 +27,8 @@ from tests.support.broker import TansuBroker, unique_topic
 APP = "tests.e2e.apps.core:app"
 PARTITIONS = 4
 SESSION_TIMEOUT_MS = 3000
-OUTAGE_S = 30.0
+# The issue's 30 s; CAIRN_TEST_OUTAGE_S=60 measures a longer outage (not in the suite).
+OUTAGE_S = float(os.environ.get("CAIRN_TEST_OUTAGE_S", "30"))
 # A client gives up on one try after this long and retries with the same idempotency key.
 TRY_TIMEOUT_S = 10.0
 # Everything must have completed this long after the broker came back.
@@ -211,67 +212,87 @@ def _logs(processes: dict[str, Any]) -> str:
     )
 
 
-@pytest.mark.parametrize("node_count", [1, 2])
 async def test_a_broker_outage_is_ridden_out_under_load(
-    own_broker: TansuBroker, tmp_path: Path, node_count: int
+    own_broker: TansuBroker, tmp_path: Path
 ) -> None:
-    prefix = unique_topic("outage")
-    if node_count == 1:
-        nodes = [
-            Node("kafka", tmp_path / "a", own_broker.bootstrap, PARTITIONS, topic_prefix=prefix)
-        ]
-    else:
-        nodes = [_cluster_node(n, tmp_path, own_broker.bootstrap, prefix) for n in ("a", "b")]
+    """One outage, two deployments on the same broker: a single node, and a 2-node cluster
+    (whose group membership must come back too). Each has its own topics and load."""
+    bootstrap = own_broker.bootstrap
+    groups = {
+        "single": [
+            Node(
+                "kafka",
+                tmp_path / "single",
+                bootstrap,
+                PARTITIONS,
+                topic_prefix=unique_topic("outage"),
+            )
+        ],
+        "cluster": [
+            _cluster_node(n, tmp_path, bootstrap, prefix)
+            for prefix in [unique_topic("outage")]
+            for n in ("a", "b")
+        ],
+    }
+    nodes = [node for group in groups.values() for node in group]
     endpoint = Endpoint(APP, tmp_path)
     processes: dict[str, Any] = {"endpoint": endpoint.process}
-    processes.update({f"node {i}": n.process for i, n in enumerate(nodes)})
+    processes.update({f"node {n.ingress}": n.process for n in nodes})
     try:
         endpoint.start()
         for node in nodes:
             await asyncio.to_thread(node.start)
-        await asyncio.to_thread(_register, nodes[0], endpoint)
-        if node_count > 1:
-            await _wait_for(lambda: _leads_all(nodes), 30, "every partition led")
-        keys = [f"k{i}-{uuid.uuid4().hex[:6]}" for i in range(8)]
-        load = Load([n.ingress for n in nodes], keys)
+        for group in groups.values():
+            await asyncio.to_thread(_register, group[0], endpoint)
+            await _wait_for(lambda g=group: _leads_all(g), 30, "every partition led")
+        loads = {
+            name: Load(
+                [n.ingress for n in group], [f"k{i}-{uuid.uuid4().hex[:6]}" for i in range(6)]
+            )
+            for name, group in groups.items()
+        }
         watches = [HealthLog(n.admin) for n in nodes]
         for watch in watches:
             watch.start()
-        running = asyncio.create_task(load.run(workers=8))
+        running = [asyncio.create_task(load.run(workers=6)) for load in loads.values()]
         await asyncio.sleep(3)
-        before_outage = sum(load.done.values())
-        assert before_outage > 0, load.statuses
+        for name, load in loads.items():
+            assert load.done, (name, load.statuses)
+        before = {name: sum(load.done.values()) for name, load in loads.items()}
 
         stopped_at = time.monotonic()
         os.kill(own_broker.process.pid, signal.SIGSTOP)
         await asyncio.sleep(OUTAGE_S)
-        during = sum(load.done.values())
+        during = {name: sum(load.done.values()) - before[name] for name, load in loads.items()}
         os.kill(own_broker.process.pid, signal.SIGCONT)
         resumed_at = time.monotonic()
 
         for node in nodes:
             await _wait_for(lambda n=node: _healthy(n), RECOVERY_BOUND_S, "health 200 again")
         healthy_after = time.monotonic() - resumed_at
-        # Served again: new requests complete on every node.
-        served = sum(load.done.values())
-        await _wait_for(
-            lambda: asyncio.sleep(0, sum(load.done.values()) > served + 20),
-            RECOVERY_BOUND_S,
-            "requests completing again",
-        )
-        load.stop()
-        await asyncio.wait_for(running, RECOVERY_BOUND_S)
+        # Served again: new requests complete on every deployment.
+        for load in loads.values():
+            served = sum(load.done.values())
+            await _wait_for(
+                lambda ld=load, s=served: asyncio.sleep(0, sum(ld.done.values()) > s + 10),
+                RECOVERY_BOUND_S,
+                "requests completing again",
+            )
+            load.stop()
+        await asyncio.wait_for(asyncio.gather(*running), RECOVERY_BOUND_S)
         for watch in watches:
             await watch.stop()
-        first_success = min(t for t in load.succeeded_at if t > resumed_at) - resumed_at
-        print(
-            f"outage {OUTAGE_S}s: first success {first_success:.1f}s and healthy again "
-            f"{healthy_after:.1f}s after SIGCONT; "
-            f"{before_outage} done before, {during - before_outage} during, "
-            f"{sum(load.done.values())} in all, {load.retries} retries {load.statuses}"
-        )
+        for name, load in loads.items():
+            first_success = min(t for t in load.succeeded_at if t > resumed_at) - resumed_at
+            print(
+                f"{name}: outage {OUTAGE_S}s: first success {first_success:.1f}s after SIGCONT "
+                f"(all nodes healthy {healthy_after:.1f}s after); {before[name]} done before, "
+                f"{during[name]} during, {sum(load.done.values())} in all, {load.retries} "
+                f"retries {load.statuses}"
+            )
 
-        assert not load.bad, load.bad[:5]
+        for load in loads.values():
+            assert not load.bad, load.bad[:5]
         # The HTTP servers stayed up, and health said why while the broker was away.
         for watch in watches:
             outage = watch.between(stopped_at + 15, resumed_at)
@@ -279,12 +300,13 @@ async def test_a_broker_outage_is_ridden_out_under_load(
             assert all(status == 503 for _, status, _ in outage[-10:]), outage[-10:]
             message = outage[-1][2]["message"]
             assert "log" in message and "unreachable" in message, message
-        if node_count > 1:
-            await _wait_for(lambda: _leads_all(nodes), RECOVERY_BOUND_S, "leadership restored")
-        # Counts exact: every request that got its 200 applied once, none of the retries twice.
-        for node in nodes:
-            counts = await _counts(node.ingress, keys)
-            assert counts == {k: load.done.get(k, 0) for k in keys}, (counts, load.done)
+        for name, group in groups.items():
+            await _wait_for(lambda g=group: _leads_all(g), RECOVERY_BOUND_S, "leadership restored")
+            # Counts exact: every request that got its 200 applied once, no retry twice.
+            load = loads[name]
+            for node in group:
+                counts = await _counts(node.ingress, load.keys)
+                assert counts == {k: load.done.get(k, 0) for k in load.keys}, (name, counts)
     except BaseException:
         print(_logs(processes))
         raise
