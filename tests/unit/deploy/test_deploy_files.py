@@ -320,3 +320,30 @@ def test_the_checks_name_an_unknown_flag_variable_and_subcommand(cli: Cli) -> No
     ]
     sdk = check_argv(Container("z", ["python", "-m", "sdk", "examples.nope:app"], {}), cli)
     assert len(sdk) == 1 and "examples.nope:app" in sdk[0], sdk
+
+
+def _cluster_settings(c: Container, defaults: dict[str, str]) -> tuple[str | None, ...]:
+    cluster = "--cluster" in c.argv or c.env.get("CAIRN_CLUSTER", "") not in ("", "0", "false")
+    return (
+        c.setting("--log", defaults),
+        str(cluster),
+        c.setting("--kafka-bootstrap", defaults),
+        c.setting("--kafka-topic-prefix", defaults),
+        c.setting("--partitions", defaults),
+    )
+
+
+def test_the_nodes_form_one_cluster_on_kafka(dockerfile: Dockerfile) -> None:
+    """Compose and k8s: every node on Kafka with --cluster, the same topics and partitions, and
+    (compose) its own node name."""
+    compose = _servers(_compose_containers(dockerfile))
+    k8s = [
+        c for _, _, c in _pod_containers(_k8s(), dockerfile) if c.argv[:2] == ["cairn", "server"]
+    ]
+    for nodes in (list(compose.values()), k8s):
+        settings = {_cluster_settings(c, dockerfile.env) for c in nodes}
+        assert len(settings) == 1, settings
+        log, cluster, bootstrap, _, _ = settings.pop()
+        assert (log, cluster) == ("kafka", "True") and bootstrap, (log, cluster, bootstrap)
+    names = [c.setting("--node-name", dockerfile.env) for c in compose.values()]
+    assert len(set(names)) == len(names) == 3, names
