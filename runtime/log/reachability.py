@@ -76,7 +76,9 @@ class Reachability:
         except TimeoutError:
             self._last_error = f"no answer within {self._timeout_s:g} s"
         except Exception as exc:  # any client error means "no answer", never a crash
-            self._last_error = f"{type(exc).__name__}: {exc}"[:200]
+            text = str(exc)  # aiokafka's errors start with their class name already
+            name = type(exc).__name__
+            self._last_error = (text if text.startswith(name) else f"{name}: {text}")[:200]
         else:
             if self.reason is not None:
                 down = time.monotonic() - self._answered_at

@@ -1,7 +1,9 @@
 """KafkaLog under a broker outage (README "Broker outages"): a stopped broker (SIGSTOP of the
 test's own Tansu) is found unreachable by the probe within its grace, appends then fail at once
 with ``LogError`` instead of hanging for the request timeout, and the first answer after SIGCONT
-clears it; appends and reads go on without a restart and without losing a record."""
+clears it; appends and reads go on without a restart and without losing a record. The same
+with a broker that is killed (connections refused) and started again on its port, its data
+kept on a local S3 server: the KafkaLog's clients reconnect by themselves."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ import pytest
 
 from runtime.log import KafkaLog, LogError
 from runtime.log.reachability import GRACE
-from tests.support.broker import TansuBroker, unique_topic
+from tests.support.broker import TansuBroker, s3_storage_env, unique_topic
+from tests.support.s3 import S3Server
 
 
 @pytest.fixture
@@ -67,3 +70,43 @@ async def test_a_stopped_broker_is_unreachable_appends_fail_fast_and_it_recovers
         assert payloads == [b"before", b"after"]
     finally:
         await log.close()
+
+
+async def _until(condition: object, log: KafkaLog, timeout_s: float) -> float:
+    """Probe until ``log``'s reachability is ``condition`` (reason set or not); seconds taken."""
+    started = time.monotonic()
+    while (log.reachability.reason is not None) != condition:
+        assert time.monotonic() - started < timeout_s, f"reachability never {condition}"
+        await log.reachability.probe_once()
+        await asyncio.sleep(0.1)
+    return time.monotonic() - started
+
+
+async def test_a_killed_and_restarted_broker_is_reconnected(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    bucket = s3_server.bucket()
+    env = s3_storage_env(s3_server.endpoint)
+    broker = TansuBroker.start(tmp_path, storage=f"s3://{bucket}/", env=env)
+    log = KafkaLog(broker.bootstrap, unique_topic("restart"), 1)
+    try:
+        await log.start()
+        assert await log.append(0, [b"before"]) == 0
+        await log.reachability.probe_once()  # answered: the grace counts from here
+        broker.stop()  # SIGKILL: connections are refused now
+        assert await _until(True, log, 4 * GRACE.total_seconds()) >= GRACE.total_seconds() - 1
+        with pytest.raises(LogError, match="unreachable"):
+            await log.append(0, [b"refused"])
+
+        broker = TansuBroker.start(tmp_path, broker.port, storage=f"s3://{bucket}/", env=env)
+        await _until(False, log, 30)
+        assert await asyncio.wait_for(log.append(0, [b"after"]), 60) == 1
+        batches = log.read(0, 0)
+        payloads: list[bytes] = []
+        while len(payloads) < 2:
+            payloads += [r.payload for r in await asyncio.wait_for(anext(batches), 30)]
+        await batches.aclose()
+        assert payloads == [b"before", b"after"]
+    finally:
+        await log.close()
+        broker.stop()
