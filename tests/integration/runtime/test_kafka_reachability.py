@@ -105,7 +105,7 @@ async def test_a_killed_and_restarted_broker_is_reconnected(
         payloads: list[bytes] = []
         while len(payloads) < 2:
             payloads += [r.payload for r in await asyncio.wait_for(anext(batches), 30)]
-        await batches.aclose()
+        await batches.aclose()  # type: ignore[attr-defined]
         assert payloads == [b"before", b"after"]
     finally:
         await log.close()
