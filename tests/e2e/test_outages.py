@@ -127,6 +127,14 @@ async def _get(url: str) -> tuple[int, Any]:
             return response.status, await response.json(content_type=None)
 
 
+async def _send_json(method: str, url: str, body: Any = None) -> tuple[int, str | None, Any]:
+    """Status, Retry-After and JSON body of an admin request."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TRY_TIMEOUT_S)) as http:
+        async with http.request(method, url, json=body) as response:
+            answer = await response.json(content_type=None)
+            return response.status, response.headers.get("Retry-After"), answer
+
+
 async def _counts(ingress: str, keys: list[str]) -> dict[str, int]:
     result = {}
     for key in keys:
@@ -262,7 +270,17 @@ async def test_a_broker_outage_is_ridden_out_under_load(
 
         stopped_at = time.monotonic()
         os.kill(own_broker.process.pid, signal.SIGSTOP)
-        await asyncio.sleep(OUTAGE_S)
+        await asyncio.sleep(OUTAGE_S / 2)
+        # Admin work that must be logged is refused the same way: a new deployment (another URI
+        # of the same endpoint: the metadata log) and a kill (a partition's log).
+        refused = []
+        for node in nodes:
+            refused.append(
+                await _send_json("POST", f"{node.admin}/deployments", {"uri": endpoint.uri + "/"})
+            )
+            unknown = "inv_" + uuid.uuid4().hex + uuid.uuid4().hex[:16]
+            refused.append(await _send_json("PATCH", f"{node.admin}/invocations/{unknown}/kill"))
+        await asyncio.sleep(OUTAGE_S / 2)
         during = {name: sum(load.done.values()) - before[name] for name, load in loads.items()}
         os.kill(own_broker.process.pid, signal.SIGCONT)
         resumed_at = time.monotonic()
@@ -293,6 +311,9 @@ async def test_a_broker_outage_is_ridden_out_under_load(
 
         for load in loads.values():
             assert not load.bad, load.bad[:5]
+        for status, retry_after, body in refused:
+            assert status == 503 and retry_after == "1", (status, retry_after, body)
+            assert "unreachable" in body["message"], body
         # The HTTP servers stayed up, and health said why while the broker was away.
         for watch in watches:
             outage = watch.between(stopped_at + 15, resumed_at)
