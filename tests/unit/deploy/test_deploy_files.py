@@ -162,6 +162,14 @@ def test_compose_ports_agree(dockerfile: Dockerfile) -> None:
         assert str(env["KAFKA_NODE_ID"]) in voters, name
         for host, port in hostports(",".join(voters.values())):
             assert host in kafka and f"CONTROLLER://:{port}" in env["KAFKA_LISTENERS"], host
+        probe = services[name]["healthcheck"]["test"]
+        [(_, port)] = hostports(probe[probe.index("--bootstrap-server") + 1])
+        assert f"PLAINTEXT://:{port}" in env["KAFKA_LISTENERS"], (name, probe)
+    for name, service in services.items():
+        needs = service.get("depends_on", [])
+        assert set(needs) <= set(services), (
+            f"{name} depends on unknown {set(needs) - set(services)}"
+        )
     # Prometheus scrapes every node's admin port, and nothing else.
     (prometheus,) = load_yaml(DEPLOY / "prometheus.yml")
     targets = {
