@@ -257,7 +257,12 @@ class Node:
         self._responses = PendingResponses()
         self.registry = Registry(self._metadata_log)
         self._workers: list[PartitionWorker] = []
-        self.health = NodeHealth(self._supervisor, self._owns, retry_after_s=config.retry_after_s)
+        self.health = NodeHealth(
+            self._supervisor,
+            self._owns,
+            retry_after_s=config.retry_after_s,
+            log_problems=self._log_problems,
+        )
         self._runners: list[web.AppRunner] = []
         self._servers: list[asyncio.Server] = []
         self._stopped = False
@@ -323,6 +328,13 @@ class Node:
     def ready(self) -> bool:
         return self.health.phase == "serving"
 
+    def _kafka_logs(self) -> list[KafkaLog]:
+        return [x for x in (self._log, self._metadata_log) if isinstance(x, KafkaLog)]
+
+    def _log_problems(self) -> list[str]:
+        """Why a log cannot be used now (its broker does not answer): README "Broker outages"."""
+        return [x.reachability.reason for x in self._kafka_logs() if x.reachability.reason]
+
     def _owns(self, partition: int) -> bool:
         worker = self._workers[partition] if partition < len(self._workers) else None
         return worker is not None and (worker.owned or worker.is_leader)
@@ -335,6 +347,10 @@ class Node:
             # Kafka compacts the metadata topic; the embedded log is compacted here, unopened.
             await compact_local_metadata(_local_metadata_dir(config))
         await self._metadata_log.start()
+        for each in self._kafka_logs():
+            self._supervisor.spawn(
+                f"log-reachability/{each.topic}", each.reachability.run, kind="log-reachability"
+            )
         self._store = RocksDBStore(config.data_dir / "store")
         await self.registry.start(self._supervisor)
         if config.snapshot_repository:

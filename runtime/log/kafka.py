@@ -39,6 +39,7 @@ from aiokafka.errors import (
 
 from runtime.log.base import Log, LogError, LogRecord
 from runtime.log.kafka_topics import TopicSpec, ensure_topic
+from runtime.log.reachability import Reachability
 
 __all__ = ["BrokerSupport", "KafkaLog"]
 
@@ -151,11 +152,18 @@ class KafkaLog(Log):
         self._started = False
         self._closing = False
         self._closed = asyncio.Event()
+        # Probed by the node (a supervised task running ``reachability.run``): while the broker
+        # does not answer, appends fail at once and health says why.
+        self.reachability = Reachability(self._ping, f"Kafka ({topic} at {bootstrap})")
 
     @property
     def partitions(self) -> int:
         """The number of partitions."""
         return self._partition_count
+
+    @property
+    def topic(self) -> str:
+        return self._topic
 
     async def start(self) -> None:
         """Create the topic if needed (checking its partition count) and start the producer.
@@ -225,6 +233,7 @@ class KafkaLog(Log):
         if keys is not None and len(keys) != len(records):
             raise ValueError(f"{len(keys)} keys for {len(records)} records")
         self._check_usable()
+        self.reachability.check()
         futures: list[asyncio.Future[Any]] = []
         error: BaseException | None = None
         async with self._send_locks[partition]:
@@ -352,6 +361,11 @@ class KafkaLog(Log):
                 self._trim_failed_at = None
 
     # --- internals ----------------------------------------------------------------------------
+
+    async def _ping(self) -> None:
+        """One round trip to a broker (Metadata of this topic): the reachability probe."""
+        self._check_usable()
+        await self._admin.describe_topics([self._topic])
 
     def _check_partition(self, partition: int) -> None:
         if not 0 <= partition < self._partition_count:

@@ -200,7 +200,8 @@ async def test_a_node_that_leaves_or_expires_is_removed(tmp_path: Path) -> None:
         assert registry.lowest_applied(0, 0) == 5
         assert registry.applied_positions() == {"a/1": [5, 7]}
         assert registry.expired(now + 61, 60) == ["a/1"]
-        await registry.join("b/2", "http://b2", "http://b2:1")  # e.g. paused past the expiry, then back
+        # e.g. paused past the expiry, then back
+        await registry.join("b/2", "http://b2", "http://b2:1")
         assert not registry.has_left("b/2") and registry.node_admin_url("b/2") == "http://b2"
     finally:
         await registry.stop()
