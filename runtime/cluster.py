@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -111,9 +112,19 @@ def decode_response(body: bytes) -> RespondToIngress:
 class ResponseDelivery:
     """Sends a response to the node whose ingress holds the request (its admin API)."""
 
-    def __init__(self, registry: Registry, supervisor: Supervisor) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        supervisor: Supervisor,
+        *,
+        authorization: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._registry = registry
         self._supervisor = supervisor
+        # The other nodes' admin token (a cluster shares one) and TLS trust, when they use them.
+        self._headers = {"Authorization": authorization} if authorization else {}
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._http: aiohttp.ClientSession | None = None
         self._pending: set[SupervisedTask] = set()
 
@@ -142,7 +153,12 @@ class ResponseDelivery:
             timeout = aiohttp.ClientTimeout(total=_DELIVERY_TIMEOUT_S)
             self._http = aiohttp.ClientSession(timeout=timeout)
         try:
-            async with self._http.post(url + RESPONSES_PATH, data=_encoder.encode(action)) as r:
+            async with self._http.post(
+                url + RESPONSES_PATH,
+                data=_encoder.encode(action),
+                headers=self._headers,
+                ssl=self._ssl,
+            ) as r:
                 if r.status != 204:
                     log.warning("response delivery to %s: HTTP %d", url, r.status)
         except (aiohttp.ClientError, TimeoutError) as exc:

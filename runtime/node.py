@@ -33,6 +33,8 @@ from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
 from runtime.log import KafkaLog, LocalLog, Log, LogError
 from runtime.metadata import Deployment, Registry
+from runtime.security.headers import DEFAULT_SECRET_HEADERS
+from runtime.security.setup import NodeSecurity
 from runtime.snapshots.manager import SnapshotInfo, Snapshotter
 from runtime.snapshots.repository import SnapshotRef, open_repository
 from runtime.subscriptions.admin import SubscriptionAdmin
@@ -140,6 +142,25 @@ class NodeConfig(msgspec.Struct, frozen=True):
     kafka_log_cluster_name: str = "cairn"
     # Default of a subscription's ``max.in.flight.records`` option.
     subscription_max_in_flight: int = 1000
+    # Security (README, Security). Bearer tokens of the admin and ingress servers, one per line
+    # (several: a rotation); "" leaves a server open (it binds 127.0.0.1 by default).
+    admin_token_file: str = ""
+    ingress_token_file: str = ""
+    # TLS of the ingress and admin servers; "" serves plain HTTP.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # TLS deployments (grpcs://, https://): the CA bundle to trust ("" = the system's roots) and
+    # an optional client certificate.
+    deployment_ca_file: str = ""
+    deployment_client_cert_file: str = ""
+    deployment_client_key_file: str = ""
+    # An ed25519 private key (PEM): every call to an endpoint is signed with it ("" = unsigned).
+    request_signing_key_file: str = ""
+    # Request headers passed to handlers but stored only encrypted (with the header key) and
+    # shown redacted. The key file is created in the data dir unless given (a cluster's nodes
+    # must share one).
+    secret_headers: tuple[str, ...] = DEFAULT_SECRET_HEADERS
+    header_key_file: str = ""
 
     def __post_init__(self) -> None:
         if not 0 < self.max_key_bytes <= keys.MAX_TEXT_BYTES:
@@ -152,6 +173,8 @@ class NodeConfig(msgspec.Struct, frozen=True):
             raise ValueError("shutdown_timeout_ms must be positive")
         if self.subscription_max_in_flight < 1:
             raise ValueError("subscription_max_in_flight must be at least 1")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("--tls-cert-file and --tls-key-file go together")
 
     def size_policy(self) -> SizePolicy:
         record = self.ingress_max_body_bytes + self.log_record_overhead_bytes
@@ -192,10 +215,13 @@ class Node:
         self._log, self._metadata_log = self._open_logs(config, self._supervisor)
         self._store: RocksDBStore | None = None
         self.limits = config.size_policy()
+        # Reads every key, token and certificate file now: a bad one stops the node at once.
+        self.security = NodeSecurity.load(config)
         self._channels = ChannelPool(
             self.limits.message_bytes,
             keepalive_time_ms=config.grpc_keepalive_time_ms,
             keepalive_timeout_ms=config.grpc_keepalive_timeout_ms,
+            security=self.security.endpoints,
         )
         self._slots = RunningSlots(
             config.max_running_invocations,
@@ -211,7 +237,14 @@ class Node:
         self._servers: list[asyncio.Server] = []
         self._stopped = False
         self._delivery = (
-            ResponseDelivery(self.registry, self._supervisor) if config.cluster else None
+            ResponseDelivery(
+                self.registry,
+                self._supervisor,
+                authorization=self.security.admin_authorization,
+                ssl_context=self.security.client_ssl_context,
+            )
+            if config.cluster
+            else None
         )
         self._ownership: GroupOwnership | None = None
         self._snapshotter: Snapshotter | None = None
@@ -246,7 +279,11 @@ class Node:
 
     async def discover(self, uri: str) -> Deployment:
         """Discover the deployment at ``uri`` within the configured timeout."""
-        return await discover(uri, timeout_s=self.config.discovery_timeout_ms / 1000)
+        return await discover(
+            uri,
+            timeout_s=self.config.discovery_timeout_ms / 1000,
+            security=self.security.endpoints,
+        )
 
     @property
     def ready(self) -> bool:
@@ -299,6 +336,8 @@ class Node:
             limit=limit,
             body_timeout_s=config.http_body_timeout_ms / 1000,
             retry_after_s=config.retry_after_s,
+            authenticate=self.security.ingress_middleware(),
+            seal=self.security.seal,
         )
         admin = AdminServer(
             self.registry,
@@ -314,6 +353,8 @@ class Node:
             body_timeout_s=config.http_body_timeout_ms / 1000,
             max_body_bytes=config.admin_max_body_bytes,
             snapshots=self if self._snapshotter is not None else None,
+            authenticate=self.security.admin_middleware(),
+            seal=self.security.seal,
         )
         quiet_malformed_requests()
         clusters = self.kafka_clusters()
@@ -323,7 +364,8 @@ class Node:
         await self._serve(ingress.app, config.ingress_bind)
         await self._serve(admin.app, config.admin_bind)
         if config.cluster:
-            await self.registry.join(self.node_id, f"http://{config.admin_bind}")
+            scheme = "https" if config.tls_cert_file else "http"
+            await self.registry.join(self.node_id, f"{scheme}://{config.admin_bind}")
         for partition in range(config.partitions):
             worker = PartitionWorker(
                 partition,
@@ -420,7 +462,9 @@ class Node:
         # close connections that do not send their headers in time.
         factory = HeaderDeadline.factory(runner.server, config.http_header_timeout_ms / 1000)
         try:
-            server = await asyncio.get_running_loop().create_server(factory, host, port)
+            server = await asyncio.get_running_loop().create_server(
+                factory, host, port, ssl=self.security.server_ssl_context
+            )
         except BaseException:
             await runner.cleanup()
             raise
