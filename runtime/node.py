@@ -410,6 +410,7 @@ class Node:
                 fetch_max_wait_ms=config.kafka_fetch_max_wait_ms,
                 default_max_in_flight=config.subscription_max_in_flight,
                 limits=self.limits,
+                seal=self.security.seal,
             ),
             self._supervisor,
         )
