@@ -58,12 +58,13 @@ class BearerTokens:
         self._stamp = self._file_stamp()
         self._digests = [_digest(t) for t in read_tokens(path)]  # raises at startup: bad file
 
-    def _file_stamp(self) -> tuple[int, int] | None:
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        # (A file replaced by a rename has another inode, whatever its time and size.)
         try:
             info = os.stat(self._path)
         except OSError:
             return None
-        return info.st_mtime_ns, info.st_size
+        return info.st_ino, info.st_mtime_ns, info.st_size
 
     def _refresh(self) -> None:
         stamp = self._file_stamp()

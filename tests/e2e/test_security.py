@@ -167,6 +167,18 @@ async def test_a_rotated_token_file_takes_effect_without_a_restart(
     finally:
         secured.admin_tokens.write_text(original)
     assert (await _admin(client, "GET", "/services", token=ADMIN_OLD)).status == 200
+    # The ingress: a second token added, then the first one retired.
+    ingress_tokens = secured.directory / "ingress-tokens"
+    try:
+        ingress_tokens.write_text(f"{INGRESS}\ningress-next-5a1\n")
+        for token in (INGRESS, "ingress-next-5a1"):
+            assert (await _call(client, "/Greeter/greet", "Di", token=token)).status == 200
+        ingress_tokens.write_text("ingress-next-5a1\n")
+        _unauthorized(await _call(client, "/Greeter/greet", "Di"), "ingress")
+        assert (await _call(client, "/Greeter/greet", "Di", token="ingress-next-5a1")).status == 200
+    finally:
+        ingress_tokens.write_text(INGRESS + "\n")
+    assert (await _call(client, "/Greeter/greet", "Di")).status == 200
 
 
 def _cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -130,3 +130,19 @@ def test_signing_key_files_are_checked(tmp_path: Path) -> None:
         load_signing_key(tmp_path / "bad.pem")
     with pytest.raises(FileExistsError):
         generate_key_pair(tmp_path / "bad.pem")
+
+
+def test_the_node_and_the_sdk_agree_on_the_token_format() -> None:
+    """The sdk never imports the runtime, so both name the format: one test pins them."""
+    from runtime.security import identity as node
+    from sdk._transport import identity as endpoint
+
+    for name in (
+        "PUBLIC_KEY_PREFIX",
+        "SCHEME_HEADER",
+        "JWT_HEADER",
+        "AUDIENCE",
+        "DISCOVER_SUBJECT",
+    ):
+        assert getattr(node, name) == getattr(endpoint, name), name
+    assert node.SCHEME == "v1"
