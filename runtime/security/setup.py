@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,8 @@ from runtime.security.tokens import BearerTokens, Middleware, read_tokens, token
 
 if TYPE_CHECKING:
     from runtime.node import NodeConfig
+
+log = logging.getLogger(__name__)
 
 # Health checks stay open: load balancers and orchestrators probe them without credentials.
 INGRESS_OPEN_PATHS = frozenset({"/restate/health"})
@@ -70,6 +73,12 @@ class NodeSecurity:
             if config.request_signing_key_file
             else None
         )
+        if config.cluster and config.secret_headers and not config.header_key_file:
+            log.warning(
+                "secret headers (%s) are sealed with this node's own key: a handler run by "
+                "another node will not see them; give every node the same --header-key-file",
+                ",".join(config.secret_headers),
+            )
         key_path = Path(config.header_key_file or config.data_dir / HEADER_KEY_FILE)
         seal = HeaderSeal(config.secret_headers, load_or_create_key(key_path))
         credentials = deployment_credentials(
