@@ -177,7 +177,7 @@ class EndpointServicer(endpoint_pb2_grpc.EndpointServicer):
             # ending a call while the client still writes turns its status into INTERNAL
             # (grpc/grpc#36066), and the runtime should learn it was UNAUTHENTICATED.
             async with asyncio.timeout(REFUSAL_DRAIN_S if refusal else None):
-                start, journal = await _read_start(requests, context)
+                start, journal = await _read_start(requests, context, keep=not refusal)
         except (TimeoutError, StopAsyncIteration):
             start, journal = None, []  # (the caller stopped sending, or took too long)
         if start is not None and claims is not None and claims["sub"] != start.invocation_id:
@@ -286,9 +286,10 @@ class TlsFiles:
 
 
 async def _read_start(
-    requests: AsyncIterator[pb.RuntimeMessage], context: Any
+    requests: AsyncIterator[pb.RuntimeMessage], context: Any, *, keep: bool = True
 ) -> tuple[pb.Start, list[pb.JournalEntry]]:
-    """The stream's Start and the journal entries it announces."""
+    """The stream's Start and the journal entries it announces (read and dropped unless
+    ``keep``: an unauthenticated caller's journal takes no memory)."""
     first = await anext(requests)
     if first.WhichOneof("kind") != "start":
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the stream must begin with Start")
@@ -297,7 +298,8 @@ async def _read_start(
         replayed = await anext(requests)
         if replayed.WhichOneof("kind") != "replay_entry":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected a replay entry")
-        journal.append(replayed.replay_entry)
+        if keep:
+            journal.append(replayed.replay_entry)
     return first.start, journal
 
 
