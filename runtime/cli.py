@@ -292,6 +292,11 @@ def _parser() -> argparse.ArgumentParser:
     deployment_commands = deployments.add_subparsers(dest="action", required=True)
     register = deployment_commands.add_parser("register", help="register an SDK endpoint")
     register.add_argument("uri", help="the endpoint, e.g. http://127.0.0.1:9080")
+    register.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a deployment at the same URI whose services changed (else 409)",
+    )
     add_admin_flags(register)
     listing = deployment_commands.add_parser("list", help="list deployments")
     add_admin_flags(listing)
@@ -564,8 +569,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             # are the operator's to fix: say what failed, without a traceback.
             raise SystemExit(f"cairn: the node stopped: {exc}") from exc
     elif args.command == "deployments" and args.action == "register":
-        result = admin_request(args, "POST", "/deployments", {"uri": args.uri})
-        services = ", ".join(s["name"] for s in result["services"])
+        body = {"uri": args.uri, "force": args.force}
+        result = admin_request(args, "POST", "/deployments", body)
+        services = ", ".join(f"{s['name']} (revision {s['revision']})" for s in result["services"])
         print(f"registered {result['id']} at {result['uri']}: {services}")
     elif args.command == "deployments" and args.action == "list":
         for deployment in admin_request(args, "GET", "/deployments")["deployments"]:

@@ -206,6 +206,17 @@ def test_the_cli_sends_the_admin_token_from_the_environment_or_a_flag(secured: S
     assert "Greeter" in from_env.stdout
     from_flag = _cli("deployments", "list", "--admin", admin, "--admin-token", ADMIN_NEW)
     assert from_flag.returncode == 0 and secured.endpoint.uri in from_flag.stdout
+    registered = _cli(
+        "deployments",
+        "register",
+        secured.endpoint.uri,
+        "--admin",
+        admin,
+        "--admin-token",
+        ADMIN_NEW,
+    )
+    assert registered.returncode == 0, registered.stderr
+    assert "Greeter (revision " in registered.stdout
 
 
 def _log_bytes(secured: Secured) -> bytes:
