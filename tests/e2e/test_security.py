@@ -230,16 +230,22 @@ async def test_secret_headers_reach_the_handler_but_neither_the_log_nor_admin(
 ) -> None:
     # (The handler answers digests of what it saw: its output is in the log.)
     secrets = {"x-api-key": "sk-live-8c1d0a", "cookie": "session=c00k1e-4b7e"}
-    sent = await _call(client, "/Echo/held/send", headers={**secrets, "x-plain": "visible-5e2"})
+    sent = await _call(
+        client, "/Holder/k1/hold/send", headers={**secrets, "x-plain": "visible-5e2"}
+    )
     assert sent.status == 202, sent.body
     invocation_id = sent.json()["invocationId"]
-    # While it runs (suspended in its sleep), admin shows the headers with secrets redacted.
-    shown = await client.wait_for(lambda: _shown_headers(client, invocation_id), timeout_s=30)
+    # While it waits (suspended), admin shows the headers with the secret ones redacted.
+    awakeable = await client.wait_for(lambda: _held_awakeable(client), timeout_s=60)
+    described = await _admin(client, "GET", f"/invocations/{invocation_id}")
+    assert described.json()["status"] == "suspended", described.body
+    shown = dict(described.json()["headers"])
     assert shown["x-api-key"] == shown["cookie"] == shown["authorization"] == "<redacted>"
     assert shown["x-plain"] == "visible-5e2"
-    described = await _admin(client, "GET", f"/invocations/{invocation_id}")
     for value in (*secrets.values(), INGRESS):
         assert value.encode() not in described.body
+    resolved = await _call(client, f"/restate/awakeables/{awakeable}/resolve", "go")
+    assert resolved.status == 202, resolved.body
     # The handler, replaying after its suspension, sees every header in clear.
     attached = await _call(client, f"/restate/invocation/{invocation_id}/attach")
     assert attached.status == 200, attached.body
@@ -265,11 +271,14 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-async def _shown_headers(client: Client, invocation_id: str) -> dict[str, str] | None:
-    response = await _admin(client, "GET", f"/invocations/{invocation_id}")
-    if response.status != 200 or response.json()["status"] != "suspended":
+async def _held_awakeable(client: Client) -> str | None:
+    """The awakeable the held invocation waits on, once it is suspended."""
+    response = await _admin(client, "GET", "/services/Holder/state/k1")
+    awakeable = response.json()["state"].get("awakeable") if response.status == 200 else None
+    if awakeable is None:
         return None
-    return dict(response.json()["headers"])
+    listed = await _admin(client, "GET", "/invocations?status=suspended")
+    return awakeable if listed.json()["invocations"] else None
 
 
 async def test_the_endpoint_refuses_callers_that_do_not_sign(secured: Secured) -> None:

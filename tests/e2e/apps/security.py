@@ -21,10 +21,16 @@ async def headers(ctx: restate.Context) -> dict[str, str]:
     return digests(ctx.request().headers)
 
 
-@echo.handler(inactivity_timeout=timedelta(0))
-async def held(ctx: restate.Context) -> dict[str, str]:
-    """Sleeps (suspending at once), then answers its headers from a replaying attempt."""
-    await ctx.sleep(timedelta(seconds=3))
+holder = restate.VirtualObject("Holder")
+
+
+@holder.handler(inactivity_timeout=timedelta(0))
+async def hold(ctx: restate.ObjectContext) -> dict[str, str]:
+    """Waits (suspended at once) for an awakeable whose id it keeps in state ``awakeable``,
+    then answers its headers from a replaying attempt."""
+    awakeable_id, done = ctx.awakeable(type_hint=str)
+    ctx.set("awakeable", awakeable_id)
+    await done
     return digests(ctx.request().headers)
 
 
@@ -45,7 +51,7 @@ async def greet(ctx: restate.Context, name: str) -> str:
     return f"Hello, {name}!"
 
 
-app = restate.app(services=[echo, greeter])
+app = restate.app(services=[echo, greeter, holder])
 
 # The same service names with a handler more: a changed deployment.
 echo_changed = restate.Service("Echo")
