@@ -313,7 +313,8 @@ class Registry:
         if previous is not None:
             for service in previous.services:
                 if self._services.get(service.name, service).deployment_id == deployment.id:
-                    revisions[service.name] = self._services.pop(service.name)
+                    # (absent when the deployment that last took it over no longer serves it)
+                    revisions[service.name] = self._services.pop(service.name, service)
         revised = []
         for service in deployment.services:
             # The newest registration of a service wins, as in Restate: its next revision.
