@@ -21,14 +21,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from runtime.admin_client import add_admin_flags, admin_request, admin_request_status
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.internal import advertised_host, read_cluster_secret
 from runtime.log import LogError
 from runtime.node import Node, NodeConfig, config_default, split_bind
+from runtime.security.errors import SecuritySetupError
+from runtime.security.flags import add_security_flags, security_options
+from runtime.security.identity import generate_key_pair
 from runtime.snapshots.repository import open_repository
 from runtime.subscriptions.spec import parse_cluster, parse_cluster_property, parse_clusters
-
-DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"
 
 # Integer limits of the node (DESIGN §11): flag ``--max-concurrent-requests``, environment
 # variable ``CAIRN_MAX_CONCURRENT_REQUESTS``, default from ``NodeConfig``.
@@ -176,6 +178,7 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
             help=f"{text} (default %(default)s)",
         )
     _add_snapshot_flags(parser)
+    add_security_flags(parser)
 
 
 def _add_snapshot_flags(parser: argparse.ArgumentParser) -> None:
@@ -328,6 +331,7 @@ def _node_config(
         snapshot_interval_records=args.snapshot_interval_records,
         snapshot_s3_endpoint=args.snapshot_s3_endpoint,
         local_log_segment_bytes=args.local_log_segment_bytes,
+        **security_options(args),
     )
 
 
@@ -371,16 +375,21 @@ def _parser() -> argparse.ArgumentParser:
     deployment_commands = deployments.add_subparsers(dest="action", required=True)
     register = deployment_commands.add_parser("register", help="register an SDK endpoint")
     register.add_argument("uri", help="the endpoint, e.g. http://127.0.0.1:9080")
-    register.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+    register.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a deployment at the same URI whose services changed (else 409)",
+    )
+    add_admin_flags(register)
     listing = deployment_commands.add_parser("list", help="list deployments")
-    listing.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+    add_admin_flags(listing)
 
     invocations = commands.add_parser("invocations", help="inspect and manage invocations")
     invocation_commands = invocations.add_subparsers(dest="action", required=True)
     listing = invocation_commands.add_parser("list", help="list invocations")
     listing.add_argument("--status", help="only this status (invoked, suspended, completed...)")
     listing.add_argument("--limit", type=int, help="print at most this many (default: all)")
-    listing.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+    add_admin_flags(listing)
     for action, text in (
         ("describe", "status, target, last failure and journal"),
         ("cancel", "cancel: the handler sees a TerminalError at its next await"),
@@ -389,7 +398,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         command = invocation_commands.add_parser(action, help=text)
         command.add_argument("id", help="the invocation id (inv_...)")
-        command.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+        add_admin_flags(command)
 
     snapshots = commands.add_parser("snapshots", help="partition snapshots")
     snapshot_commands = snapshots.add_subparsers(dest="action", required=True)
@@ -397,10 +406,10 @@ def _parser() -> argparse.ArgumentParser:
         "create", help="snapshot one partition, or every partition the node leads, now"
     )
     create.add_argument("--partition", type=int, help="only this partition")
-    create.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+    add_admin_flags(create)
     listing = snapshot_commands.add_parser("list", help="list the repository's snapshots")
     listing.add_argument("--partition", type=int, help="only this partition")
-    listing.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+    add_admin_flags(listing)
     subscriptions = commands.add_parser("subscriptions", help="manage Kafka subscriptions")
     subscription_commands = subscriptions.add_subparsers(dest="action", required=True)
     add = subscription_commands.add_parser("add", help="feed a Kafka topic to a handler")
@@ -413,44 +422,30 @@ def _parser() -> argparse.ArgumentParser:
         metavar="K=V",
         help="e.g. auto.offset.reset=earliest",
     )
-    add.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+    add_admin_flags(add)
     listing = subscription_commands.add_parser("list", help="list subscriptions")
-    listing.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+    add_admin_flags(listing)
     remove = subscription_commands.add_parser("remove", help="delete a subscription")
     remove.add_argument("id", help="the subscription id (sub_...)")
-    remove.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+    add_admin_flags(remove)
+
+    keys = commands.add_parser("keys", help="request-signing keys")
+    key_commands = keys.add_subparsers(dest="action", required=True)
+    generate = key_commands.add_parser(
+        "generate", help="write an ed25519 key pair for --request-signing-key-file"
+    )
+    generate.add_argument(
+        "--out", default="cairn-signing-key.pem", help="the private key file (PEM, mode 0600)"
+    )
 
     services = commands.add_parser("services", help="list registered services")
     services.add_argument("action", choices=["list"])
-    services.add_argument("--admin", default=_env("ADMIN_URL", DEFAULT_ADMIN_URL))
+    add_admin_flags(services)
     return parser
 
 
-def _admin_request(admin: str, method: str, path: str, body: Any = None) -> Any:
-    return _admin_exchange(admin, method, path, body)[1]
-
-
-def _admin_request_status(admin: str, method: str, path: str) -> int:
-    return _admin_exchange(admin, method, path)[0]
-
-
-def _admin_exchange(admin: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """``(status, decoded JSON body or None)``; an error status ends the CLI with its message."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        admin.rstrip("/") + path,
-        data=data,
-        method=method,
-        headers={"content-type": "application/json"} if data is not None else {},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
-        raise SystemExit(f"cairn: {method} {path} failed with {exc.code}: {detail}") from exc
-    except urllib.error.URLError as exc:
-        raise SystemExit(f"cairn: cannot reach the admin API at {admin}: {exc.reason}") from exc
+def _scheme(config: NodeConfig) -> str:
+    return "https" if config.tls_cert_file else "http"
 
 
 SHUTDOWN_OVERRUN_EXIT_CODE = 1
@@ -519,8 +514,8 @@ async def _run_until_signalled(node: Node) -> None:
         if not await _start_unless_stopped(node, stop):
             return
         print(
-            f"cairn: node ready (ingress http://{node.config.ingress_bind}, "
-            f"admin http://{node.config.admin_bind})",
+            f"cairn: node ready (ingress {_scheme(node.config)}://{node.config.ingress_bind}, "
+            f"admin {_scheme(node.config)}://{node.config.admin_bind})",
             flush=True,
         )
         await stop.wait()
@@ -574,19 +569,17 @@ def _invocations(args: argparse.Namespace) -> None:
                 query["status"] = args.status
             if cursor is not None:
                 query["cursor"] = cursor
-            page = _admin_request(
-                args.admin, "GET", "/invocations?" + urllib.parse.urlencode(query)
-            )
+            page = admin_request(args, "GET", "/invocations?" + urllib.parse.urlencode(query))
             for row in page["invocations"]:
                 print(f"{row['id']}  {row['status']:<11}  {row['target']}")
             printed += len(page["invocations"])
             if (cursor := page["next"]) is None:
                 break
     elif args.action == "describe":
-        print(json.dumps(_admin_request(args.admin, "GET", f"/invocations/{args.id}"), indent=2))
+        print(json.dumps(admin_request(args, "GET", f"/invocations/{args.id}"), indent=2))
     else:
         path = f"/invocations/{args.id}/{args.action}"
-        if _admin_request_status(args.admin, "PATCH", path) == 202:
+        if admin_request_status(args, "PATCH", path) == 202:
             # A running invocation: the cancel is delivered, the handler sees it at its next await.
             print(f"cancel requested for {args.id}")
         else:
@@ -597,11 +590,11 @@ def _invocations(args: argparse.Namespace) -> None:
 def _snapshots(args: argparse.Namespace) -> None:
     if args.action == "create":
         body = {} if args.partition is None else {"partition": args.partition}
-        for row in _admin_request(args.admin, "POST", "/snapshots", body)["snapshots"]:
+        for row in admin_request(args, "POST", "/snapshots", body)["snapshots"]:
             print(f"partition {row['partition']}: {row['name']} (applied_lsn {row['applied_lsn']})")
     else:
         query = "" if args.partition is None else f"?partition={args.partition}"
-        for row in _admin_request(args.admin, "GET", f"/snapshots{query}")["snapshots"]:
+        for row in admin_request(args, "GET", f"/snapshots{query}")["snapshots"]:
             lsn, size = row["applied_lsn"], row["size"]
             print(f"{row['partition']:>5}  {lsn:>12}  {size:>10}  {row['name']}")
 
@@ -615,15 +608,29 @@ def _subscriptions(args: argparse.Namespace) -> None:
                 raise SystemExit(f"cairn: --option expects K=V, got {item!r}")
             options[key] = value
         body = {"source": args.source, "sink": args.sink, "options": options}
-        created = _admin_request(args.admin, "POST", "/subscriptions", body)
+        created = admin_request(args, "POST", "/subscriptions", body)
         print(f"{created['id']}  {created['source']} -> {created['sink']}")
     elif args.action == "list":
-        for row in _admin_request(args.admin, "GET", "/subscriptions")["subscriptions"]:
+        for row in admin_request(args, "GET", "/subscriptions")["subscriptions"]:
             shown = " ".join(f"{k}={v}" for k, v in sorted(row["options"].items()))
             print(f"{row['id']}  {row['source']} -> {row['sink']}  {shown}")
     else:
-        _admin_request(args.admin, "DELETE", f"/subscriptions/{args.id}")
+        admin_request(args, "DELETE", f"/subscriptions/{args.id}")
         print(f"removed {args.id}")
+
+
+def _generate_keys(private: Path) -> None:
+    """The private key to ``private``, the public key (``publickeyv1_...``) to ``private.pub``
+    and stdout: give it to endpoints (``identity_keys=[...]``, ``--identity-key``)."""
+    try:
+        public = generate_key_pair(private)
+        private.with_name(private.name + ".pub").write_text(public + "\n")
+    except FileExistsError as exc:
+        raise SystemExit(f"cairn: {private} exists; not overwriting a key") from exc
+    except OSError as exc:
+        raise SystemExit(f"cairn: cannot write {private}: {exc}") from exc
+    print(f"private key: {private} (keep it secret: --request-signing-key-file {private})")
+    print(f"public key:  {public}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -638,16 +645,19 @@ def main(argv: Sequence[str] | None = None) -> None:
                 asyncio.run(_run_until_signalled(Node(_config(args))))
             else:
                 asyncio.run(_dev(args))
+        except SecuritySetupError as exc:
+            raise SystemExit(f"cairn: {exc}") from exc
         except (LogError, OSError) as exc:
             # Startup failures (broker unreachable, port taken, data dir locked by another node)
             # are the operator's to fix: say what failed, without a traceback.
             raise SystemExit(f"cairn: the node stopped: {exc}") from exc
     elif args.command == "deployments" and args.action == "register":
-        result = _admin_request(args.admin, "POST", "/deployments", {"uri": args.uri})
-        services = ", ".join(s["name"] for s in result["services"])
+        body = {"uri": args.uri, "force": args.force}
+        result = admin_request(args, "POST", "/deployments", body)
+        services = ", ".join(f"{s['name']} (revision {s['revision']})" for s in result["services"])
         print(f"registered {result['id']} at {result['uri']}: {services}")
     elif args.command == "deployments" and args.action == "list":
-        for deployment in _admin_request(args.admin, "GET", "/deployments")["deployments"]:
+        for deployment in admin_request(args, "GET", "/deployments")["deployments"]:
             services = ", ".join(s["name"] for s in deployment["services"])
             print(f"{deployment['id']}  {deployment['uri']}  {services}")
     elif args.command == "invocations":
@@ -656,8 +666,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         _snapshots(args)
     elif args.command == "subscriptions":
         _subscriptions(args)
+    elif args.command == "keys":
+        _generate_keys(Path(args.out))
     elif args.command == "services":
-        for service in _admin_request(args.admin, "GET", "/services")["services"]:
+        for service in admin_request(args, "GET", "/services")["services"]:
             handlers = ", ".join(h["name"] for h in service["handlers"])
             print(f"{service['name']}  ({service['ty']})  {handlers}")
 

@@ -91,6 +91,8 @@ class ServiceInfo(msgspec.Struct, frozen=True):
     deployment_id: str = ""
     documentation: str | None = None
     metadata: dict[str, str] = {}
+    # 1 for the first deployment serving the service, +1 for each later one (set on apply).
+    revision: int = 1
 
     def resolve(self, handler: str, key: str | None) -> tuple[Target, HandlerInfo] | None:
         """The full target of ``handler`` (None if unknown or the key does not fit the type)."""
@@ -107,8 +109,12 @@ class Deployment(msgspec.Struct, frozen=True):
     services: list[ServiceInfo]
     registered_ms: int = 0
 
-    def same_services(self, other: Deployment) -> bool:
-        return self.uri == other.uri and self.services == other.services
+
+def _same_services(registered: Deployment, discovered: Deployment) -> bool:
+    """Whether a discovered deployment is the registered one (revisions are ours, not its)."""
+    return registered.uri == discovered.uri and [
+        msgspec.structs.replace(s, revision=1, deployment_id="") for s in registered.services
+    ] == [msgspec.structs.replace(s, revision=1, deployment_id="") for s in discovered.services]
 
 
 class DeploymentRegistered(msgspec.Struct, tag="deployment_registered", frozen=True):
@@ -199,6 +205,10 @@ def encode_metadata(record: MetadataRecord) -> bytes:
 def decode_metadata(payload: bytes) -> MetadataRecord:
     """Raises ``msgspec.DecodeError`` for a record that is not metadata."""
     return _decoder.decode(payload)
+
+
+class DeploymentConflict(Exception):
+    """A deployment at a registered URI serves other services than registered, without force."""
 
 
 def deployment_id_for(uri: str) -> str:
@@ -304,12 +314,32 @@ class Registry:
         ]
         return min(reported) if reported else None
 
-    async def register(self, deployment: Deployment) -> tuple[Deployment, bool]:
-        """Record a deployment; returns it and False when an identical one was registered."""
+    async def register(
+        self, deployment: Deployment, *, force: bool = False
+    ) -> tuple[Deployment, bool]:
+        """Record a deployment; returns it and False when an identical one was registered.
+
+        The same URI serving changed services replaces the registered deployment only with
+        ``force`` (``DeploymentConflict`` otherwise): invocations already running on it would
+        meet handlers that changed under them. ``force`` records even an unchanged deployment
+        again, so that its services are served by it again (a rollback to it).
+        """
         existing = self._deployments.get(deployment.id)
-        if existing is not None and existing.same_services(deployment):
+        if existing is not None and _same_services(existing, deployment) and not force:
             return existing, False
-        stamped = msgspec.structs.replace(deployment, registered_ms=now_ms())
+        if existing is not None and not force:
+            raise DeploymentConflict(
+                f"a deployment at {deployment.uri} is already registered ({existing.id}) with "
+                'other services or handlers; register again with "force": true to replace it'
+            )
+        # Each service's revision is decided here and kept in the record, so that a compacted
+        # history (which drops earlier registrations) still knows it.
+        revised = []
+        for service in deployment.services:
+            current = self._services.get(service.name)
+            revision = current.revision + 1 if current is not None else 1
+            revised.append(msgspec.structs.replace(service, revision=revision))
+        stamped = msgspec.structs.replace(deployment, services=revised, registered_ms=now_ms())
         lsn = await self._append([DeploymentRegistered(stamped)])
         await self.wait_applied(lsn)
         return self._deployments[deployment.id], True

@@ -43,6 +43,8 @@ from runtime.log.kafka import BrokerSupport
 from runtime.membership import run_membership
 from runtime.metadata import Deployment, Registry
 from runtime.metadata_compaction import compact_local_metadata
+from runtime.security.headers import DEFAULT_SECRET_HEADERS
+from runtime.security.setup import NodeSecurity
 from runtime.snapshots.manager import SnapshotInfo, Snapshotter
 from runtime.snapshots.repository import SnapshotRef, open_repository
 from runtime.subscriptions.admin import SubscriptionAdmin
@@ -178,6 +180,25 @@ class NodeConfig(msgspec.Struct, frozen=True):
     kafka_log_cluster_name: str = "cairn"
     # Default of a subscription's ``max.in.flight.records`` option.
     subscription_max_in_flight: int = 1000
+    # Security (README, Security). Bearer tokens of the admin and ingress servers, one per line
+    # (several: a rotation); "" leaves a server open (it binds 127.0.0.1 by default).
+    admin_token_file: str = ""
+    ingress_token_file: str = ""
+    # TLS of the ingress and admin servers; "" serves plain HTTP.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # TLS deployments (grpcs://, https://): the CA bundle to trust ("" = the system's roots) and
+    # an optional client certificate.
+    deployment_ca_file: str = ""
+    deployment_client_cert_file: str = ""
+    deployment_client_key_file: str = ""
+    # An ed25519 private key (PEM): every call to an endpoint is signed with it ("" = unsigned).
+    request_signing_key_file: str = ""
+    # Request headers passed to handlers but stored only encrypted (with the header key) and
+    # shown redacted. The key file is created in the data dir unless given (a cluster's nodes
+    # must share one).
+    secret_headers: tuple[str, ...] = DEFAULT_SECRET_HEADERS
+    header_key_file: str = ""
 
     def __post_init__(self) -> None:
         if not 0 < self.max_key_bytes <= keys.MAX_TEXT_BYTES:
@@ -199,6 +220,8 @@ class NodeConfig(msgspec.Struct, frozen=True):
                 "cluster_node_expiry_ms must exceed twice applied_positions_interval_ms "
                 "(a node's heartbeat)"
             )
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("--tls-cert-file and --tls-key-file go together")
 
     def size_policy(self) -> SizePolicy:
         record = self.ingress_max_body_bytes + self.log_record_overhead_bytes
@@ -243,10 +266,13 @@ class Node:
         self._log, self._metadata_log = self._open_logs(config, self._supervisor)
         self._store: RocksDBStore | None = None
         self.limits = config.size_policy()
+        # Reads every key, token and certificate file now: a bad one stops the node at once.
+        self.security = NodeSecurity.load(config)
         self._channels = ChannelPool(
             self.limits.message_bytes,
             keepalive_time_ms=config.grpc_keepalive_time_ms,
             keepalive_timeout_ms=config.grpc_keepalive_timeout_ms,
+            security=self.security.endpoints,
         )
         self._slots = RunningSlots(
             config.max_running_invocations,
@@ -322,7 +348,11 @@ class Node:
 
     async def discover(self, uri: str) -> Deployment:
         """Discover the deployment at ``uri`` within the configured timeout."""
-        return await discover(uri, timeout_s=self.config.discovery_timeout_ms / 1000)
+        return await discover(
+            uri,
+            timeout_s=self.config.discovery_timeout_ms / 1000,
+            security=self.security.endpoints,
+        )
 
     @property
     def ready(self) -> bool:
@@ -391,6 +421,8 @@ class Node:
             limit=limit,
             body_timeout_s=config.http_body_timeout_ms / 1000,
             retry_after_s=config.retry_after_s,
+            authenticate=self.security.ingress_middleware(),
+            seal=self.security.seal,
         )
         admin = AdminServer(
             self.registry,
@@ -406,6 +438,8 @@ class Node:
             body_timeout_s=config.http_body_timeout_ms / 1000,
             max_body_bytes=config.admin_max_body_bytes,
             snapshots=self if self._snapshotter is not None else None,
+            authenticate=self.security.admin_middleware(),
+            seal=self.security.seal,
         )
         quiet_malformed_requests()
         clusters = self.kafka_clusters()
@@ -460,6 +494,7 @@ class Node:
                 fetch_max_wait_ms=config.kafka_fetch_max_wait_ms,
                 default_max_in_flight=config.subscription_max_in_flight,
                 limits=self.limits,
+                seal=self.security.seal,
             ),
             self._supervisor,
         )
@@ -504,12 +539,14 @@ class Node:
             max_body_bytes=self.limits.message_bytes,  # a relayed result: one entry's worth
             body_timeout_s=self.config.http_body_timeout_ms / 1000,
         )
-        bound = await self._serve(server.app, self.config.internal_bind)
+        # Plain HTTP: the internal port is for a private network, and every request carries the
+        # cluster secret (README "Security"); --tls-cert-file covers the ingress and admin APIs.
+        bound = await self._serve(server.app, self.config.internal_bind, tls=False)
         port = bound.sockets[0].getsockname()[1]
         host = f"[{self._advertised}]" if ":" in self._advertised else self._advertised
         return f"http://{host}:{port}"
 
-    async def _serve(self, app: web.Application, bind: str) -> asyncio.Server:
+    async def _serve(self, app: web.Application, bind: str, *, tls: bool = True) -> asyncio.Server:
         host, port = split_bind(bind)
         config = self.config
         # Handlers still running when the node stops get this long to finish (the waiting
@@ -527,7 +564,9 @@ class Node:
         # close connections that do not send their headers in time.
         factory = HeaderDeadline.factory(runner.server, config.http_header_timeout_ms / 1000)
         try:
-            server = await asyncio.get_running_loop().create_server(factory, host, port)
+            server = await asyncio.get_running_loop().create_server(
+                factory, host, port, ssl=self.security.server_ssl_context if tls else None
+            )
         except BaseException:
             await runner.cleanup()
             raise
@@ -549,7 +588,8 @@ class Node:
     async def _join(self) -> None:
         if self.internal_url is None:
             self.internal_url = await self._serve_internal()
-        admin_url = f"http://{self.config.admin_bind}"
+        scheme = "https" if self.config.tls_cert_file else "http"
+        admin_url = f"{scheme}://{self.config.admin_bind}"
         await self.registry.join(self.node_id, admin_url, self.internal_url)
 
     async def _membership(self) -> None:

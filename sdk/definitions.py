@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
+from sdk._transport.identity import parse_public_key
 from sdk.serde import JsonSerde, Serde
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -441,7 +442,13 @@ def handler_of(fn: Callable[..., Any]) -> Handler:
 class App:
     """The services an endpoint serves."""
 
-    def __init__(self, services: Iterable[Service | VirtualObject | Workflow]) -> None:
+    def __init__(
+        self,
+        services: Iterable[Service | VirtualObject | Workflow],
+        identity_keys: Sequence[str] = (),
+    ) -> None:
+        # Public keys (publickeyv1_...) of the runtimes allowed to call this app's endpoint.
+        self.identity_keys = list(identity_keys)
         self.services: dict[str, ServiceDefinition] = {}
         for service in services:
             if service.name in self.services:
@@ -467,18 +474,16 @@ def app(
 ) -> App:
     """Bundle services into an app that ``serve`` / ``cairn dev`` can run.
 
+    ``identity_keys``: public keys (``publickeyv1_...``, from ``cairn keys generate``) of the
+    runtimes whose signed calls the endpoint serves; without them it serves any caller.
     restate-sdk's keywords that Cairn cannot honour yet are refused, never silently ignored.
     """
-    if identity_keys:
-        raise NotImplementedError(
-            "identity_keys: request signing is not supported yet; the endpoint would accept "
-            "unsigned requests, so it refuses to start. Remove identity_keys (and keep the "
-            "endpoint on a private network) until Cairn implements request identity."
-        )
+    for key in identity_keys or ():
+        parse_public_key(key)  # a bad key is an error now, not a refused call later
     if protocol not in (None, "bidi"):
         raise NotImplementedError(
             f"protocol={protocol!r} is not supported: Cairn endpoints always stream (bidi)"
         )
     if journal_value_codec is not None:
         raise NotImplementedError("journal_value_codec is not supported yet")
-    return App(services)
+    return App(services, identity_keys or ())

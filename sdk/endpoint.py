@@ -11,17 +11,30 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from sdk._transport.server import DEFAULT_MAX_MESSAGE_BYTES, RunningEndpoint, start_server
+from sdk._transport.identity import parse_public_key
+from sdk._transport.server import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    RunningEndpoint,
+    TlsFiles,
+    start_server,
+)
 from sdk.definitions import App, app
 
 # ``app`` is here too because restate-sdk defines it in ``restate.endpoint``.
-__all__ = ["RunningEndpoint", "app", "main", "serve", "start_server"]
+__all__ = ["RunningEndpoint", "TlsFiles", "app", "main", "serve", "start_server"]
 
 
 async def _serve_until_signalled(
-    app: App, host: str, port: int, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    app: App,
+    host: str,
+    port: int,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    identity_keys: Sequence[str] = (),
+    tls: TlsFiles | None = None,
 ) -> None:
-    endpoint = await start_server(app, host, port, max_message_bytes)
+    endpoint = await start_server(
+        app, host, port, max_message_bytes, identity_keys=identity_keys, tls=tls
+    )
     print(
         f"cairn endpoint: serving {', '.join(app.services)} on {host}:{endpoint.port}", flush=True
     )
@@ -40,9 +53,18 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 9080,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    *,
+    identity_keys: Sequence[str] = (),
+    tls: TlsFiles | None = None,
 ) -> None:
-    """Serve ``app`` until SIGINT/SIGTERM (blocking)."""
-    asyncio.run(_serve_until_signalled(app, host, port, max_message_bytes))
+    """Serve ``app`` until SIGINT/SIGTERM (blocking).
+
+    ``identity_keys``: serve only calls signed by one of these runtime keys (``publickeyv1_...``;
+    added to the app's own). ``tls``: serve gRPC over TLS.
+    """
+    for key in identity_keys:
+        parse_public_key(key)
+    asyncio.run(_serve_until_signalled(app, host, port, max_message_bytes, identity_keys, tls))
 
 
 def load_app(target: str) -> App:
@@ -73,6 +95,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=int(os.environ.get("CAIRN_MAX_MESSAGE_BYTES", str(DEFAULT_MAX_MESSAGE_BYTES))),
         help="largest gRPC message either way; match the node's size policy",
     )
+    parser.add_argument(
+        "--identity-key",
+        action="append",
+        default=[k for k in os.environ.get("CAIRN_IDENTITY_KEYS", "").split(",") if k.strip()],
+        metavar="publickeyv1_...",
+        help="serve only calls signed by this runtime key (repeatable; env CAIRN_IDENTITY_KEYS, "
+        "comma-separated)",
+    )
+    parser.add_argument("--tls-cert-file", default=os.environ.get("CAIRN_ENDPOINT_TLS_CERT_FILE"))
+    parser.add_argument("--tls-key-file", default=os.environ.get("CAIRN_ENDPOINT_TLS_KEY_FILE"))
+    parser.add_argument(
+        "--tls-client-ca-file",
+        default=os.environ.get("CAIRN_ENDPOINT_TLS_CLIENT_CA_FILE"),
+        help="require client certificates signed by this CA (mutual TLS)",
+    )
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -80,6 +117,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     app = load_app(args.app)
     try:
-        serve(app, args.host, args.port, args.max_message_bytes)
-    except OSError as exc:
+        for key in args.identity_key:
+            parse_public_key(key.strip())
+        tls = None
+        if args.tls_cert_file or args.tls_key_file:
+            if not (args.tls_cert_file and args.tls_key_file):
+                raise ValueError("--tls-cert-file and --tls-key-file go together")
+            tls = TlsFiles(args.tls_cert_file, args.tls_key_file, args.tls_client_ca_file)
+        serve(
+            app,
+            args.host,
+            args.port,
+            args.max_message_bytes,
+            identity_keys=[k.strip() for k in args.identity_key],
+            tls=tls,
+        )
+    except (OSError, ValueError) as exc:
         raise SystemExit(f"cairn endpoint: {exc}") from exc

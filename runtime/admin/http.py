@@ -18,7 +18,7 @@ from partition_processor.ids import (
     parse_partition_key,
     partition_of,
 )
-from partition_processor.journal import Failure, JournalEntry, Success, command_name
+from partition_processor.journal import Failure, Input, JournalEntry, Success, command_name
 from partition_processor.state_machine.on_terminate import CANCEL_SIGNALLED
 from partition_processor.tables import KeyValueReader, read_journal, read_status
 from runtime.admin.listing import BadListing, Cursor, list_invocations, parse_limit
@@ -31,8 +31,9 @@ from runtime.ingress.validation import InvalidRequest, check_json, check_text
 from runtime.invoker.discovery import DiscoveryError
 from runtime.limits import SizePolicy
 from runtime.log import LogError
-from runtime.metadata import Deployment, Registry, ServiceInfo
+from runtime.metadata import Deployment, DeploymentConflict, Registry, ServiceInfo
 from runtime.metrics import exposition
+from runtime.security.headers import HeaderSeal
 from runtime.snapshots.manager import SnapshotError, SnapshotInfo
 from runtime.snapshots.repository import RepositoryError, SnapshotRef
 
@@ -73,6 +74,7 @@ def _service_json(service: ServiceInfo) -> dict[str, Any]:
         "name": service.name,
         "ty": service.service_type,
         "deployment_id": service.deployment_id,
+        "revision": service.revision,
         "documentation": service.documentation,
         "metadata": service.metadata,
         "handlers": [
@@ -138,6 +140,8 @@ class AdminServer:
         body_timeout_s: float,
         max_body_bytes: int,
         snapshots: Snapshots | None = None,
+        authenticate: Middleware | None = None,
+        seal: HeaderSeal | None = None,
     ) -> None:
         """``max_body_bytes`` (``NodeConfig.admin_max_body_bytes``): admin bodies are small (a
         deployment URI); the server takes at least a gRPC message's limit. ``internal_url``:
@@ -155,7 +159,12 @@ class AdminServer:
         self._discover = discover
         self._gateway = gateway
         self._health_of = health
-        self.app = web.Application(middlewares=[log_unavailable(health.retry_after_s)])
+        self._seal = seal
+        # Authentication first: a request without the token learns nothing else.
+        middlewares = [authenticate] if authenticate else []
+        self.app = web.Application(
+            middlewares=[*middlewares, log_unavailable(health.retry_after_s)]
+        )
         router = self.app.router
         router.add_get("/health", self._health)
         router.add_get("/cluster", self._cluster)
@@ -260,13 +269,17 @@ class AdminServer:
         except BodyTooLarge as exc:
             return error_response(413, str(exc))
         uri = body.get("uri") if isinstance(body, dict) else None
-        if not isinstance(uri, str) or not uri:
-            return error_response(400, 'expected {"uri": "http://HOST:PORT"}')
+        force = body.get("force", False) if isinstance(body, dict) else False
+        if not isinstance(uri, str) or not uri or not isinstance(force, bool):
+            return error_response(400, 'expected {"uri": "http://HOST:PORT", "force": false}')
         try:
             deployment = await self._discover(uri)
         except DiscoveryError as exc:
             return error_response(400, str(exc))
-        registered, created = await self._registry.register(deployment)
+        try:
+            registered, created = await self._registry.register(deployment, force=force)
+        except DeploymentConflict as exc:
+            return error_response(409, str(exc))
         return web.json_response(_deployment_json(registered), status=201 if created else 200)
 
     async def _deployments(self, request: web.Request) -> web.Response:
@@ -384,6 +397,11 @@ class AdminServer:
             return error_response(404, f"invocation {invocation_id!r} not found")
         journal = read_journal(self._store, partition, invocation_id)
         failure = status.last_failure
+        headers = (
+            journal[0].command.headers if journal and isinstance(journal[0].command, Input) else []
+        )
+        if self._seal is not None:
+            headers = self._seal.redact(headers)
         result: Any = None
         if isinstance(status.result, Success):
             result = {"value": _value_json(status.result.value)}
@@ -399,6 +417,8 @@ class AdminServer:
                 "status": status.phase,
                 "attempt": status.attempt,
                 "idempotency_key": status.idempotency_key,
+                # The request's headers; secret ones (README, Security) as "<redacted>".
+                "headers": [[name, value] for name, value in headers],
                 # Ingress requests waiting for the result (bounded: --max-attached-requests).
                 "attached_requests": len(status.sinks),
                 "created_ms": status.created_ms,

@@ -42,6 +42,8 @@ from runtime.ingress.validation import (
 )
 from runtime.limits import SizePolicy
 from runtime.metadata import HandlerInfo, OutputRules, Registry, ServiceInfo
+from runtime.security.headers import HeaderSeal
+from runtime.security.tokens import Middleware
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 ID_HEADER = "x-restate-id"
@@ -116,8 +118,13 @@ class IngressServer:
         limit: RequestLimit,
         body_timeout_s: float,
         retry_after_s: int,
+        authenticate: Middleware | None = None,
+        seal: HeaderSeal | None = None,
     ) -> None:
+        """``authenticate``: the bearer-token check, before every bound (an unauthenticated
+        request takes no slot); ``seal`` encrypts secret headers before they reach the log."""
         self._registry = registry
+        self._seal = seal
         self._gateway = gateway
         self._health_of = health
         self._limits = limits
@@ -125,9 +132,10 @@ class IngressServer:
         self._body_timeout_s = body_timeout_s
         self._retry_after_s = retry_after_s
         # aiohttp's own limit would answer 413 in plain text; we check the size ourselves.
-        self.app = web.Application(
-            client_max_size=max_body_bytes + 1024, middlewares=[limit.middleware]
+        middlewares = (
+            [limit.middleware] if authenticate is None else [authenticate, limit.middleware]
         )
+        self.app = web.Application(client_max_size=max_body_bytes + 1024, middlewares=middlewares)
         self.app.on_response_prepare.append(_drop_default_content_type)
         self.app.router.add_get("/restate/health", self._health)
         for verb in ("attach", "output"):
@@ -191,6 +199,8 @@ class IngressServer:
                 check_json(body)  # nesting depth: refused before it reaches the log
             delay_ms = _delay_ms(request.query.get("delay"))
             headers = forwarded_headers(request.headers.items(), self._limits)
+            if self._seal is not None:
+                headers = self._seal.seal(headers)
             if send:
                 invocation_id, receipt = await self._gateway.send(
                     target, handler, body, headers, idempotency_key, delay_ms

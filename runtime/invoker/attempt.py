@@ -178,14 +178,19 @@ class Attempt:
                 )
             )
         )
+        seal = self._channels.security.seal
         for index, entry in enumerate(entries):
+            if seal is not None:
+                entry = seal.unseal_entry(entry)  # the handler sees secret headers in clear
             self._outgoing.put_nowait(
                 pb.RuntimeMessage(replay_entry=codec.entry_to_pb(index, entry))
             )
         for message in early:
             self._outgoing.put_nowait(message)
         stub = endpoint_pb2_grpc.EndpointStub(self._channels.get(deployment.uri))
-        call = stub.Invoke()
+        call = stub.Invoke(
+            metadata=self._channels.security.invoke_metadata(self.invocation_id, deployment.id)
+        )
         writer = asyncio.create_task(self._write(call))
         proposer = asyncio.create_task(self._propose_loop())
         reader = asyncio.create_task(self._read(call, deployment.uri))
@@ -301,6 +306,8 @@ class Attempt:
                 command = codec.command_from_pb(message.command.command)
                 check_index(message.command.index)
                 check_command(command, self._limits)
+                if (seal := self._channels.security.seal) is not None:
+                    command = seal.seal_command(command)  # secret headers never stored in clear
                 resolved = None
                 if isinstance(command, Call | OneWayCall):
                     resolved = self._resolve(command)

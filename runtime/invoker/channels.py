@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import grpc
 
-from runtime.invoker.discovery import grpc_target
+from runtime.invoker.discovery import endpoint_address
+from runtime.security.endpoints import EndpointSecurity
 
 
 class ChannelPool:
+    """``security``: TLS for ``grpcs://``/``https://`` deployments, the request signature of
+    every stream (``invoke_metadata``), the secret-header seal (README, Security)."""
+
     def __init__(
-        self, max_message_bytes: int, *, keepalive_time_ms: int, keepalive_timeout_ms: int
+        self,
+        max_message_bytes: int,
+        *,
+        keepalive_time_ms: int,
+        keepalive_timeout_ms: int,
+        security: EndpointSecurity | None = None,
     ) -> None:
+        self.security = security or EndpointSecurity()
         # The size policy's message limit, the same as the endpoint's (sdk start_server).
         self._max_message_bytes = max_message_bytes
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -20,8 +30,10 @@ class ChannelPool:
     def get(self, uri: str) -> grpc.aio.Channel:
         channel = self._channels.get(uri)
         if channel is None:
-            channel = grpc.aio.insecure_channel(
-                grpc_target(uri),
+            target, tls = endpoint_address(uri)
+            channel = self.security.channel(
+                target,
+                tls,
                 options=[
                     ("grpc.max_receive_message_length", self._max_message_bytes),
                     ("grpc.max_send_message_length", self._max_message_bytes),

@@ -19,6 +19,7 @@ from runtime.metadata import (
     ServiceInfo,
     deployment_id_for,
 )
+from runtime.security.endpoints import EndpointSecurity
 
 SUPPORTED_PROTOCOL_VERSION = 1
 
@@ -39,9 +40,17 @@ class DiscoveryError(Exception):
     """The endpoint could not be reached or returned an unusable manifest."""
 
 
-def grpc_target(uri: str) -> str:
-    """``http://127.0.0.1:9080`` → ``127.0.0.1:9080`` (the endpoint speaks plaintext gRPC)."""
-    expected = f"deployment uri must look like http://HOST:PORT, got {uri[:200]!r}"
+# The schemes a deployment may use: plaintext gRPC (http, grpc) or gRPC over TLS (https, grpcs).
+PLAINTEXT_SCHEMES = ("http", "grpc")
+TLS_SCHEMES = ("https", "grpcs")
+
+
+def endpoint_address(uri: str) -> tuple[str, bool]:
+    """``https://host:9080`` → ``("host:9080", True)``: the gRPC target and whether it is TLS."""
+    expected = (
+        "deployment uri must look like http://HOST:PORT (schemes: http, https, grpc, grpcs), "
+        f"got {uri[:200]!r}"
+    )
     if len(uri) > 2048 or not uri.isprintable() or any(c.isspace() for c in uri):
         raise DiscoveryError(expected)
     try:
@@ -49,22 +58,55 @@ def grpc_target(uri: str) -> str:
         port = parsed.port  # raises ValueError when out of 0..65535 or not a number
     except ValueError as exc:
         raise DiscoveryError(f"{expected}: {exc}") from exc
-    if parsed.scheme not in ("http", "grpc") or not parsed.hostname or not port:
+    scheme = parsed.scheme.lower()
+    if scheme not in PLAINTEXT_SCHEMES + TLS_SCHEMES or not parsed.hostname or not port:
         raise DiscoveryError(expected)
-    return f"{parsed.hostname}:{port}"
+    if parsed.path not in ("", "/") or parsed.query or parsed.fragment or parsed.username:
+        raise DiscoveryError(f"{expected}: no path, query or user part is allowed")
+    host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+    return f"{host}:{port}", scheme in TLS_SCHEMES
 
 
-async def discover(uri: str, *, timeout_s: float) -> Deployment:
+def grpc_target(uri: str) -> str:
+    """``http://127.0.0.1:9080`` → ``127.0.0.1:9080``."""
+    return endpoint_address(uri)[0]
+
+
+def _discovery_failure(uri: str, code: grpc.StatusCode, timeout_s: float) -> str:
+    """What a failed Discover call means, in our words: the transport's own text would tell a
+    caller of the admin API what listens on any host and port it names."""
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"{uri} did not answer discovery within {timeout_s:g} s"
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return (
+            f"{uri} refused this node's request signature: give the endpoint the public key of "
+            "--request-signing-key-file (identity_keys), or sign with the key it expects"
+        )
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return (
+            f"cannot reach a Cairn endpoint at {uri}: unreachable, nothing listening, "
+            "not speaking gRPC, or a TLS mismatch (https/grpcs needs a TLS endpoint)"
+        )
+    return f"{uri} is not a Cairn/Restate endpoint (its Discover call failed: {code.name})"
+
+
+async def discover(
+    uri: str, *, timeout_s: float, security: EndpointSecurity | None = None
+) -> Deployment:
     """The deployment an endpoint serves; ``timeout_s`` is ``NodeConfig.discovery_timeout_ms``."""
-    target = grpc_target(uri)
-    async with grpc.aio.insecure_channel(target) as channel:
+    target, tls = endpoint_address(uri)
+    if tls and security is None:
+        raise DiscoveryError(f"{uri}: this node has no TLS settings for deployments")
+    metadata = security.discover_metadata(deployment_id_for(uri)) if security else ()
+    channel = security.channel(target, tls) if security else grpc.aio.insecure_channel(target)
+    async with channel:
         stub = endpoint_pb2_grpc.EndpointStub(channel)
         try:
-            manifest = await stub.Discover(pb.DiscoverRequest(), timeout=timeout_s)
+            manifest = await stub.Discover(
+                pb.DiscoverRequest(), timeout=timeout_s, metadata=metadata
+            )
         except grpc.aio.AioRpcError as exc:
-            raise DiscoveryError(
-                f"discovery of {uri} failed: {exc.code().name}: {exc.details()}"
-            ) from exc
+            raise DiscoveryError(_discovery_failure(uri, exc.code(), timeout_s)) from exc
     return deployment_from_manifest(uri, manifest)
 
 
@@ -85,7 +127,7 @@ def _check_policy(policy: pb.RetryPolicy, what: str) -> None:
 def deployment_from_manifest(uri: str, manifest: pb.Manifest) -> Deployment:
     if manifest.protocol_version != SUPPORTED_PROTOCOL_VERSION:
         raise DiscoveryError(
-            f"{uri} speaks protocol version {manifest.protocol_version}, "
+            f"protocol mismatch: {uri} speaks protocol version {manifest.protocol_version}, "
             f"this runtime speaks {SUPPORTED_PROTOCOL_VERSION}"
         )
     if not manifest.services:

@@ -48,6 +48,7 @@ from runtime.metrics import (
     SUBSCRIPTION_RECORDS,
     SUBSCRIPTION_REJECTED,
 )
+from runtime.security.headers import HeaderSeal
 from runtime.subscriptions.records import MappedRecord, SourceRecord, map_record
 from runtime.subscriptions.spec import (
     MAX_IN_FLIGHT,
@@ -105,6 +106,8 @@ class ConsumerContext:
     default_max_in_flight: int
     # Keys, values and headers of records are held to the node's size policy, as requests are.
     limits: SizePolicy
+    # Seals the secret headers of records, as the ingress does (None: stored as they come).
+    seal: HeaderSeal | None = None
 
 
 class SubscriptionConsumer:
@@ -301,6 +304,7 @@ class _Session:
             self._log.partitions,
             now_ms(),
             self._context.limits,
+            self._context.seal,
         )
         self._in_flight[request_id] = _InFlight(
             mapped.invocation_id, mapped.log_partition, time.monotonic()

@@ -36,6 +36,7 @@ from partition_processor.journal import Failure
 from runtime.ingress.validation import InvalidRequest, check_json, check_text, forwarded_headers
 from runtime.limits import SizePolicy
 from runtime.metadata import DAY_MS, HandlerInfo, InputRules, ServiceInfo, completion_retention_ms
+from runtime.security.headers import HeaderSeal
 
 TOPIC_HEADER = "x-kafka-topic"
 PARTITION_HEADER = "x-kafka-partition"
@@ -80,6 +81,7 @@ def map_record(
     log_partitions: int,
     now_ms: int,
     limits: SizePolicy,
+    seal: HeaderSeal | None = None,
 ) -> MappedRecord:
     keyed = service.service_type != "service"
     where = f"{record.topic}/{record.partition}/{record.offset}"
@@ -96,6 +98,8 @@ def map_record(
             forwarded_headers(headers, limits)
         except InvalidRequest as exc:
             problem = f"record {where}: {exc.message}"
+    if seal is not None:
+        headers = seal.seal(headers)  # secret headers (README, Security) stored encrypted only
     target = Target(service.name, handler.name, service.service_type, handler.kind, key)
     # A workflow runs once per key: its run's id is the key's. A rejected record gets its own id,
     # so it neither burns the key nor hides behind a run that exists.

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +15,7 @@ import grpc
 from proto import endpoint_pb2 as pb
 from proto import endpoint_pb2_grpc
 from sdk._engine.machine import JOURNAL_MISMATCH_CODE, InvocationMachine
+from sdk._transport.identity import DISCOVER_SUBJECT, IdentityError, IdentityVerifier
 from sdk.context import context_class
 from sdk.definitions import App, Handler
 from sdk.errors import AttemptClosed, JournalMismatch, Suspended, TerminalError
@@ -28,6 +29,8 @@ DEFAULT_INACTIVITY_TIMEOUT = timedelta(seconds=60)
 UNKNOWN_HANDLER_CODE = 501
 # How long a finished attempt keeps its stream open for the runtime to close it.
 RUNTIME_CLOSE_TIMEOUT_S = 30.0
+# How long a refused (unauthenticated) stream may take to send what it announced.
+REFUSAL_DRAIN_S = 5.0
 # The largest gRPC message either way: the runtime's size policy for a node with default
 # settings (NodeConfig.size_policy().message_bytes; a test pins the two together). gRPC's own
 # default (4 MiB) is below what the ingress accepts. Raise both together.
@@ -139,29 +142,50 @@ def manifest_of(app: App) -> pb.Manifest:
 
 
 class EndpointServicer(endpoint_pb2_grpc.EndpointServicer):
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, verifier: IdentityVerifier | None = None) -> None:
         self._app = app
         self._manifest = manifest_of(app)
+        self._verifier = verifier
+
+    def _refusal(self, context: Any, subject: str | None) -> tuple[dict[str, Any] | None, str]:
+        """The signed token's claims (None without identity keys) and why the call must be
+        refused ("" if it need not): unsigned, wrongly signed, expired, replayed, misdirected."""
+        if self._verifier is None:
+            return None, ""
+        try:
+            return self._verifier.verify(context.invocation_metadata() or (), subject), ""
+        except IdentityError as exc:
+            return None, str(exc)
+
+    async def _refuse(self, context: Any, reason: str) -> None:
+        log.warning("refused a call: %s (from %s)", reason, context.peer())
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
 
     async def Discover(self, request: pb.DiscoverRequest, context: Any) -> pb.Manifest:
+        _, refusal = self._refusal(context, DISCOVER_SUBJECT)
+        if refusal:
+            await self._refuse(context, refusal)
         return self._manifest
 
     async def Invoke(
         self, request_iterator: AsyncIterator[pb.RuntimeMessage], context: Any
     ) -> AsyncIterator[pb.SdkMessage]:
+        claims, refusal = self._refusal(context, None)
         requests = request_iterator.__aiter__()
-        first = await anext(requests)
-        if first.WhichOneof("kind") != "start":
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "the stream must begin with Start"
-            )
-        start = first.start
-        journal = []
-        for _ in range(start.known_entries):
-            replayed = await anext(requests)
-            if replayed.WhichOneof("kind") != "replay_entry":
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected a replay entry")
-            journal.append(replayed.replay_entry)
+        try:
+            # A refused caller's Start and journal are read (never used) before the refusal:
+            # ending a call while the client still writes turns its status into INTERNAL
+            # (grpc/grpc#36066), and the runtime should learn it was UNAUTHENTICATED.
+            async with asyncio.timeout(REFUSAL_DRAIN_S if refusal else None):
+                start, journal = await _read_start(requests, context, keep=not refusal)
+        except (TimeoutError, StopAsyncIteration):
+            start, journal = None, []  # (the caller stopped sending, or took too long)
+        if start is not None and claims is not None and claims["sub"] != start.invocation_id:
+            refusal = "the call's token was issued for another invocation"
+        if refusal:
+            await self._refuse(context, refusal)
+        if start is None:
+            return
         handler = self._app.handler(start.service, start.handler)
         if handler is None:
             yield pb.SdkMessage(
@@ -241,6 +265,44 @@ async def run_attempt(session: InvocationSession, handler: Handler) -> None:
     session.flush()
 
 
+class TlsFiles:
+    """The endpoint's certificate and key (PEM), and optionally a CA whose client certificates
+    it requires (mutual TLS)."""
+
+    def __init__(self, cert_file: str, key_file: str, client_ca_file: str | None = None) -> None:
+        with open(cert_file, "rb") as cert, open(key_file, "rb") as key:
+            self._chain = (key.read(), cert.read())
+        self._client_ca: bytes | None = None
+        if client_ca_file:
+            with open(client_ca_file, "rb") as ca:
+                self._client_ca = ca.read()
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [self._chain],
+            root_certificates=self._client_ca,
+            require_client_auth=self._client_ca is not None,
+        )
+
+
+async def _read_start(
+    requests: AsyncIterator[pb.RuntimeMessage], context: Any, *, keep: bool = True
+) -> tuple[pb.Start, list[pb.JournalEntry]]:
+    """The stream's Start and the journal entries it announces (read and dropped unless
+    ``keep``: an unauthenticated caller's journal takes no memory)."""
+    first = await anext(requests)
+    if first.WhichOneof("kind") != "start":
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the stream must begin with Start")
+    journal = []
+    for _ in range(first.start.known_entries):
+        replayed = await anext(requests)
+        if replayed.WhichOneof("kind") != "replay_entry":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected a replay entry")
+        if keep:
+            journal.append(replayed.replay_entry)
+    return first.start, journal
+
+
 class RunningEndpoint:
     """A started endpoint server; ``port`` is the bound port."""
 
@@ -257,8 +319,17 @@ async def start_server(
     host: str = "127.0.0.1",
     port: int = 9080,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    *,
+    identity_keys: Sequence[str] | None = None,
+    tls: TlsFiles | None = None,
 ) -> RunningEndpoint:
-    """Start serving ``app`` over gRPC on ``host:port`` (port 0 picks a free one)."""
+    """Start serving ``app`` over gRPC on ``host:port`` (port 0 picks a free one).
+
+    ``identity_keys`` (with the app's own): only calls signed by one of them are served.
+    ``tls``: serve gRPC over TLS (the runtime registers it as ``grpcs://`` or ``https://``).
+    """
+    keys = [*app.identity_keys, *(identity_keys or ())]
+    verifier = IdentityVerifier(keys) if keys else None
     server = grpc.aio.server(
         options=[
             ("grpc.so_reuseport", 0),
@@ -267,9 +338,14 @@ async def start_server(
             *KEEPALIVE_OPTIONS,
         ]
     )
-    endpoint_pb2_grpc.add_EndpointServicer_to_server(EndpointServicer(app), server)
+    endpoint_pb2_grpc.add_EndpointServicer_to_server(EndpointServicer(app, verifier), server)
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        bound = (
+            server.add_secure_port(address, tls.server_credentials())
+            if tls is not None
+            else server.add_insecure_port(address)
+        )
     except RuntimeError as exc:  # grpc's way of saying the address is taken or not allowed
         raise OSError(f"cannot bind the endpoint to {host}:{port} (in use?)") from exc
     if bound == 0:

@@ -193,3 +193,18 @@ async def test_an_existing_log_topic_with_another_partition_count(
         _server(tmp_path, *_binds(), *kafka, "--partitions", "3"),
         f"topic {prefix}.log has 2 partitions, not 3 (--partitions must match",
     )
+
+
+def test_unusable_security_files(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing")
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "not-a-key.pem").write_text("hello")
+    for flags, expected in (
+        (("--admin-token-file", missing), "cannot read the token file"),
+        (("--ingress-token-file", str(tmp_path / "empty")), "holds no token"),
+        (("--request-signing-key-file", str(tmp_path / "not-a-key.pem")), "not an unencrypted"),
+        (("--tls-cert-file", missing, "--tls-key-file", missing), "cannot use --tls-cert-file"),
+        (("--tls-cert-file", missing), "--tls-cert-file and --tls-key-file go together"),
+        (("--deployment-ca-file", missing), "cannot read the CA bundle"),
+    ):
+        _fails_clearly(_server(tmp_path / "data", *_binds(), *flags), expected)

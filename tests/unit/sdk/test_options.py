@@ -132,14 +132,18 @@ async def test_a_running_step_is_not_suspended_by_a_zero_timeout() -> None:
 # ---------------------------------------------------------------- refused keywords
 
 
-def test_identity_keys_are_refused_clearly() -> None:
+def test_unsupported_keywords_are_refused_clearly() -> None:
     svc = restate.Service("S")
 
     @svc.handler()
     async def h(ctx: restate.Context) -> None:
         return None
 
-    with pytest.raises(NotImplementedError, match="request signing is not supported yet"):
+    # identity_keys are supported (tests/integration/sdk/test_identity.py); a key that is not
+    # one is refused when the app is made, not when the first call is refused.
+    with pytest.raises(ValueError, match="publickeyv1_"):
+        restate.app([svc], identity_keys=["not-a-key"])
+    with pytest.raises(ValueError, match="32 bytes"):
         restate.app([svc], identity_keys=["publickeyv1_abc"])
     with pytest.raises(NotImplementedError, match="bidi"):
         restate.app([svc], protocol="request_response")
