@@ -74,6 +74,9 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # consumer group; a member that dies loses its partitions after the session timeout.
     cluster: bool = False
     cluster_session_timeout_ms: int = 10_000
+    # `cairn server --workers N` (runtime/workers.py): N cluster nodes in N processes of one
+    # machine, sharing the ingress and admin ports (SO_REUSEPORT). Each worker's config keeps N.
+    workers: int = 1
     # A stop (SIGTERM, SIGINT) answers waiting callers with 503, ends the invoker streams,
     # flushes the log and the store, and is cut short after this long.
     shutdown_timeout_ms: int = 15_000
@@ -152,6 +155,8 @@ class NodeConfig(msgspec.Struct, frozen=True):
             raise ValueError("shutdown_timeout_ms must be positive")
         if self.subscription_max_in_flight < 1:
             raise ValueError("subscription_max_in_flight must be at least 1")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
 
     def size_policy(self) -> SizePolicy:
         record = self.ingress_max_body_bytes + self.log_record_overhead_bytes
@@ -420,7 +425,10 @@ class Node:
         # close connections that do not send their headers in time.
         factory = HeaderDeadline.factory(runner.server, config.http_header_timeout_ms / 1000)
         try:
-            server = await asyncio.get_running_loop().create_server(factory, host, port)
+            # Workers of one machine share the ports; the kernel spreads connections over them.
+            server = await asyncio.get_running_loop().create_server(
+                factory, host, port, reuse_port=config.workers > 1
+            )
         except BaseException:
             await runner.cleanup()
             raise
