@@ -212,6 +212,8 @@ class WorkerSet:
         finally:
             os.close(write_fd)  # the worker holds the only write end: EOF when it exits
         worker.process = process
+        if self._stopping.is_set():  # the stop came while it was being started
+            process.send_signal(signal.SIGTERM)
         log.info(
             "worker %d (%s) started: pid %d", worker.index, worker.config.node_name, process.pid
         )
@@ -250,7 +252,7 @@ class WorkerSet:
         for process in live:
             process.send_signal(signal.SIGTERM)
         if live:
-            log.info("stopping %d workers", len(live))
+            log.info("stopping %d worker process(es)", len(live))
         timeout_s = self._config.shutdown_timeout_ms / 1000 + _STOP_MARGIN_S
         done, pending = await asyncio.wait(
             [asyncio.ensure_future(p.wait()) for p in live], timeout=timeout_s
