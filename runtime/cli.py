@@ -24,11 +24,12 @@ from typing import Any
 import msgspec
 
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
+from runtime.internal import advertised_host, read_cluster_secret
 from runtime.log import LogError
 from runtime.node import Node, NodeConfig, config_default, split_bind
 from runtime.snapshots.repository import open_repository
 from runtime.subscriptions.spec import parse_cluster, parse_cluster_property, parse_clusters
-from runtime.workers import check_workers, run_workers
+from runtime.workers import prepare_workers, run_workers
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"
 
@@ -98,6 +99,24 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         help="how long a silent node keeps its partitions (and its subscriptions' partitions)",
     )
     parser.add_argument(
+        "--internal-bind",
+        default=_env_or_default("internal_bind"),
+        help="HOST:PORT of the node-to-node API of a cluster (port 0: any free port, "
+        "advertised with its real number)",
+    )
+    parser.add_argument(
+        "--advertised-address",
+        default=_env_or_default("advertised_address"),
+        help="host name or IP address peers reach this node's internal port at "
+        "(default: the --internal-bind host; never a wildcard such as 0.0.0.0)",
+    )
+    parser.add_argument(
+        "--cluster-secret-file",
+        default=_env_or_default("cluster_secret_file"),
+        help="file holding the secret shared by every node of the cluster (required with "
+        "--cluster; at least 16 bytes)",
+    )
+    parser.add_argument(
         "--kafka-cluster",
         action="append",
         default=[],
@@ -118,6 +137,13 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         type=int,
         default=_env_or_default("subscription_max_in_flight"),
         help="default max.in.flight.records of a subscription",
+    )
+    parser.add_argument(
+        "--ingress-leader-timeout",
+        default=_env("INGRESS_LEADER_TIMEOUT", ""),
+        help="a call whose partition has no leader taking it gets 503 + Retry-After after "
+        "this long, in seconds or e.g. 20s "
+        f"(default {_default_ms('ingress_leader_timeout_ms') / 1000:g} s)",
     )
     parser.add_argument(
         "--shutdown-timeout",
@@ -173,14 +199,18 @@ def _check_snapshot_flags(args: argparse.Namespace) -> None:
             raise SystemExit(f"cairn: --snapshot-repository: {exc}") from exc
 
 
-def _default_shutdown_timeout_ms() -> int:
-    default = config_default("shutdown_timeout_ms")
+def _default_ms(name: str) -> int:
+    default = config_default(name)
     assert isinstance(default, int)
     return default
 
 
-def _shutdown_timeout_ms(raw: str) -> int | None:
-    """``--shutdown-timeout``: seconds (``15``, ``2.5``) or a duration (``15s``); None = default."""
+def _default_shutdown_timeout_ms() -> int:
+    return _default_ms("shutdown_timeout_ms")
+
+
+def _timeout_ms(flag: str, raw: str) -> int | None:
+    """A timeout flag: seconds (``15``, ``2.5``) or a duration (``15s``); None = default."""
     if raw == "":
         return None
     try:
@@ -189,10 +219,14 @@ def _shutdown_timeout_ms(raw: str) -> int | None:
         try:
             ms = parse_duration_ms(raw)
         except InvalidDuration as exc:
-            raise SystemExit(f"cairn: --shutdown-timeout: {exc}") from exc
+            raise SystemExit(f"cairn: {flag}: {exc}") from exc
     if not 0 < ms <= 3_600_000:
-        raise SystemExit(f"cairn: --shutdown-timeout must be more than 0 and at most 1h: {raw!r}")
+        raise SystemExit(f"cairn: {flag} must be more than 0 and at most 1h: {raw!r}")
     return ms
+
+
+def _shutdown_timeout_ms(raw: str) -> int | None:
+    return _timeout_ms("--shutdown-timeout", raw)
 
 
 def _config(args: argparse.Namespace) -> NodeConfig:
@@ -205,16 +239,35 @@ def _config(args: argparse.Namespace) -> NodeConfig:
             raise SystemExit(f"cairn: {flag}: {exc}") from exc
     if args.cluster and args.log != "kafka":
         raise SystemExit("cairn: --cluster needs --log kafka (the nodes share its topics)")
+    if args.cluster:
+        _check_internal_flags(args)
     clusters, properties = _kafka_clusters(args)
     optional: dict[str, Any] = {}
     if (shutdown_timeout_ms := _shutdown_timeout_ms(args.shutdown_timeout)) is not None:
         optional["shutdown_timeout_ms"] = shutdown_timeout_ms
+    leader_timeout_ms = _timeout_ms("--ingress-leader-timeout", args.ingress_leader_timeout)
+    if leader_timeout_ms is not None:
+        optional["ingress_leader_timeout_ms"] = leader_timeout_ms
     for name in _LIMITS:
         if getattr(args, name) < 1:
             raise SystemExit(f"cairn: --{name.replace('_', '-')} must be at least 1")
     _check_snapshot_flags(args)
     try:
         return _node_config(args, clusters, properties, optional)
+    except ValueError as exc:
+        raise SystemExit(f"cairn: {exc}") from exc
+
+
+def _check_internal_flags(args: argparse.Namespace) -> None:
+    """A cluster node's internal port, advertised address and secret: refused at once, with
+    the flag named, rather than when the node starts (``Node`` checks them again)."""
+    try:
+        host, _ = split_bind(args.internal_bind)
+    except ValueError as exc:
+        raise SystemExit(f"cairn: --internal-bind: {exc}") from exc
+    try:
+        advertised_host(args.advertised_address, host)
+        read_cluster_secret(args.cluster_secret_file)
     except ValueError as exc:
         raise SystemExit(f"cairn: {exc}") from exc
 
@@ -242,6 +295,9 @@ def _node_config(
         max_key_bytes=args.max_key_bytes,
         cluster=args.cluster,
         cluster_session_timeout_ms=args.cluster_session_timeout_ms,
+        internal_bind=args.internal_bind,
+        advertised_address=args.advertised_address,
+        cluster_secret_file=args.cluster_secret_file,
         **optional,
         **{name: getattr(args, name) for name in _LIMITS},
         snapshot_repository=args.snapshot_repository,
@@ -472,8 +528,7 @@ def _server(args: argparse.Namespace) -> None:
     if args.workers < 1:
         raise SystemExit("cairn: --workers must be at least 1")
     try:
-        config = msgspec.structs.replace(config, workers=args.workers)
-        check_workers(config)
+        config = prepare_workers(msgspec.structs.replace(config, workers=args.workers))
     except ValueError as exc:
         raise SystemExit(f"cairn: {exc}") from exc
     if config.workers > 1:

@@ -1,5 +1,5 @@
 """Cluster membership (DESIGN §8): which partitions this node leads, and delivering ingress
-responses to the node that holds the waiting request.
+responses to the node that holds the waiting request (over the internal port).
 
 Every node applies every partition (as a follower), so any node can answer reads and take over
 a partition at once. Which node *leads* a partition comes from a Kafka consumer group over the
@@ -14,14 +14,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-import aiohttp
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from partition_processor.actions import RespondToIngress
+from runtime.crashpoints import crash_point
+from runtime.internal import InternalClient, InternalHandler, PeerError, RejectedRequest
 from runtime.log import LogError
-from runtime.metadata import Registry
 from runtime.supervisor import SupervisedTask, Supervisor
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,12 @@ log = logging.getLogger(__name__)
 OwnershipChange = Callable[[set[int], set[int]], Awaitable[None]]
 
 RESPONSES_PATH = "/internal/responses"
-_DELIVERY_TIMEOUT_S = 10.0
-_ADDRESS_WAIT_S = 5.0
+# A delivery is tried this many times, waiting 100 ms, 200 ms, ... (at most 2 s) in between:
+# about 3 s in all, longer than a peer's restart of its HTTP server takes, shorter than the
+# waiting call's own fallback (re-attaching) needs to matter.
+_DELIVERY_ATTEMPTS = 6
+_DELIVERY_BACKOFF_S = 0.1
+_DELIVERY_BACKOFF_MAX_S = 2.0
 
 
 class GroupOwnership:
@@ -108,18 +112,39 @@ def decode_response(body: bytes) -> RespondToIngress:
     return _decoder.decode(body)
 
 
-class ResponseDelivery:
-    """Sends a response to the node whose ingress holds the request (its admin API)."""
+def response_route(receive: Callable[[RespondToIngress], None]) -> InternalHandler:
+    """The internal route that takes a result another node delivers for a request held here."""
 
-    def __init__(self, registry: Registry, supervisor: Supervisor) -> None:
-        self._registry = registry
+    async def route(body: bytes) -> None:
+        try:
+            action = decode_response(body)
+        except msgspec.DecodeError as exc:
+            raise RejectedRequest(400, f"not a response: {exc}") from exc
+        receive(action)
+        return None
+
+    return route
+
+
+class ResponseDelivery:
+    """Sends a response to the node whose ingress holds the request (its internal port).
+
+    A failed delivery is retried with backoff, a bounded number of times; past that, or when the
+    holding node is unknown (an earlier incarnation), it is dropped: the waiting ingress call
+    re-attaches by invocation id (``runtime.ingress.reattach``), so a result is never only here.
+    """
+
+    def __init__(self, client: InternalClient, supervisor: Supervisor) -> None:
+        self._client = client
         self._supervisor = supervisor
-        self._http: aiohttp.ClientSession | None = None
         self._pending: set[SupervisedTask] = set()
 
     def deliver(self, action: RespondToIngress) -> None:
-        # One short task per response: logged and counted if it fails, never restarted (the
-        # client can attach), stopped with the node.
+        if action.receipt is None and not action.refused:
+            # (Tests: the leader dies with a committed result that nobody has delivered.)
+            crash_point("delivery.result")
+        # One short task per response: logged and counted if it fails, never restarted (it
+        # retries itself), stopped with the node.
         task = self._supervisor.spawn(
             "response-delivery", lambda: self._deliver(action), restart=False
         )
@@ -127,31 +152,30 @@ class ResponseDelivery:
         task.add_done_callback(self._pending.discard)
 
     async def _deliver(self, action: RespondToIngress) -> None:
-        # A node publishes its address before it takes requests, but this node may not have
-        # read that metadata record yet: wait for it a little.
-        deadline = asyncio.get_running_loop().time() + _ADDRESS_WAIT_S
-        while (url := self._registry.node_admin_url(action.sink.node)) is None:
-            if asyncio.get_running_loop().time() > deadline:
-                log.debug("no address for %s: its request is gone", action.sink.node)
-                return  # e.g. a node of an earlier incarnation: its request died with it
-            await asyncio.sleep(0.05)
-        await self._post(url, action)
-
-    async def _post(self, url: str, action: RespondToIngress) -> None:
-        if self._http is None:
-            timeout = aiohttp.ClientTimeout(total=_DELIVERY_TIMEOUT_S)
-            self._http = aiohttp.ClientSession(timeout=timeout)
-        try:
-            async with self._http.post(url + RESPONSES_PATH, data=_encoder.encode(action)) as r:
-                if r.status != 204:
-                    log.warning("response delivery to %s: HTTP %d", url, r.status)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            # The waiting client can attach to the invocation; nothing is lost but this reply.
-            log.warning("response delivery to %s failed: %r", url, exc)
+        body = _encoder.encode(action)
+        backoff_s = _DELIVERY_BACKOFF_S
+        for attempt in range(1, _DELIVERY_ATTEMPTS + 1):
+            try:
+                await self._client.post(action.sink.node, RESPONSES_PATH, body)
+                return
+            except PeerError as exc:
+                node = action.sink.node
+                if not exc.retryable or attempt == _DELIVERY_ATTEMPTS:
+                    # An unknown node is an earlier incarnation's: its request died with it.
+                    gone = exc.status is None and not exc.retryable
+                    log.log(
+                        logging.DEBUG if gone else logging.WARNING,
+                        "response delivery to %s dropped: %s",
+                        node,
+                        exc,
+                    )
+                    return
+                log.info("response delivery to %s failed (try %d): %s", node, attempt, exc)
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, _DELIVERY_BACKOFF_MAX_S)
 
     async def close(self) -> None:
         for task in list(self._pending):
             await task.stop()
         self._pending.clear()
-        if self._http is not None:
-            await self._http.close()
+        await self._client.close()

@@ -2,6 +2,10 @@
 
 ``CAIRN_CRASH_AT=outbox.after_ship`` makes the node exit the first time it reaches that point,
 as abruptly as ``kill -9`` (no shutdown code runs). Unset, a crash point costs one set lookup.
+
+Points: ``outbox.before_ship``, ``outbox.after_ship``, ``subscription.after_append``,
+``delivery.result`` (a leader with a committed result for a request another node holds,
+before it delivers it).
 """
 
 from __future__ import annotations

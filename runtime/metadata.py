@@ -109,10 +109,13 @@ class DeploymentRegistered(msgspec.Struct, tag="deployment_registered", frozen=T
 
 
 class NodeJoined(msgspec.Struct, tag="node_joined", frozen=True):
-    """A node of a cluster and where its admin API listens (for node-to-node delivery)."""
+    """A node of a cluster, where its admin API listens, and where peers reach its internal
+    (node-to-node) API: ``http://ADVERTISED_HOST:PORT`` with the port actually bound."""
 
     node_id: str
     admin_url: str
+    # "" in records of nodes from before the internal port: no node-to-node calls reach them.
+    internal_url: str = ""
 
 
 class AppliedPositions(msgspec.Struct, tag="applied_positions", frozen=True):
@@ -165,7 +168,7 @@ class Registry:
         self._log = metadata_log
         self._deployments: dict[str, Deployment] = {}
         self._services: dict[str, ServiceInfo] = {}
-        self._nodes: dict[str, str] = {}
+        self._nodes: dict[str, NodeJoined] = {}
         self._positions: dict[str, AppliedPositions] = {}
         self._subscriptions: dict[str, Subscription] = {}
         # Bumped by every subscription change, so that consumers can wait for the next one.
@@ -198,11 +201,17 @@ class Registry:
         return self._deployments.get(deployment_id)
 
     def node_admin_url(self, node_id: str) -> str | None:
-        return self._nodes.get(node_id)
+        joined = self._nodes.get(node_id)
+        return None if joined is None else joined.admin_url
 
-    async def join(self, node_id: str, admin_url: str) -> None:
+    def node_internal_url(self, node_id: str) -> str | None:
+        joined = self._nodes.get(node_id)
+        return joined.internal_url or None if joined is not None else None
+
+    async def join(self, node_id: str, admin_url: str, internal_url: str) -> None:
         """Tell the cluster where this node can be reached."""
-        lsn = await self._log.append(0, [_encoder.encode(NodeJoined(node_id, admin_url))])
+        record = NodeJoined(node_id, admin_url, internal_url)
+        lsn = await self._log.append(0, [_encoder.encode(record)])
         await self.wait_applied(lsn)
 
     async def publish_positions(self, node_id: str, positions: list[int]) -> None:
@@ -271,7 +280,7 @@ class Registry:
 
     def _apply(self, record: MetadataRecord) -> None:
         if isinstance(record, NodeJoined):
-            self._nodes[record.node_id] = record.admin_url
+            self._nodes[record.node_id] = record
             return
         if isinstance(record, AppliedPositions):
             self._positions[record.node_id] = record

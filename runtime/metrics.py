@@ -55,6 +55,19 @@ REQUESTS_REFUSED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+RECORDS_DROPPED = Counter(
+    "cairn_records_dropped",
+    "Log records applied without effect: a deposed leader's (stale_epoch), an outbox message "
+    "already delivered (producer_repeat), or one that changed nothing (no_effect)",
+    ["reason"],
+    registry=REGISTRY,
+)
+REATTACHES = Counter(
+    "cairn_ingress_reattaches",
+    "Attach records appended by waiting ingress calls after a leadership change or the "
+    "re-attach interval, so that a result whose delivery was lost still reaches them",
+    registry=REGISTRY,
+)
 RECORDS_APPLIED = Counter(
     "cairn_records_applied",
     "Log records applied by this node's partition processors (replay after a restore included)",

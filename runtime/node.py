@@ -20,12 +20,19 @@ from partition_processor.actions import RespondToIngress
 from partition_processor.store_rocksdb import RocksDBStore
 from runtime.admin.http import AdminServer
 from runtime.clock import now_ms
-from runtime.cluster import GroupOwnership, ResponseDelivery
+from runtime.cluster import RESPONSES_PATH, GroupOwnership, ResponseDelivery, response_route
 from runtime.health import NodeHealth
 from runtime.http_limits import HeaderDeadline, RequestLimit
 from runtime.ingress.gateway import InvocationGateway, PendingResponses
 from runtime.ingress.http import IngressServer
 from runtime.ingress.validation import quiet_malformed_requests
+from runtime.internal import (
+    InternalClient,
+    InternalRoutes,
+    InternalServer,
+    advertised_host,
+    read_cluster_secret,
+)
 from runtime.invoker.attempt import StreamTimeouts
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.discovery import discover
@@ -43,6 +50,9 @@ from runtime.supervisor import SupervisedTask, Supervisor
 from runtime.worker.partition import PartitionWorker
 
 log = logging.getLogger(__name__)
+
+# One node-to-node request (a result delivery) may take this long before it is retried.
+_PEER_TIMEOUT_S = 5.0
 
 
 class NodeConfig(msgspec.Struct, frozen=True):
@@ -77,6 +87,22 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # `cairn server --workers N` (runtime/workers.py): N cluster nodes in N processes of one
     # machine, sharing the ingress and admin ports (SO_REUSEPORT). Each worker's config keeps N.
     workers: int = 1
+    # Node-to-node traffic of a cluster (result delivery) goes to each node's internal port,
+    # never the admin API. Port 0 binds any free port; peers are told the port actually bound.
+    internal_bind: str = "127.0.0.1:5122"
+    # The host peers are told to reach this node's internal port at ("": the internal bind's
+    # host; a wildcard such as 0.0.0.0 is refused: peers would connect to themselves).
+    advertised_address: str = ""
+    # File holding the secret every node of the cluster shares (at least 16 bytes); required
+    # with ``cluster``: requests to the internal port without it are refused (401).
+    cluster_secret_file: str = ""
+    # A call whose partition's leader has not taken its Invoke (nor answered it) within this
+    # long gets 503 + Retry-After with its invocation id. Longer than a failover with the
+    # default session timeout (10 s + the claim), so a failover alone is no 503.
+    ingress_leader_timeout_ms: int = 20_000
+    # A call waiting for its result re-attaches at every leadership change of its partition,
+    # and also this often (a result whose delivery was lost without a leadership change).
+    ingress_reattach_interval_ms: int = 30_000
     # A stop (SIGTERM, SIGINT) answers waiting callers with 503, ends the invoker streams,
     # flushes the log and the store, and is cut short after this long.
     shutdown_timeout_ms: int = 15_000
@@ -153,6 +179,8 @@ class NodeConfig(msgspec.Struct, frozen=True):
             raise ValueError("log_record_overhead_bytes must hold the headers and keys")
         if self.shutdown_timeout_ms < 1:
             raise ValueError("shutdown_timeout_ms must be positive")
+        if self.ingress_leader_timeout_ms < 1 or self.ingress_reattach_interval_ms < 1:
+            raise ValueError("the ingress leader timeout and re-attach interval must be positive")
         if self.subscription_max_in_flight < 1:
             raise ValueError("subscription_max_in_flight must be at least 1")
         if self.workers < 1:
@@ -215,9 +243,16 @@ class Node:
         self._runners: list[web.AppRunner] = []
         self._servers: list[asyncio.Server] = []
         self._stopped = False
-        self._delivery = (
-            ResponseDelivery(self.registry, self._supervisor) if config.cluster else None
-        )
+        self._delivery: ResponseDelivery | None = None
+        # This node's advertised internal URL, once its internal port is bound (a cluster).
+        self.internal_url: str | None = None
+        if config.cluster:
+            self._secret = read_cluster_secret(config.cluster_secret_file)
+            self._advertised = advertised_host(
+                config.advertised_address, split_bind(config.internal_bind)[0]
+            )
+            client = InternalClient(self.registry, self._secret, timeout_s=_PEER_TIMEOUT_S)
+            self._delivery = ResponseDelivery(client, self._supervisor)
         self._ownership: GroupOwnership | None = None
         self._snapshotter: Snapshotter | None = None
         self._subscriptions: SupervisedTask | None = None
@@ -287,6 +322,8 @@ class Node:
             max_record_bytes=self.limits.record_bytes,
             max_attached=config.max_attached_requests,
             receipt_timeout_s=config.send_receipt_timeout_ms / 1000,
+            leader_timeout_s=config.ingress_leader_timeout_ms / 1000,
+            reattach_interval_s=config.ingress_reattach_interval_ms / 1000,
         )
         limit = RequestLimit(
             config.max_concurrent_requests,
@@ -312,7 +349,7 @@ class Node:
             discover=self.discover,
             gateway=gateway,
             health=self.health,
-            receive_response=self._responses.respond if config.cluster else None,
+            internal_url=lambda: self.internal_url,
             leading=lambda: [w.partition for w in self._workers if w.is_leader],
             node_id=self.node_id,
             limits=self.limits,
@@ -325,10 +362,11 @@ class Node:
         SubscriptionAdmin(
             self.registry, clusters, default_max_in_flight=config.subscription_max_in_flight
         ).install(admin.app)
-        await self._serve(ingress.app, config.ingress_bind)
-        await self._serve(admin.app, config.admin_bind)
+        await self._serve(ingress.app, config.ingress_bind, shared=True)
+        await self._serve(admin.app, config.admin_bind, shared=True)
         if config.cluster:
-            await self.registry.join(self.node_id, f"http://{config.admin_bind}")
+            self.internal_url = await self._serve_internal()
+            await self.registry.join(self.node_id, f"http://{config.admin_bind}", self.internal_url)
         for partition in range(config.partitions):
             worker = PartitionWorker(
                 partition,
@@ -344,6 +382,7 @@ class Node:
                 timeouts=self._timeouts,
                 owned=not config.cluster,
                 snapshots=self._snapshotter,
+                on_leader_change=self._responses.leader_changed,
             )
             self._workers.append(worker)
             self._supervisor.spawn(f"partition-{partition}/apply", worker.run, partition=partition)
@@ -407,7 +446,25 @@ class Node:
             for name, bootstrap in bootstraps.items()
         }
 
-    async def _serve(self, app: web.Application, bind: str) -> None:
+    async def _serve_internal(self) -> str:
+        """Serve the node-to-node routes on the internal port; returns the advertised URL."""
+        routes = InternalRoutes()
+        routes.add(RESPONSES_PATH, response_route(self._responses.respond))
+        server = InternalServer(
+            routes,
+            self._secret,
+            max_body_bytes=self.limits.message_bytes,  # a relayed result: one entry's worth
+            body_timeout_s=self.config.http_body_timeout_ms / 1000,
+        )
+        bound = await self._serve(server.app, self.config.internal_bind)
+        port = bound.sockets[0].getsockname()[1]
+        host = f"[{self._advertised}]" if ":" in self._advertised else self._advertised
+        return f"http://{host}:{port}"
+
+    async def _serve(
+        self, app: web.Application, bind: str, *, shared: bool = False
+    ) -> asyncio.Server:
+        """Serve ``app`` on ``bind``; a ``shared`` port is shared by the workers of a machine."""
         host, port = split_bind(bind)
         config = self.config
         # Handlers still running when the node stops get this long to finish (the waiting
@@ -425,15 +482,17 @@ class Node:
         # close connections that do not send their headers in time.
         factory = HeaderDeadline.factory(runner.server, config.http_header_timeout_ms / 1000)
         try:
-            # Workers of one machine share the ports; the kernel spreads connections over them.
+            # Workers of one machine share the ingress and admin ports (the kernel spreads the
+            # connections over them); each has its own internal port, which identifies it.
             server = await asyncio.get_running_loop().create_server(
-                factory, host, port, reuse_port=config.workers > 1
+                factory, host, port, reuse_port=shared and config.workers > 1
             )
         except BaseException:
             await runner.cleanup()
             raise
         self._servers.append(server)
         self._runners.append(runner)
+        return server
 
     async def _ownership_changed(self, gained: set[int], lost: set[int]) -> None:
         for partition in sorted(lost):

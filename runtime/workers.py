@@ -21,6 +21,7 @@ import asyncio
 import ctypes
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -30,6 +31,7 @@ from pathlib import Path, PurePath
 
 import msgspec
 
+from runtime.internal import advertised_host, read_cluster_secret
 from runtime.node import NodeConfig, split_bind
 
 log = logging.getLogger(__name__)
@@ -47,12 +49,14 @@ _STOP_MARGIN_S = 5.0
 GIVE_UP_EXIT_CODE = 1
 
 
-def check_workers(config: NodeConfig) -> None:
-    """Refuse what N workers cannot do (``ValueError`` with the reason, one line)."""
+def prepare_workers(config: NodeConfig) -> NodeConfig:
+    """Check what N workers need and return the config they derive from (``ValueError`` with
+    the reason, one line). Without ``--cluster-secret-file`` the workers share a secret made
+    once in ``<data-dir>/cluster-secret``."""
     if config.workers < 1:
         raise ValueError("--workers must be at least 1")
     if config.workers == 1:
-        return
+        return config
     if config.log != "kafka":
         raise ValueError(
             f"--workers {config.workers} needs --log kafka: the local log is one process's "
@@ -66,6 +70,27 @@ def check_workers(config: NodeConfig) -> None:
         if port == 0:
             raise ValueError(f"{flag} {bind}: --workers shares one port, give its number")
         _check_port_free(flag, host, port)
+    try:
+        internal_host, _ = split_bind(config.internal_bind)
+    except ValueError as exc:
+        raise ValueError(f"--internal-bind: {exc}") from exc
+    advertised_host(config.advertised_address, internal_host)
+    secret_file = config.cluster_secret_file or _own_secret(config.data_dir)
+    read_cluster_secret(secret_file)
+    return msgspec.structs.replace(config, cluster_secret_file=secret_file)
+
+
+def _own_secret(data_dir: Path) -> str:
+    """``<data-dir>/cluster-secret``, made (random, owner-only) unless it exists."""
+    path = data_dir / "cluster-secret"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return str(path)
+    with os.fdopen(fd, "w") as file:
+        file.write(secrets.token_hex(32) + "\n")
+    return str(path)
 
 
 def _check_port_free(flag: str, host: str, port: int) -> None:
@@ -81,12 +106,17 @@ def _check_port_free(flag: str, host: str, port: int) -> None:
 
 
 def worker_config(config: NodeConfig, index: int) -> NodeConfig:
-    """The config of worker ``index`` (1-based): a cluster node with its own name and data dir."""
+    """The config of worker ``index`` (1-based): a cluster node with its own name, data dir and
+    internal port."""
+    internal_host, _ = split_bind(config.internal_bind)
     return msgspec.structs.replace(
         config,
         node_name=f"{config.node_name}-{index}",
         data_dir=config.data_dir / f"worker-{index}",
         cluster=True,
+        # Its own node-to-node port (any free one, advertised with its number): the ingress and
+        # admin ports are shared, so they cannot tell the workers apart.
+        internal_bind=f"{internal_host}:0",
     )
 
 

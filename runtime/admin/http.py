@@ -10,7 +10,6 @@ import msgspec
 from aiohttp import web
 
 from partition_processor import keys
-from partition_processor.actions import RespondToIngress
 from partition_processor.commands import IngressSink, Purge, Terminate
 from partition_processor.ids import (
     InvalidInvocationId,
@@ -22,11 +21,10 @@ from partition_processor.journal import Failure, JournalEntry, Success, command_
 from partition_processor.state_machine.on_terminate import CANCEL_SIGNALLED
 from partition_processor.tables import KeyValueReader, read_journal, read_status
 from runtime.admin.listing import BadListing, Cursor, list_invocations, parse_limit
-from runtime.cluster import RESPONSES_PATH, decode_response
 from runtime.health import NodeHealth
 from runtime.http_errors import error_response
 from runtime.http_limits import BodyTimeout, BodyTooLarge, read_body, timed_out
-from runtime.ingress.gateway import InvocationGateway, ShuttingDown
+from runtime.ingress.gateway import InvocationGateway, ResultUnavailable
 from runtime.ingress.http import health_response, shutting_down_response
 from runtime.ingress.validation import InvalidRequest, check_json, check_text
 from runtime.invoker.discovery import DiscoveryError
@@ -112,21 +110,21 @@ class AdminServer:
         health: NodeHealth,
         node_id: str,
         leading: Callable[[], list[int]],
-        receive_response: Callable[[RespondToIngress], None] | None,
+        internal_url: Callable[[], str | None] = lambda: None,
         limits: SizePolicy,
         body_timeout_s: float,
         max_body_bytes: int,
         snapshots: Snapshots | None = None,
     ) -> None:
         """``max_body_bytes`` (``NodeConfig.admin_max_body_bytes``): admin bodies are small (a
-        deployment URI), but a result relayed by another node may be as large as a gRPC
-        message, so the server takes the larger of the two."""
+        deployment URI); the server takes at least a gRPC message's limit. ``internal_url``:
+        this node's advertised internal address (a cluster node; ``GET /cluster`` shows it)."""
         self._limits = limits
         self._max_body_bytes = max(max_body_bytes, limits.message_bytes)
         self._body_timeout_s = body_timeout_s
         self._snapshots = snapshots
         self._registry = registry
-        self._receive_response = receive_response
+        self._internal_url = internal_url
         self._leading = leading
         self._node_id = node_id
         self._store = store
@@ -137,7 +135,6 @@ class AdminServer:
         self.app = web.Application()
         router = self.app.router
         router.add_get("/health", self._health)
-        router.add_post(RESPONSES_PATH, self._response)
         router.add_get("/cluster", self._cluster)
         router.add_get("/metrics", self._metrics)
         router.add_post("/snapshots", self._create_snapshots)
@@ -159,25 +156,14 @@ class AdminServer:
         return health_response(self._health_of)
 
     async def _cluster(self, request: web.Request) -> web.Response:
-        """This node and the partitions it leads now."""
-        return web.json_response({"node": self._node_id, "leading": self._leading()})
-
-    async def _response(self, request: web.Request) -> web.Response:
-        """Another node of the cluster delivers the result for a request this node holds."""
-        if self._receive_response is None:
-            return error_response(404, "this node is not part of a cluster")
-        try:
-            action = decode_response(
-                await read_body(request, self._body_timeout_s, self._max_body_bytes)
-            )
-        except msgspec.DecodeError as exc:
-            return error_response(400, f"not a response: {exc}")
-        except BodyTimeout as exc:
-            return timed_out(exc, source=None)
-        except BodyTooLarge as exc:
-            return error_response(413, str(exc))
-        self._receive_response(action)
-        return web.Response(status=204)
+        """This node, the partitions it leads now, and its advertised internal address."""
+        return web.json_response(
+            {
+                "node": self._node_id,
+                "leading": self._leading(),
+                "internal_address": self._internal_url(),
+            }
+        )
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=exposition(), content_type="text/plain")
@@ -335,7 +321,7 @@ class AdminServer:
             outcome = await self._gateway.manage(lambda sink: make(invocation_id, sink))
         except InvalidRequest as exc:
             return error_response(exc.status, exc.message, headers=exc.headers)
-        except ShuttingDown as exc:
+        except ResultUnavailable as exc:
             return shutting_down_response(exc, self._health_of.retry_after_s)
         if isinstance(outcome, Failure):
             return error_response(outcome.code, outcome.message)

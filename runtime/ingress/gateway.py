@@ -1,4 +1,15 @@
-"""Turns an ingress request into an ``Invoke`` record and waits for its result."""
+"""Turns an ingress request into an ``Invoke`` record and waits for its result.
+
+Replies survive failover (DESIGN §8): the result of a call comes from the partition's leader,
+which may be another node and may die between committing the result and delivering it. So a
+waiting call (and an attach) re-attaches by invocation id, appending an ``Attach`` with the very
+same sink, whenever its partition's leadership changes and, as a safety net for a delivery lost
+otherwise, every ``reattach_interval_s``. An ``Attach`` of a sink already waiting changes
+nothing; one of a completed invocation answers at once. And a call never waits on a partition
+that has no leader: its ``Invoke`` asks for a receipt, and without one (nor the result) within
+``leader_timeout_s`` the call is answered 503 with its invocation id (it runs once the
+partition has a leader; attach to it).
+"""
 
 from __future__ import annotations
 
@@ -32,6 +43,7 @@ from runtime.clock import now_ms
 from runtime.ingress.validation import InvalidRequest
 from runtime.log import Log, LogError
 from runtime.metadata import HandlerInfo, completion_retention_ms
+from runtime.metrics import REATTACHES
 
 ManagementCommand = Terminate | Purge
 
@@ -43,12 +55,38 @@ class RecordTooLarge(InvalidRequest):
         super().__init__(413, message)
 
 
-class ShuttingDown(Exception):
-    """The node stops before the result came; the invocation goes on (attach to it later)."""
+class ResultUnavailable(Exception):
+    """No result for this request now, but the invocation goes on (attach to it later): the
+    answer is 503 with ``Retry-After`` and, once appended, the invocation's id."""
+
+    def __init__(self, message: str, invocation_id: str | None, explanation: str) -> None:
+        super().__init__(message)
+        self.invocation_id = invocation_id
+        self.explanation = explanation
+
+
+class ShuttingDown(ResultUnavailable):
+    """The node stops before the result came."""
 
     def __init__(self, invocation_id: str | None = None) -> None:
-        super().__init__("the node is shutting down")
-        self.invocation_id = invocation_id
+        super().__init__(
+            "the node is shutting down",
+            invocation_id,
+            "the node is shutting down before the result came",
+        )
+
+
+class NoLeader(ResultUnavailable):
+    """The partition's leader did not take the request within the leader timeout."""
+
+    def __init__(self, invocation_id: str, partition: int, timeout_s: float) -> None:
+        super().__init__(
+            f"partition {partition} has no leader",
+            invocation_id,
+            f"partition {partition} did not answer within {timeout_s:g} s "
+            "(--ingress-leader-timeout): it has no leader now (a node failed; its partitions "
+            "move after the cluster session timeout)",
+        )
 
 
 class PendingResponses:
@@ -57,6 +95,18 @@ class PendingResponses:
     def __init__(self) -> None:
         self._waiting: dict[str, asyncio.Future[RespondToIngress]] = {}
         self._shut_down = False
+        # Set (and replaced) when a partition's leadership changes: its waiting calls re-attach.
+        self._leader_changes: dict[int, asyncio.Event] = {}
+
+    def leader_changed(self, partition: int) -> None:
+        """The partition has a new leader: its waiting requests re-attach."""
+        event = self._leader_changes.pop(partition, None)
+        if event is not None:
+            event.set()
+
+    def leader_change(self, partition: int) -> asyncio.Event:
+        """Set at the next leadership change of ``partition``."""
+        return self._leader_changes.setdefault(partition, asyncio.Event())
 
     def shut_down(self) -> None:
         """Answer every waiting request with ``ShuttingDown``; later ones get it at once."""
@@ -92,11 +142,18 @@ class InvocationGateway:
         max_record_bytes: int,
         max_attached: int,
         receipt_timeout_s: float,
+        leader_timeout_s: float,
+        reattach_interval_s: float,
     ) -> None:
         """``receipt_timeout_s`` (``NodeConfig.send_receipt_timeout_ms``): how long a one-way
         request waits for its receipt once its Invoke is in the log. The receipt comes from the
         partition's leader; across a leadership change it can be lost, and a send must not hang
-        for it: the invocation is durable, so the answer is then a plain "Accepted"."""
+        for it: the invocation is durable, so the answer is then a plain "Accepted".
+        ``leader_timeout_s`` (``NodeConfig.ingress_leader_timeout_ms``): how long a call waits
+        for the leader to take its Invoke. ``reattach_interval_s``
+        (``NodeConfig.ingress_reattach_interval_ms``): a waiting call re-attaches this often."""
+        self._leader_timeout_s = leader_timeout_s
+        self._reattach_interval_s = reattach_interval_s
         self._log = log
         self._node_id = node_id
         self._responses = responses
@@ -126,9 +183,11 @@ class InvocationGateway:
     ) -> RespondToIngress:
         """Append the invocation and wait for its result (or for the caller to go away)."""
         invocation_id = self.invocation_id_for(target, idempotency_key)
-        request_id = uuid.uuid4().hex
+        request_id, receipt_id = uuid.uuid4().hex, uuid.uuid4().hex
+        sink = IngressSink(self._node_id, request_id)
         result = self._responses.expect(request_id)
         try:
+            receipt = self._responses.expect(receipt_id)
             await self._append(
                 invocation_id,
                 target,
@@ -136,13 +195,50 @@ class InvocationGateway:
                 argument,
                 headers,
                 idempotency_key,
-                IngressSink(self._node_id, request_id),
+                sink,
+                receipt_sink=IngressSink(self._node_id, receipt_id),
             )
-            return await result
+            # The receipt says a leader applied the Invoke; the result may come first.
+            done, _ = await asyncio.wait(
+                (result, receipt), timeout=self._leader_timeout_s, return_when="FIRST_COMPLETED"
+            )
+            for future in done:
+                future.result()  # ShuttingDown
+            if not done:
+                partition = partition_of(parse_partition_key(invocation_id), self._log.partitions)
+                raise NoLeader(invocation_id, partition, self._leader_timeout_s)
+            self._responses.forget(receipt_id)
+            return await self._await_result(invocation_id, sink, result)
         except ShuttingDown:
             raise ShuttingDown(invocation_id) from None
         finally:
             self._responses.forget(request_id)
+            self._responses.forget(receipt_id)
+
+    async def _await_result(
+        self,
+        invocation_id: str,
+        sink: IngressSink,
+        result: asyncio.Future[RespondToIngress],
+    ) -> RespondToIngress:
+        """Wait for ``result``, re-attaching ``sink`` when the invocation's partition changes
+        leader or every ``reattach_interval_s`` (see the module's docstring)."""
+        partition = partition_of(parse_partition_key(invocation_id), self._log.partitions)
+        while True:
+            changed = asyncio.ensure_future(self._responses.leader_change(partition).wait())
+            try:
+                await asyncio.wait(
+                    (result, changed),
+                    timeout=self._reattach_interval_s,
+                    return_when="FIRST_COMPLETED",
+                )
+            finally:
+                changed.cancel()
+            if result.done():
+                return result.result()
+            REATTACHES.inc()
+            attach = Attach(invocation_id, sink, True, max_attached=self._max_attached)
+            await self._append_command(invocation_id, attach)
 
     async def send(
         self,
@@ -190,7 +286,9 @@ class InvocationGateway:
             sink = IngressSink(self._node_id, request_id)
             command = Attach(invocation_id, sink, wait, max_attached=self._max_attached)
             await self._append_command(invocation_id, command)
-            return await outcome
+            if not wait:
+                return await self._answer(invocation_id, outcome)
+            return await self._await_result(invocation_id, sink, outcome)
         except ShuttingDown:
             raise ShuttingDown(invocation_id) from None
         finally:
@@ -203,7 +301,7 @@ class InvocationGateway:
         try:
             command = command_of(IngressSink(self._node_id, request_id))
             await self._append_command(command.invocation_id, command)
-            return (await outcome).result
+            return (await self._answer(command.invocation_id, outcome)).result
         finally:
             self._responses.forget(request_id)
 
@@ -219,9 +317,20 @@ class InvocationGateway:
         try:
             signal = NotifySignal(owner, index, result, IngressSink(self._node_id, request_id))
             await self._append_command(owner, signal)
-            return (await outcome).result
+            return (await self._answer(owner, outcome)).result
         finally:
             self._responses.forget(request_id)
+
+    async def _answer(
+        self, route: str, outcome: asyncio.Future[RespondToIngress]
+    ) -> RespondToIngress:
+        """The answer a leader gives as soon as it applies the record (an output read, a kill,
+        an awakeable): no answer within the leader timeout means the partition has no leader."""
+        try:
+            return await asyncio.wait_for(outcome, self._leader_timeout_s)
+        except TimeoutError:
+            partition = partition_of(parse_partition_key(route), self._log.partitions)
+            raise NoLeader(route, partition, self._leader_timeout_s) from None
 
     async def _append(
         self,

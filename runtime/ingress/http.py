@@ -33,7 +33,7 @@ from runtime.http_limits import (
 )
 from runtime.ingress.content import InputRejected, check_input, output_content_type, rfc3339
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
-from runtime.ingress.gateway import InvocationGateway, ShuttingDown
+from runtime.ingress.gateway import InvocationGateway, ResultUnavailable
 from runtime.ingress.validation import (
     InvalidRequest,
     check_json,
@@ -82,16 +82,17 @@ def health_response(health: NodeHealth, *, source: ErrorSource | None = None) ->
 
 
 def shutting_down_response(
-    exc: ShuttingDown, retry_after_s: int, *, source: ErrorSource | None = None
+    exc: ResultUnavailable, retry_after_s: int, *, source: ErrorSource | None = None
 ) -> web.Response:
-    """503 to a caller still waiting when the node stops: the invocation goes on."""
+    """503 to a caller still waiting when the node stops, or whose partition has no leader:
+    the invocation goes on."""
     if exc.invocation_id is None:
         return error_response(
             503, str(exc), source=source, headers={"Retry-After": str(retry_after_s)}
         )
     return error_response(
         503,
-        "the node is shutting down before the result came; the invocation goes on: "
+        f"{exc.explanation}; the invocation goes on: "
         f"GET /restate/invocation/{exc.invocation_id}/attach for its result",
         source=source,
         headers={"Retry-After": str(retry_after_s), ID_HEADER: exc.invocation_id},
@@ -197,7 +198,7 @@ class IngressServer:
             reply = await self._gateway.call(target, handler, body, headers, idempotency_key)
         except IngressError as exc:
             return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
-        except ShuttingDown as exc:
+        except ResultUnavailable as exc:
             return shutting_down_response(exc, self._retry_after_s, source="ingress")
         except BodyTimeout as exc:
             return timed_out(exc, source="ingress")
@@ -224,7 +225,7 @@ class IngressServer:
             reply = await self._gateway.attach(invocation_id, wait=wait)
         except IngressError as exc:
             return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
-        except ShuttingDown as exc:
+        except ResultUnavailable as exc:
             return shutting_down_response(exc, self._retry_after_s, source="ingress")
         return self._render(reply, self._handler_of(reply))
 
@@ -265,7 +266,7 @@ class IngressServer:
             return await self._complete_awakeable(request, Success(body or b"null"))
         except IngressError as exc:
             return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
-        except ShuttingDown as exc:
+        except ResultUnavailable as exc:
             return shutting_down_response(exc, self._retry_after_s, source="ingress")
         except BodyTimeout as exc:
             return timed_out(exc, source="ingress")
@@ -285,7 +286,7 @@ class IngressServer:
             return await self._complete_awakeable(request, Failure(500, reason))
         except IngressError as exc:
             return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
-        except ShuttingDown as exc:
+        except ResultUnavailable as exc:
             return shutting_down_response(exc, self._retry_after_s, source="ingress")
         except BodyTimeout as exc:
             return timed_out(exc, source="ingress")

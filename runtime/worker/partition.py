@@ -37,7 +37,7 @@ from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
 from runtime.log import Log
 from runtime.metadata import Registry
-from runtime.metrics import RECORDS_APPLIED, RECORDS_REJECTED
+from runtime.metrics import RECORDS_APPLIED, RECORDS_DROPPED, RECORDS_REJECTED
 from runtime.snapshots.manager import Snapshotter, restore_partition
 from runtime.supervisor import SupervisedTask, Supervisor
 from runtime.worker.leader import (
@@ -98,7 +98,11 @@ class PartitionWorker:
         owned: bool = True,
         clock: Clock | None = None,
         snapshots: Snapshotter | None = None,
+        on_leader_change: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_leader_change(partition)``: called when an applied batch moved the partition's
+        leadership to a new epoch (the ingress re-attaches the calls waiting on it)."""
+        self._on_leader_change = on_leader_change
         self._slots = slots
         self._timeouts = timeouts
         self.partition = partition
@@ -202,7 +206,8 @@ class PartitionWorker:
             snapshots.note_position(self.partition, header.applied_lsn)
 
     async def _read_loop(self) -> None:
-        applied = self.processor.fsm.applied_lsn
+        fsm = self.processor.fsm
+        applied, epoch = fsm.applied_lsn, fsm.leader_epoch
         tail = await self._log.tail(self.partition)
         if applied >= tail - 1:
             self.synced.set()
@@ -210,7 +215,12 @@ class PartitionWorker:
             fault_point("worker.apply")
             outcome = self.processor.apply_batch([LogEntry(r.lsn, r.payload) for r in batch])
             self._report_rejections(outcome)
+            _count_drops(outcome)
             RECORDS_APPLIED.inc(len(batch))
+            if outcome.leader_epoch != epoch:
+                epoch = outcome.leader_epoch
+                if self._on_leader_change is not None:
+                    self._on_leader_change(self.partition)
             if outcome.applied_lsn >= tail - 1:
                 self.synced.set()
             await self._carry_out(self.leader.on_batch(outcome, self._clock.now_ms()))
@@ -354,3 +364,16 @@ class PartitionWorker:
                 # reports it in health and restarts it, and the restart ships them.
                 self.leader.ship_failed()
                 raise
+
+
+def _count_drops(outcome: BatchOutcome) -> None:
+    """Records that had no effect, by guard (``cairn_records_dropped_total``): a deposed
+    leader's late records show up as ``stale_epoch``."""
+    stats = outcome.stats
+    for reason, count in (
+        ("stale_epoch", stats.stale_epoch),
+        ("producer_repeat", stats.producer_repeats),
+        ("no_effect", stats.no_effect),
+    ):
+        if count:
+            RECORDS_DROPPED.labels(reason).inc(count)

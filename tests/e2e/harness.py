@@ -9,6 +9,7 @@ import asyncio
 import io
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -166,6 +167,8 @@ class Node:
             ]
         argv += extra or []
         data_dir.mkdir(parents=True, exist_ok=True)
+        if "--cluster" in argv:
+            argv += _cluster_defaults(argv, data_dir.parent)
         self.process = Process(argv, data_dir.parent / f"{data_dir.name}-node.log")
         if env:
             self.process.env = {**self.process.env, **env}
@@ -195,6 +198,24 @@ class Node:
         """kill -9, then start again on the same data dir (and the same log)."""
         self.kill()
         await asyncio.to_thread(self.start)
+
+
+def cluster_secret_file(directory: Path) -> Path:
+    """The secret shared by the cluster nodes whose data dirs are in ``directory``."""
+    path = directory / "cluster-secret"
+    if not path.exists():
+        path.write_text(secrets.token_hex(24))
+    return path
+
+
+def _cluster_defaults(argv: list[str], directory: Path) -> list[str]:
+    """A cluster node's internal port (any free one) and the cluster's secret, unless given."""
+    flags: list[str] = []
+    if "--internal-bind" not in argv:
+        flags += ["--internal-bind", "127.0.0.1:0"]
+    if "--cluster-secret-file" not in argv:
+        flags += ["--cluster-secret-file", str(cluster_secret_file(directory))]
+    return flags
 
 
 @dataclass

@@ -4,6 +4,7 @@ restarted by the parent, and SIGTERM to the parent stops them all within the shu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,11 +12,14 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
-from tests.e2e.harness import Node
+from tests.e2e.harness import Endpoint, Node
 
+APP = "tests.e2e.apps.core:app"
 PARTITIONS = 4
 SESSION_TIMEOUT_MS = 3000
 SHUTDOWN_TIMEOUT_S = 10
@@ -59,10 +63,10 @@ def _listening_ports(pid: int) -> set[int]:
     return ports
 
 
-def _views(node: Node) -> dict[str, list[int]]:
-    """Node id -> partitions it leads, from ``GET /cluster`` over new connections (the kernel
-    spreads them over the processes sharing the admin port)."""
-    views: dict[str, list[int]] = {}
+def _views(node: Node) -> dict[str, Any]:
+    """Node id -> its ``GET /cluster`` (partitions it leads, internal address), over new
+    connections (the kernel spreads them over the processes sharing the admin port)."""
+    views: dict[str, Any] = {}
     for _ in range(_CONNECTIONS):
         try:
             with urllib.request.urlopen(f"{node.admin}/cluster", timeout=5) as response:
@@ -70,14 +74,14 @@ def _views(node: Node) -> dict[str, list[int]]:
         except OSError:
             continue  # a worker that is stopping or starting
         view = json.loads(body)
-        views[view["node"]] = sorted(view["leading"])
+        views[view["node"]] = view
     return views
 
 
-def _split(views: dict[str, list[int]]) -> bool:
+def _split(views: dict[str, Any]) -> bool:
     """Every partition led by exactly one of the processes, and each process leads some."""
-    led = sorted(p for leading in views.values() for p in leading)
-    return led == list(range(PARTITIONS)) and all(views.values())
+    led = sorted(p for view in views.values() for p in view["leading"])
+    return led == list(range(PARTITIONS)) and all(view["leading"] for view in views.values())
 
 
 def _wait(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
@@ -87,9 +91,9 @@ def _wait(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None
         time.sleep(0.2)
 
 
-def _wait_views(node: Node, processes: int, what: str) -> dict[str, list[int]]:
+def _wait_views(node: Node, processes: int, what: str) -> dict[str, Any]:
     """Wait until ``processes`` processes answer and split the partitions between them."""
-    last: dict[str, list[int]] = {}
+    last: dict[str, Any] = {}
 
     def split() -> bool:
         nonlocal last
@@ -124,10 +128,13 @@ def test_two_workers_share_the_ports_split_the_partitions_and_survive_kill_9(
     assert len(pids) == 2, pids
     for pid in pids:  # both processes listen on the same two ports
         assert {workers.ingress_port, workers.admin_port} <= _listening_ports(pid)
-    assert sorted(os.listdir(tmp_path / "data")) == ["worker-1", "worker-2"]
+    assert sorted(os.listdir(tmp_path / "data")) == ["cluster-secret", "worker-1", "worker-2"]
 
     views = _wait_views(workers, 2, "the two workers split the partitions")
     assert sorted(node_id.split("/")[0] for node_id in views) == ["w-1", "w-2"]
+    # Each its own node-to-node port (results go there: the shared ports cannot tell them apart).
+    addresses = {view["internal_address"] for view in views.values()}
+    assert len(addresses) == 2 and all(a.startswith("http://127.0.0.1:") for a in addresses)
 
     # The parent is held (SIGSTOP) so the test sees the partitions move before the restart.
     victim = pids[0]
@@ -155,3 +162,104 @@ def test_two_workers_share_the_ports_split_the_partitions_and_survive_kill_9(
     assert _children(parent.pid) == []
     for pid in new_pids:
         assert not Path(f"/proc/{pid}").exists()
+
+
+KEYS = 20
+ADDS_PER_KEY = 10
+
+
+def _services(node: Node) -> dict[str, frozenset[str]]:
+    """Node id -> the service names it knows, over new connections to the admin port."""
+    seen: dict[str, frozenset[str]] = {}
+    for _ in range(_CONNECTIONS):
+        try:
+            with urllib.request.urlopen(f"{node.admin}/cluster", timeout=5) as response:
+                node_id = json.loads(response.read())["node"]
+            with urllib.request.urlopen(f"{node.admin}/services", timeout=5) as response:
+                names = frozenset(s["name"] for s in json.loads(response.read())["services"])
+        except OSError:
+            continue
+        seen[node_id] = names
+    return seen
+
+
+async def _add(http: aiohttp.ClientSession, node: Node, key: str, n: int) -> None:
+    """One idempotent add; retried (same idempotency key: it runs once) while a worker dies."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            async with http.post(
+                f"{node.ingress}/Counter/{key}/add",
+                json=1,
+                headers={"idempotency-key": f"{key}-{n}"},
+            ) as response:
+                if response.status == 200:
+                    return
+                detail = f"{response.status} {await response.text()}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            detail = repr(exc)
+        assert time.monotonic() < deadline, f"add {key}-{n}: {detail}"
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+def endpoint(workers: Node, tmp_path: Path) -> Iterator[Endpoint]:
+    """The core app, registered through the shared admin port, known to both workers."""
+    started = Endpoint(APP, tmp_path)
+    started.start()
+    request = urllib.request.Request(
+        f"{workers.admin}/deployments",
+        data=json.dumps({"uri": started.uri}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status in (200, 201)
+    _wait(
+        lambda: (
+            len(known := _services(workers)) == 2
+            and all("Counter" in names for names in known.values())
+        ),
+        "both workers know the deployment",
+    )
+    _wait_views(workers, 2, "the two workers split the partitions")
+    yield started
+    print(started.process.output()[-5000:])  # shown when the test failed
+    started.stop()
+
+
+async def test_counter_adds_through_the_shared_port_are_exact_across_kill_9(
+    workers: Node, endpoint: Endpoint
+) -> None:
+    parent = workers.process.process
+    assert parent is not None
+    victim = _children(parent.pid)[0]
+    keys = [f"k{i}" for i in range(KEYS)]
+    # A new connection per request: the kernel spreads them over both workers, so many requests
+    # are taken by the worker that does not lead their partition.
+    connector = aiohttp.TCPConnector(force_close=True, limit=20)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        adds = [(key, n) for n in range(ADDS_PER_KEY) for key in keys]
+        done = 0
+        half_done = asyncio.Event()
+
+        async def add(key: str, n: int) -> None:
+            nonlocal done
+            await _add(http, workers, key, n)
+            done += 1
+            if done == len(adds) // 2:
+                half_done.set()
+
+        load: asyncio.Future[Any] = asyncio.gather(*(add(key, n) for key, n in adds))
+        halfway: asyncio.Future[Any] = asyncio.ensure_future(half_done.wait())
+        await asyncio.wait([halfway, load], return_when=asyncio.FIRST_COMPLETED)
+        halfway.cancel()
+        assert not load.done(), load.result()  # a failed add ends the test here
+        # kill -9 mid-load: the parent restarts it; its partitions move meanwhile
+        os.kill(victim, signal.SIGKILL)
+        await load
+        for key in keys:
+            url = f"{workers.ingress}/Counter/{key}/get"
+            async with http.post(url, skip_auto_headers=["Content-Type"]) as response:
+                assert response.status == 200, await response.text()
+                assert await response.json() == ADDS_PER_KEY, key

@@ -137,3 +137,25 @@ def test_a_cluster_property_for_an_unknown_cluster(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         "cairn: --kafka-cluster-property for unknown cluster(s) ['other']"
     ]
+
+
+def test_bad_node_to_node_settings(tmp_path: Path) -> None:
+    """A cluster node needs the cluster secret and an address its peers can reach."""
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 32)
+    cluster = [*_binds(), "--log", "kafka", "--kafka-bootstrap", "127.0.0.1:1", "--cluster"]
+    _fails_clearly(_server(tmp_path, *cluster), "a cluster needs --cluster-secret-file")
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    _fails_clearly(
+        _server(tmp_path, *cluster, "--cluster-secret-file", str(short)), "at least 16 are needed"
+    )
+    with_secret = [*cluster, "--cluster-secret-file", str(secret)]
+    _fails_clearly(
+        _server(tmp_path, *with_secret, "--advertised-address", "0.0.0.0"),
+        "--advertised-address '0.0.0.0' is a wildcard",
+    )
+    _fails_clearly(
+        _server(tmp_path, *with_secret, "--internal-bind", "0.0.0.0:0"),
+        "set --advertised-address",
+    )

@@ -33,6 +33,8 @@ async def test_a_send_without_a_receipt_is_accepted_once_its_record_is_durable(
             max_record_bytes=1 << 20,
             max_attached=8,
             receipt_timeout_s=0.2,
+            leader_timeout_s=600,
+            reattach_interval_s=600,
         )
         invocation_id, receipt = await gateway.send(TARGET, HANDLER, b'"x"', [], "key-1")
         assert receipt == SendReceipt(True, 0)
@@ -58,6 +60,8 @@ async def test_a_send_waiting_for_its_receipt_when_the_node_stops_is_accepted(
             max_record_bytes=1 << 20,
             max_attached=8,
             receipt_timeout_s=600,
+            leader_timeout_s=600,
+            reattach_interval_s=600,
         )
         sending = asyncio.create_task(gateway.send(TARGET, HANDLER, b'"x"', [], "key-1"))
         for _ in range(1000):  # until the Invoke is in the log (the receipt never comes)
