@@ -97,6 +97,7 @@ def _check_port_free(flag: str, host: str, port: int) -> None:
     # The workers bind with SO_REUSEPORT, which lets them join any other process of this user
     # that does too (e.g. a second `cairn server --workers` on the same ports): bind once without
     # it first, so a port in use is refused as it is with one worker.
+    host = host.strip("[]")  # an IPv6 address in brackets
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         try:
@@ -254,7 +255,7 @@ class WorkerSet:
             process.stdin.close()
         except (BrokenPipeError, ConnectionResetError):
             pass  # it died at once: its exit code and output tell why
-        ready = await asyncio.to_thread(_read_line, read_fd) == READY_LINE
+        ready = await _read_line(read_fd) == READY_LINE
         if ready:
             self._served_once(worker)
         await process.wait()
@@ -295,16 +296,21 @@ class WorkerSet:
         return not pending and all(p.returncode == 0 for p in live)
 
 
-def _read_line(fd: int) -> bytes:
-    """The line written on the ready pipe (b"" if the worker exited without one); closes it."""
-    with os.fdopen(fd, "rb", buffering=0) as pipe:
-        line = b""
-        while not line.endswith(b"\n"):
-            chunk = pipe.read(1)
-            if not chunk:
-                break
-            line += chunk
-        return line
+async def _read_line(fd: int) -> bytes:
+    """The line written on the ready pipe (b"" if the worker exited without one); closes it.
+
+    Read on the event loop, not in a thread: the default executor's few threads would be held
+    by workers that take long to start, delaying the others' readiness."""
+    reader = asyncio.StreamReader()
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    try:
+        return await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as exc:
+        return exc.partial
+    finally:
+        transport.close()
 
 
 def run_workers(config: NodeConfig, *, log_level: str) -> int:
