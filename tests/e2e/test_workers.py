@@ -37,10 +37,19 @@ def _children(pid: int) -> list[int]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ppid
         if int(fields[1]) == pid and fields[0] != "Z":
             found.append(int(entry))
     return sorted(found)
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def _listening_ports(pid: int) -> set[int]:
@@ -263,3 +272,12 @@ async def test_counter_adds_through_the_shared_port_are_exact_across_kill_9(
             async with http.post(url, skip_auto_headers=["Content-Type"]) as response:
                 assert response.status == 200, await response.text()
                 assert await response.json() == ADDS_PER_KEY, key
+
+    # kill -9 of the parent: the workers get SIGTERM from the kernel (parent-death signal).
+    orphans = _children(parent.pid)
+    assert len(orphans) == 2
+    workers.kill()
+    deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S + 10
+    while any(_alive(pid) for pid in orphans):
+        assert time.monotonic() < deadline, "the workers outlived their parent"
+        await asyncio.sleep(0.1)
