@@ -7,8 +7,9 @@ SO_REUSEPORT (the kernel spreads connections over them).
 
 The parent process serves nothing. It starts the workers, forwards SIGTERM/SIGINT to them (each
 stops gracefully within the shutdown timeout), restarts a worker that died (with backoff, logged),
-and gives up — stopping the others and exiting non-zero — when a worker keeps failing to start,
-since then something an operator must fix is wrong (a taken port, an unreachable broker).
+and gives up — stopping the others and exiting non-zero — when a worker that never served keeps
+failing to start, since then something an operator must fix is wrong (a taken port, an
+unreachable broker).
 
 A worker is ``python -m runtime.workers``: it reads its ``NodeConfig`` (JSON) on stdin and writes
 one line on the ready pipe once it serves.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -37,7 +39,7 @@ from runtime.node import NodeConfig, split_bind
 log = logging.getLogger(__name__)
 
 READY_LINE = b"ready\n"
-# Consecutive failed starts of one worker after which the parent gives up.
+# Consecutive failed starts after which the parent gives up (of a worker that never served).
 START_ATTEMPTS = 3
 # Restart delays: doubled after each death that follows a short run, reset after a long run.
 _FIRST_BACKOFF_S = 0.5
@@ -196,7 +198,10 @@ class WorkerSet:
             code = worker.process.returncode if worker.process is not None else None
             if not ready:
                 worker.failed_starts += 1
-                if worker.failed_starts >= START_ATTEMPTS:
+                # Only a worker that never served gives up: that is a setting or an environment
+                # to fix (a taken port, a wrong broker address). One that served before is
+                # restarted for as long as it takes (e.g. a broker outage), the others serving.
+                if worker.failed_starts >= START_ATTEMPTS and worker.index not in self._served:
                     self._gave_up = (
                         f"worker {worker.index} ({worker.config.node_name}) failed to start "
                         f"{worker.failed_starts} times in a row (last exit code {code}); "
@@ -244,7 +249,8 @@ class WorkerSet:
             os.close(write_fd)  # the worker holds the only write end: EOF when it exits
         worker.process = process
         if self._stopping.is_set():  # the stop came while it was being started
-            process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
         log.info(
             "worker %d (%s) started: pid %d", worker.index, worker.config.node_name, process.pid
         )
@@ -281,17 +287,19 @@ class WorkerSet:
             if w.process is not None and w.process.returncode is None
         ]
         for process in live:
-            process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # it exited just now
+                process.send_signal(signal.SIGTERM)
         if live:
             log.info("stopping %d worker process(es)", len(live))
         timeout_s = self._config.shutdown_timeout_ms / 1000 + _STOP_MARGIN_S
-        done, pending = await asyncio.wait(
+        _, pending = await asyncio.wait(
             [asyncio.ensure_future(p.wait()) for p in live], timeout=timeout_s
         )
         for process in live:
             if process.returncode is None:
                 log.error("worker pid %d did not stop in %.0f s: killed", process.pid, timeout_s)
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
         await asyncio.gather(*pending, return_exceptions=True)
         return not pending and all(p.returncode == 0 for p in live)
 
