@@ -76,6 +76,13 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         type=int,
         default=_env_or_default("kafka_fetch_max_wait_ms"),
     )
+    parser.add_argument(
+        "--kafka-replication-factor",
+        type=int,
+        default=_env_or_default("kafka_replication_factor"),
+        help="replicas of the topics Cairn creates, at most the broker count; "
+        "min.insync.replicas is one less (default %(default)s)",
+    )
     parser.add_argument("--partitions", type=int, default=_env_or_default("partitions"))
     parser.add_argument("--node-name", default=_env_or_default("node_name"))
     for name in ("ingress_max_body_bytes", "max_key_bytes"):
@@ -97,6 +104,19 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         type=int,
         default=_env_or_default("cluster_session_timeout_ms"),
         help="how long a silent node keeps its partitions (and its subscriptions' partitions)",
+    )
+    parser.add_argument(
+        "--applied-positions-interval-ms",
+        type=int,
+        default=_env_or_default("applied_positions_interval_ms"),
+        help="a cluster node publishes its applied positions (its heartbeat) this often "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--cluster-node-expiry-ms",
+        type=int,
+        default=_env_or_default("cluster_node_expiry_ms"),
+        help="a cluster node silent this long is removed from the metadata (default %(default)s)",
     )
     parser.add_argument(
         "--internal-bind",
@@ -241,6 +261,10 @@ def _config(args: argparse.Namespace) -> NodeConfig:
         raise SystemExit("cairn: --cluster needs --log kafka (the nodes share its topics)")
     if args.cluster:
         _check_internal_flags(args)
+    if args.kafka_replication_factor < 1:
+        raise SystemExit("cairn: --kafka-replication-factor must be at least 1")
+    if args.applied_positions_interval_ms < 1:
+        raise SystemExit("cairn: --applied-positions-interval-ms must be at least 1")
     clusters, properties = _kafka_clusters(args)
     optional: dict[str, Any] = {}
     if (shutdown_timeout_ms := _shutdown_timeout_ms(args.shutdown_timeout)) is not None:
@@ -289,6 +313,7 @@ def _node_config(
         kafka_bootstrap=args.kafka_bootstrap,
         kafka_topic_prefix=args.kafka_topic_prefix,
         kafka_fetch_max_wait_ms=args.kafka_fetch_max_wait_ms,
+        kafka_replication_factor=args.kafka_replication_factor,
         partitions=args.partitions,
         node_name=args.node_name,
         ingress_max_body_bytes=args.ingress_max_body_bytes,
@@ -298,6 +323,8 @@ def _node_config(
         internal_bind=args.internal_bind,
         advertised_address=args.advertised_address,
         cluster_secret_file=args.cluster_secret_file,
+        cluster_node_expiry_ms=args.cluster_node_expiry_ms,
+        applied_positions_interval_ms=args.applied_positions_interval_ms,
         **optional,
         **{name: getattr(args, name) for name in _LIMITS},
         snapshot_repository=args.snapshot_repository,

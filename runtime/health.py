@@ -6,12 +6,13 @@ or restarting: a task of a partition it owns, or a node-wide one (metadata follo
 ownership). A failing task that does not affect health (a subscription consumer: the node
 serves every request while a source cluster is down, and every node runs every subscription,
 so a 503 would take the whole cluster out for one topic) is listed in ``tasks`` of both the
-200 and the 503 body, and left out of the 503's message.
+200 and the 503 body, and left out of the 503's message. A log whose broker does not answer
+(``log_problems``) makes it 503 too: nothing can be logged, so nothing this node leads is served.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from runtime.supervisor import Supervisor
@@ -24,12 +25,19 @@ STOPPING = "the node is shutting down"
 
 class NodeHealth:
     def __init__(
-        self, supervisor: Supervisor, owns: Callable[[int], bool], *, retry_after_s: int
+        self,
+        supervisor: Supervisor,
+        owns: Callable[[int], bool],
+        *,
+        retry_after_s: int,
+        log_problems: Callable[[], Sequence[str]] = tuple,
     ) -> None:
         """``retry_after_s`` (``NodeConfig.retry_after_s``): the Retry-After of the 503s a
-        client gets while the node starts, stops or is unhealthy."""
+        client gets while the node starts, stops or is unhealthy. ``log_problems()``: why the
+        node's logs cannot be used now (an unreachable broker), empty while they can."""
         self._supervisor = supervisor
         self._owns = owns
+        self._log_problems = log_problems
         self.retry_after_s = retry_after_s
         self.phase: Phase = "starting"
 
@@ -59,6 +67,7 @@ class NodeHealth:
                 reasons.append(str(task.failing))
             else:
                 reasons.append(f"partition {task.partition} is not being served: {task.failing}")
+        reasons[:0] = self._log_problems()
         if self.phase == "starting":
             reasons.insert(0, STARTING)
         if not reasons:
@@ -67,8 +76,7 @@ class NodeHealth:
             "code": 503,
             "message": "; ".join(reasons),
             "partitions": sorted({t.partition for t in failing if t.partition is not None}),
-            "tasks": [{"name": t.name, "reason": t.failing} for t in failing]
-            + self.degraded(),
+            "tasks": [{"name": t.name, "reason": t.failing} for t in failing] + self.degraded(),
         }
 
     def degraded(self) -> list[dict[str, Any]]:

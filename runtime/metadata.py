@@ -2,12 +2,19 @@
 
 Metadata is a stream of records on its own single-partition log (``cairn.metadata``) that every
 node follows from the start; the in-memory registry is derived from it, never written directly.
+
+Every record has a key (``metadata_key``) naming the one fact it states, and the record is the
+whole current value of that fact: ``deployment/<id>``, ``subscription/<id>``, ``node/<id>``,
+``positions/<id>``. A removal is a record under the same key (``SubscriptionRemoved``,
+``NodeLeft``, an empty ``AppliedPositions``). So the compacted Kafka topic, which keeps only the
+last record of each key (in log order), yields the same registry as the whole history.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import msgspec
 
@@ -118,11 +125,18 @@ class NodeJoined(msgspec.Struct, tag="node_joined", frozen=True):
     internal_url: str = ""
 
 
+class NodeLeft(msgspec.Struct, tag="node_left", frozen=True):
+    """A node left the cluster: it stopped cleanly, or was silent past the node expiry."""
+
+    node_id: str
+
+
 class AppliedPositions(msgspec.Struct, tag="applied_positions", frozen=True):
     """How far a cluster node has applied each partition, at ``at_ms`` on its clock.
 
-    Published now and then by every cluster node that snapshots; a partition's log is trimmed
+    Published now and then by every cluster node (its heartbeat); a partition's log is trimmed
     only below what every recently reporting node has applied (README, Snapshots and trimming).
+    Empty ``positions``: the node left, its positions hold nothing back.
     """
 
     node_id: str
@@ -150,11 +164,41 @@ class SubscriptionRemoved(msgspec.Struct, tag="subscription_removed", frozen=Tru
 
 
 MetadataRecord = (
-    DeploymentRegistered | NodeJoined | AppliedPositions | SubscriptionAdded | SubscriptionRemoved
+    DeploymentRegistered
+    | NodeJoined
+    | NodeLeft
+    | AppliedPositions
+    | SubscriptionAdded
+    | SubscriptionRemoved
 )
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(MetadataRecord)
+
+
+def metadata_key(record: MetadataRecord) -> bytes:
+    """The Kafka key of ``record``: the fact whose whole current value it is."""
+    match record:
+        case DeploymentRegistered(deployment=deployment):
+            fact = f"deployment/{deployment.id}"
+        case NodeJoined(node_id=node_id) | NodeLeft(node_id=node_id):
+            fact = f"node/{node_id}"
+        case AppliedPositions(node_id=node_id):
+            fact = f"positions/{node_id}"
+        case SubscriptionAdded(subscription=subscription):
+            fact = f"subscription/{subscription.id}"
+        case SubscriptionRemoved(subscription_id=subscription_id):
+            fact = f"subscription/{subscription_id}"
+    return fact.encode()
+
+
+def encode_metadata(record: MetadataRecord) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode_metadata(payload: bytes) -> MetadataRecord:
+    """Raises ``msgspec.DecodeError`` for a record that is not metadata."""
+    return _decoder.decode(payload)
 
 
 def deployment_id_for(uri: str) -> str:
@@ -169,6 +213,11 @@ class Registry:
         self._deployments: dict[str, Deployment] = {}
         self._services: dict[str, ServiceInfo] = {}
         self._nodes: dict[str, NodeJoined] = {}
+        # Nodes whose last record says they left (a late delivery to them is dropped).
+        self._left: set[str] = set()
+        # When this registry last read a record of each node (its own monotonic clock, so that
+        # other nodes' clocks do not matter): a node silent past the expiry is removed.
+        self._seen: dict[str, float] = {}
         self._positions: dict[str, AppliedPositions] = {}
         self._subscriptions: dict[str, Subscription] = {}
         # Bumped by every subscription change, so that consumers can wait for the next one.
@@ -208,16 +257,42 @@ class Registry:
         joined = self._nodes.get(node_id)
         return joined.internal_url or None if joined is not None else None
 
+    def nodes(self) -> list[str]:
+        """The ids of the cluster's nodes now (joined, not left)."""
+        return sorted(self._nodes)
+
+    def has_left(self, node_id: str) -> bool:
+        """Whether ``node_id``'s last record says it left (stopped, or expired)."""
+        return node_id in self._left
+
+    def applied_positions(self) -> dict[str, list[int]]:
+        """The last applied positions each node in the cluster reported."""
+        return {node: p.positions for node, p in sorted(self._positions.items())}
+
     async def join(self, node_id: str, admin_url: str, internal_url: str) -> None:
         """Tell the cluster where this node can be reached."""
-        record = NodeJoined(node_id, admin_url, internal_url)
-        lsn = await self._log.append(0, [_encoder.encode(record)])
+        lsn = await self._append([NodeJoined(node_id, admin_url, internal_url)])
         await self.wait_applied(lsn)
 
+    async def leave(self, node_id: str) -> None:
+        """Remove ``node_id`` from the cluster: no delivery to it, its positions hold no trim.
+
+        Appended, not awaited back (a stopping node's follower may be gone already).
+        """
+        await self._append([NodeLeft(node_id), AppliedPositions(node_id, [], now_ms())])
+
+    def expired(self, now_s: float, expiry_s: float) -> list[str]:
+        """Nodes (not yet left) of which nothing was read for ``expiry_s`` before ``now_s``
+        (``time.monotonic()``)."""
+        return sorted(
+            node
+            for node, seen in self._seen.items()
+            if node not in self._left and now_s - seen > expiry_s
+        )
+
     async def publish_positions(self, node_id: str, positions: list[int]) -> None:
-        """Tell the cluster how far this node has applied each partition."""
-        record = AppliedPositions(node_id, positions, now_ms())
-        await self._log.append(0, [_encoder.encode(record)])
+        """Tell the cluster how far this node has applied each partition (and that it lives)."""
+        await self._append([AppliedPositions(node_id, positions, now_ms())])
 
     def lowest_applied(self, partition: int, since_ms: int) -> int | None:
         """The lowest position of ``partition`` over the nodes that reported since ``since_ms``
@@ -235,7 +310,7 @@ class Registry:
         if existing is not None and existing.same_services(deployment):
             return existing, False
         stamped = msgspec.structs.replace(deployment, registered_ms=now_ms())
-        lsn = await self._log.append(0, [_encoder.encode(DeploymentRegistered(stamped))])
+        lsn = await self._append([DeploymentRegistered(stamped)])
         await self.wait_applied(lsn)
         return self._deployments[deployment.id], True
 
@@ -247,12 +322,12 @@ class Registry:
 
     async def add_subscription(self, subscription: Subscription) -> Subscription:
         stamped = msgspec.structs.replace(subscription, created_ms=now_ms())
-        lsn = await self._log.append(0, [_encoder.encode(SubscriptionAdded(stamped))])
+        lsn = await self._append([SubscriptionAdded(stamped)])
         await self.wait_applied(lsn)
         return self._subscriptions.get(subscription.id, stamped)
 
     async def remove_subscription(self, subscription_id: str) -> None:
-        lsn = await self._log.append(0, [_encoder.encode(SubscriptionRemoved(subscription_id))])
+        lsn = await self._append([SubscriptionRemoved(subscription_id)])
         await self.wait_applied(lsn)
 
     async def wait_subscriptions_changed(self, seen_version: int) -> int:
@@ -264,6 +339,11 @@ class Registry:
     async def wait_applied(self, lsn: int) -> None:
         async with self._changed:
             await self._changed.wait_for(lambda: self._applied_lsn >= lsn)
+
+    async def _append(self, records: list[MetadataRecord]) -> int:
+        """Append ``records``, each under its key; the LSN of the last."""
+        payloads = [_encoder.encode(r) for r in records]
+        return await self._log.append(0, payloads, [metadata_key(r) for r in records])
 
     async def _follow(self) -> None:
         # From where it stopped: a restarted follower goes on after the last applied batch.
@@ -279,11 +359,24 @@ class Registry:
                 self._changed.notify_all()
 
     def _apply(self, record: MetadataRecord) -> None:
+        # Each record changes only the fact of its own key (what compaction relies on).
         if isinstance(record, NodeJoined):
             self._nodes[record.node_id] = record
+            self._left.discard(record.node_id)
+            self._seen[record.node_id] = time.monotonic()
+            return
+        if isinstance(record, NodeLeft):
+            self._nodes.pop(record.node_id, None)
+            self._left.add(record.node_id)
+            self._seen.pop(record.node_id, None)
             return
         if isinstance(record, AppliedPositions):
-            self._positions[record.node_id] = record
+            if record.positions:
+                self._positions[record.node_id] = record
+                if record.node_id not in self._left:
+                    self._seen[record.node_id] = time.monotonic()
+            else:
+                self._positions.pop(record.node_id, None)
             return
         if isinstance(record, SubscriptionAdded):
             self._subscriptions[record.subscription.id] = record.subscription
@@ -294,14 +387,15 @@ class Registry:
             self.subscriptions_version += 1
             return
         deployment = record.deployment
-        previous = self._deployments.get(deployment.id)
-        if previous is not None:
-            for service in previous.services:
-                if self._services.get(service.name, service).deployment_id == deployment.id:
-                    self._services.pop(service.name, None)
+        # The dict's order is the order of the deployments' last registrations, which a
+        # compacted history keeps.
+        self._deployments.pop(deployment.id, None)
         self._deployments[deployment.id] = deployment
-        for service in deployment.services:
-            # The newest registration of a service wins, as in Restate.
-            self._services[service.name] = msgspec.structs.replace(
-                service, deployment_id=deployment.id
-            )
+        # A function of the current deployments only (not of registrations compaction drops):
+        # a service is served by the newest registration offering it, as in Restate; one that a
+        # re-registered deployment dropped falls back to an older deployment still offering it.
+        self._services = {
+            service.name: msgspec.structs.replace(service, deployment_id=current.id)
+            for current in self._deployments.values()
+            for service in current.services
+        }

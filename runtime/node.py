@@ -39,7 +39,10 @@ from runtime.invoker.discovery import discover
 from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
 from runtime.log import KafkaLog, LocalLog, Log, LogError
+from runtime.log.kafka import BrokerSupport
+from runtime.membership import run_membership
 from runtime.metadata import Deployment, Registry
+from runtime.metadata_compaction import compact_local_metadata
 from runtime.snapshots.manager import SnapshotInfo, Snapshotter
 from runtime.snapshots.repository import SnapshotRef, open_repository
 from runtime.subscriptions.admin import SubscriptionAdmin
@@ -53,6 +56,9 @@ log = logging.getLogger(__name__)
 
 # One node-to-node request (a result delivery) may take this long before it is retried.
 _PEER_TIMEOUT_S = 5.0
+# A stopping cluster node waits this long to say it left: past it (broker down) it stops anyway
+# and the other nodes remove it after the node expiry.
+_LEAVE_TIMEOUT_S = 5.0
 
 
 class NodeConfig(msgspec.Struct, frozen=True):
@@ -65,6 +71,9 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # Longest broker-side wait of an idle fetch. Real Kafka answers as soon as data arrives; the
     # Tansu test broker only at this deadline, so tests lower it (DESIGN §10).
     kafka_fetch_max_wait_ms: int = 100
+    # Replicas of each topic Cairn creates (fewer when the cluster has fewer brokers), with
+    # min.insync.replicas = this - 1 (README "Kafka"). Existing topics are checked, not changed.
+    kafka_replication_factor: int = 3
     partitions: int = 24
     node_name: str = "node-1"
     # The size policy (DESIGN §11; README "Limits"): every other byte limit derives from these.
@@ -154,9 +163,12 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # Endpoint of an S3-compatible store (MinIO, a local test server); "" means AWS_ENDPOINT_URL
     # or AWS itself.
     snapshot_s3_endpoint: str = ""
-    # A cluster node with snapshots publishes its applied positions this often; a partition is
+    # A cluster node publishes its applied positions this often (its heartbeat); a partition is
     # trimmed only below what every node that reported within 3 periods has applied.
     applied_positions_interval_ms: int = 30_000
+    # A cluster node of which nothing was heard this long is removed from the metadata (a node
+    # that stops cleanly removes itself at once).
+    cluster_node_expiry_ms: int = 300_000
     # Segment size of the local log: trimming deletes whole segments, so smaller segments free
     # space sooner (and cost more files).
     local_log_segment_bytes: int = 64 << 20
@@ -185,6 +197,13 @@ class NodeConfig(msgspec.Struct, frozen=True):
             raise ValueError("subscription_max_in_flight must be at least 1")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if self.kafka_replication_factor < 1:
+            raise ValueError("kafka_replication_factor must be at least 1")
+        if self.cluster_node_expiry_ms <= 2 * self.applied_positions_interval_ms:
+            raise ValueError(
+                "cluster_node_expiry_ms must exceed twice applied_positions_interval_ms "
+                "(a node's heartbeat)"
+            )
 
     def size_policy(self) -> SizePolicy:
         record = self.ingress_max_body_bytes + self.log_record_overhead_bytes
@@ -203,6 +222,10 @@ def config_default(name: str) -> object:
     """The default of ``NodeConfig.<name>`` (the CLI's flags take their defaults from here)."""
     field = next(f for f in msgspec.structs.fields(NodeConfig) if f.name == name)
     return field.default
+
+
+def _local_metadata_dir(config: NodeConfig) -> Path:
+    return config.data_dir / "log" / "metadata"
 
 
 def split_bind(bind: str) -> tuple[str, int]:
@@ -239,7 +262,12 @@ class Node:
         self._responses = PendingResponses()
         self.registry = Registry(self._metadata_log)
         self._workers: list[PartitionWorker] = []
-        self.health = NodeHealth(self._supervisor, self._owns, retry_after_s=config.retry_after_s)
+        self.health = NodeHealth(
+            self._supervisor,
+            self._owns,
+            retry_after_s=config.retry_after_s,
+            log_problems=self._log_problems,
+        )
         self._runners: list[web.AppRunner] = []
         self._servers: list[asyncio.Server] = []
         self._stopped = False
@@ -256,6 +284,7 @@ class Node:
         self._ownership: GroupOwnership | None = None
         self._snapshotter: Snapshotter | None = None
         self._subscriptions: SupervisedTask | None = None
+        self._membership_task: SupervisedTask | None = None
 
     @staticmethod
     def _open_logs(config: NodeConfig, supervisor: Supervisor) -> tuple[Log, Log]:
@@ -267,11 +296,13 @@ class Node:
                 segment_bytes=config.local_log_segment_bytes,
                 supervisor=supervisor,
             )
-            return partitions, LocalLog(root / "metadata", 1, supervisor=supervisor)
+            return partitions, LocalLog(_local_metadata_dir(config), 1, supervisor=supervisor)
         if config.log == "kafka":
             prefix = config.kafka_topic_prefix
             wait = timedelta(milliseconds=config.kafka_fetch_max_wait_ms)
             record_bytes = config.size_policy().record_bytes
+            support = BrokerSupport()  # idempotence is detected once, by the first to start
+            replication = config.kafka_replication_factor
             return (
                 KafkaLog(
                     config.kafka_bootstrap,
@@ -279,8 +310,18 @@ class Node:
                     config.partitions,
                     fetch_max_wait=wait,
                     max_record_bytes=record_bytes,
+                    replication_factor=replication,
+                    support=support,
                 ),
-                KafkaLog(config.kafka_bootstrap, f"{prefix}.metadata", 1, fetch_max_wait=wait),
+                KafkaLog(
+                    config.kafka_bootstrap,
+                    f"{prefix}.metadata",
+                    1,
+                    fetch_max_wait=wait,
+                    replication_factor=replication,
+                    compacted=True,
+                    support=support,
+                ),
             )
         raise ValueError(f"unknown log {config.log!r}: expected 'local' or 'kafka'")
 
@@ -292,6 +333,13 @@ class Node:
     def ready(self) -> bool:
         return self.health.phase == "serving"
 
+    def _kafka_logs(self) -> list[KafkaLog]:
+        return [x for x in (self._log, self._metadata_log) if isinstance(x, KafkaLog)]
+
+    def _log_problems(self) -> list[str]:
+        """Why a log cannot be used now (its broker does not answer): README "Broker outages"."""
+        return [x.reachability.reason for x in self._kafka_logs() if x.reachability.reason]
+
     def _owns(self, partition: int) -> bool:
         worker = self._workers[partition] if partition < len(self._workers) else None
         return worker is not None and (worker.owned or worker.is_leader)
@@ -300,7 +348,14 @@ class Node:
         config = self.config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         await self._log.start()
+        if config.log == "local":
+            # Kafka compacts the metadata topic; the embedded log is compacted here, unopened.
+            await compact_local_metadata(_local_metadata_dir(config))
         await self._metadata_log.start()
+        for each in self._kafka_logs():
+            self._supervisor.spawn(
+                f"log-reachability/{each.topic}", each.reachability.run, kind="log-reachability"
+            )
         self._store = RocksDBStore(config.data_dir / "store")
         await self.registry.start(self._supervisor)
         if config.snapshot_repository:
@@ -365,8 +420,7 @@ class Node:
         await self._serve(ingress.app, config.ingress_bind, shared=True)
         await self._serve(admin.app, config.admin_bind, shared=True)
         if config.cluster:
-            self.internal_url = await self._serve_internal()
-            await self.registry.join(self.node_id, f"http://{config.admin_bind}", self.internal_url)
+            await self._join()
         for partition in range(config.partitions):
             worker = PartitionWorker(
                 partition,
@@ -397,8 +451,7 @@ class Node:
                 session_timeout_ms=config.cluster_session_timeout_ms,
             )
             await self._ownership.start(self._supervisor)
-            if self._snapshotter is not None:
-                self._supervisor.spawn("applied-positions", self._publish_positions)
+            self._membership_task = self._supervisor.spawn("membership", self._membership)
         else:
             await asyncio.gather(*(w.caught_up.wait() for w in self._workers))
         subscriptions = SubscriptionManager(
@@ -505,18 +558,22 @@ class Node:
         since = now_ms() - 3 * self.config.applied_positions_interval_ms
         return self.registry.lowest_applied(partition, since)
 
-    async def _publish_positions(self) -> None:
-        """Publish this node's applied positions when they moved (cluster with snapshots)."""
-        published: list[int] = []
-        while True:
-            positions = [w.processor.fsm.applied_lsn for w in self._workers]
-            if positions != published:
-                try:
-                    await self.registry.publish_positions(self.node_id, positions)
-                    published = positions
-                except LogError as exc:
-                    log.warning("cannot publish applied positions: %s", exc)
-            await asyncio.sleep(self.config.applied_positions_interval_ms / 1000)
+    async def _join(self) -> None:
+        if self.internal_url is None:
+            self.internal_url = await self._serve_internal()
+        admin_url = f"http://{self.config.admin_bind}"
+        await self.registry.join(self.node_id, admin_url, self.internal_url)
+
+    async def _membership(self) -> None:
+        """Heartbeat with this node's applied positions; remove peers silent past the expiry."""
+        await run_membership(
+            self.registry,
+            self.node_id,
+            positions=lambda: [w.processor.fsm.applied_lsn for w in self._workers],
+            rejoin=self._join,
+            interval_s=self.config.applied_positions_interval_ms / 1000,
+            expiry_s=self.config.cluster_node_expiry_ms / 1000,
+        )
 
     async def create_snapshots(self, partition: int | None) -> list[SnapshotInfo]:
         """Snapshot ``partition`` (or every partition this node leads) now."""
@@ -533,6 +590,13 @@ class Node:
         if self._snapshotter is None:
             raise LookupError("no snapshot repository is configured (--snapshot-repository)")
         return await self._snapshotter.repository.list(partition)
+
+    async def _leave(self) -> None:
+        """Tell the cluster this node left (a stop that cannot say so expires later)."""
+        try:
+            await asyncio.wait_for(self.registry.leave(self.node_id), _LEAVE_TIMEOUT_S)
+        except (LogError, TimeoutError) as exc:
+            log.warning("could not publish that this node left the cluster: %r", exc)
 
     def _respond(self, action: RespondToIngress) -> None:
         if action.sink.node == self.node_id:
@@ -559,6 +623,10 @@ class Node:
         self._responses.shut_down()
         if self._ownership is not None:
             await self._ownership.stop()  # leave the group: the partitions move at once
+        if self._membership_task is not None:
+            await self._membership_task.stop()  # no heartbeat after the node said it left
+        if self.config.cluster:
+            await self._leave()
         if self._delivery is not None:
             await self._delivery.close()
         for server in self._servers:

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from partition_processor import keys
 from partition_processor.commands import IngressSink, Purge, Terminate
@@ -29,12 +30,34 @@ from runtime.ingress.http import health_response, shutting_down_response
 from runtime.ingress.validation import InvalidRequest, check_json, check_text
 from runtime.invoker.discovery import DiscoveryError
 from runtime.limits import SizePolicy
+from runtime.log import LogError
 from runtime.metadata import Deployment, Registry, ServiceInfo
 from runtime.metrics import exposition
 from runtime.snapshots.manager import SnapshotError, SnapshotInfo
 from runtime.snapshots.repository import RepositoryError, SnapshotRef
 
 Discover = Callable[[str], Awaitable[Deployment]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def log_unavailable(retry_after_s: int) -> Middleware:
+    """Middleware: an admin request the log did not take (a broker outage: README "Broker
+    outages") is a 503 with Retry-After and the reason, never a 500; every 503 has Retry-After."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        retry = {"Retry-After": str(retry_after_s)}
+        try:
+            response = await handler(request)
+        except LogError as exc:
+            return error_response(
+                503, f"the log did not take the request, retry: {exc}", headers=retry
+            )
+        if response.status == 503 and not response.prepared:
+            response.headers.setdefault("Retry-After", retry["Retry-After"])
+        return response
+
+    return middleware
 
 
 class Snapshots(Protocol):
@@ -132,7 +155,7 @@ class AdminServer:
         self._discover = discover
         self._gateway = gateway
         self._health_of = health
-        self.app = web.Application()
+        self.app = web.Application(middlewares=[log_unavailable(health.retry_after_s)])
         router = self.app.router
         router.add_get("/health", self._health)
         router.add_get("/cluster", self._cluster)
@@ -156,12 +179,14 @@ class AdminServer:
         return health_response(self._health_of)
 
     async def _cluster(self, request: web.Request) -> web.Response:
-        """This node, the partitions it leads now, and its advertised internal address."""
+        """This node, the partitions it leads now, its advertised internal address, and the
+        cluster's nodes (from the metadata)."""
         return web.json_response(
             {
                 "node": self._node_id,
                 "leading": self._leading(),
                 "internal_address": self._internal_url(),
+                "nodes": self._registry.nodes(),
             }
         )
 

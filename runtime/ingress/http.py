@@ -155,6 +155,13 @@ class IngressServer:
         if reason is not None:
             raise IngressError(503, reason, headers={"Retry-After": str(self._retry_after_s)})
 
+    def _refused(self, exc: IngressError) -> web.Response:
+        """The error answer; every 503 (the log did not take a request, ...) has Retry-After."""
+        headers = exc.headers
+        if exc.status == 503 and not headers:
+            headers = {"Retry-After": str(self._retry_after_s)}
+        return error_response(exc.status, exc.message, source="ingress", headers=headers)
+
     async def _not_found(self, request: web.Request) -> web.Response:
         return error_response(
             404, f"no route for {request.method} {request.path}", source="ingress"
@@ -197,7 +204,7 @@ class IngressServer:
                 )
             reply = await self._gateway.call(target, handler, body, headers, idempotency_key)
         except IngressError as exc:
-            return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
+            return self._refused(exc)
         except ResultUnavailable as exc:
             return shutting_down_response(exc, self._retry_after_s, source="ingress")
         except BodyTimeout as exc:
@@ -224,7 +231,7 @@ class IngressServer:
             wait = request.path.endswith("/attach")
             reply = await self._gateway.attach(invocation_id, wait=wait)
         except IngressError as exc:
-            return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
+            return self._refused(exc)
         except ResultUnavailable as exc:
             return shutting_down_response(exc, self._retry_after_s, source="ingress")
         return self._render(reply, self._handler_of(reply))
@@ -265,7 +272,7 @@ class IngressServer:
             body = await self._read_body(request)
             return await self._complete_awakeable(request, Success(body or b"null"))
         except IngressError as exc:
-            return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
+            return self._refused(exc)
         except ResultUnavailable as exc:
             return shutting_down_response(exc, self._retry_after_s, source="ingress")
         except BodyTimeout as exc:
@@ -285,7 +292,7 @@ class IngressServer:
                 reason = decoded["message"]
             return await self._complete_awakeable(request, Failure(500, reason))
         except IngressError as exc:
-            return error_response(exc.status, exc.message, source="ingress", headers=exc.headers)
+            return self._refused(exc)
         except ResultUnavailable as exc:
             return shutting_down_response(exc, self._retry_after_s, source="ingress")
         except BodyTimeout as exc:

@@ -42,8 +42,14 @@ class Log(abc.ABC):
         """Release every resource. Idempotent. Pending readers end."""
 
     @abc.abstractmethod
-    async def append(self, partition: int, records: Sequence[bytes]) -> int:
+    async def append(
+        self, partition: int, records: Sequence[bytes], keys: Sequence[bytes] | None = None
+    ) -> int:
         """Append ``records`` in order and return the LSN of the last one.
+
+        ``keys`` (one per record, or None) name the fact each record states, for a log that
+        compacts (the Kafka metadata topic keeps the last record of each key); a log that does
+        not compact ignores them, so a record's meaning never depends on its key.
 
         Returns only once the records are durable (LocalLog: fsynced; Kafka: acks=all). The
         records of one call get consecutive LSNs. ``records`` must not be empty (``ValueError``).

@@ -232,14 +232,19 @@ class LocalLog(Log):
                 self._lock_fd = None
             self._closed.set()
 
-    async def append(self, partition: int, records: Sequence[bytes]) -> int:
+    async def append(
+        self, partition: int, records: Sequence[bytes], keys: Sequence[bytes] | None = None
+    ) -> int:
         """Append ``records`` contiguously and return the LSN of the last one, once fsynced.
 
+        ``keys`` are checked and not stored: this log never compacts (README "Kafka").
         If the caller is cancelled the records may still be written.
         """
         self._check_partition(partition)
         if not records:
             raise ValueError("append needs at least one record")
+        if keys is not None and len(keys) != len(records):
+            raise ValueError(f"{len(keys)} keys for {len(records)} records")
         payloads = [bytes(r) for r in records]
         if any(len(p) > RECORD_BYTES_MAX for p in payloads):
             raise ValueError(f"a record is larger than {RECORD_BYTES_MAX} bytes")

@@ -1,8 +1,10 @@
 """KafkaLog: the log on a Kafka topic with N partitions (DESIGN §3, §10).
 
 The Kafka offset is the LSN. Appends always name their partition and wait for ``acks=all``.
-The idempotent producer is off (the test broker lacks InitProducerId), so a retried send can
-append a record twice: records above this seam are deduplicated (DESIGN §5).
+The idempotent producer is on where the broker supports it (detected at start: Apache Kafka has
+it, the Tansu test broker lacks InitProducerId); without it a retried send can append a record
+twice, so records above this seam are deduplicated anyway (DESIGN §5). Topic creation and the
+check of an existing topic's settings live in ``runtime.log.kafka_topics``.
 
 Reads share one consumer ("lane") per KafkaLog: every partition is assigned to it up front and
 paused; a reader seeks its partition, resumes it and pulls only that partition with
@@ -26,20 +28,20 @@ from datetime import timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.errors import (
     ConsumerStoppedError,
+    KafkaConnectionError,
     KafkaError,
-    NoError,
     OffsetOutOfRangeError,
-    TopicAlreadyExistsError,
     UnsupportedVersionError,
-    for_code,
 )
 
 from runtime.log.base import Log, LogError, LogRecord
+from runtime.log.kafka_topics import TopicSpec, ensure_topic
+from runtime.log.reachability import Reachability
 
-__all__ = ["KafkaLog"]
+__all__ = ["BrokerSupport", "KafkaLog"]
 
 _log = logging.getLogger(__name__)
 
@@ -55,6 +57,18 @@ _PROBE_POLL_MS = 10
 # After a failed trim, trims are skipped this long (a broker that fails DeleteRecords every time
 # is not asked again on every snapshot).
 _TRIM_RETRY_S = 600
+
+
+@dataclass
+class BrokerSupport:
+    """What the brokers support, learned by the first KafkaLog of a node that starts and shared
+    with its other KafkaLogs (so the detection, and its log line, happens once).
+
+    Attributes:
+        idempotence: Whether an idempotent producer could start (None: not tried yet).
+    """
+
+    idempotence: bool | None = None
 
 
 @dataclass(eq=False)
@@ -73,7 +87,11 @@ class KafkaLog(Log):
         topic: The topic; created with ``partitions`` partitions if missing.
         partitions: The partition count; an existing topic with another count raises ``LogError``.
         client_id: Client id reported to the brokers.
-        replication_factor: Used only when creating the topic.
+        replication_factor: Wanted replicas of a created topic (lowered to the broker count on
+            a smaller cluster); an existing topic with fewer is reported, not changed.
+        compacted: The topic is Cairn's metadata (keyed records, ``cleanup.policy=compact``);
+            otherwise a log without retention (README "Kafka").
+        support: Shared with the node's other KafkaLogs (see ``BrokerSupport``).
         linger: How long the producer waits to batch records of concurrent appends.
         fetch_max_wait: Longest broker-side wait of a reader's fetch. Kafka answers as soon as
             data arrives; the test broker (Tansu) always waits this long, so it bounds read
@@ -94,7 +112,9 @@ class KafkaLog(Log):
         partitions: int,
         *,
         client_id: str = "cairn",
-        replication_factor: int = 1,
+        replication_factor: int = 3,
+        compacted: bool = False,
+        support: BrokerSupport | None = None,
         linger: timedelta = timedelta(milliseconds=2),
         fetch_max_wait: timedelta = timedelta(milliseconds=100),
         request_timeout: timedelta = timedelta(seconds=30),
@@ -107,6 +127,8 @@ class KafkaLog(Log):
         self._partition_count = partitions
         self._client_id = client_id
         self._replication_factor = replication_factor
+        self._compacted = compacted
+        self._support = support if support is not None else BrokerSupport()
         self._linger_ms = int(linger.total_seconds() * 1000)
         self._fetch_max_wait_ms = max(1, int(fetch_max_wait.total_seconds() * 1000))
         self._request_timeout_ms = int(request_timeout.total_seconds() * 1000)
@@ -130,11 +152,18 @@ class KafkaLog(Log):
         self._started = False
         self._closing = False
         self._closed = asyncio.Event()
+        # Probed by the node (a supervised task running ``reachability.run``): while the broker
+        # does not answer, appends fail at once and health says why.
+        self.reachability = Reachability(self._ping, f"Kafka ({topic} at {bootstrap})")
 
     @property
     def partitions(self) -> int:
         """The number of partitions."""
         return self._partition_count
+
+    @property
+    def topic(self) -> str:
+        return self._topic
 
     async def start(self) -> None:
         """Create the topic if needed (checking its partition count) and start the producer.
@@ -151,23 +180,26 @@ class KafkaLog(Log):
                 request_timeout_ms=self._request_timeout_ms,
             )
             await self._admin.start()
-            await self._ensure_topic()
-            self._producer = AIOKafkaProducer(
-                bootstrap_servers=self._bootstrap,
-                client_id=self._client_id,
-                acks="all",
-                enable_idempotence=False,
-                linger_ms=self._linger_ms,
-                request_timeout_ms=self._request_timeout_ms,
-                **({} if self._max_bytes is None else {"max_request_size": self._max_bytes}),
+            spec = TopicSpec(
+                self._topic,
+                self._partition_count,
+                compacted=self._compacted,
+                replication_factor=self._replication_factor,
+                max_message_bytes=self._max_bytes,
             )
-            await self._producer.start()
+            await ensure_topic(self._admin, spec, timeout_ms=self._request_timeout_ms)
+            self._producer = await self._start_producer()
         except KafkaError as exc:
             await self.close()
             raise LogError(f"cannot start the log on topic {self._topic}: {exc!r}") from exc
         except BaseException:
             await self.close()
             raise
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether appends go through an idempotent producer (known once started)."""
+        return bool(self._support.idempotence)
 
     async def close(self) -> None:
         """Flush pending appends, stop every client and end readers. Idempotent."""
@@ -186,23 +218,32 @@ class KafkaLog(Log):
         finally:
             self._closed.set()
 
-    async def append(self, partition: int, records: Sequence[bytes]) -> int:
+    async def append(
+        self, partition: int, records: Sequence[bytes], keys: Sequence[bytes] | None = None
+    ) -> int:
         """Produce ``records`` contiguously and return the offset of the last one once acked.
 
-        On ``LogError`` some of the records may have been appended; callers retry and rely on
+        ``keys`` become the records' Kafka keys (a compacted topic keeps the last of each). On
+        ``LogError`` some of the records may have been appended; callers retry and rely on
         dedup. If the caller is cancelled the records may still be appended.
         """
         self._check_partition(partition)
         if not records:
             raise ValueError("append needs at least one record")
+        if keys is not None and len(keys) != len(records):
+            raise ValueError(f"{len(keys)} keys for {len(records)} records")
         self._check_usable()
+        self.reachability.check()
         futures: list[asyncio.Future[Any]] = []
         error: BaseException | None = None
         async with self._send_locks[partition]:
-            for record in records:
+            for index, record in enumerate(records):
+                key = None if keys is None else bytes(keys[index])
                 try:
                     futures.append(
-                        await self._producer.send(self._topic, bytes(record), partition=partition)
+                        await self._producer.send(
+                            self._topic, bytes(record), key=key, partition=partition
+                        )
                     )
                 except KafkaError as exc:
                     error = exc
@@ -321,6 +362,11 @@ class KafkaLog(Log):
 
     # --- internals ----------------------------------------------------------------------------
 
+    async def _ping(self) -> None:
+        """One round trip to a broker (Metadata of this topic): the reachability probe."""
+        self._check_usable()
+        await self._admin.describe_topics([self._topic])
+
     def _check_partition(self, partition: int) -> None:
         if not 0 <= partition < self._partition_count:
             raise ValueError(f"partition {partition} not in [0, {self._partition_count})")
@@ -331,29 +377,54 @@ class KafkaLog(Log):
         if not self._started:
             raise LogError("the log is not started")
 
-    async def _ensure_topic(self) -> None:
-        """Create the topic; if it exists, check its partition count.
+    async def _start_producer(self) -> Any:
+        """A started producer with ``acks=all``: idempotent if the brokers support it.
 
-        Create first, describe second: the test broker auto-creates a topic (with its default
-        partition count) when asked for the metadata of one that does not exist.
+        The first KafkaLog of a node tries an idempotent producer (InitProducerId at start); a
+        broker that refuses it (the Tansu test broker) gets a plain producer and one log line.
+        Records are deduplicated above this seam either way (DESIGN §5).
         """
-        configs = {} if self._max_bytes is None else {"max.message.bytes": str(self._max_bytes)}
-        topic = NewTopic(
-            self._topic, self._partition_count, self._replication_factor, topic_configs=configs
-        )
-        response = await self._admin.create_topics([topic], timeout_ms=self._request_timeout_ms)
-        for name, code, *rest in response.topic_errors:
-            error = for_code(code)
-            if name != self._topic or error is NoError:
-                continue
-            if error is not TopicAlreadyExistsError:
-                raise LogError(f"cannot create topic {name}: {error.__name__} {rest}")
-            described = await self._admin.describe_topics([self._topic])
-            count = len(described[0]["partitions"]) if described else 0
-            if count != self._partition_count:
-                raise LogError(
-                    f"topic {self._topic} has {count} partitions, not {self._partition_count}"
+        if self._support.idempotence is not False:
+            producer = self._new_producer(idempotent=True)
+            sender_log = logging.getLogger("aiokafka.producer.sender")
+            sender_log.addFilter(_quiet_probe)
+            try:
+                await asyncio.wait_for(producer.start(), self._request_timeout_ms / 1000)
+            except KafkaConnectionError:
+                await _quietly(producer.stop())
+                raise  # the broker is unreachable: that is not an answer about idempotence
+            except TimeoutError:
+                await _quietly(producer.stop())
+                raise LogError(f"no answer to InitProducerId for {self._topic}") from None
+            except KafkaError as exc:
+                await _quietly(producer.stop())
+                _log.warning(
+                    "the Kafka brokers refused an idempotent producer (%s): idempotence off, "
+                    "records sent twice on retries are deduplicated by Cairn",
+                    type(exc).__name__,
                 )
+                self._support.idempotence = False
+            else:
+                if self._support.idempotence is None:
+                    _log.info("Kafka producer idempotence on (the brokers support it)")
+                self._support.idempotence = True
+                return producer
+            finally:
+                sender_log.removeFilter(_quiet_probe)
+        producer = self._new_producer(idempotent=False)
+        await producer.start()
+        return producer
+
+    def _new_producer(self, *, idempotent: bool) -> Any:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            client_id=self._client_id,
+            acks="all",
+            enable_idempotence=idempotent,
+            linger_ms=self._linger_ms,
+            request_timeout_ms=self._request_timeout_ms,
+            **({} if self._max_bytes is None else {"max_request_size": self._max_bytes}),
+        )
 
     def _new_consumer(self, **overrides: Any) -> Any:
         options: dict[str, Any] = {
@@ -454,6 +525,12 @@ class KafkaLog(Log):
                 raise LogError("the log is closed")
             self._probe = probe
         return self._probe
+
+
+def _quiet_probe(record: logging.LogRecord) -> bool:
+    """While a node probes idempotence, aiokafka's own ERROR line for a refused InitProducerId
+    is dropped: the answer gets one line of Cairn's, not two (a filter only for that start)."""
+    return record.levelno < logging.ERROR
 
 
 def _to_batch(records: list[Any], next_lsn: int, tp: TopicPartition) -> list[LogRecord]:

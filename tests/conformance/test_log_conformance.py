@@ -105,6 +105,17 @@ async def test_append_returns_last_lsn_and_lsns_are_contiguous_from_zero(log: Lo
     assert payloads(await collect(log, 1, 0, 2)) == [b"x", b"y"]
 
 
+async def test_keyed_appends_read_back_like_unkeyed_ones(log: Log) -> None:
+    """Keys (the metadata's, for a compacting log) never change what is read back; one key per
+    record, else ValueError and nothing appended."""
+    assert await log.append(0, [b"a", b"b"], [b"k1", b"k2"]) == 1
+    assert await log.append(0, [b"c"]) == 2
+    with pytest.raises(ValueError):
+        await log.append(0, [b"d", b"e"], [b"k1"])
+    assert await log.append(0, [b"f"], [b"k1"]) == 3
+    assert payloads(await collect(log, 0, 0, 4)) == [b"a", b"b", b"c", b"f"]
+
+
 async def test_empty_append_and_bad_partition_are_rejected(log: Log) -> None:
     with pytest.raises(ValueError):
         await log.append(0, [])

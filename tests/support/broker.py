@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BrokerUnavailable", "TansuBroker", "tansu_binary", "unique_topic"]
+__all__ = ["BrokerUnavailable", "TansuBroker", "s3_storage_env", "tansu_binary", "unique_topic"]
 
 _READY_TIMEOUT_S = 20.0
 _STOP_TIMEOUT_S = 10.0
@@ -46,6 +46,17 @@ def tansu_binary() -> Path:
     return binary
 
 
+def s3_storage_env(endpoint: str) -> dict[str, str]:
+    """What tansu needs to keep its data on the S3 server at ``endpoint`` (moto in tests)."""
+    return {
+        "AWS_ENDPOINT": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    }
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -66,18 +77,27 @@ class TansuBroker:
         return f"127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, log_dir: Path, port: int | None = None) -> TansuBroker:
+    def start(
+        cls,
+        log_dir: Path,
+        port: int | None = None,
+        *,
+        storage: str = "memory://tansu/",
+        env: dict[str, str] | None = None,
+    ) -> TansuBroker:
         """Start a broker on ``port`` (default: a free one) and wait until it answers a
         Metadata request.
 
         The broker's output goes to ``log_dir/tansu.log`` (it prints panics there even with
-        ``--silent``, e.g. for DeleteRecords, which it does not implement).
+        ``--silent``, e.g. for DeleteRecords, which it does not implement). ``storage``
+        ``s3://BUCKET/`` (with ``env`` pointing at an S3 server, see ``s3_storage_env``) keeps
+        the data across a restart of the broker on the same port.
         """
         binary = tansu_binary()
         port = port or _free_port()
         url = f"tcp://127.0.0.1:{port}"
         log_path = log_dir / "tansu.log"
-        with open(log_path, "wb") as log:
+        with open(log_path, "ab") as log:
             process = subprocess.Popen(
                 [
                     str(binary),
@@ -87,9 +107,10 @@ class TansuBroker:
                     "--advertised-listener-url",
                     url,
                     "--storage-engine",
-                    "memory://tansu/",
+                    storage,
                     "--silent",
                 ],
+                env={**os.environ, **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -9,6 +10,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -158,4 +161,35 @@ def test_bad_node_to_node_settings(tmp_path: Path) -> None:
     _fails_clearly(
         _server(tmp_path, *with_secret, "--internal-bind", "0.0.0.0:0"),
         "set --advertised-address",
+    )
+
+
+def test_bad_kafka_settings_flags(tmp_path: Path) -> None:
+    _fails_clearly(
+        _server(tmp_path, *_binds(), "--kafka-replication-factor", "0"),
+        "--kafka-replication-factor must be at least 1",
+    )
+    flags = ["--applied-positions-interval-ms", "1000", "--cluster-node-expiry-ms", "2000"]
+    _fails_clearly(
+        _server(tmp_path, *_binds(), *flags),
+        "cluster_node_expiry_ms must exceed twice applied_positions_interval_ms",
+    )
+
+
+async def test_an_existing_log_topic_with_another_partition_count(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """The log topic exists with 2 partitions; ``--partitions 3`` stops the start, saying so."""
+    prefix = f"clicount{time.time_ns()}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(f"{prefix}.log", 2, 1)])
+    finally:
+        await admin.close()
+    kafka = ["--log", "kafka", "--kafka-bootstrap", kafka_bootstrap, "--kafka-topic-prefix", prefix]
+    await asyncio.to_thread(
+        _fails_clearly,
+        _server(tmp_path, *_binds(), *kafka, "--partitions", "3"),
+        f"topic {prefix}.log has 2 partitions, not 3 (--partitions must match",
     )

@@ -138,3 +138,20 @@ async def test_a_task_that_does_not_affect_health_is_listed_but_leaves_it_200() 
     assert problem["message"] == "metadata-follower restarting after ConnectionError: broker down"
     assert [t["name"] for t in problem["tasks"]] == ["metadata-follower", "subscription-sub_1"]
     await supervisor.shutdown()
+
+
+async def test_an_unreachable_log_makes_health_503_naming_it_and_green_again() -> None:
+    problems: list[str] = []
+    health = NodeHealth(
+        Supervisor(), lambda _: True, retry_after_s=1, log_problems=lambda: problems
+    )
+    health.phase = "serving"
+    assert health.problem() is None
+    problems.append("the log is unreachable: Kafka (c.log at k:9092) has not answered for 6 s")
+    problem = health.problem()
+    assert problem is not None and problem["code"] == 503
+    assert problem["message"] == problems[0]
+    response = health_response(health, source="ingress")
+    assert response.status == 503 and response.headers["Retry-After"] == "1"
+    problems.clear()
+    assert health.problem() is None
