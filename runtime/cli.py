@@ -17,9 +17,11 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from runtime.admin_client import add_admin_flags, admin_request, admin_request_status
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
@@ -31,6 +33,7 @@ from runtime.security.flags import add_security_flags, security_options
 from runtime.security.identity import generate_key_pair
 from runtime.snapshots.repository import open_repository
 from runtime.subscriptions.spec import parse_cluster, parse_cluster_property, parse_clusters
+from runtime.workers import prepare_workers, run_workers
 
 # Integer limits of the node (DESIGN §11): flag ``--max-concurrent-requests``, environment
 # variable ``CAIRN_MAX_CONCURRENT_REQUESTS``, default from ``NodeConfig``.
@@ -363,6 +366,13 @@ def _parser() -> argparse.ArgumentParser:
 
     server = commands.add_parser("server", help="run a Cairn node")
     _add_node_flags(server, data_dir="cairn-data")
+    server.add_argument(
+        "--workers",
+        type=int,
+        default=_env_or_default("workers"),
+        help="node processes on this machine, one cluster sharing the ports (≈ cores; "
+        "--log kafka); each is <node-name>-<i> on <data-dir>/worker-<i> (default %(default)s)",
+    )
 
     dev = commands.add_parser(
         "dev", help="run an embedded node, serve module:app and register it, in one process"
@@ -508,7 +518,7 @@ async def _start_unless_stopped(node: Node, stop: asyncio.Event) -> bool:
     return True
 
 
-async def _run_until_signalled(node: Node) -> None:
+async def _run_until_signalled(node: Node, on_ready: Callable[[], None] | None = None) -> None:
     stop = _install_stop_signals(node)
     try:
         if not await _start_unless_stopped(node, stop):
@@ -518,9 +528,36 @@ async def _run_until_signalled(node: Node) -> None:
             f"admin {_scheme(node.config)}://{node.config.admin_bind})",
             flush=True,
         )
+        if on_ready is not None:
+            on_ready()
         await stop.wait()
     finally:
         await _stop_bounded(node)
+
+
+def serve_node(config: NodeConfig, *, on_ready: Callable[[], None] | None = None) -> None:
+    """Run one node until SIGTERM/SIGINT: ``cairn server``, and each worker of ``--workers``."""
+    try:
+        asyncio.run(_run_until_signalled(Node(config), on_ready))
+    except SecuritySetupError as exc:
+        raise SystemExit(f"cairn: {exc}") from exc
+    except (LogError, OSError) as exc:
+        # Startup failures (broker unreachable, port taken, data dir locked by another node)
+        # are the operator's to fix: say what failed, without a traceback.
+        raise SystemExit(f"cairn: the node stopped: {exc}") from exc
+
+
+def _server(args: argparse.Namespace) -> None:
+    config = _config(args)
+    if args.workers < 1:
+        raise SystemExit("cairn: --workers must be at least 1")
+    try:
+        config = prepare_workers(msgspec.structs.replace(config, workers=args.workers))
+    except ValueError as exc:
+        raise SystemExit(f"cairn: {exc}") from exc
+    if config.workers > 1:
+        sys.exit(run_workers(config, log_level=args.log_level))
+    serve_node(config)
 
 
 async def _dev(args: argparse.Namespace) -> None:
@@ -640,17 +677,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             level=args.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-        try:
-            if args.command == "server":
-                asyncio.run(_run_until_signalled(Node(_config(args))))
-            else:
+        if args.command == "server":
+            _server(args)
+        else:
+            try:
                 asyncio.run(_dev(args))
-        except SecuritySetupError as exc:
-            raise SystemExit(f"cairn: {exc}") from exc
-        except (LogError, OSError) as exc:
-            # Startup failures (broker unreachable, port taken, data dir locked by another node)
-            # are the operator's to fix: say what failed, without a traceback.
-            raise SystemExit(f"cairn: the node stopped: {exc}") from exc
+            except SecuritySetupError as exc:
+                raise SystemExit(f"cairn: {exc}") from exc
+            except (LogError, OSError) as exc:
+                raise SystemExit(f"cairn: the node stopped: {exc}") from exc
     elif args.command == "deployments" and args.action == "register":
         body = {"uri": args.uri, "force": args.force}
         result = admin_request(args, "POST", "/deployments", body)

@@ -95,6 +95,9 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # consumer group; a member that dies loses its partitions after the session timeout.
     cluster: bool = False
     cluster_session_timeout_ms: int = 10_000
+    # `cairn server --workers N` (runtime/workers.py): N cluster nodes in N processes of one
+    # machine, sharing the ingress and admin ports (SO_REUSEPORT). Each worker's config keeps N.
+    workers: int = 1
     # Node-to-node traffic of a cluster (result delivery) goes to each node's internal port,
     # never the admin API. Port 0 binds any free port; peers are told the port actually bound.
     internal_bind: str = "127.0.0.1:5122"
@@ -213,6 +216,8 @@ class NodeConfig(msgspec.Struct, frozen=True):
             raise ValueError("the ingress leader timeout and re-attach interval must be positive")
         if self.subscription_max_in_flight < 1:
             raise ValueError("subscription_max_in_flight must be at least 1")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
         if self.kafka_replication_factor < 1:
             raise ValueError("kafka_replication_factor must be at least 1")
         if self.cluster_node_expiry_ms <= 2 * self.applied_positions_interval_ms:
@@ -446,8 +451,8 @@ class Node:
         SubscriptionAdmin(
             self.registry, clusters, default_max_in_flight=config.subscription_max_in_flight
         ).install(admin.app)
-        await self._serve(ingress.app, config.ingress_bind)
-        await self._serve(admin.app, config.admin_bind)
+        await self._serve(ingress.app, config.ingress_bind, shared=True)
+        await self._serve(admin.app, config.admin_bind, shared=True)
         if config.cluster:
             await self._join()
         for partition in range(config.partitions):
@@ -546,7 +551,10 @@ class Node:
         host = f"[{self._advertised}]" if ":" in self._advertised else self._advertised
         return f"http://{host}:{port}"
 
-    async def _serve(self, app: web.Application, bind: str, *, tls: bool = True) -> asyncio.Server:
+    async def _serve(
+        self, app: web.Application, bind: str, *, tls: bool = True, shared: bool = False
+    ) -> asyncio.Server:
+        """Serve ``app`` on ``bind``; a ``shared`` port is shared by the workers of a machine."""
         host, port = split_bind(bind)
         config = self.config
         # Handlers still running when the node stops get this long to finish (the waiting
@@ -564,8 +572,14 @@ class Node:
         # close connections that do not send their headers in time.
         factory = HeaderDeadline.factory(runner.server, config.http_header_timeout_ms / 1000)
         try:
+            # Workers of one machine share the ingress and admin ports (the kernel spreads the
+            # connections over them); each has its own internal port, which identifies it.
             server = await asyncio.get_running_loop().create_server(
-                factory, host, port, ssl=self.security.server_ssl_context if tls else None
+                factory,
+                host,
+                port,
+                ssl=self.security.server_ssl_context if tls else None,
+                reuse_port=shared and config.workers > 1,
             )
         except BaseException:
             await runner.cleanup()
