@@ -95,6 +95,13 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         help="how long a silent node keeps its partitions (and its subscriptions' partitions)",
     )
     parser.add_argument(
+        "--replication",
+        type=int,
+        default=_env_or_default("replication"),
+        help="replicas per partition in a cluster (a leader and R-1 standbys; capped at the "
+        "number of nodes)",
+    )
+    parser.add_argument(
         "--kafka-cluster",
         action="append",
         default=[],
@@ -239,6 +246,7 @@ def _node_config(
         max_key_bytes=args.max_key_bytes,
         cluster=args.cluster,
         cluster_session_timeout_ms=args.cluster_session_timeout_ms,
+        replication=args.replication,
         **optional,
         **{name: getattr(args, name) for name in _LIMITS},
         snapshot_repository=args.snapshot_repository,

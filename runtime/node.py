@@ -19,8 +19,9 @@ from partition_processor import keys
 from partition_processor.actions import RespondToIngress
 from partition_processor.store_rocksdb import RocksDBStore
 from runtime.admin.http import AdminServer
+from runtime.admin.placement import ClusterAdmin
 from runtime.clock import now_ms
-from runtime.cluster import GroupOwnership, ResponseDelivery
+from runtime.cluster import GroupOwnership, PlacementAssignor, ResponseDelivery
 from runtime.health import NodeHealth
 from runtime.http_limits import HeaderDeadline, RequestLimit
 from runtime.ingress.gateway import InvocationGateway, PendingResponses
@@ -33,6 +34,8 @@ from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
 from runtime.log import KafkaLog, LocalLog, Log, LogError
 from runtime.metadata import Deployment, Registry
+from runtime.peers import PeerClient
+from runtime.placement import Placement
 from runtime.snapshots.manager import SnapshotInfo, Snapshotter
 from runtime.snapshots.repository import SnapshotRef, open_repository
 from runtime.subscriptions.admin import SubscriptionAdmin
@@ -41,6 +44,7 @@ from runtime.subscriptions.manager import SubscriptionManager
 from runtime.subscriptions.spec import KafkaCluster
 from runtime.supervisor import SupervisedTask, Supervisor
 from runtime.worker.partition import PartitionWorker
+from runtime.worker.replicas import ReplicaWorkers
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,9 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # consumer group; a member that dies loses its partitions after the session timeout.
     cluster: bool = False
     cluster_session_timeout_ms: int = 10_000
+    # Replicas per partition in a cluster: a leader and R-1 standbys apply it, no other node
+    # does (capped at the number of nodes; README "A cluster").
+    replication: int = 2
     # A stop (SIGTERM, SIGINT) answers waiting callers with 503, ends the invoker streams,
     # flushes the log and the store, and is cut short after this long.
     shutdown_timeout_ms: int = 15_000
@@ -150,6 +157,8 @@ class NodeConfig(msgspec.Struct, frozen=True):
             raise ValueError("log_record_overhead_bytes must hold the headers and keys")
         if self.shutdown_timeout_ms < 1:
             raise ValueError("shutdown_timeout_ms must be positive")
+        if self.replication < 1:
+            raise ValueError("replication must be at least 1")
         if self.subscription_max_in_flight < 1:
             raise ValueError("subscription_max_in_flight must be at least 1")
 
@@ -205,8 +214,11 @@ class Node:
         self._timeouts = StreamTimeouts(config.inactivity_timeout_ms, config.abort_timeout_ms)
         self._responses = PendingResponses()
         self.registry = Registry(self._metadata_log)
-        self._workers: list[PartitionWorker] = []
-        self.health = NodeHealth(self._supervisor, self._owns, retry_after_s=config.retry_after_s)
+        self.workers = ReplicaWorkers(self._new_worker, self._supervisor, self.node_id)
+        self._placed = asyncio.Event()  # a cluster node got its first placement
+        self.health = NodeHealth(
+            self._supervisor, self.workers.owns, retry_after_s=config.retry_after_s
+        )
         self._runners: list[web.AppRunner] = []
         self._servers: list[asyncio.Server] = []
         self._stopped = False
@@ -214,6 +226,7 @@ class Node:
             ResponseDelivery(self.registry, self._supervisor) if config.cluster else None
         )
         self._ownership: GroupOwnership | None = None
+        self._peers = PeerClient(self.registry) if config.cluster else None
         self._snapshotter: Snapshotter | None = None
         self._subscriptions: SupervisedTask | None = None
 
@@ -252,9 +265,23 @@ class Node:
     def ready(self) -> bool:
         return self.health.phase == "serving"
 
-    def _owns(self, partition: int) -> bool:
-        worker = self._workers[partition] if partition < len(self._workers) else None
-        return worker is not None and (worker.owned or worker.is_leader)
+    def _new_worker(self, partition: int, owned: bool) -> PartitionWorker:
+        assert self._store is not None
+        return PartitionWorker(
+            partition,
+            log_=self._log,
+            store=self._store,
+            node_id=self.node_id,
+            registry=self.registry,
+            channels=self._channels,
+            respond=self._respond,
+            limits=self.limits,
+            supervisor=self._supervisor,
+            slots=self._slots,
+            timeouts=self._timeouts,
+            owned=owned,
+            snapshots=self._snapshotter,
+        )
 
     async def start(self) -> None:
         config = self.config
@@ -308,7 +335,15 @@ class Node:
             gateway=gateway,
             health=self.health,
             receive_response=self._responses.respond if config.cluster else None,
-            leading=lambda: [w.partition for w in self._workers if w.is_leader],
+            cluster=ClusterAdmin(
+                node_id=self.node_id,
+                partitions=config.partitions,
+                replication=config.replication,
+                store=self._store,
+                replicas=self.workers,
+                peers=self._peers,
+                retry_after_s=config.retry_after_s,
+            ),
             node_id=self.node_id,
             limits=self.limits,
             body_timeout_s=config.http_body_timeout_ms / 1000,
@@ -324,39 +359,30 @@ class Node:
         await self._serve(admin.app, config.admin_bind)
         if config.cluster:
             await self.registry.join(self.node_id, f"http://{config.admin_bind}")
-        for partition in range(config.partitions):
-            worker = PartitionWorker(
-                partition,
-                log_=self._log,
-                store=self._store,
-                node_id=self.node_id,
-                registry=self.registry,
-                channels=self._channels,
-                respond=self._respond,
-                limits=self.limits,
-                supervisor=self._supervisor,
-                slots=self._slots,
-                timeouts=self._timeouts,
-                owned=not config.cluster,
-                snapshots=self._snapshotter,
-            )
-            self._workers.append(worker)
-            self._supervisor.spawn(f"partition-{partition}/apply", worker.run, partition=partition)
         if config.cluster:
-            # Followers of every partition, leaders of those the group assigns to this node.
-            await asyncio.gather(*(w.synced.wait() for w in self._workers))
+            # Replicas of the partitions the group's placement gives this node; leader of some.
             self._ownership = GroupOwnership(
                 config.kafka_bootstrap,
                 f"{config.kafka_topic_prefix}.log",
                 f"{config.kafka_topic_prefix}.leaders",
-                self._ownership_changed,
+                self._placement_changed,
+                PlacementAssignor(
+                    self.node_id,
+                    partitions=config.partitions,
+                    replication=config.replication,
+                    applied=lambda: self.workers.applied(config.partitions),
+                ),
                 session_timeout_ms=config.cluster_session_timeout_ms,
             )
             await self._ownership.start(self._supervisor)
+            await self._placed.wait()
+            await asyncio.gather(*(w.synced.wait() for w in self.workers.by_partition.values()))
             if self._snapshotter is not None:
                 self._supervisor.spawn("applied-positions", self._publish_positions)
         else:
-            await asyncio.gather(*(w.caught_up.wait() for w in self._workers))
+            for partition in range(config.partitions):
+                self.workers.start(partition, owned=True)
+            await asyncio.gather(*(w.caught_up.wait() for w in self.workers.by_partition.values()))
         subscriptions = SubscriptionManager(
             clusters,
             ConsumerContext(
@@ -427,22 +453,24 @@ class Node:
         self._servers.append(server)
         self._runners.append(runner)
 
-    async def _ownership_changed(self, gained: set[int], lost: set[int]) -> None:
-        for partition in sorted(lost):
-            await self._workers[partition].release()
-        for partition in sorted(gained):
-            self._workers[partition].claim()
+    async def _placement_changed(self, placement: Placement) -> None:
+        await self.workers.follow(placement)
+        self._placed.set()
 
     def _cluster_trim_bound(self, partition: int) -> int | None:
-        """Every node applies every partition: trim only below what all live nodes applied."""
+        """Trim only below what every current replica of the partition has applied (as it
+        last reported; None while one of them has not reported recently)."""
+        placement = self.workers.placement
+        if placement is None:
+            return None
         since = now_ms() - 3 * self.config.applied_positions_interval_ms
-        return self.registry.lowest_applied(partition, since)
+        return self.registry.lowest_applied(partition, since, placement.replicas[partition])
 
     async def _publish_positions(self) -> None:
         """Publish this node's applied positions when they moved (cluster with snapshots)."""
         published: list[int] = []
         while True:
-            positions = [w.processor.fsm.applied_lsn for w in self._workers]
+            positions = self.workers.applied(self.config.partitions)
             if positions != published:
                 try:
                     await self.registry.publish_positions(self.node_id, positions)
@@ -455,7 +483,7 @@ class Node:
         """Snapshot ``partition`` (or every partition this node leads) now."""
         if self._snapshotter is None:
             raise LookupError("no snapshot repository is configured (--snapshot-repository)")
-        leading = [w.partition for w in self._workers if w.is_leader]
+        leading = self.workers.leading()
         if partition is not None and partition not in leading:
             raise LookupError(f"partition {partition} is not led by this node")
         targets = [partition] if partition is not None else leading
@@ -494,6 +522,8 @@ class Node:
             await self._ownership.stop()  # leave the group: the partitions move at once
         if self._delivery is not None:
             await self._delivery.close()
+        if self._peers is not None:
+            await self._peers.close()
         for server in self._servers:
             server.close()  # no new connections; the runners close the open ones
         for runner in self._runners:

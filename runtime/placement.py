@@ -71,8 +71,9 @@ def place(
         [n for n in (before[p] if p < len(before) else []) if n in members][:r]
         for p in range(partitions)
     ]
-    previous_leader = [before[p][0] if p < len(before) and before[p] else None
-                       for p in range(partitions)]
+    previous_leader = [
+        before[p][0] if p < len(before) and before[p] else None for p in range(partitions)
+    ]
 
     def leader_counts() -> dict[str, int]:
         counts = dict.fromkeys(nodes, 0)
@@ -119,11 +120,13 @@ def place(
         high = max(nodes, key=lambda n: (counts[n], n))
         if counts[high] - counts[low] <= 1:
             break
-        movable = [p for p in range(partitions) if high in replicas[p][1:]
-                   and low not in replicas[p]]
+        movable = [
+            p for p in range(partitions) if high in replicas[p][1:] and low not in replicas[p]
+        ]
         if not movable:
-            movable = [p for p in range(partitions) if high in replicas[p]
-                       and low not in replicas[p]]
+            movable = [
+                p for p in range(partitions) if high in replicas[p] and low not in replicas[p]
+            ]
             if not movable:
                 break
         leads = leader_counts()

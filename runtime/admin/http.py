@@ -21,7 +21,8 @@ from partition_processor.ids import (
 from partition_processor.journal import Failure, JournalEntry, Success, command_name
 from partition_processor.state_machine.on_terminate import CANCEL_SIGNALLED
 from partition_processor.tables import KeyValueReader, read_journal, read_status
-from runtime.admin.listing import BadListing, Cursor, list_invocations, parse_limit
+from runtime.admin.listing import BadListing, Cursor, parse_limit, walk_invocations
+from runtime.admin.placement import ClusterAdmin, NotApplied
 from runtime.cluster import RESPONSES_PATH, decode_response
 from runtime.health import NodeHealth
 from runtime.http_errors import error_response
@@ -111,7 +112,7 @@ class AdminServer:
         gateway: InvocationGateway,
         health: NodeHealth,
         node_id: str,
-        leading: Callable[[], list[int]],
+        cluster: ClusterAdmin,
         receive_response: Callable[[RespondToIngress], None] | None,
         limits: SizePolicy,
         body_timeout_s: float,
@@ -127,7 +128,7 @@ class AdminServer:
         self._snapshots = snapshots
         self._registry = registry
         self._receive_response = receive_response
-        self._leading = leading
+        self._cluster = cluster
         self._node_id = node_id
         self._store = store
         self._partitions = partitions
@@ -138,7 +139,7 @@ class AdminServer:
         router = self.app.router
         router.add_get("/health", self._health)
         router.add_post(RESPONSES_PATH, self._response)
-        router.add_get("/cluster", self._cluster)
+        cluster.install(self.app)
         router.add_get("/metrics", self._metrics)
         router.add_post("/snapshots", self._create_snapshots)
         router.add_get("/snapshots", self._list_snapshots)
@@ -157,10 +158,6 @@ class AdminServer:
 
     async def _health(self, request: web.Request) -> web.Response:
         return health_response(self._health_of)
-
-    async def _cluster(self, request: web.Request) -> web.Response:
-        """This node and the partitions it leads now."""
-        return web.json_response({"node": self._node_id, "leading": self._leading()})
 
     async def _response(self, request: web.Request) -> web.Response:
         """Another node of the cluster delivers the result for a request this node holds."""
@@ -289,6 +286,8 @@ class AdminServer:
         if self._registry.service(service) is None:
             return error_response(404, f"service {service!r} not found")
         partition = partition_of(object_partition_key(service, key), self._partitions)
+        if (forwarded := await self._cluster.forward(request, partition)) is not None:
+            return forwarded
         prefix = keys.state_prefix(partition, service, key)
         state = {keys.state_name_of(k, prefix): _value_json(v) for k, v in self._store.scan(prefix)}
         return web.json_response({"service": service, "key": key, "state": state})
@@ -301,13 +300,19 @@ class AdminServer:
             cursor = Cursor.parse(raw_cursor, self._partitions) if raw_cursor else None
         except BadListing as exc:
             return error_response(400, str(exc))
-        rows, following = list_invocations(
-            self._store,
-            self._partitions,
-            status=request.query.get("status"),
-            limit=limit,
-            cursor=cursor,
-        )
+        try:
+            rows, following = await walk_invocations(
+                self._cluster.page,
+                self._partitions,
+                status=request.query.get("status"),
+                limit=limit,
+                cursor=cursor,
+            )
+        except NotApplied as exc:
+            # (Pages before this one stay valid: the client retries this page's cursor.)
+            return error_response(
+                503, str(exc), headers={"Retry-After": str(self._health_of.retry_after_s)}
+            )
         return web.json_response(
             {"invocations": rows, "next": str(following) if following is not None else None}
         )
@@ -368,6 +373,8 @@ class AdminServer:
             partition = partition_of(parse_partition_key(invocation_id), self._partitions)
         except InvalidInvocationId as exc:
             return error_response(400, str(exc))
+        if (forwarded := await self._cluster.forward(request, partition)) is not None:
+            return forwarded
         status = read_status(self._store, partition, invocation_id)
         if status is None:
             return error_response(404, f"invocation {invocation_id!r} not found")
