@@ -305,6 +305,8 @@ async def test_a_fourth_node_joins_from_snapshots_and_finishes_moved_work(
         status = (await d.admin("GET", f"/invocations/{sleeper}")).json()["status"]
         assert status != "completed", (p, status)
 
+    await _reads_from_any_node(cluster, run, pending["sleepers"])
+
     # Everything completes, through d's ingress (d serves every partition).
     for item in pending["workflows"]:
         key, invocation = item.split()
@@ -320,3 +322,28 @@ async def test_a_fourth_node_joins_from_snapshots_and_finishes_moved_work(
     for sleeper in pending["sleepers"]:
         result = await d.attach(sleeper)
         assert (result.status, result.json()) == (200, "rested")
+
+
+async def _reads_from_any_node(cluster: Cluster, run: str, invocations: list[str]) -> None:
+    """Each node applies half the partitions; admin reads of the others go to a replica."""
+    listings = []
+    for client in cluster.clients.values():
+        for key in range(24):
+            response = await client.admin("GET", f"/services/Counter/state/{run}-{key}")
+            assert response.status == 200, response.body
+            assert response.json()["state"] == {"count": 25}, (key, response.json())
+        for invocation in invocations:
+            response = await client.admin("GET", f"/invocations/{invocation}")
+            assert (response.status, response.json()["id"]) == (200, invocation), response.body
+        ids: list[str] = []
+        cursor = None
+        while True:
+            query = f"?limit=500&cursor={cursor}" if cursor else "?limit=500"
+            response = await client.admin("GET", f"/invocations{query}")
+            assert response.status == 200, response.body
+            ids += [row["id"] for row in response.json()["invocations"]]
+            if (cursor := response.json()["next"]) is None:
+                break
+        listings.append(sorted(ids))
+    assert set(invocations) <= set(listings[0])
+    assert all(listing == listings[0] for listing in listings)  # every partition, every node
