@@ -20,8 +20,7 @@ from partition_processor.actions import RespondToIngress
 from partition_processor.store_rocksdb import RocksDBStore
 from runtime.admin.http import AdminServer
 from runtime.admin.placement import ClusterAdmin
-from runtime.clock import now_ms
-from runtime.cluster import GroupOwnership, PlacementAssignor, ResponseDelivery
+from runtime.cluster import ResponseDelivery
 from runtime.health import NodeHealth
 from runtime.http_limits import HeaderDeadline, RequestLimit
 from runtime.ingress.gateway import InvocationGateway, PendingResponses
@@ -32,10 +31,10 @@ from runtime.invoker.channels import ChannelPool
 from runtime.invoker.discovery import discover
 from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
-from runtime.log import KafkaLog, LocalLog, Log, LogError
+from runtime.log import KafkaLog, LocalLog, Log
+from runtime.membership import Membership
 from runtime.metadata import Deployment, Registry
 from runtime.peers import PeerClient
-from runtime.placement import Placement
 from runtime.snapshots.manager import SnapshotInfo, Snapshotter
 from runtime.snapshots.repository import SnapshotRef, open_repository
 from runtime.subscriptions.admin import SubscriptionAdmin
@@ -215,7 +214,6 @@ class Node:
         self._responses = PendingResponses()
         self.registry = Registry(self._metadata_log)
         self.workers = ReplicaWorkers(self._new_worker, self._supervisor, self.node_id)
-        self._placed = asyncio.Event()  # a cluster node got its first placement
         self.health = NodeHealth(
             self._supervisor, self.workers.owns, retry_after_s=config.retry_after_s
         )
@@ -225,7 +223,7 @@ class Node:
         self._delivery = (
             ResponseDelivery(self.registry, self._supervisor) if config.cluster else None
         )
-        self._ownership: GroupOwnership | None = None
+        self._membership: Membership | None = None  # (made in start: it needs the loop)
         self._peers = PeerClient(self.registry) if config.cluster else None
         self._snapshotter: Snapshotter | None = None
         self._subscriptions: SupervisedTask | None = None
@@ -289,6 +287,21 @@ class Node:
         await self._log.start()
         await self._metadata_log.start()
         self._store = RocksDBStore(config.data_dir / "store")
+        self._membership = (
+            Membership(
+                node_id=self.node_id,
+                bootstrap=config.kafka_bootstrap,
+                topic_prefix=config.kafka_topic_prefix,
+                partitions=config.partitions,
+                replication=config.replication,
+                session_timeout_ms=config.cluster_session_timeout_ms,
+                positions_interval_ms=config.applied_positions_interval_ms,
+                registry=self.registry,
+                workers=self.workers,
+            )
+            if config.cluster
+            else None
+        )
         await self.registry.start(self._supervisor)
         if config.snapshot_repository:
             self._snapshotter = Snapshotter(
@@ -300,7 +313,7 @@ class Node:
                 partitions=config.partitions,
                 node_id=self.node_id,
                 interval_records=config.snapshot_interval_records,
-                trim_bound=self._cluster_trim_bound if config.cluster else None,
+                trim_bound=self._membership.trim_bound if self._membership else None,
             )
         gateway = InvocationGateway(
             self._log,
@@ -359,26 +372,11 @@ class Node:
         await self._serve(admin.app, config.admin_bind)
         if config.cluster:
             await self.registry.join(self.node_id, f"http://{config.admin_bind}")
-        if config.cluster:
+        if self._membership is not None:
             # Replicas of the partitions the group's placement gives this node; leader of some.
-            self._ownership = GroupOwnership(
-                config.kafka_bootstrap,
-                f"{config.kafka_topic_prefix}.log",
-                f"{config.kafka_topic_prefix}.leaders",
-                self._placement_changed,
-                PlacementAssignor(
-                    self.node_id,
-                    partitions=config.partitions,
-                    replication=config.replication,
-                    applied=lambda: self.workers.applied(config.partitions),
-                ),
-                session_timeout_ms=config.cluster_session_timeout_ms,
+            await self._membership.join(
+                self._supervisor, publish_positions=self._snapshotter is not None
             )
-            await self._ownership.start(self._supervisor)
-            await self._placed.wait()
-            await asyncio.gather(*(w.synced.wait() for w in self.workers.by_partition.values()))
-            if self._snapshotter is not None:
-                self._supervisor.spawn("applied-positions", self._publish_positions)
         else:
             for partition in range(config.partitions):
                 self.workers.start(partition, owned=True)
@@ -453,32 +451,6 @@ class Node:
         self._servers.append(server)
         self._runners.append(runner)
 
-    async def _placement_changed(self, placement: Placement) -> None:
-        await self.workers.follow(placement)
-        self._placed.set()
-
-    def _cluster_trim_bound(self, partition: int) -> int | None:
-        """Trim only below what every current replica of the partition has applied (as it
-        last reported; None while one of them has not reported recently)."""
-        placement = self.workers.placement
-        if placement is None:
-            return None
-        since = now_ms() - 3 * self.config.applied_positions_interval_ms
-        return self.registry.lowest_applied(partition, since, placement.replicas[partition])
-
-    async def _publish_positions(self) -> None:
-        """Publish this node's applied positions when they moved (cluster with snapshots)."""
-        published: list[int] = []
-        while True:
-            positions = self.workers.applied(self.config.partitions)
-            if positions != published:
-                try:
-                    await self.registry.publish_positions(self.node_id, positions)
-                    published = positions
-                except LogError as exc:
-                    log.warning("cannot publish applied positions: %s", exc)
-            await asyncio.sleep(self.config.applied_positions_interval_ms / 1000)
-
     async def create_snapshots(self, partition: int | None) -> list[SnapshotInfo]:
         """Snapshot ``partition`` (or every partition this node leads) now."""
         if self._snapshotter is None:
@@ -518,8 +490,8 @@ class Node:
             # the consumers leave their groups, so their partitions move at once.
             await self._subscriptions.stop()
         self._responses.shut_down()
-        if self._ownership is not None:
-            await self._ownership.stop()  # leave the group: the partitions move at once
+        if self._membership is not None:
+            await self._membership.leave()  # the partitions move at once
         if self._delivery is not None:
             await self._delivery.close()
         if self._peers is not None:
