@@ -207,6 +207,8 @@ def _config(args: argparse.Namespace) -> NodeConfig:
             split_bind(bind)
         except ValueError as exc:
             raise SystemExit(f"cairn: {flag}: {exc}") from exc
+    if args.replication < 1:
+        raise SystemExit("cairn: --replication must be at least 1 (a leader; R-1 standbys)")
     if args.cluster and args.log != "kafka":
         raise SystemExit("cairn: --cluster needs --log kafka (the nodes share its topics)")
     clusters, properties = _kafka_clusters(args)
