@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 
+from runtime.cluster import PlacementAssignor
 from runtime.placement import CAUGHT_UP_SLACK, Placement, place
 
 P = 12
@@ -108,3 +110,24 @@ def test_unchanged_members_keep_the_placement() -> None:
 def test_no_members_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least one member"):
         place({}, None, partitions=P, replication=2)
+
+
+def test_the_group_assignor_hands_the_whole_placement_to_every_member() -> None:
+    """``PlacementAssignor`` as aiokafka drives it: metadata out, assign on the group's leader
+    (one member sends bytes that are not ours), the placement back from each assignment."""
+    topic = "cairn.log"
+    a = PlacementAssignor("a", partitions=P, replication=2, applied=lambda: [7] * P)
+    b = PlacementAssignor("b", partitions=P, replication=2, applied=lambda: [-1] * P)
+    a.placement = formed("a")  # a saw the previous round: the new one starts from it
+    metadata = {"m-a": a.metadata([topic]), "m-b": b.metadata([topic])}
+    metadata["m-x"] = ConsumerProtocolMemberMetadata(1, [topic], b"not ours")
+    assignments = b.assign(None, metadata)  # type: ignore[arg-type]
+    for assignor, member in ((a, "m-a"), (b, "m-b")):
+        assignor.on_assignment(assignments[member])
+    assert a.placement == b.placement
+    placement = a.placement
+    assert placement is not None and placement.generation == 2
+    assert {n for nodes in placement.replicas for n in nodes} == {"a", "b", "m-x"}
+    for member, node in (("m-a", "a"), ("m-b", "b"), ("m-x", "m-x")):
+        [(assigned_topic, partitions)] = assignments[member].assignment
+        assert assigned_topic == topic and set(partitions) == placement.led_by(node)
