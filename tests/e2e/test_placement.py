@@ -37,7 +37,7 @@ class Cluster:
     nodes: dict[str, Node] = field(default_factory=dict)
     clients: dict[str, Client] = field(default_factory=dict)
 
-    def start(self, name: str) -> Client:
+    async def start(self, name: str) -> Client:
         flags = [
             "--cluster",
             "--cluster-session-timeout-ms",
@@ -60,7 +60,7 @@ class Cluster:
             topic_prefix=self.prefix,
         )
         self.nodes[name] = node
-        node.start()
+        await asyncio.to_thread(node.start)
         client = self.clients[name] = Client(node)
         return client
 
@@ -77,10 +77,9 @@ async def cluster(tmp_path: Path, kafka_bootstrap: str) -> AsyncIterator[Cluster
     started = Cluster(tmp_path, kafka_bootstrap, unique_topic("placement"), Endpoint(APP, tmp_path))
     started.endpoint.start()
     try:
-        first = started.start("a")
-        await first.register(started.endpoint)
-        for name in ("b", "c"):
-            started.start(name)
+        # Together: the group places them in one or two rounds rather than one per node.
+        clients = await asyncio.gather(*(started.start(name) for name in ("a", "b", "c")))
+        await clients[0].register(started.endpoint)
         await _settled(started, ["a", "b", "c"])
         yield started
     finally:
@@ -288,7 +287,7 @@ async def test_a_fourth_node_joins_from_snapshots_and_finishes_moved_work(
         response = await client.admin("POST", "/snapshots", {})
         assert response.status == 201, response.body
 
-    d = cluster.start("d")  # an empty data dir
+    d = await cluster.start("d")  # an empty data dir
     view = await _settled(cluster, ["a", "b", "c", "d"])
     d_id = (await _view(d))["node"]
     mine = [p for p in view["partitions"] if d_id in [p["leader"], *p["standbys"]]]
