@@ -139,8 +139,10 @@ class ClusterAdmin:
             limit = parse_limit(query.get("limit"))
         except (ValueError, BadListing) as exc:
             return error_response(400, f"bad partition listing query: {exc}")
-        if not 0 <= partition < self._partitions or budget < 1:
+        if not 0 <= partition < self._partitions:
             return error_response(400, f"partition must be in [0, {self._partitions})")
+        if budget < 1:
+            return error_response(400, "budget must be at least 1")
         if self._peers is not None and not self._replicas.applies(partition):
             return self._unavailable(partition, "the placement is changing")
         page = list_partition(
