@@ -3,10 +3,11 @@ cluster's placement changes (DESIGN §8; ``runtime.placement``).
 
 A placement is followed by its difference from the last one, never by starting over: a partition
 whose leader stays keeps its worker, its epoch and its running attempts. Newly led -> claim (a
-higher epoch is announced once caught up); no longer led -> release (keep applying as a
-standby); a new replica -> a worker (which restores from a snapshot when its local store is
-absent or below the log's start, then replays the suffix); no longer a replica -> its worker
-stops (its rows stay in the store; a later worker continues from them, or restores).
+higher epoch is announced once caught up); no longer led -> hand over (keep leading until the
+new leader's announcement is applied, then apply as a standby); a new replica -> a worker
+(which restores from a snapshot when its local store is absent or below the log's start, then
+replays the suffix); no longer a replica -> its worker stops (its rows stay in the store; a
+later worker continues from them, or restores).
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ class ReplicaWorkers:
             await self.stop(partition)
         for partition, worker in sorted(self.by_partition.items()):
             if partition not in led and worker.owned:
-                await worker.release()
+                # Stays a standby: it leads on until the new leader, once caught up, announces
+                # (no unled gap while a joiner restores and replays).
+                worker.hand_over()
             elif partition in led and not worker.owned:
                 worker.claim()
         started = [
