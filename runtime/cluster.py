@@ -122,9 +122,10 @@ class PlacementAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
 class GroupOwnership:
     """Membership in the consumer group ``group`` over ``topic``; reports each new placement.
 
-    The group's eager protocol revokes every partition before each rebalance: that is ignored
-    (leadership is not released on revoke), and each new placement is compared with the last
-    one by the node, so a partition whose leader stays keeps its epoch and its attempts.
+    The group's eager protocol revokes every partition before each rebalance: leadership is not
+    released then, only handed over (``on_revoked``: lead on, but do not claim back if deposed,
+    as a member that fell out of the group would), and each new placement is compared with the
+    last one by the node, so a partition whose leader stays keeps its epoch and its attempts.
     """
 
     def __init__(
@@ -135,10 +136,12 @@ class GroupOwnership:
         on_change: PlacementChange,
         assignor: PlacementAssignor,
         *,
+        on_revoked: Callable[[], None] = lambda: None,
         session_timeout_ms: int = 10_000,
     ) -> None:
         self._topic = topic
         self._on_change = on_change
+        self._on_revoked = on_revoked
         self.assignor = assignor
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -183,7 +186,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._ownership = ownership
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        pass  # kept until the next placement says otherwise (sticky; the log fences)
+        self._ownership._on_revoked()  # led on until the next placement (sticky; the log fences)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._ownership._assigned({tp.partition for tp in assigned})

@@ -49,6 +49,7 @@ class Membership:
                 replication=replication,
                 applied=lambda: workers.applied(partitions),
             ),
+            on_revoked=workers.hand_over_all,
             session_timeout_ms=session_timeout_ms,
         )
 

@@ -78,6 +78,14 @@ class ReplicaWorkers:
         )
         return started
 
+    def hand_over_all(self) -> None:
+        """A rebalance began: lead on, but claim nothing back until the next placement says
+        which partitions are still this node's (it claims them again then: a partition it still
+        leads keeps its epoch)."""
+        for worker in self.by_partition.values():
+            if worker.owned:
+                worker.hand_over()
+
     def applies(self, partition: int) -> bool:
         return partition in self.by_partition
 

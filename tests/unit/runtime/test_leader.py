@@ -181,3 +181,18 @@ def test_a_handed_over_partition_is_led_until_the_next_announcement_and_not_clai
     shell.append(shell.ingress(AnnounceLeader(term.epoch + 1, "other/1")))
     assert shell.apply() == [StepDown()]  # deposed: it follows, with no claim back
     assert shell.leader.term is None
+
+
+def test_claiming_a_handed_over_partition_it_still_leads_keeps_the_epoch() -> None:
+    """A rebalance hands every partition over, the next placement claims them again: one this
+    node still leads goes on at the same epoch (no announcement), its attempts untouched."""
+    shell = Shell()
+    shell.lead()
+    term = shell.leader.term
+    assert shell.leader.hand_over() == []
+    assert shell.leader.claim() == []
+    assert shell.leader.owned and shell.leader.term == term
+    # Deposed later, it is an owner again: it claims back.
+    assert term is not None
+    shell.append(shell.ingress(AnnounceLeader(term.epoch + 1, "other/1")))
+    assert shell.apply() == [StepDown(), ReadTail()]
