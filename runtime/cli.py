@@ -139,6 +139,13 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         "--cluster; at least 16 bytes)",
     )
     parser.add_argument(
+        "--replication",
+        type=int,
+        default=_env_or_default("replication"),
+        help="replicas per partition in a cluster (a leader and R-1 standbys; capped at the "
+        "number of nodes)",
+    )
+    parser.add_argument(
         "--kafka-cluster",
         action="append",
         default=[],
@@ -260,6 +267,8 @@ def _config(args: argparse.Namespace) -> NodeConfig:
             split_bind(bind)
         except ValueError as exc:
             raise SystemExit(f"cairn: {flag}: {exc}") from exc
+    if args.replication < 1:
+        raise SystemExit("cairn: --replication must be at least 1 (a leader; R-1 standbys)")
     if args.cluster and args.log != "kafka":
         raise SystemExit("cairn: --cluster needs --log kafka (the nodes share its topics)")
     if args.cluster:
@@ -328,6 +337,7 @@ def _node_config(
         cluster_secret_file=args.cluster_secret_file,
         cluster_node_expiry_ms=args.cluster_node_expiry_ms,
         applied_positions_interval_ms=args.applied_positions_interval_ms,
+        replication=args.replication,
         **optional,
         **{name: getattr(args, name) for name in _LIMITS},
         snapshot_repository=args.snapshot_repository,

@@ -1,32 +1,41 @@
-"""Cluster membership (DESIGN §8): which partitions this node leads, and delivering ingress
+"""Cluster membership (DESIGN §8): where each partition is placed, and delivering ingress
 responses to the node that holds the waiting request (over the internal port).
 
-Every node applies every partition (as a follower), so any node can answer reads and take over
-a partition at once. Which node *leads* a partition comes from a Kafka consumer group over the
-log topic: the group's assignment is the ownership, and a member that dies loses its partitions
-after the session timeout. The log still arbitrates: a new owner announces a higher epoch, and
-records of the old one (a zombie that has not noticed yet) are dropped on apply.
+The nodes are the members of a Kafka consumer group over the log topic. Its leader computes the
+placement (``runtime.placement``: partition -> leader and standbys) with a custom, sticky
+assignor, and hands the WHOLE placement to every member in the assignment's user data; the Kafka
+partitions a member is assigned are the ones it leads. A member that dies leaves the group after
+the session timeout and its partitions are re-placed. The log still arbitrates leadership: a new
+leader announces a higher epoch, and records of the old one (a zombie that has not noticed yet)
+are dropped on apply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.protocol import (
+    ConsumerProtocolMemberAssignment,
+    ConsumerProtocolMemberMetadata,
+)
 from aiokafka.errors import KafkaError
 
 from partition_processor.actions import RespondToIngress
 from runtime.crashpoints import crash_point
 from runtime.internal import InternalClient, InternalHandler, PeerError, RejectedRequest
 from runtime.log import LogError
+from runtime.placement import Placement, place
 from runtime.supervisor import SupervisedTask, Supervisor
 
 log = logging.getLogger(__name__)
 
-OwnershipChange = Callable[[set[int], set[int]], Awaitable[None]]
+PlacementChange = Callable[[Placement], Awaitable[None]]
 
 RESPONSES_PATH = "/internal/responses"
 # A delivery is tried this many times, waiting 100 ms, 200 ms, ... (at most 2 s) in between:
@@ -37,20 +46,107 @@ _DELIVERY_BACKOFF_S = 0.1
 _DELIVERY_BACKOFF_MAX_S = 2.0
 
 
+class MemberInfo(msgspec.Struct, frozen=True):
+    """What a member tells the group's leader when it joins (the JoinGroup user data)."""
+
+    node_id: str
+    # Applied position per partition (-1: no worker for it here): failover prefers caught-up.
+    applied: list[int]
+    # The newest placement it saw: a group leader that just joined learns the current one.
+    placement: Placement | None = None
+
+
+_member_encoder = msgspec.msgpack.Encoder()
+_member_decoder = msgspec.msgpack.Decoder(MemberInfo)
+_placement_decoder = msgspec.msgpack.Decoder(Placement)
+
+
+class PlacementAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
+    """aiokafka's assignment strategy ``cairn-placement-v1``: the sticky replica placement.
+
+    aiokafka calls ``metadata`` at each join, ``assign`` on the group's leader, and
+    ``on_assignment`` on every member before its rebalance listener runs.
+    """
+
+    name = "cairn-placement-v1"
+    version = 1
+
+    def __init__(
+        self, node_id: str, *, partitions: int, replication: int, applied: Callable[[], list[int]]
+    ) -> None:
+        self._node_id = node_id
+        self._partitions = partitions
+        self._replication = replication
+        self._applied = applied
+        self.placement: Placement | None = None
+
+    def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
+        info = MemberInfo(self._node_id, self._applied(), self.placement)
+        return ConsumerProtocolMemberMetadata(
+            self.version, sorted(topics), _member_encoder.encode(info)
+        )
+
+    def assign(
+        self, cluster: ClusterMetadata, members: Mapping[str, ConsumerProtocolMemberMetadata]
+    ) -> dict[str, ConsumerProtocolMemberAssignment]:
+        infos: dict[str, MemberInfo] = {}
+        for member_id, metadata in members.items():
+            try:
+                infos[member_id] = _member_decoder.decode(metadata.user_data)
+            except msgspec.DecodeError:
+                # Not one of ours (or a future format): placed as a node with no state.
+                log.warning("cluster: member %s sent unreadable metadata", member_id)
+                infos[member_id] = MemberInfo(member_id, [])
+        seen = [i.placement for i in infos.values() if i.placement is not None]
+        previous = max(seen, key=lambda p: p.generation, default=None)
+        placement = place(
+            {info.node_id: info.applied for info in infos.values()},
+            previous,
+            partitions=self._partitions,
+            replication=self._replication,
+        )
+        topics = sorted({t for m in members.values() for t in m.subscription})
+        user_data = _member_encoder.encode(placement)
+        return {
+            member_id: ConsumerProtocolMemberAssignment(
+                self.version,
+                [(topic, sorted(placement.led_by(info.node_id))) for topic in topics],
+                user_data,
+            )
+            for member_id, info in infos.items()
+        }
+
+    def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:
+        try:
+            self.placement = _placement_decoder.decode(assignment.user_data)
+        except msgspec.DecodeError:
+            log.error("cluster: unreadable placement in the group's assignment; ignored")
+
+
 class GroupOwnership:
-    """Membership in the consumer group ``group`` over ``topic``; reports (gained, lost)."""
+    """Membership in the consumer group ``group`` over ``topic``; reports each new placement.
+
+    The group's eager protocol revokes every partition before each rebalance: leadership is not
+    released then, only handed over (``on_revoked``: lead on, but do not claim back if deposed,
+    as a member that fell out of the group would), and each new placement is compared with the
+    last one by the node, so a partition whose leader stays keeps its epoch and its attempts.
+    """
 
     def __init__(
         self,
         bootstrap: str,
         topic: str,
         group: str,
-        on_change: OwnershipChange,
+        on_change: PlacementChange,
+        assignor: PlacementAssignor,
         *,
+        on_revoked: Callable[[], None] = lambda: None,
         session_timeout_ms: int = 10_000,
     ) -> None:
         self._topic = topic
         self._on_change = on_change
+        self._on_revoked = on_revoked
+        self.assignor = assignor
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group,
@@ -58,8 +154,8 @@ class GroupOwnership:
             auto_offset_reset="latest",
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(100, session_timeout_ms // 6),
+            partition_assignment_strategy=(assignor,),
         )
-        self._owned: set[int] = set()
         self._task: SupervisedTask | None = None
 
     async def start(self, supervisor: Supervisor) -> None:
@@ -81,16 +177,12 @@ class GroupOwnership:
             await self._consumer.getmany(timeout_ms=1000)
 
     async def _assigned(self, partitions: set[int]) -> None:
-        gained = partitions - self._owned
-        self._owned |= partitions
         self._consumer.pause(*(TopicPartition(self._topic, p) for p in partitions))
-        log.info("cluster: assigned partitions %s (leading once announced)", sorted(self._owned))
-        await self._on_change(gained, set())
-
-    async def _revoked(self, partitions: set[int]) -> None:
-        lost = partitions & self._owned
-        self._owned -= partitions
-        await self._on_change(set(), lost)
+        placement = self.assignor.placement
+        if placement is None:
+            log.error("cluster: assigned %s without a placement", sorted(partitions))
+            return
+        await self._on_change(placement)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -98,7 +190,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._ownership = ownership
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._ownership._revoked({tp.partition for tp in revoked})
+        self._ownership._on_revoked()  # led on until the next placement (sticky; the log fences)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._ownership._assigned({tp.partition for tp in assigned})

@@ -304,14 +304,23 @@ class Registry:
         """Tell the cluster how far this node has applied each partition (and that it lives)."""
         await self._append([AppliedPositions(node_id, positions, now_ms())])
 
-    def lowest_applied(self, partition: int, since_ms: int) -> int | None:
-        """The lowest position of ``partition`` over the nodes that reported since ``since_ms``
-        (None when none did: then nothing is known to be safe to trim)."""
-        reported = [
-            p.positions[partition]
-            for p in self._positions.values()
-            if p.at_ms >= since_ms and partition < len(p.positions)
-        ]
+    def lowest_applied(
+        self, partition: int, since_ms: int, nodes: list[str] | None = None
+    ) -> int | None:
+        """The lowest position of ``partition`` over ``nodes`` (default: every node that
+        reported since ``since_ms``). None when one of ``nodes`` has not reported since then,
+        or none did: then nothing is known to be safe to trim."""
+        reports = self._positions
+        if nodes is not None:
+            chosen = [reports.get(node) for node in nodes]
+            if any(r is None or r.at_ms < since_ms for r in chosen):
+                return None
+            recent = [r for r in chosen if r is not None]
+        else:
+            recent = [r for r in reports.values() if r.at_ms >= since_ms]
+        reported = [r.positions[partition] for r in recent if partition < len(r.positions)]
+        if nodes is not None and len(reported) < len(recent):
+            return None
         return min(reported) if reported else None
 
     async def register(

@@ -73,6 +73,11 @@ RECORDS_APPLIED = Counter(
     "Log records applied by this node's partition processors (replay after a restore included)",
     registry=REGISTRY,
 )
+PARTITIONS_APPLIED = Gauge(
+    "cairn_partitions_applied",
+    "Partitions this node applies (a cluster node: those it is a replica of; a single node: all)",
+    registry=REGISTRY,
+)
 SNAPSHOTS_TAKEN = Counter(
     "cairn_snapshots_taken", "Partition snapshots written to the repository", registry=REGISTRY
 )

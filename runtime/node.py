@@ -19,8 +19,8 @@ from partition_processor import keys
 from partition_processor.actions import RespondToIngress
 from partition_processor.store_rocksdb import RocksDBStore
 from runtime.admin.http import AdminServer
-from runtime.clock import now_ms
-from runtime.cluster import RESPONSES_PATH, GroupOwnership, ResponseDelivery, response_route
+from runtime.admin.placement import ClusterAdmin
+from runtime.cluster import RESPONSES_PATH, ResponseDelivery, response_route
 from runtime.health import NodeHealth
 from runtime.http_limits import HeaderDeadline, RequestLimit
 from runtime.ingress.gateway import InvocationGateway, PendingResponses
@@ -40,9 +40,10 @@ from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
 from runtime.log import KafkaLog, LocalLog, Log, LogError
 from runtime.log.kafka import BrokerSupport
-from runtime.membership import run_membership
+from runtime.membership import Membership, run_membership
 from runtime.metadata import Deployment, Registry
 from runtime.metadata_compaction import compact_local_metadata
+from runtime.peers import PeerClient
 from runtime.security.headers import DEFAULT_SECRET_HEADERS
 from runtime.security.setup import NodeSecurity
 from runtime.snapshots.manager import SnapshotInfo, Snapshotter
@@ -53,6 +54,7 @@ from runtime.subscriptions.manager import SubscriptionManager
 from runtime.subscriptions.spec import KafkaCluster
 from runtime.supervisor import SupervisedTask, Supervisor
 from runtime.worker.partition import PartitionWorker
+from runtime.worker.replicas import ReplicaWorkers
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,9 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # A call waiting for its result re-attaches at every leadership change of its partition,
     # and also this often (a result whose delivery was lost without a leadership change).
     ingress_reattach_interval_ms: int = 30_000
+    # Replicas per partition in a cluster: a leader and R-1 standbys apply it, no other node
+    # does (capped at the number of nodes; README "A cluster").
+    replication: int = 2
     # A stop (SIGTERM, SIGINT) answers waiting callers with 503, ends the invoker streams,
     # flushes the log and the store, and is cut short after this long.
     shutdown_timeout_ms: int = 15_000
@@ -214,6 +219,8 @@ class NodeConfig(msgspec.Struct, frozen=True):
             raise ValueError("shutdown_timeout_ms must be positive")
         if self.ingress_leader_timeout_ms < 1 or self.ingress_reattach_interval_ms < 1:
             raise ValueError("the ingress leader timeout and re-attach interval must be positive")
+        if self.replication < 1:
+            raise ValueError("replication must be at least 1")
         if self.subscription_max_in_flight < 1:
             raise ValueError("subscription_max_in_flight must be at least 1")
         if self.workers < 1:
@@ -287,10 +294,10 @@ class Node:
         self._timeouts = StreamTimeouts(config.inactivity_timeout_ms, config.abort_timeout_ms)
         self._responses = PendingResponses()
         self.registry = Registry(self._metadata_log)
-        self._workers: list[PartitionWorker] = []
+        self.workers = ReplicaWorkers(self._new_worker, self._supervisor, self.node_id)
         self.health = NodeHealth(
             self._supervisor,
-            self._owns,
+            self.workers.owns,
             retry_after_s=config.retry_after_s,
             log_problems=self._log_problems,
         )
@@ -307,7 +314,16 @@ class Node:
             )
             client = InternalClient(self.registry, self._secret, timeout_s=_PEER_TIMEOUT_S)
             self._delivery = ResponseDelivery(client, self._supervisor)
-        self._ownership: GroupOwnership | None = None
+        self._membership: Membership | None = None  # (made in start: it needs the loop)
+        self._peers = (
+            PeerClient(
+                self.registry,
+                authorization=self.security.admin_authorization,
+                ssl_context=self.security.client_ssl_context,
+            )
+            if config.cluster
+            else None
+        )
         self._snapshotter: Snapshotter | None = None
         self._subscriptions: SupervisedTask | None = None
         self._membership_task: SupervisedTask | None = None
@@ -370,9 +386,24 @@ class Node:
         """Why a log cannot be used now (its broker does not answer): README "Broker outages"."""
         return [x.reachability.reason for x in self._kafka_logs() if x.reachability.reason]
 
-    def _owns(self, partition: int) -> bool:
-        worker = self._workers[partition] if partition < len(self._workers) else None
-        return worker is not None and (worker.owned or worker.is_leader)
+    def _new_worker(self, partition: int, owned: bool) -> PartitionWorker:
+        assert self._store is not None
+        return PartitionWorker(
+            partition,
+            log_=self._log,
+            store=self._store,
+            node_id=self.node_id,
+            registry=self.registry,
+            channels=self._channels,
+            respond=self._respond,
+            limits=self.limits,
+            supervisor=self._supervisor,
+            slots=self._slots,
+            timeouts=self._timeouts,
+            owned=owned,
+            snapshots=self._snapshotter,
+            on_leader_change=self._responses.leader_changed,
+        )
 
     async def start(self) -> None:
         config = self.config
@@ -387,6 +418,21 @@ class Node:
                 f"log-reachability/{each.topic}", each.reachability.run, kind="log-reachability"
             )
         self._store = RocksDBStore(config.data_dir / "store")
+        self._membership = (
+            Membership(
+                node_id=self.node_id,
+                bootstrap=config.kafka_bootstrap,
+                topic_prefix=config.kafka_topic_prefix,
+                partitions=config.partitions,
+                replication=config.replication,
+                session_timeout_ms=config.cluster_session_timeout_ms,
+                positions_interval_ms=config.applied_positions_interval_ms,
+                registry=self.registry,
+                workers=self.workers,
+            )
+            if config.cluster
+            else None
+        )
         await self.registry.start(self._supervisor)
         if config.snapshot_repository:
             self._snapshotter = Snapshotter(
@@ -398,7 +444,7 @@ class Node:
                 partitions=config.partitions,
                 node_id=self.node_id,
                 interval_records=config.snapshot_interval_records,
-                trim_bound=self._cluster_trim_bound if config.cluster else None,
+                trim_bound=self._membership.trim_bound if self._membership else None,
             )
         gateway = InvocationGateway(
             self._log,
@@ -436,8 +482,17 @@ class Node:
             discover=self.discover,
             gateway=gateway,
             health=self.health,
-            internal_url=lambda: self.internal_url,
-            leading=lambda: [w.partition for w in self._workers if w.is_leader],
+            cluster=ClusterAdmin(
+                node_id=self.node_id,
+                partitions=config.partitions,
+                replication=config.replication,
+                store=self._store,
+                replicas=self.workers,
+                peers=self._peers,
+                retry_after_s=config.retry_after_s,
+                internal_url=lambda: self.internal_url,
+                nodes=self.registry.nodes,
+            ),
             node_id=self.node_id,
             limits=self.limits,
             body_timeout_s=config.http_body_timeout_ms / 1000,
@@ -455,39 +510,14 @@ class Node:
         await self._serve(admin.app, config.admin_bind, shared=True)
         if config.cluster:
             await self._join()
-        for partition in range(config.partitions):
-            worker = PartitionWorker(
-                partition,
-                log_=self._log,
-                store=self._store,
-                node_id=self.node_id,
-                registry=self.registry,
-                channels=self._channels,
-                respond=self._respond,
-                limits=self.limits,
-                supervisor=self._supervisor,
-                slots=self._slots,
-                timeouts=self._timeouts,
-                owned=not config.cluster,
-                snapshots=self._snapshotter,
-                on_leader_change=self._responses.leader_changed,
-            )
-            self._workers.append(worker)
-            self._supervisor.spawn(f"partition-{partition}/apply", worker.run, partition=partition)
-        if config.cluster:
-            # Followers of every partition, leaders of those the group assigns to this node.
-            await asyncio.gather(*(w.synced.wait() for w in self._workers))
-            self._ownership = GroupOwnership(
-                config.kafka_bootstrap,
-                f"{config.kafka_topic_prefix}.log",
-                f"{config.kafka_topic_prefix}.leaders",
-                self._ownership_changed,
-                session_timeout_ms=config.cluster_session_timeout_ms,
-            )
-            await self._ownership.start(self._supervisor)
-            self._membership_task = self._supervisor.spawn("membership", self._membership)
+        if self._membership is not None:
+            # Replicas of the partitions the group's placement gives this node; leader of some.
+            await self._membership.join(self._supervisor)
+            self._membership_task = self._supervisor.spawn("membership", self._heartbeat)
         else:
-            await asyncio.gather(*(w.caught_up.wait() for w in self._workers))
+            for partition in range(config.partitions):
+                self.workers.start(partition, owned=True)
+            await asyncio.gather(*(w.caught_up.wait() for w in self.workers.by_partition.values()))
         subscriptions = SubscriptionManager(
             clusters,
             ConsumerContext(
@@ -588,17 +618,6 @@ class Node:
         self._runners.append(runner)
         return server
 
-    async def _ownership_changed(self, gained: set[int], lost: set[int]) -> None:
-        for partition in sorted(lost):
-            await self._workers[partition].release()
-        for partition in sorted(gained):
-            self._workers[partition].claim()
-
-    def _cluster_trim_bound(self, partition: int) -> int | None:
-        """Every node applies every partition: trim only below what all live nodes applied."""
-        since = now_ms() - 3 * self.config.applied_positions_interval_ms
-        return self.registry.lowest_applied(partition, since)
-
     async def _join(self) -> None:
         if self.internal_url is None:
             self.internal_url = await self._serve_internal()
@@ -606,12 +625,12 @@ class Node:
         admin_url = f"{scheme}://{self.config.admin_bind}"
         await self.registry.join(self.node_id, admin_url, self.internal_url)
 
-    async def _membership(self) -> None:
+    async def _heartbeat(self) -> None:
         """Heartbeat with this node's applied positions; remove peers silent past the expiry."""
         await run_membership(
             self.registry,
             self.node_id,
-            positions=lambda: [w.processor.fsm.applied_lsn for w in self._workers],
+            positions=lambda: self.workers.applied(self.config.partitions),
             rejoin=self._join,
             interval_s=self.config.applied_positions_interval_ms / 1000,
             expiry_s=self.config.cluster_node_expiry_ms / 1000,
@@ -621,7 +640,7 @@ class Node:
         """Snapshot ``partition`` (or every partition this node leads) now."""
         if self._snapshotter is None:
             raise LookupError("no snapshot repository is configured (--snapshot-repository)")
-        leading = [w.partition for w in self._workers if w.is_leader]
+        leading = self.workers.leading()
         if partition is not None and partition not in leading:
             raise LookupError(f"partition {partition} is not led by this node")
         targets = [partition] if partition is not None else leading
@@ -663,14 +682,16 @@ class Node:
             # the consumers leave their groups, so their partitions move at once.
             await self._subscriptions.stop()
         self._responses.shut_down()
-        if self._ownership is not None:
-            await self._ownership.stop()  # leave the group: the partitions move at once
+        if self._membership is not None:
+            await self._membership.leave()  # leave the group: the partitions move at once
         if self._membership_task is not None:
             await self._membership_task.stop()  # no heartbeat after the node said it left
         if self.config.cluster:
             await self._leave()
         if self._delivery is not None:
             await self._delivery.close()
+        if self._peers is not None:
+            await self._peers.close()
         for server in self._servers:
             server.close()  # no new connections; the runners close the open ones
         for runner in self._runners:

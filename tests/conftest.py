@@ -7,9 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.support.broker import BrokerUnavailable, TansuBroker
 from tests.support.s3 import S3Server
+
+# No per-example deadline: speed is measured by benchmarks, never by tests, and a loaded CI
+# machine must not fail a property test for being slow.
+settings.register_profile("cairn", deadline=None)
+settings.load_profile("cairn")
 
 # `import restate` (code written for restate-sdk) resolves to the alias package in tests/compat.
 COMPAT_PATH = str(Path(__file__).resolve().parent / "compat")

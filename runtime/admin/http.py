@@ -21,7 +21,8 @@ from partition_processor.ids import (
 from partition_processor.journal import Failure, Input, JournalEntry, Success, command_name
 from partition_processor.state_machine.on_terminate import CANCEL_SIGNALLED
 from partition_processor.tables import KeyValueReader, read_journal, read_status
-from runtime.admin.listing import BadListing, Cursor, list_invocations, parse_limit
+from runtime.admin.listing import BadListing, Cursor, parse_limit, walk_invocations
+from runtime.admin.placement import ClusterAdmin, NotApplied
 from runtime.health import NodeHealth
 from runtime.http_errors import error_response
 from runtime.http_limits import BodyTimeout, BodyTooLarge, read_body, timed_out
@@ -134,8 +135,7 @@ class AdminServer:
         gateway: InvocationGateway,
         health: NodeHealth,
         node_id: str,
-        leading: Callable[[], list[int]],
-        internal_url: Callable[[], str | None] = lambda: None,
+        cluster: ClusterAdmin,
         limits: SizePolicy,
         body_timeout_s: float,
         max_body_bytes: int,
@@ -151,8 +151,7 @@ class AdminServer:
         self._body_timeout_s = body_timeout_s
         self._snapshots = snapshots
         self._registry = registry
-        self._internal_url = internal_url
-        self._leading = leading
+        self._cluster = cluster
         self._node_id = node_id
         self._store = store
         self._partitions = partitions
@@ -167,7 +166,7 @@ class AdminServer:
         )
         router = self.app.router
         router.add_get("/health", self._health)
-        router.add_get("/cluster", self._cluster)
+        cluster.install(self.app)
         router.add_get("/metrics", self._metrics)
         router.add_post("/snapshots", self._create_snapshots)
         router.add_get("/snapshots", self._list_snapshots)
@@ -187,17 +186,6 @@ class AdminServer:
     async def _health(self, request: web.Request) -> web.Response:
         return health_response(self._health_of)
 
-    async def _cluster(self, request: web.Request) -> web.Response:
-        """This node, the partitions it leads now, its advertised internal address, and the
-        cluster's nodes (from the metadata)."""
-        return web.json_response(
-            {
-                "node": self._node_id,
-                "leading": self._leading(),
-                "internal_address": self._internal_url(),
-                "nodes": self._registry.nodes(),
-            }
-        )
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=exposition(), content_type="text/plain")
@@ -313,6 +301,8 @@ class AdminServer:
         if self._registry.service(service) is None:
             return error_response(404, f"service {service!r} not found")
         partition = partition_of(object_partition_key(service, key), self._partitions)
+        if (forwarded := await self._cluster.forward(request, partition)) is not None:
+            return forwarded
         prefix = keys.state_prefix(partition, service, key)
         state = {keys.state_name_of(k, prefix): _value_json(v) for k, v in self._store.scan(prefix)}
         return web.json_response({"service": service, "key": key, "state": state})
@@ -325,13 +315,19 @@ class AdminServer:
             cursor = Cursor.parse(raw_cursor, self._partitions) if raw_cursor else None
         except BadListing as exc:
             return error_response(400, str(exc))
-        rows, following = list_invocations(
-            self._store,
-            self._partitions,
-            status=request.query.get("status"),
-            limit=limit,
-            cursor=cursor,
-        )
+        try:
+            rows, following = await walk_invocations(
+                self._cluster.page,
+                self._partitions,
+                status=request.query.get("status"),
+                limit=limit,
+                cursor=cursor,
+            )
+        except NotApplied as exc:
+            # (Pages before this one stay valid: the client retries this page's cursor.)
+            return error_response(
+                503, str(exc), headers={"Retry-After": str(self._health_of.retry_after_s)}
+            )
         return web.json_response(
             {"invocations": rows, "next": str(following) if following is not None else None}
         )
@@ -392,6 +388,8 @@ class AdminServer:
             partition = partition_of(parse_partition_key(invocation_id), self._partitions)
         except InvalidInvocationId as exc:
             return error_response(400, str(exc))
+        if (forwarded := await self._cluster.forward(request, partition)) is not None:
+            return forwarded
         status = read_status(self._store, partition, invocation_id)
         if status is None:
             return error_response(404, f"invocation {invocation_id!r} not found")

@@ -7,7 +7,10 @@ exists during the whole walk.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+import msgspec
 
 from partition_processor import keys
 from partition_processor.ids import InvalidInvocationId, parse_partition_key
@@ -67,6 +70,76 @@ def _row(raw: bytes) -> dict[str, Any]:
     }
 
 
+class PartitionPage(msgspec.Struct, frozen=True):
+    """Rows of one partition after a cursor; ``after`` is set when the partition has more."""
+
+    rows: list[dict[str, Any]]
+    scanned: int
+    after: str | None
+
+
+def list_partition(
+    store: KeyValueReader,
+    partition: int,
+    *,
+    status: str | None,
+    limit: int,
+    after: str | None,
+    budget: int,
+) -> PartitionPage:
+    """Up to ``limit`` invocations of ``partition`` (of phase ``status`` if given) after the id
+    ``after``, scanning at most ``budget`` rows."""
+    rows: list[dict[str, Any]] = []
+    scanned = 0
+    prefix = keys.partition_prefix(keys.Kind.STATUS, partition)
+    while True:
+        # The smallest key after the cursor's: the cursor's own key plus a zero byte.
+        start = keys.status_key(partition, after) + b"\0" if after is not None else None
+        wanted = min(_CHUNK_ROWS, budget - scanned)
+        chunk = list(store.scan(prefix, start, wanted))
+        for _, raw in chunk:
+            scanned += 1
+            row = _row(raw)
+            after = row["id"]
+            if status is None or row["status"] == status:
+                rows.append(row)
+            if len(rows) >= limit or scanned >= budget:
+                return PartitionPage(rows, scanned, after)
+        if len(chunk) < wanted:
+            return PartitionPage(rows, scanned, None)  # this partition is done
+
+
+PageSource = Callable[[int, str | None, int, str | None, int], Awaitable[PartitionPage]]
+
+
+async def walk_invocations(
+    source: PageSource,
+    partitions: int,
+    *,
+    status: str | None,
+    limit: int,
+    cursor: Cursor | None,
+    scan_rows_max: int = SCAN_ROWS_MAX,
+) -> tuple[list[dict[str, Any]], Cursor | None]:
+    """One page over every partition: ``source(partition, status, limit, after, budget)`` reads
+    one partition (from this node's store, or from a replica of it in a cluster)."""
+    rows: list[dict[str, Any]] = []
+    budget = scan_rows_max
+    partition = cursor.partition if cursor is not None else 0
+    after = cursor.invocation_id if cursor is not None else None
+    while partition < partitions:
+        page = await source(partition, status, limit - len(rows), after, budget)
+        rows += page.rows
+        budget -= page.scanned
+        if page.after is not None:
+            if len(rows) >= limit or budget <= 0:
+                return rows, Cursor(partition, page.after)
+            after = page.after  # (a source may return less than asked: go on from there)
+            continue
+        partition, after = partition + 1, None
+    return rows, None
+
+
 def list_invocations(
     store: KeyValueReader,
     partitions: int,
@@ -76,26 +149,23 @@ def list_invocations(
     cursor: Cursor | None,
     scan_rows_max: int = SCAN_ROWS_MAX,
 ) -> tuple[list[dict[str, Any]], Cursor | None]:
-    """Up to ``limit`` invocations (of phase ``status`` if given) after ``cursor``, and the
-    cursor of the next page (None: the listing is complete)."""
-    rows: list[dict[str, Any]] = []
-    budget = scan_rows_max
-    partition = cursor.partition if cursor is not None else 0
-    after = cursor.invocation_id if cursor is not None else None
-    while partition < partitions:
-        prefix = keys.partition_prefix(keys.Kind.STATUS, partition)
-        # The smallest key after the cursor's: the cursor's own key plus a zero byte.
-        start = keys.status_key(partition, after) + b"\0" if after is not None else None
-        wanted = min(_CHUNK_ROWS, budget)
-        chunk = list(store.scan(prefix, start, wanted))
-        for _, raw in chunk:
-            budget -= 1
-            row = _row(raw)
-            after = row["id"]
-            if status is None or row["status"] == status:
-                rows.append(row)
-            if len(rows) >= limit or budget <= 0:
-                return rows, Cursor(partition, after)
-        if len(chunk) < wanted:
-            partition, after = partition + 1, None  # this partition is done
-    return rows, None
+    """Up to ``limit`` invocations (of phase ``status`` if given) after ``cursor`` in one
+    store, and the cursor of the next page (None: the listing is complete)."""
+
+    async def local(
+        partition: int, status: str | None, limit: int, after: str | None, budget: int
+    ) -> PartitionPage:
+        return list_partition(
+            store, partition, status=status, limit=limit, after=after, budget=budget
+        )
+
+    walk = walk_invocations(
+        local, partitions, status=status, limit=limit, cursor=cursor, scan_rows_max=scan_rows_max
+    )
+    # Every read is synchronous here: the walk finishes at its first step.
+    try:
+        walk.send(None)
+    except StopIteration as done:
+        result: tuple[list[dict[str, Any]], Cursor | None] = done.value
+        return result
+    raise AssertionError("a local listing never waits")

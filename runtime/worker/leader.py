@@ -232,6 +232,14 @@ class PartitionLeader:
         self._claim_requested = False
         return self._step_down()
 
+    def hand_over(self) -> list[Output]:
+        """Another node is to lead: stop owning, but go on leading until its announcement is
+        applied (``on_batch`` steps down then, and does not claim back). The partition is never
+        unled while the new leader catches up; the log's epochs fence the overlap."""
+        self._owned = False
+        self._claim_requested = False
+        return []
+
     def claim_failed(self) -> list[Output]:
         """A claim step (``ReadTail`` or ``Announce``) could not be carried out: an owner that
         does not lead yet starts the claim over (else the partition would stay unled)."""

@@ -142,6 +142,11 @@ class PartitionWorker:
         """Stop leading (another node is taking the partition over); keep applying."""
         await self._carry_out(self.leader.release())
 
+    def hand_over(self) -> None:
+        """Lead until the next leader's announcement is applied, then follow (``PartitionLeader
+        .hand_over``)."""
+        self.leader.hand_over()
+
     async def run(self) -> None:
         self._claims = asyncio.Queue()  # (again, when the supervisor restarts a failed worker)
         if self._snapshots is not None:

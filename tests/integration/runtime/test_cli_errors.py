@@ -95,6 +95,10 @@ def test_a_cluster_needs_kafka(tmp_path: Path) -> None:
     _fails_clearly(_server(tmp_path, *_binds(), "--cluster"), "--cluster needs --log kafka")
 
 
+def test_bad_replication(tmp_path: Path) -> None:
+    _fails_clearly(_server(tmp_path, *_binds(), "--replication", "0"), "--replication")
+
+
 def test_bad_shutdown_timeout(tmp_path: Path) -> None:
     _fails_clearly(_server(tmp_path, *_binds(), "--shutdown-timeout", "soon"), "--shutdown-timeout")
     _fails_clearly(_server(tmp_path, *_binds(), "--shutdown-timeout", "0"), "more than 0")

@@ -295,6 +295,15 @@ async def test_cluster_trim_waits_for_every_reporting_node(tmp_path: Path, log: 
         await registry.wait_applied(await metadata.tail(0) - 1)
         assert registry.lowest_applied(0, since_ms=0) == 450
         assert registry.lowest_applied(0, since_ms=now_ms() + 60_000) is None  # all stale
+        # Only the partition's replicas bound it: a node that does not apply it (reporting -1
+        # there) is not waited for, and a replica that has not reported holds the trim back.
+        await registry.publish_positions("elsewhere", [-1, 0])
+        await registry.wait_applied(await metadata.tail(0) - 1)
+        assert registry.lowest_applied(0, since_ms=0) == -1
+        assert registry.lowest_applied(0, since_ms=0, nodes=["fast", "slow"]) == 450
+        assert registry.lowest_applied(0, since_ms=0, nodes=["fast"]) == 2000
+        assert registry.lowest_applied(0, since_ms=0, nodes=["fast", "silent"]) is None
+        assert registry.lowest_applied(0, since_ms=now_ms() + 60_000, nodes=["fast"]) is None
 
         store = RocksDBStore(tmp_path / "leader")
         snapshotter = Snapshotter(
@@ -304,7 +313,8 @@ async def test_cluster_trim_waits_for_every_reporting_node(tmp_path: Path, log: 
             partitions=PARTITIONS,
             node_id=NODE,
             interval_records=0,
-            trim_bound=lambda p: registry.lowest_applied(p, since_ms=0),
+            # As a cluster node does: only the partition's replicas ("elsewhere" is none).
+            trim_bound=lambda p: registry.lowest_applied(p, since_ms=0, nodes=["fast", "slow"]),
         )
         for until in (600, 900):
             await _replay(store, log, until=until)

@@ -167,3 +167,32 @@ def test_a_failed_claim_step_starts_the_claim_over_so_the_partition_does_not_sta
     follower.leader = PartitionLeader(follower.processor, partitions=1, owned=False)
     assert follower.leader.start() == []
     assert follower.leader.claim_failed() == []
+
+
+def test_a_handed_over_partition_is_led_until_the_next_announcement_and_not_claimed_back() -> None:
+    shell = Shell()
+    shell.lead()
+    term = shell.leader.term
+    assert term is not None
+    assert shell.leader.hand_over() == []
+    assert shell.leader.term == term and not shell.leader.owned  # still leading meanwhile
+    shell.append(shell.ingress(Invoke("inv-1", GREETER, b'"x"')))
+    assert [type(o) for o in shell.apply()] == [StartAttempt]  # and still running invocations
+    shell.append(shell.ingress(AnnounceLeader(term.epoch + 1, "other/1")))
+    assert shell.apply() == [StepDown()]  # deposed: it follows, with no claim back
+    assert shell.leader.term is None
+
+
+def test_claiming_a_handed_over_partition_it_still_leads_keeps_the_epoch() -> None:
+    """A rebalance hands every partition over, the next placement claims them again: one this
+    node still leads goes on at the same epoch (no announcement), its attempts untouched."""
+    shell = Shell()
+    shell.lead()
+    term = shell.leader.term
+    assert shell.leader.hand_over() == []
+    assert shell.leader.claim() == []
+    assert shell.leader.owned and shell.leader.term == term
+    # Deposed later, it is an owner again: it claims back.
+    assert term is not None
+    shell.append(shell.ingress(AnnounceLeader(term.epoch + 1, "other/1")))
+    assert shell.apply() == [StepDown(), ReadTail()]
