@@ -109,9 +109,9 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # File holding the secret every node of the cluster shares (at least 16 bytes); required
     # with ``cluster``: requests to the internal port without it are refused (401).
     cluster_secret_file: str = ""
-    # A call whose partition's leader has not taken its Invoke (nor answered it) within this
-    # long gets 503 + Retry-After with its invocation id. Longer than a failover with the
-    # default session timeout (10 s + the claim), so a failover alone is no 503.
+    # A call (or attach) whose partition answers neither with its result nor to a probe (sent
+    # at half of this) within this long gets 503 + Retry-After with its invocation id. Longer
+    # than a failover with the default session timeout (10 s + the claim): no 503 for that.
     ingress_leader_timeout_ms: int = 20_000
     # A call waiting for its result re-attaches at every leadership change of its partition,
     # and also this often (a result whose delivery was lost without a leadership change).

@@ -6,9 +6,10 @@ waiting call (and an attach) re-attaches by invocation id, appending an ``Attach
 same sink, whenever its partition's leadership changes and, as a safety net for a delivery lost
 otherwise, every ``reattach_interval_s``. An ``Attach`` of a sink already waiting changes
 nothing; one of a completed invocation answers at once. And a call never waits on a partition
-that has no leader: its ``Invoke`` asks for a receipt, and without one (nor the result) within
-``leader_timeout_s`` the call is answered 503 with its invocation id (it runs once the
-partition has a leader; attach to it).
+that has no leader: without its result after half of ``leader_timeout_s`` it probes the
+partition (an ``Attach`` that only reads), and with no answer to that either by the end of the
+timeout it is answered 503 with its invocation id (the invocation runs once the partition has a
+leader; attach to it). A probe, not a receipt for every call: a fast call costs nothing more.
 """
 
 from __future__ import annotations
@@ -150,8 +151,9 @@ class InvocationGateway:
         partition's leader; across a leadership change it can be lost, and a send must not hang
         for it: the invocation is durable, so the answer is then a plain "Accepted".
         ``leader_timeout_s`` (``NodeConfig.ingress_leader_timeout_ms``): how long a call waits
-        for the leader to take its Invoke. ``reattach_interval_s``
-        (``NodeConfig.ingress_reattach_interval_ms``): a waiting call re-attaches this often."""
+        for its partition to answer (its result, or a probe) before it gets 503.
+        ``reattach_interval_s`` (``NodeConfig.ingress_reattach_interval_ms``): a waiting call
+        re-attaches this often."""
         self._leader_timeout_s = leader_timeout_s
         self._reattach_interval_s = reattach_interval_s
         self._log = log
@@ -183,37 +185,68 @@ class InvocationGateway:
     ) -> RespondToIngress:
         """Append the invocation and wait for its result (or for the caller to go away)."""
         invocation_id = self.invocation_id_for(target, idempotency_key)
-        request_id, receipt_id = uuid.uuid4().hex, uuid.uuid4().hex
+        request_id = uuid.uuid4().hex
         sink = IngressSink(self._node_id, request_id)
         result = self._responses.expect(request_id)
         try:
-            receipt = self._responses.expect(receipt_id)
             await self._append(
-                invocation_id,
-                target,
-                handler,
-                argument,
-                headers,
-                idempotency_key,
-                sink,
-                receipt_sink=IngressSink(self._node_id, receipt_id),
+                invocation_id, target, handler, argument, headers, idempotency_key, sink
             )
-            # The receipt says a leader applied the Invoke; the result may come first.
-            done, _ = await asyncio.wait(
-                (result, receipt), timeout=self._leader_timeout_s, return_when="FIRST_COMPLETED"
-            )
-            for future in done:
-                future.result()  # ShuttingDown
-            if not done:
-                partition = partition_of(parse_partition_key(invocation_id), self._log.partitions)
-                raise NoLeader(invocation_id, partition, self._leader_timeout_s)
-            self._responses.forget(receipt_id)
-            return await self._await_result(invocation_id, sink, result)
+            return await self._wait_for_result(invocation_id, sink, result)
         except ShuttingDown:
             raise ShuttingDown(invocation_id) from None
         finally:
             self._responses.forget(request_id)
-            self._responses.forget(receipt_id)
+
+    async def _wait_for_result(
+        self,
+        invocation_id: str,
+        sink: IngressSink,
+        result: asyncio.Future[RespondToIngress],
+    ) -> RespondToIngress:
+        """Wait for ``result``, re-attaching as needed, while checking (at the same time) that
+        the partition has a leader at all."""
+        waiting = asyncio.ensure_future(self._await_result(invocation_id, sink, result))
+        checking = asyncio.ensure_future(self._check_leader(invocation_id, result))
+        try:
+            await asyncio.wait((waiting, checking), return_when="FIRST_COMPLETED")
+            if checking.done():
+                checking.result()  # NoLeader
+            return await waiting
+        finally:
+            for task in (waiting, checking):
+                task.cancel()
+            await asyncio.gather(waiting, checking, return_exceptions=True)
+
+    async def _check_leader(
+        self, invocation_id: str, result: asyncio.Future[RespondToIngress]
+    ) -> None:
+        """Raise ``NoLeader`` unless the partition answers within the leader timeout: the result
+        or a new leader's announcement within its first half, else an answer to a probe (a
+        reading ``Attach``) within the second."""
+        half_s = self._leader_timeout_s / 2
+        partition = partition_of(parse_partition_key(invocation_id), self._log.partitions)
+        changed = asyncio.ensure_future(self._responses.leader_change(partition).wait())
+        try:
+            await asyncio.wait((result, changed), timeout=half_s, return_when="FIRST_COMPLETED")
+        finally:
+            changed.cancel()
+        if result.done() or changed.done() and not changed.cancelled():
+            return
+        probe_id = uuid.uuid4().hex
+        probe = self._responses.expect(probe_id)
+        try:
+            command = Attach(invocation_id, IngressSink(self._node_id, probe_id), wait=False)
+            await self._append_command(invocation_id, command)
+            done, _ = await asyncio.wait(
+                (result, probe), timeout=half_s, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            self._responses.forget(probe_id)
+        if probe.done() and not probe.cancelled():
+            probe.exception()  # (ShuttingDown reaches the caller through ``result`` too)
+        if not done:
+            raise NoLeader(invocation_id, partition, self._leader_timeout_s)
 
     async def _await_result(
         self,
@@ -288,7 +321,7 @@ class InvocationGateway:
             await self._append_command(invocation_id, command)
             if not wait:
                 return await self._answer(invocation_id, outcome)
-            return await self._await_result(invocation_id, sink, outcome)
+            return await self._wait_for_result(invocation_id, sink, outcome)
         except ShuttingDown:
             raise ShuttingDown(invocation_id) from None
         finally:
