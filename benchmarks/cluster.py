@@ -48,6 +48,7 @@ from benchmarks.cluster_support import (
     percentile,
     register,
     replication_flag,
+    stop_all,
     uptime,
     wait_serving,
 )
@@ -93,8 +94,7 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
             await asyncio.wait_for(load, 90)
     finally:
         await log.close()
-        for child in [*servers, endpoint]:
-            child.stop()
+        stop_all([*servers, endpoint])
         broker.stop()
     return _result(args, nodes, replication, stats, elapsed, before, after)
 

@@ -7,6 +7,7 @@ Every process binds 127.0.0.1 on a free port and is stopped by its own PID.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -52,6 +53,7 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
+@functools.cache
 def server_flags() -> str:
     """``cairn server --help`` of this checkout (to pass only the flags it has)."""
     return subprocess.run(
@@ -102,19 +104,28 @@ class Child:
 
     def stop(self) -> None:
         """SIGTERM (a node leaves its group cleanly), SIGKILL after 20 s."""
-        if self.alive():
-            assert self.process is not None
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_all([self])
 
     def tail(self, chars: int = 3000) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-chars:]
         except FileNotFoundError:
             return ""
+
+
+def stop_all(children: Sequence[Child]) -> None:
+    """SIGTERM to every child at once (their shutdowns overlap), SIGKILL to those still running
+    after 20 s."""
+    running = [c.process for c in children if c.alive() and c.process is not None]
+    for process in running:
+        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for process in running:
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 class Endpoint(Child):

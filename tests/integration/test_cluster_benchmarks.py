@@ -46,3 +46,37 @@ def test_cluster_benchmark_measures_cpu_and_applied_share(tmp_path: Path) -> Non
     [share] = result["applied_share"]
     assert 0.5 < share < 1.5
     assert "load average" in result["uptime_before"]
+
+
+def test_failover_benchmark_times_a_kill(tmp_path: Path) -> None:
+    [result] = _run(
+        "benchmarks.failover",
+        tmp_path,
+        *("--parts", "failover", "--session-timeouts", "1000", "--partitions", "2"),
+    )
+    assert result["session_timeout_ms"] == 1000 and result["partitions_moved"] >= 1
+    # Nothing is served on a dead node's partitions before the group notices it.
+    assert 0 < result["first_success_s"] <= result["all_moved_partitions_served_s"]
+
+
+def test_failover_benchmark_times_a_join(tmp_path: Path) -> None:
+    [result] = _run(
+        "benchmarks.failover",
+        tmp_path,
+        *("--parts", "join", "--records", "500", "--suffix-s", "0.5", "--partitions", "2"),
+    )
+    full, restored = result["full_replay"], result["from_snapshots"]
+    assert full["snapshot_restores"] == 0 and restored["snapshot_restores"] == 2
+    # The full replay applies every record; the restored node only the suffix.
+    assert full["records_applied"] >= 500 > restored["records_applied"]
+
+
+def test_failover_benchmark_times_a_broker_outage(tmp_path: Path) -> None:
+    [result] = _run(
+        "benchmarks.failover",
+        tmp_path,
+        *("--parts", "outage", "--outage-s", "1", "--warmup", "0.5", "--partitions", "2"),
+        *("--concurrency", "4", "--keys", "8", "--quiet-s", "1"),
+    )
+    assert result["requests"] > 0 and result["counts_exact"] is True
+    assert result["recovered_s"] >= 0 and result["health_green_after_resume_s"] is not None
