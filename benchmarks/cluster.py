@@ -77,6 +77,11 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
             await register(http, servers[0], endpoint)
             await wait_serving(http, servers, args.partitions, timeout_s=120)
             await log.start()
+            # What the nodes burn without requests (polling, heartbeats): it is part of every
+            # request's share, more so when requests are few.
+            idle_before = [s.cpu() for s in servers]
+            await asyncio.sleep(args.idle)
+            idle = [s.cpu() - b for s, b in zip(servers, idle_before, strict=True)]
             stats = LoadStats()
             ingresses = [s.ingress for s in servers]
             load = asyncio.create_task(
@@ -90,13 +95,20 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
             stats.counting = False
             elapsed = time.perf_counter() - started
             after = await _sample(http, servers, broker.process.pid, endpoint, log, args)
+            views = [await s.cluster_view(http) for s in servers]
             stats.stop = True
             await asyncio.wait_for(load, 90)
     finally:
         await log.close()
         stop_all([*servers, endpoint])
         broker.stop()
-    return _result(args, nodes, replication, stats, elapsed, before, after)
+    result = _result(args, nodes, replication, stats, elapsed, before, after)
+    result["idle_node_cpu_s_per_s"] = round(sum(idle) / args.idle, 3) if args.idle else None
+    # What each node says it applies (GET /cluster has "applying" once replicas are placed;
+    # before that every node applies every partition).
+    applying = [view.get("applying") for view in views]
+    result["partitions_applying"] = [args.partitions if a is None else len(a) for a in applying]
+    return result
 
 
 async def _sample(
@@ -162,8 +174,9 @@ def _result(
 def _table(results: Sequence[dict[str, Any]]) -> str:
     lines = [
         "| nodes | R | req/s | p50 ms | CPU ms/req (nodes) | ratio to 1 node | broker CPU ms/req "
-        "| endpoint CPU ms/req | applied share per node | failures |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| endpoint CPU ms/req | applied share per node | partitions applied per node "
+        "| nodes' idle CPU s/s | failures |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         ratio = r.get("ratio_to_single_node")
@@ -171,7 +184,9 @@ def _table(results: Sequence[dict[str, Any]]) -> str:
             f"| {r['nodes']} | {r['replication'] or 'all'} | {r['requests_per_s']} | {r['p50_ms']} "
             f"| {r['cpu_ms_per_request']} | {'' if ratio is None else f'{ratio:.2f}×'} "
             f"| {r['broker_cpu_ms_per_request']} | {r['endpoint_cpu_ms_per_request']} "
-            f"| {', '.join(str(s) for s in r['applied_share'])} | {r['failures']} |"
+            f"| {', '.join(str(s) for s in r['applied_share'])} "
+            f"| {', '.join(str(p) for p in r['partitions_applying'])} "
+            f"| {r['idle_node_cpu_s_per_s']} | {r['failures']} |"
         )
     return "\n".join(lines)
 
@@ -184,6 +199,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="measured seconds per N")
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
     parser.add_argument("--concurrency", type=int, default=32, help="closed-loop clients")
+    parser.add_argument(
+        "--idle", type=float, default=5.0, help="seconds of the nodes' idle CPU measured first"
+    )
     parser.add_argument("--keys", type=int, default=100, help="counter keys")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args()

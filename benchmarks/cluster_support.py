@@ -6,6 +6,7 @@ Every process binds 127.0.0.1 on a free port and is stopped by its own PID.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import functools
 import json
@@ -16,7 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ import aiohttp
 
 from partition_processor.ids import object_partition_key, partition_of
 from runtime.log import KafkaLog
+from tests.support.broker import TansuBroker
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -206,11 +209,15 @@ class ServerNode(Child):
     async def records_applied(self, http: aiohttp.ClientSession) -> float:
         return (await self.metrics(http)).get("cairn_records_applied_total", 0.0)
 
-    async def leading(self, http: aiohttp.ClientSession) -> list[int]:
-        """The partitions this node leads (``GET /cluster``)."""
+    async def cluster_view(self, http: aiohttp.ClientSession) -> dict[str, Any]:
+        """``GET /cluster``: ``leading`` always; with replica placement also ``applying``."""
         async with http.get(f"{self.admin}/cluster") as response:
             body: dict[str, Any] = await response.json()
-        return [int(p) for p in body.get("leading", [])]
+        return body
+
+    async def leading(self, http: aiohttp.ClientSession) -> list[int]:
+        """The partitions this node leads."""
+        return [int(p) for p in (await self.cluster_view(http)).get("leading", [])]
 
 
 def replication_flag(requested: int, nodes: int) -> int | None:
@@ -254,12 +261,12 @@ async def wait_serving(
     raise RuntimeError("the cluster did not settle: " + "\n".join(n.tail() for n in nodes))
 
 
-async def log_records(bootstrap: str, prefix: str, partitions: int) -> int:
-    """Records in the partition log (the sum of its partitions' end offsets)."""
+async def log_tails(bootstrap: str, prefix: str, partitions: int) -> list[int]:
+    """The end offset of each partition of the partition log (records in it, untrimmed)."""
     log = KafkaLog(bootstrap, f"{prefix}.log", partitions)
     await log.start()
     try:
-        return sum([await log.tail(p) for p in range(partitions)])
+        return [await log.tail(p) for p in range(partitions)]
     finally:
         await log.close()
 
@@ -333,3 +340,75 @@ def append_result(path: Path, result: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         f.write(json.dumps(result) + "\n")
+
+
+@dataclass
+class Cluster:
+    """A running benchmark cluster (``running_cluster``)."""
+
+    broker: TansuBroker
+    spec: ClusterSpec
+    endpoint: Endpoint
+    servers: list[ServerNode]
+    http: aiohttp.ClientSession
+
+
+@asynccontextmanager
+async def running_cluster(
+    args: argparse.Namespace, work: Path, session_timeout_ms: int | None = None
+) -> AsyncIterator[Cluster]:
+    """A broker, the endpoint and ``--nodes`` nodes, serving; all stopped on exit."""
+    broker = TansuBroker.start(work)
+    spec = ClusterSpec(
+        broker.bootstrap,
+        args.partitions,
+        work,
+        session_timeout_ms=session_timeout_ms,
+        replication=replication_flag(args.replication, args.nodes),
+    )
+    endpoint = Endpoint(work)
+    servers = [ServerNode(spec, f"n{i}") for i in range(args.nodes)]
+    timeout = aiohttp.ClientTimeout(total=None)
+    try:
+        endpoint.spawn()
+        for server in servers:
+            server.spawn()
+        async with aiohttp.ClientSession(
+            timeout=timeout, connector=aiohttp.TCPConnector(limit=0)
+        ) as http:
+            for server in servers:
+                await server.wait_ready(http)
+            await register(http, servers[0], endpoint)
+            await wait_serving(http, servers, args.partitions, timeout_s=120)
+            yield Cluster(broker, spec, endpoint, servers, http)
+    finally:
+        stop_all([*servers, endpoint])
+        broker.stop()
+
+
+async def add_once(
+    http: aiohttp.ClientSession,
+    ingress: str,
+    key: str,
+    idempotency_key: str,
+    timeout_s: float,
+    outcomes: dict[str, int] | None = None,
+) -> bool:
+    """One attempt of an idempotent ``Counter/add``; True when it succeeded. ``outcomes``
+    counts how attempts ended ("200", "503", "timeout", "connection error", ...)."""
+    try:
+        async with http.post(
+            f"{ingress}/Counter/{key}/add",
+            json=1,
+            headers={"idempotency-key": idempotency_key},
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+        ) as response:
+            await response.read()
+            outcome = str(response.status)
+    except TimeoutError:
+        outcome = "timeout"
+    except aiohttp.ClientError:
+        outcome = "connection error"
+    if outcomes is not None:
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcome == "200"

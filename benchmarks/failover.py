@@ -32,31 +32,30 @@ import argparse
 import asyncio
 import datetime
 import json
-import os
-import signal
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from benchmarks.broker_outage import measure_outage
 from benchmarks.cluster_support import (
     RESULTS,
     ClusterSpec,
     Endpoint,
     LoadStats,
     ServerNode,
+    add_once,
     append_result,
     closed_loop,
     keys_on,
-    log_records,
+    log_tails,
     register,
     replication_flag,
+    running_cluster,
     stop_all,
     uptime,
     wait_serving,
@@ -66,66 +65,6 @@ from runtime.log import KafkaLog
 from runtime.node import config_default
 from tests.support.broker import TansuBroker
 
-
-@dataclass
-class Cluster:
-    broker: TansuBroker
-    spec: ClusterSpec
-    endpoint: Endpoint
-    servers: list[ServerNode]
-    http: aiohttp.ClientSession
-
-
-@asynccontextmanager
-async def _cluster(
-    args: argparse.Namespace, work: Path, session_timeout_ms: int | None = None
-) -> AsyncIterator[Cluster]:
-    """A broker, the endpoint and ``--nodes`` nodes, serving; all stopped on exit."""
-    broker = TansuBroker.start(work)
-    spec = ClusterSpec(
-        broker.bootstrap,
-        args.partitions,
-        work,
-        session_timeout_ms=session_timeout_ms,
-        replication=replication_flag(args.replication, args.nodes),
-    )
-    endpoint = Endpoint(work)
-    servers = [ServerNode(spec, f"n{i}") for i in range(args.nodes)]
-    timeout = aiohttp.ClientTimeout(total=None)
-    try:
-        endpoint.spawn()
-        for server in servers:
-            server.spawn()
-        async with aiohttp.ClientSession(
-            timeout=timeout, connector=aiohttp.TCPConnector(limit=0)
-        ) as http:
-            for server in servers:
-                await server.wait_ready(http)
-            await register(http, servers[0], endpoint)
-            await wait_serving(http, servers, args.partitions, timeout_s=120)
-            yield Cluster(broker, spec, endpoint, servers, http)
-    finally:
-        stop_all([*servers, endpoint])
-        broker.stop()
-
-
-async def _add_once(
-    http: aiohttp.ClientSession, ingress: str, key: str, idempotency_key: str, timeout_s: float
-) -> bool:
-    """One attempt of an idempotent ``Counter/add``; True when it succeeded."""
-    try:
-        async with http.post(
-            f"{ingress}/Counter/{key}/add",
-            json=1,
-            headers={"idempotency-key": idempotency_key},
-            timeout=aiohttp.ClientTimeout(total=timeout_s),
-        ) as response:
-            await response.read()
-            return response.status == 200
-    except (TimeoutError, aiohttp.ClientError):
-        return False
-
-
 # ---------------------------------------------------------------------------------------------
 # failover
 
@@ -133,7 +72,7 @@ async def _add_once(
 async def _failover(args: argparse.Namespace, work: Path, setting: str) -> dict[str, Any]:
     session_ms = None if setting == "default" else int(setting)
     effective_ms = session_ms or int(str(config_default("cluster_session_timeout_ms")))
-    async with _cluster(args, work, session_ms) as cluster:
+    async with running_cluster(args, work, session_ms) as cluster:
         http, victim = cluster.http, cluster.servers[-1]
         survivors = cluster.servers[:-1]
         led = await victim.leading(http)
@@ -141,7 +80,7 @@ async def _failover(args: argparse.Namespace, work: Path, setting: str) -> dict[
         keys = keys_on(led, args.partitions)
         for i, key in enumerate(keys):  # every probe path works before the kill
             ingress = survivors[i % len(survivors)].ingress
-            assert await _add_once(http, ingress, key, uuid.uuid4().hex, 30), "warm-up failed"
+            assert await add_once(http, ingress, key, uuid.uuid4().hex, 30), "warm-up failed"
         killed = time.perf_counter()
         victim.kill()
 
@@ -149,7 +88,7 @@ async def _failover(args: argparse.Namespace, work: Path, setting: str) -> dict[
             idempotency_key = uuid.uuid4().hex
             ingress = survivors[i % len(survivors)].ingress
             while True:  # the same idempotency key: a retry attaches to the first attempt
-                if await _add_once(http, ingress, key, idempotency_key, args.attempt_timeout_s):
+                if await add_once(http, ingress, key, idempotency_key, args.attempt_timeout_s):
                     return time.perf_counter() - killed
                 await asyncio.sleep(0.1)
 
@@ -193,18 +132,48 @@ async def _fill(bootstrap: str, prefix: str, partitions: int, total: int) -> Non
         await log.close()
 
 
+async def _caught_up(http: aiohttp.ClientSession, node: ServerNode, tails: list[int]) -> bool:
+    """Whether ``node`` has applied, in every partition it applies, the records that were in
+    the log when it started.
+
+    Before replica placement a cluster node answers health only once caught up with every
+    partition, and ``GET /cluster`` has no per-replica positions: health is the answer. With
+    placement, ``GET /cluster`` lists each partition's replicas and their applied LSN.
+    """
+    view = await node.cluster_view(http)
+    if "partitions" not in view:
+        return True
+    me, applying = view["node"], view.get("applying") or []
+    if not applying:
+        return False  # no replicas assigned yet
+    for entry in view["partitions"]:
+        if entry["partition"] in applying:
+            applied = entry.get("applied", {}).get(me)
+            if applied is None or applied < tails[entry["partition"]] - 1:
+                return False
+    return True
+
+
 async def _join_one(
     http: aiohttp.ClientSession, spec: ClusterSpec, name: str, extra: Sequence[str]
 ) -> dict[str, Any]:
+    tails = await log_tails(spec.bootstrap, spec.prefix, spec.partitions)
     node = ServerNode(spec, name, extra)
+    started = time.perf_counter()
     node.spawn()
     try:
-        ready = await node.wait_ready(http)
+        healthy = await node.wait_ready(http)
+        while True:
+            if await _caught_up(http, node, tails):
+                break
+            await asyncio.sleep(0.1)
+        ready = time.perf_counter() - started
         metrics = await node.metrics(http)
     finally:
         node.stop()
     return {
         "ready_s": round(ready, 2),
+        "health_200_s": round(healthy, 2),
         "records_applied": int(metrics.get("cairn_records_applied_total", 0)),
         "snapshot_restores": int(metrics.get("cairn_snapshot_restores_total", 0)),
     }
@@ -236,7 +205,7 @@ async def _join(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             await asyncio.sleep(args.suffix_s)
             stats.stop = True
             await load
-            total = await log_records(broker.bootstrap, spec.prefix, args.partitions)
+            total = sum(await log_tails(broker.bootstrap, spec.prefix, args.partitions))
             full = await _join_one(http, spec, "fresh-replay", [])
             restored = await _join_one(http, spec, "fresh-snapshot", repository)
     finally:
@@ -252,125 +221,6 @@ async def _join(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "full_replay": full,
         "from_snapshots": restored,
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# broker outage
-
-
-@dataclass
-class Attempts:
-    """Every attempt of the idempotent clients: (monotonic end time, succeeded)."""
-
-    ends: list[tuple[float, bool]] = field(default_factory=list)
-    requests: list[tuple[float, float]] = field(default_factory=list)  # (started, succeeded)
-    per_key: dict[str, int] = field(default_factory=dict)
-    in_flight: dict[int, float] = field(default_factory=dict)  # client -> request started
-    stop: bool = False
-
-
-async def _idempotent_clients(
-    http: aiohttp.ClientSession, ingresses: Sequence[str], args: argparse.Namespace, seen: Attempts
-) -> None:
-    async def client(worker: int) -> None:
-        i = worker
-        while not seen.stop:
-            key, idempotency_key = f"key-{i % args.keys}", uuid.uuid4().hex
-            started = time.perf_counter()
-            seen.in_flight[worker] = started
-            attempt = 0
-            while True:  # retried until it succeeds, even after stop: nothing is abandoned
-                ingress = ingresses[(i + attempt) % len(ingresses)]
-                ok = await _add_once(http, ingress, key, idempotency_key, args.attempt_timeout_s)
-                seen.ends.append((time.perf_counter(), ok))
-                if ok:
-                    break
-                attempt += 1
-                await asyncio.sleep(0.2)
-            seen.requests.append((started, time.perf_counter()))
-            del seen.in_flight[worker]
-            seen.per_key[key] = seen.per_key.get(key, 0) + 1
-            i += args.concurrency
-
-    await asyncio.gather(*(client(w) for w in range(args.concurrency)))
-
-
-async def _health_green_at(http: aiohttp.ClientSession, servers: Sequence[ServerNode]) -> bool:
-    for server in servers:
-        try:
-            async with http.get(f"{server.admin}/health") as response:
-                if response.status != 200:
-                    return False
-        except aiohttp.ClientError:
-            return False
-    return True
-
-
-async def _outage(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    async with _cluster(args, work) as cluster:
-        http, servers = cluster.http, cluster.servers
-        seen = Attempts()
-        load = asyncio.create_task(
-            _idempotent_clients(http, [s.ingress for s in servers], args, seen)
-        )
-        await asyncio.sleep(args.warmup)
-        pid = cluster.broker.process.pid
-        os.kill(pid, signal.SIGSTOP)
-        stopped = time.perf_counter()
-        await asyncio.sleep(args.outage_s)
-        os.kill(pid, signal.SIGCONT)
-        resumed = time.perf_counter()
-        health_green: float | None = None
-        deadline = resumed + args.observe_s
-        while time.perf_counter() < deadline:
-            now = time.perf_counter()
-            if health_green is None and await _health_green_at(http, servers):
-                health_green = now - resumed
-            waiting = any(started < resumed for started in seen.in_flight.values())
-            last_failure = max((t for t, ok in seen.ends if not ok), default=0.0)
-            quiet = now - max(last_failure, resumed) > args.quiet_s
-            if health_green is not None and not waiting and quiet:
-                break
-            await asyncio.sleep(0.25)
-        seen.stop = True
-        await asyncio.wait_for(load, 180)
-        counted = await _counts(http, servers[0], seen.per_key)
-    outage_requests = [(s, e) for s, e in seen.requests if s < resumed and e > stopped]
-    failures_after = [t for t, ok in seen.ends if not ok and t > resumed]
-    first_success = min((t for t, ok in seen.ends if ok and t > resumed), default=None)
-    waiting_done = max((e for s, e in outage_requests), default=resumed)
-    recovered = max([waiting_done, *failures_after, resumed]) - resumed
-    return {
-        "part": "outage",
-        "nodes": args.nodes,
-        "partitions": args.partitions,
-        "concurrency": args.concurrency,
-        "outage_s": args.outage_s,
-        "requests": len(seen.requests),
-        "requests_caught_by_outage": len(outage_requests),
-        "failed_attempts": sum(1 for _, ok in seen.ends if not ok),
-        "first_success_after_resume_s": None
-        if first_success is None
-        else round(first_success - resumed, 2),
-        "recovered_s": round(recovered, 2),
-        "health_green_after_resume_s": None if health_green is None else round(health_green, 2),
-        "counts_exact": counted,
-    }
-
-
-async def _counts(http: aiohttp.ClientSession, server: ServerNode, per_key: dict[str, int]) -> bool:
-    """Whether every counter equals the adds that succeeded for it (read from the store; the
-    node may still be applying, so ask for up to 30 s)."""
-    deadline = time.perf_counter() + 30
-    while True:
-        exact = True
-        for key, want in per_key.items():
-            async with http.get(f"{server.admin}/services/Counter/state/{key}") as response:
-                state = (await response.json()).get("state", {}) if response.status == 200 else {}
-            exact = exact and state.get("count") == want
-        if exact or time.perf_counter() > deadline:
-            return exact
-        await asyncio.sleep(0.5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,8 +251,10 @@ def _table(results: Sequence[dict[str, Any]]) -> str:
                 f"| broker outage (SIGSTOP) | {r['outage_s']:g} s, {r['nodes']} nodes, "
                 f"{r['concurrency']} idempotent clients | recovered {r['recovered_s']} s after "
                 f"SIGCONT (first success {r['first_success_after_resume_s']} s, health green "
-                f"{r['health_green_after_resume_s']} s); {r['requests_caught_by_outage']} "
-                f"requests caught, {r['failed_attempts']} failed attempts, counts exact: "
+                f"{r['health_green_after_resume_s']} s; health not 200 in "
+                f"{r['health_red_share_during_outage']:.0%} of samples during the outage); "
+                f"{r['requests_caught_by_outage']} "
+                f"requests caught, attempts: {r['attempt_outcomes']}; counts exact: "
                 f"{r['counts_exact']} |"
             )
     return "\n".join(lines)
@@ -444,6 +296,12 @@ def main() -> None:
             result = asyncio.run(measure(args, Path(work), *extra))
         results.append(result)
         print(json.dumps(result), flush=True)
+        # Written at once: a later part that fails does not lose this one.
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        append_result(
+            args.results_dir / "failover.jsonl",
+            {"date": stamp, "uptime_before": load_before, "uptime_after": uptime(), **result},
+        )
 
     if "failover" in parts:
         for timeout in args.session_timeouts.split(","):
@@ -451,14 +309,9 @@ def main() -> None:
     if "join" in parts:
         run(_join)
     if "outage" in parts:
-        run(_outage)
+        run(measure_outage)
     load_after = uptime()
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    for r in results:
-        append_result(
-            args.results_dir / "failover.jsonl",
-            {"date": stamp, "uptime_before": load_before, "uptime_after": load_after, **r},
-        )
     table = _table(results)
     with (args.results_dir / "failover.md").open("a") as f:
         f.write(

@@ -36,6 +36,7 @@ def test_cluster_benchmark_measures_cpu_and_applied_share(tmp_path: Path) -> Non
         "benchmarks.cluster",
         tmp_path,
         *("--nodes", "1", "--partitions", "2", "--duration", "1.5", "--warmup", "0.5"),
+        *("--idle", "0.5"),
         *("--concurrency", "4", "--keys", "8"),
     )
     assert result["nodes"] == 1 and result["requests"] > 0
@@ -45,6 +46,8 @@ def test_cluster_benchmark_measures_cpu_and_applied_share(tmp_path: Path) -> Non
     # its edges).
     [share] = result["applied_share"]
     assert 0.5 < share < 1.5
+    assert result["partitions_applying"] == [2]
+    assert result["idle_node_cpu_s_per_s"] >= 0
     assert "load average" in result["uptime_before"]
 
 
@@ -80,3 +83,4 @@ def test_failover_benchmark_times_a_broker_outage(tmp_path: Path) -> None:
     )
     assert result["requests"] > 0 and result["counts_exact"] is True
     assert result["recovered_s"] >= 0 and result["health_green_after_resume_s"] is not None
+    assert 0 <= result["health_red_share_during_outage"] <= 1
