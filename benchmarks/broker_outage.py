@@ -21,9 +21,9 @@ from benchmarks.cluster_support import ServerNode, add_once, running_cluster
 
 @dataclass
 class Attempts:
-    """Every attempt of the idempotent clients: (monotonic end time, succeeded)."""
+    """What the idempotent clients saw (times from ``time.perf_counter``)."""
 
-    ends: list[tuple[float, bool]] = field(default_factory=list)
+    ends: list[tuple[float, bool]] = field(default_factory=list)  # per attempt: (ended, ok)
     requests: list[tuple[float, float]] = field(default_factory=list)  # (started, succeeded)
     per_key: dict[str, int] = field(default_factory=dict)
     in_flight: dict[int, float] = field(default_factory=dict)  # client -> request started
@@ -104,7 +104,10 @@ async def measure_outage(args: argparse.Namespace, work: Path) -> dict[str, Any]
                 break
             await asyncio.sleep(0.25)
         seen.stop = True
-        await asyncio.wait_for(load, 180)
+        try:
+            await asyncio.wait_for(load, 180)
+        except TimeoutError:
+            raise RuntimeError("requests still failing 180 s after the load stopped") from None
         counted = await _counts(http, servers[0], seen.per_key)
     outage_requests = [(s, e) for s, e in seen.requests if s < resumed and e > stopped]
     failures_after = [t for t, ok in seen.ends if not ok and t > resumed]

@@ -45,6 +45,7 @@ from benchmarks.cluster_support import (
     append_result,
     closed_loop,
     cpu_seconds,
+    leader_ingresses,
     percentile,
     register,
     replication_flag,
@@ -84,8 +85,11 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
             idle = [s.cpu() - b for s, b in zip(servers, idle_before, strict=True)]
             stats = LoadStats()
             ingresses = [s.ingress for s in servers]
+            routes = None
+            if args.route == "leader":
+                routes = await leader_ingresses(http, servers, args.keys, args.partitions)
             load = asyncio.create_task(
-                closed_loop(http, ingresses, args.concurrency, args.keys, stats)
+                closed_loop(http, ingresses, args.concurrency, args.keys, stats, routes)
             )
             await asyncio.sleep(args.warmup)
             before = await _sample(http, servers, broker.process.pid, endpoint, log, args)
@@ -152,6 +156,7 @@ def _result(
         "partitions": args.partitions,
         "replication": replication,  # None: this server has no --replication (all apply all)
         "concurrency": args.concurrency,
+        "route": args.route,
         "seconds": round(elapsed, 2),
         "requests": stats.ok,
         "failures": stats.failed,
@@ -203,6 +208,13 @@ def main() -> None:
         "--idle", type=float, default=5.0, help="seconds of the nodes' idle CPU measured first"
     )
     parser.add_argument("--keys", type=int, default=100, help="counter keys")
+    parser.add_argument(
+        "--route",
+        choices=["spread", "leader"],
+        default="spread",
+        help="spread: each request to the next ingress in turn; leader: each key to the ingress "
+        "of the node leading its partition at the start (no result travels between nodes)",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
     counts = [int(n) for n in args.nodes.split(",")]
@@ -230,6 +242,7 @@ def main() -> None:
     with (args.results_dir / "cluster.md").open("a") as f:
         f.write(
             f"\n### {stamp}: {args.partitions} partitions, concurrency {args.concurrency}, "
+            f"route {args.route}, "
             f"{args.duration:g} s per node count\n\nLoad before: `{load_before}`  \n"
             f"Load after: `{load_after}`\n\n{table}\n"
         )

@@ -271,6 +271,17 @@ async def log_tails(bootstrap: str, prefix: str, partitions: int) -> list[int]:
         await log.close()
 
 
+async def leader_ingresses(
+    http: aiohttp.ClientSession, servers: Sequence[ServerNode], keys: int, partitions: int
+) -> list[str]:
+    """For each counter key ``key-K``, the ingress of the node leading its partition now."""
+    leader_of = {p: server for server in servers for p in await server.leading(http)}
+    return [
+        leader_of[partition_of(object_partition_key("Counter", f"key-{k}"), partitions)].ingress
+        for k in range(keys)
+    ]
+
+
 def keys_on(partitions: Sequence[int], partition_count: int, per_partition: int = 1) -> list[str]:
     """Counter keys that land on ``partitions``, ``per_partition`` on each."""
     found: dict[int, list[str]] = {p: [] for p in partitions}
@@ -301,14 +312,20 @@ async def closed_loop(
     concurrency: int,
     keys: int,
     stats: LoadStats,
+    ingress_of_key: Sequence[str] | None = None,
 ) -> None:
     """``concurrency`` clients each sending ``Counter/key-K/add`` one after the other, every
-    request to the next ingress in turn, until ``stats.stop``."""
+    request to the next ingress in turn (or, with ``ingress_of_key``, key K's request to
+    ``ingress_of_key[K]``), until ``stats.stop``."""
 
     async def client(worker: int) -> None:
         i = worker
         while not stats.stop:
-            url = f"{ingresses[i % len(ingresses)]}/Counter/key-{i % keys}/add"
+            key = i % keys
+            ingress = (
+                ingresses[i % len(ingresses)] if ingress_of_key is None else ingress_of_key[key]
+            )
+            url = f"{ingress}/Counter/key-{key}/add"
             i += 1
             started = time.perf_counter()
             try:

@@ -37,9 +37,9 @@ def test_cluster_benchmark_measures_cpu_and_applied_share(tmp_path: Path) -> Non
         tmp_path,
         *("--nodes", "1", "--partitions", "2", "--duration", "1.5", "--warmup", "0.5"),
         *("--idle", "0.5"),
-        *("--concurrency", "4", "--keys", "8"),
+        *("--concurrency", "4", "--keys", "8", "--route", "leader"),
     )
-    assert result["nodes"] == 1 and result["requests"] > 0
+    assert result["nodes"] == 1 and result["route"] == "leader" and result["requests"] > 0
     assert result["cpu_ms_per_request"] > 0 and result["broker_cpu_ms_per_request"] > 0
     assert result["ratio_to_single_node"] == 1.0
     # One node applies every record of the window (give or take the requests in flight at
