@@ -68,6 +68,7 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
     timeout = aiohttp.ClientTimeout(total=60)
     connector = aiohttp.TCPConnector(limit=0)
     log = KafkaLog(broker.bootstrap, f"{spec.prefix}.log", args.partitions)
+    log_started = False
     try:
         endpoint.spawn()
         for server in servers:
@@ -78,6 +79,7 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
             await register(http, servers[0], endpoint)
             await wait_serving(http, servers, args.partitions, timeout_s=120)
             await log.start()
+            log_started = True
             # What the nodes burn without requests (polling, heartbeats): it is part of every
             # request's share, more so when requests are few.
             idle_before = [s.cpu() for s in servers]
@@ -103,7 +105,8 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
             stats.stop = True
             await asyncio.wait_for(load, 90)
     finally:
-        await log.close()
+        if log_started:
+            await log.close()
         stop_all([*servers, endpoint])
         broker.stop()
     result = _result(args, nodes, replication, stats, elapsed, before, after)
