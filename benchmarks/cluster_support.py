@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
+import io
 import json
 import os
 import signal
@@ -58,15 +60,14 @@ def uptime() -> str:
 
 @functools.cache
 def server_flags() -> str:
-    """``cairn server --help`` of this checkout (to pass only the flags it has)."""
-    return subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "server", "--help"],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    """``cairn server --help`` of this checkout (to pass only the flags it has), in this process:
+    ``runtime`` is imported already, and a second interpreter costs seconds on a busy machine."""
+    from runtime import cli
+
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text), contextlib.suppress(SystemExit):
+        cli.main(["server", "--help"])
+    return text.getvalue()
 
 
 def _env() -> dict[str, str]:
