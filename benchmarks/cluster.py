@@ -42,6 +42,7 @@ from benchmarks.cluster_support import (
     Endpoint,
     LoadStats,
     ServerNode,
+    add_fetch_wait_flag,
     append_result,
     closed_loop,
     cpu_seconds,
@@ -62,7 +63,13 @@ TARGET_RATIO = 1.25
 async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str, Any]:
     broker = TansuBroker.start(work)
     replication = replication_flag(args.replication, nodes)
-    spec = ClusterSpec(broker.bootstrap, args.partitions, work, replication=replication)
+    spec = ClusterSpec(
+        broker.bootstrap,
+        args.partitions,
+        work,
+        replication=replication,
+        fetch_max_wait_ms=args.kafka_fetch_max_wait_ms,
+    )
     endpoint = Endpoint(work)
     servers = [ServerNode(spec, f"n{i}") for i in range(nodes)]
     timeout = aiohttp.ClientTimeout(total=60)
@@ -160,6 +167,7 @@ def _result(
         "replication": replication,  # None: this server has no --replication (all apply all)
         "concurrency": args.concurrency,
         "route": args.route,
+        "kafka_fetch_max_wait_ms": args.kafka_fetch_max_wait_ms,  # None: the server's default
         "seconds": round(elapsed, 2),
         "requests": stats.ok,
         "failures": stats.failed,
@@ -218,6 +226,7 @@ def main() -> None:
         help="spread: each request to the next ingress in turn; leader: each key to the ingress "
         "of the node leading its partition at the start (no result travels between nodes)",
     )
+    add_fetch_wait_flag(parser)
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
     counts = [int(n) for n in args.nodes.split(",")]
@@ -245,7 +254,8 @@ def main() -> None:
     with (args.results_dir / "cluster.md").open("a") as f:
         f.write(
             f"\n### {stamp}: {args.partitions} partitions, concurrency {args.concurrency}, "
-            f"route {args.route}, "
+            f"route {args.route}, fetch max wait "
+            f"{args.kafka_fetch_max_wait_ms or 'default'} ms, "
             f"{args.duration:g} s per node count\n\nLoad before: `{load_before}`  \n"
             f"Load after: `{load_after}`\n\n{table}\n"
         )

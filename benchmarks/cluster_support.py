@@ -152,6 +152,7 @@ class ClusterSpec:
     prefix: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
     session_timeout_ms: int | None = None
     replication: int | None = None  # passed only when the server has --replication
+    fetch_max_wait_ms: int | None = None  # None: the server's default
     extra: list[str] = field(default_factory=list)
 
 
@@ -167,7 +168,7 @@ class ServerNode(Child):
         argv = [
             sys.executable, "-m", "runtime.cli", "server", "--cluster", "--log", "kafka",
             "--kafka-bootstrap", spec.bootstrap, "--kafka-topic-prefix", spec.prefix,
-            "--kafka-fetch-max-wait-ms", "10", "--partitions", str(spec.partitions),
+            "--partitions", str(spec.partitions),
             "--node-name", name, "--data-dir", str(self.data_dir),
             "--ingress-bind", f"127.0.0.1:{self.ingress_port}",
             "--admin-bind", f"127.0.0.1:{self.admin_port}", "--log-level", "warning",
@@ -176,6 +177,8 @@ class ServerNode(Child):
             argv += ["--cluster-session-timeout-ms", str(spec.session_timeout_ms)]
         if spec.replication is not None:
             argv += ["--replication", str(spec.replication)]
+        if spec.fetch_max_wait_ms is not None:
+            argv += ["--kafka-fetch-max-wait-ms", str(spec.fetch_max_wait_ms)]
         argv += [*spec.extra, *extra]
         super().__init__(argv, spec.work / f"{name}.log")
 
@@ -354,6 +357,15 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
+def add_fetch_wait_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kafka-fetch-max-wait-ms",
+        type=int,
+        help="passed to every node (default: the server's own default); a short wait makes "
+        "idle nodes poll Kafka more often",
+    )
+
+
 def append_result(path: Path, result: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
@@ -383,6 +395,7 @@ async def running_cluster(
         work,
         session_timeout_ms=session_timeout_ms,
         replication=replication_flag(args.replication, args.nodes),
+        fetch_max_wait_ms=args.kafka_fetch_max_wait_ms,
     )
     endpoint = Endpoint(work)
     servers = [ServerNode(spec, f"n{i}") for i in range(args.nodes)]

@@ -48,6 +48,7 @@ from benchmarks.cluster_support import (
     Endpoint,
     LoadStats,
     ServerNode,
+    add_fetch_wait_flag,
     add_once,
     append_result,
     closed_loop,
@@ -182,7 +183,11 @@ async def _join_one(
 async def _join(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     broker = TansuBroker.start(work)
     spec = ClusterSpec(
-        broker.bootstrap, args.partitions, work, replication=replication_flag(args.replication, 2)
+        broker.bootstrap,
+        args.partitions,
+        work,
+        replication=replication_flag(args.replication, 2),
+        fetch_max_wait_ms=args.kafka_fetch_max_wait_ms,
     )
     repository = ["--snapshot-repository", f"file://{work / 'snapshots'}"]
     first = ServerNode(spec, "first", [*repository, "--snapshot-interval-records", "0"])
@@ -282,6 +287,7 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, default=16, help="outage: clients")
     parser.add_argument("--keys", type=int, default=50, help="outage: counter keys")
+    add_fetch_wait_flag(parser)
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
     parts = args.parts.split(",")
