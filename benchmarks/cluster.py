@@ -1,0 +1,267 @@
+"""CPU per request of a Cairn cluster of 1, 2, 3 ... nodes on one Kafka (issue 7, "Measure").
+
+    .venv/bin/python -m benchmarks.cluster --nodes 1,2,3 --partitions 8 --replication 2 \
+        --duration 30 --concurrency 32
+
+For each node count N: a fresh Tansu broker, the demo endpoint (``examples.demo:app``) and N
+``cairn server --cluster --log kafka`` nodes, each a process of its own; the endpoint is
+registered on the first node. Closed-loop clients send ``Counter/key-K/add`` to the ingresses in
+turn (after ``--warmup`` seconds, for ``--duration`` seconds). Reported per N:
+
+- requests/s and latency;
+- CPU seconds per request summed over all nodes, the broker's and the endpoint's
+  (``/proc/<pid>/stat`` utime + stime, before and after the window), and the ratio of the nodes'
+  figure to the single node's (the target of issue 7: at most 1.25);
+- each node's records applied (``cairn_records_applied_total``) as a share of the records
+  appended to the log in the window (replica placement aims at R/N; with every node applying
+  every partition it is 1.0).
+
+``--replication R`` is passed to the servers only when ``cairn server --help`` has it (capped at
+N), so the script measures a checkout with and without replica placement alike. Results: one
+JSON line per N in ``RESULTS/cluster.jsonl`` and a Markdown table appended to
+``RESULTS/cluster.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks.cluster_support import (
+    RESULTS,
+    ClusterSpec,
+    Endpoint,
+    LoadStats,
+    ServerNode,
+    add_fetch_wait_flag,
+    append_result,
+    closed_loop,
+    cpu_seconds,
+    leader_ingresses,
+    percentile,
+    register,
+    replication_flag,
+    stop_all,
+    uptime,
+    wait_serving,
+)
+from runtime.log import KafkaLog
+from tests.support.broker import TansuBroker
+
+TARGET_RATIO = 1.25
+
+
+async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str, Any]:
+    broker = TansuBroker.start(work)
+    replication = replication_flag(args.replication, nodes)
+    spec = ClusterSpec(
+        broker.bootstrap,
+        args.partitions,
+        work,
+        replication=replication,
+        fetch_max_wait_ms=args.kafka_fetch_max_wait_ms,
+    )
+    endpoint = Endpoint(work)
+    servers = [ServerNode(spec, f"n{i}") for i in range(nodes)]
+    timeout = aiohttp.ClientTimeout(total=60)
+    connector = aiohttp.TCPConnector(limit=0)
+    log = KafkaLog(broker.bootstrap, f"{spec.prefix}.log", args.partitions)
+    log_started = False
+    try:
+        endpoint.spawn()
+        for server in servers:
+            server.spawn()
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+            for server in servers:
+                await server.wait_ready(http)
+            await register(http, servers[0], endpoint)
+            await wait_serving(http, servers, args.partitions, timeout_s=120)
+            await log.start()
+            log_started = True
+            # What the nodes burn without requests (polling, heartbeats): it is part of every
+            # request's share, more so when requests are few.
+            idle_before = [s.cpu() for s in servers]
+            await asyncio.sleep(args.idle)
+            idle = [s.cpu() - b for s, b in zip(servers, idle_before, strict=True)]
+            stats = LoadStats()
+            ingresses = [s.ingress for s in servers]
+            routes = None
+            if args.route == "leader":
+                routes = await leader_ingresses(http, servers, args.keys, args.partitions)
+            load = asyncio.create_task(
+                closed_loop(http, ingresses, args.concurrency, args.keys, stats, routes)
+            )
+            await asyncio.sleep(args.warmup)
+            before = await _sample(http, servers, broker.process.pid, endpoint, log, args)
+            stats.counting = True
+            started = time.perf_counter()
+            await asyncio.sleep(args.duration)
+            stats.counting = False
+            elapsed = time.perf_counter() - started
+            after = await _sample(http, servers, broker.process.pid, endpoint, log, args)
+            views = [await s.cluster_view(http) for s in servers]
+            stats.stop = True
+            await asyncio.wait_for(load, 90)
+    finally:
+        if log_started:
+            await log.close()
+        stop_all([*servers, endpoint])
+        broker.stop()
+    result = _result(args, nodes, replication, stats, elapsed, before, after)
+    result["idle_node_cpu_s_per_s"] = round(sum(idle) / args.idle, 3) if args.idle else None
+    # What each node says it applies (GET /cluster has "applying" once replicas are placed;
+    # before that every node applies every partition).
+    applying = [view.get("applying") for view in views]
+    result["partitions_applying"] = [args.partitions if a is None else len(a) for a in applying]
+    return result
+
+
+async def _sample(
+    http: aiohttp.ClientSession,
+    servers: Sequence[ServerNode],
+    broker_pid: int,
+    endpoint: Endpoint,
+    log: KafkaLog,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """CPU first (the window's edges), then the counters (a few ms later)."""
+    cpu = [s.cpu() for s in servers]
+    broker_cpu, endpoint_cpu = cpu_seconds(broker_pid), endpoint.cpu()
+    applied = await asyncio.gather(*(s.records_applied(http) for s in servers))
+    records = sum([await log.tail(p) for p in range(args.partitions)])
+    return {
+        "cpu": cpu,
+        "broker_cpu": broker_cpu,
+        "endpoint_cpu": endpoint_cpu,
+        "applied": list(applied),
+        "records": records,
+    }
+
+
+def _result(
+    args: argparse.Namespace,
+    nodes: int,
+    replication: int | None,
+    stats: LoadStats,
+    elapsed: float,
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> dict[str, Any]:
+    requests = max(stats.ok, 1)
+    node_cpu = [a - b for a, b in zip(after["cpu"], before["cpu"], strict=True)]
+    records = after["records"] - before["records"]
+    applied = [a - b for a, b in zip(after["applied"], before["applied"], strict=True)]
+    p50, p99 = percentile(stats.latencies, 0.5), percentile(stats.latencies, 0.99)
+    return {
+        "nodes": nodes,
+        "partitions": args.partitions,
+        "replication": replication,  # None: this server has no --replication (all apply all)
+        "concurrency": args.concurrency,
+        "route": args.route,
+        "kafka_fetch_max_wait_ms": args.kafka_fetch_max_wait_ms,  # None: the server's default
+        "seconds": round(elapsed, 2),
+        "requests": stats.ok,
+        "failures": stats.failed,
+        "requests_per_s": round(stats.ok / elapsed, 1),
+        "p50_ms": None if p50 is None else round(p50 * 1000, 1),
+        "p99_ms": None if p99 is None else round(p99 * 1000, 1),
+        "node_cpu_s": [round(c, 2) for c in node_cpu],
+        "cpu_ms_per_request": round(sum(node_cpu) / requests * 1000, 3),
+        "broker_cpu_ms_per_request": round(
+            (after["broker_cpu"] - before["broker_cpu"]) / requests * 1000, 3
+        ),
+        "endpoint_cpu_ms_per_request": round(
+            (after["endpoint_cpu"] - before["endpoint_cpu"]) / requests * 1000, 3
+        ),
+        "log_records": records,
+        "applied_share": [round(a / records, 3) if records else None for a in applied],
+    }
+
+
+def _table(results: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        "| nodes | R | req/s | p50 ms | CPU ms/req (nodes) | ratio to 1 node | broker CPU ms/req "
+        "| endpoint CPU ms/req | applied share per node | partitions applied per node "
+        "| nodes' idle CPU s/s | failures |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        ratio = r.get("ratio_to_single_node")
+        lines.append(
+            f"| {r['nodes']} | {r['replication'] or 'all'} | {r['requests_per_s']} | {r['p50_ms']} "
+            f"| {r['cpu_ms_per_request']} | {'' if ratio is None else f'{ratio:.2f}×'} "
+            f"| {r['broker_cpu_ms_per_request']} | {r['endpoint_cpu_ms_per_request']} "
+            f"| {', '.join(str(s) for s in r['applied_share'])} "
+            f"| {', '.join(str(p) for p in r['partitions_applying'])} "
+            f"| {r['idle_node_cpu_s_per_s']} | {r['failures']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", default="1,2,3", help="node counts to measure, e.g. 1,2,3")
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--replication", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=30.0, help="measured seconds per N")
+    parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
+    parser.add_argument("--concurrency", type=int, default=32, help="closed-loop clients")
+    parser.add_argument(
+        "--idle", type=float, default=5.0, help="seconds of the nodes' idle CPU measured first"
+    )
+    parser.add_argument("--keys", type=int, default=100, help="counter keys")
+    parser.add_argument(
+        "--route",
+        choices=["spread", "leader"],
+        default="spread",
+        help="spread: each request to the next ingress in turn; leader: each key to the ingress "
+        "of the node leading its partition at the start (no result travels between nodes)",
+    )
+    add_fetch_wait_flag(parser)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    counts = [int(n) for n in args.nodes.split(",")]
+    load_before = uptime()
+    results: list[dict[str, Any]] = []
+    for nodes in counts:
+        with tempfile.TemporaryDirectory(prefix=f"cairn-cluster-bench-{nodes}-") as work:
+            result = asyncio.run(_measure(args, nodes, Path(work)))
+        results.append(result)
+        print(json.dumps(result), flush=True)
+    single = next((r for r in results if r["nodes"] == 1), None)
+    for r in results:
+        if single is not None and single["cpu_ms_per_request"]:
+            r["ratio_to_single_node"] = round(
+                r["cpu_ms_per_request"] / single["cpu_ms_per_request"], 3
+            )
+    load_after = uptime()
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    for r in results:
+        append_result(
+            args.results_dir / "cluster.jsonl",
+            {"date": stamp, "uptime_before": load_before, "uptime_after": load_after, **r},
+        )
+    table = _table(results)
+    with (args.results_dir / "cluster.md").open("a") as f:
+        f.write(
+            f"\n### {stamp}: {args.partitions} partitions, concurrency {args.concurrency}, "
+            f"route {args.route}, fetch max wait "
+            f"{args.kafka_fetch_max_wait_ms or 'default'} ms, "
+            f"{args.duration:g} s per node count\n\nLoad before: `{load_before}`  \n"
+            f"Load after: `{load_after}`\n\n{table}\n"
+        )
+    print(table)
+    print(f"target: CPU per request at most {TARGET_RATIO}× the single node's")
+
+
+if __name__ == "__main__":
+    main()
