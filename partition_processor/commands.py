@@ -92,7 +92,9 @@ class RetryPolicy(msgspec.Struct, frozen=True):
 
     def delay_ms(self, attempt: int) -> int:
         """Backoff before attempt ``attempt + 1`` after attempt ``attempt`` failed."""
-        return backoff_ms(self.initial_interval_ms, self.factor, attempt - 1, self.max_interval_ms)
+        return backoff_ms(
+            self.initial_interval_ms, self.factor, attempt - 1, self.max_interval_ms
+        )
 
 
 class IngressSink(msgspec.Struct, frozen=True):
@@ -240,9 +242,6 @@ class Attach(msgspec.Struct, tag="attach", frozen=True):
     # At most this many ingress requests wait for the result; past it the new one gets 429
     # (0: no bound). The bound travels in the record so every replica applies it alike.
     max_attached: int = 0
-    # A waiting attach learns that a leader took it (a ``SendReceipt``): without one within
-    # the leader timeout the partition has no leader, and the request gets 503, not a hang.
-    receipt_sink: IngressSink | None = None
 
 
 TerminateMode = Literal["cancel", "kill"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import msgspec
 
 from partition_processor import codes
-from partition_processor.actions import Action, RespondToIngress, SendReceipt
+from partition_processor.actions import Action, RespondToIngress
 from partition_processor.commands import Attach
-from partition_processor.journal import Failure, Success
+from partition_processor.journal import Failure
 from partition_processor.tables import Transaction
 from partition_processor.values import InvocationStatus
 
@@ -51,12 +51,4 @@ def on_attach(tx: Transaction, command: Attach, actions: list[Action]) -> bool:
             )
             return True
         tx.put_status(msgspec.structs.replace(status, sinks=[*status.sinks, command.sink]))
-    if command.receipt_sink is not None:
-        # Only a request left waiting needs it: every other branch answers ``sink`` at once.
-        receipt = SendReceipt(False, status.invoke_at_ms)
-        actions.append(
-            RespondToIngress(
-                command.receipt_sink, command.invocation_id, Success(b""), receipt=receipt
-            )
-        )
     return True

@@ -6,9 +6,9 @@ waiting call (and an attach) re-attaches by invocation id, appending an ``Attach
 same sink, whenever its partition's leadership changes and, as a safety net for a delivery lost
 otherwise, every ``reattach_interval_s``. An ``Attach`` of a sink already waiting changes
 nothing; one of a completed invocation answers at once. And a call never waits on a partition
-that has no leader: its ``Invoke`` (and every waiting ``Attach``: an attach, a re-attach) asks
-for a receipt, and without one (nor the result) within ``leader_timeout_s`` the request is
-answered 503 with its invocation id (it runs once the partition has a leader; attach to it).
+that has no leader: its ``Invoke`` asks for a receipt, and without one (nor the result) within
+``leader_timeout_s`` the call is answered 503 with its invocation id (it runs once the
+partition has a leader; attach to it).
 """
 
 from __future__ import annotations
@@ -237,35 +237,8 @@ class InvocationGateway:
             if result.done():
                 return result.result()
             REATTACHES.inc()
-            await self._attach_taken(invocation_id, sink, result)
-
-    async def _attach_taken(
-        self, invocation_id: str, sink: IngressSink, result: asyncio.Future[RespondToIngress]
-    ) -> None:
-        """Append a waiting ``Attach`` of ``sink`` and wait until a leader took it (its
-        receipt) or answered it (``result``): neither within the leader timeout is
-        ``NoLeader``, so a request never waits on a partition without a leader."""
-        receipt_id = uuid.uuid4().hex
-        receipt = self._responses.expect(receipt_id)
-        try:
-            attach = Attach(
-                invocation_id,
-                sink,
-                True,
-                max_attached=self._max_attached,
-                receipt_sink=IngressSink(self._node_id, receipt_id),
-            )
+            attach = Attach(invocation_id, sink, True, max_attached=self._max_attached)
             await self._append_command(invocation_id, attach)
-            done, _ = await asyncio.wait(
-                (result, receipt), timeout=self._leader_timeout_s, return_when="FIRST_COMPLETED"
-            )
-            for future in done:
-                future.result()  # ShuttingDown
-            if not done:
-                partition = partition_of(parse_partition_key(invocation_id), self._log.partitions)
-                raise NoLeader(invocation_id, partition, self._leader_timeout_s)
-        finally:
-            self._responses.forget(receipt_id)
 
     async def send(
         self,
@@ -311,11 +284,10 @@ class InvocationGateway:
         try:
             outcome = self._responses.expect(request_id)
             sink = IngressSink(self._node_id, request_id)
+            command = Attach(invocation_id, sink, wait, max_attached=self._max_attached)
+            await self._append_command(invocation_id, command)
             if not wait:
-                command = Attach(invocation_id, sink, False, max_attached=self._max_attached)
-                await self._append_command(invocation_id, command)
                 return await self._answer(invocation_id, outcome)
-            await self._attach_taken(invocation_id, sink, outcome)
             return await self._await_result(invocation_id, sink, outcome)
         except ShuttingDown:
             raise ShuttingDown(invocation_id) from None

@@ -126,23 +126,6 @@ def test_attach_waits_or_answers_and_output_is_470_while_running() -> None:
     assert missing.result.code == 404  # type: ignore[union-attr]
 
 
-def test_a_waiting_attach_with_a_receipt_sink_is_acknowledged_once_taken() -> None:
-    """The receipt tells the ingress a leader took the Attach (else: 503 after the leader
-    timeout); an attach answered at once gets its answer only."""
-    env = Env()
-    env.invoke("a", retention_ms=60_000)
-    sink, receipt_sink = IngressSink(NODE, "att"), IngressSink(NODE, "rcpt")
-    taken = RespondToIngress(receipt_sink, "a", Success(b""), receipt=SendReceipt(False, 0))
-    assert env.apply(Attach("a", sink, receipt_sink=receipt_sink)) == [taken]
-    assert env.apply(Attach("a", sink, receipt_sink=receipt_sink)) == [taken]  # a re-attach
-    env.effect("a", 1, JournalAppend(1, Output(Success(b"7"))))
-    done = RespondToIngress(sink, "a", Success(b"7"), target=GREETER)
-    assert env.effect("a", 1, End()).count(done) == 1  # the sink waits once
-    assert env.apply(Attach("a", sink, receipt_sink=receipt_sink)) == [done]
-    (missing,) = env.apply(Attach("nope", sink, receipt_sink=receipt_sink))
-    assert isinstance(missing, RespondToIngress) and missing.refused
-
-
 def test_cancel_is_delivered_to_the_running_attempt_and_to_open_calls() -> None:
     env = Env()
     env.invoke("a")
