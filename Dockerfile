@@ -21,10 +21,13 @@ RUN pip install . \
 USER cairn
 # A node keeps its RocksDB store (and the local log, if used) here: mount a volume.
 VOLUME ["/var/lib/cairn"]
+# The internal (node-to-node) port of a cluster node listens on every interface too: a cluster
+# node must then be told the name its peers reach it at (--advertised-address).
 ENV CAIRN_DATA_DIR=/var/lib/cairn \
     CAIRN_INGRESS_BIND=0.0.0.0:8080 \
-    CAIRN_ADMIN_BIND=0.0.0.0:9070
-EXPOSE 8080 9070
+    CAIRN_ADMIN_BIND=0.0.0.0:9070 \
+    CAIRN_INTERNAL_BIND=0.0.0.0:5122
+EXPOSE 8080 9070 5122
 
 ENTRYPOINT ["cairn"]
 CMD ["server"]

@@ -8,11 +8,15 @@ targets, the Kafka bootstrap and the registration URIs. No Docker engine is need
 
 from __future__ import annotations
 
+import re
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from runtime.internal import advertised_host, read_cluster_secret
+from runtime.node import split_bind
 from tests.unit.deploy.checks import (
     CAIRN_IMAGE,
     DEPLOY,
@@ -32,6 +36,12 @@ from tests.unit.deploy.checks import (
 
 COMPOSE = DEPLOY / "compose.yaml"
 K8S = DEPLOY / "k8s"
+BINDS = ("INGRESS", "ADMIN", "INTERNAL")
+
+
+def _binds(c: Container, defaults: dict[str, str]) -> dict[str, int | None]:
+    """ingress/admin/internal -> the port a node binds."""
+    return {n.lower(): port_of(c.setting(f"--{n.lower()}-bind", defaults)) for n in BINDS}
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +102,9 @@ def test_the_image_installs_the_project_and_runs_cairn(cli: Cli, dockerfile: Doc
     ]["find"]["include"]
     packages = {p.rstrip("*") for p in include}
     assert packages <= dockerfile.copied, packages - dockerfile.copied
-    # EXPOSE matches the binds the image sets.
-    binds = {port_of(dockerfile.env.get(f"CAIRN_{n}_BIND")) for n in ("INGRESS", "ADMIN")}
-    assert binds == set(dockerfile.exposed), (binds, dockerfile.exposed)
+    # EXPOSE matches the binds the image sets (the internal port of a cluster node too).
+    binds = {port_of(dockerfile.env.get(f"CAIRN_{n}_BIND")) for n in BINDS}
+    assert None not in binds and binds == set(dockerfile.exposed), (binds, dockerfile.exposed)
 
 
 # --- compose ---------------------------------------------------------------------------------
@@ -140,10 +150,16 @@ def test_compose_ports_agree(dockerfile: Dockerfile) -> None:
     problems: list[str] = []
     admin = {}
     for name, c in servers.items():
-        ingress = port_of(c.setting("--ingress-bind", dockerfile.env))
-        admin[name] = port_of(c.setting("--admin-bind", dockerfile.env))
-        if set(c.ports) != {ingress, admin[name]}:
-            problems.append(f"{c.where}: publishes {c.ports}, binds {ingress} and {admin[name]}")
+        binds = _binds(c, dockerfile.env)
+        ingress, admin[name], internal = binds["ingress"], binds["admin"], binds["internal"]
+        if set(c.ports) != set(binds.values()):
+            problems.append(f"{c.where}: publishes or exposes {c.ports}, binds {binds}")
+        # The internal port is for the peers on the compose network, never the host's.
+        published = [int(str(p).split(":")[-1].split("/")[0]) for p in services[name]["ports"]]
+        if internal in published:
+            problems.append(f"{c.where}: the internal port {internal} is published on the host")
+        if internal not in [int(p) for p in services[name].get("expose", [])]:
+            problems.append(f"{c.where}: the internal port {internal} is not exposed to peers")
         probe = " ".join(services[name].get("healthcheck", {}).get("test", []))
         for _host, port in hostports(probe.split("'")[1] if "'" in probe else ""):
             if port not in (ingress, admin[name]):
@@ -258,10 +274,8 @@ def test_k8s_ports_services_and_selectors_agree(dockerfile: Dockerfile) -> None:
         if any(labels.get(k) != v for k, v in selector.items()):
             problems.append(f"{c.where}: its selector does not match its pod labels")
         if c.argv[:2] == ["cairn", "server"]:
-            binds = {
-                port_of(c.setting(f, dockerfile.env)) for f in ("--ingress-bind", "--admin-bind")
-            }
-            if set(c.ports) != binds:
+            binds = _binds(c, dockerfile.env)
+            if set(c.ports) != set(binds.values()):
                 problems.append(f"{c.where}: container ports {c.ports}, binds {binds}")
             annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
             admin = port_of(c.setting("--admin-bind", dockerfile.env))
@@ -270,6 +284,28 @@ def test_k8s_ports_services_and_selectors_agree(dockerfile: Dockerfile) -> None:
             headless = services.get(workload["spec"].get("serviceName", ""))
             if headless is None or headless["spec"].get("clusterIP") != "None":
                 problems.append(f"{c.where}: serviceName is not a headless Service")
+            else:  # peers reach the internal port through the headless Service's names
+                internal = [
+                    p
+                    for p in headless["spec"]["ports"]
+                    if _named_port(spec, p.get("targetPort", p["port"])) == binds["internal"]
+                ]
+                if [p["port"] for p in internal] != [binds["internal"]]:
+                    problems.append(
+                        f"{c.where}: the headless Service does not route port "
+                        f"{binds['internal']} to the internal port {binds['internal']}"
+                    )
+            for name, service in services.items():  # clients never reach the internal port
+                selects = all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
+                if (
+                    selects
+                    and service is not headless
+                    and any(
+                        _named_port(spec, p.get("targetPort", p["port"])) == binds["internal"]
+                        for p in service["spec"]["ports"]
+                    )
+                ):
+                    problems.append(f"Service {name} exposes the internal port of {c.where}")
         if c.argv[:3] == ["python", "-m", "sdk"] and [int(c.flag("--port") or 0)] != c.ports:
             problems.append(f"{c.where}: --port {c.flag('--port')}, container ports {c.ports}")
         for probe in ("readinessProbe", "livenessProbe"):
@@ -355,3 +391,132 @@ def test_the_nodes_form_one_cluster_on_kafka(dockerfile: Dockerfile) -> None:
         assert (log, cluster) == ("kafka", "True") and bootstrap, (log, cluster, bootstrap)
     names = [c.setting("--node-name", dockerfile.env) for c in compose.values()]
     assert len(set(names)) == len(names) == 3, names
+
+
+# --- cluster nodes: secret and advertised address ---------------------------------------------
+
+
+def _cluster_node_problems(
+    c: Container, defaults: dict[str, str], secret_files: set[str], reached_at: str
+) -> list[str]:
+    """A ``--cluster`` node names a cluster secret file that is mounted from a secret, and
+    advertises the name its peers reach it at (a container binds 0.0.0.0, which names no host)."""
+    if _cluster_settings(c, defaults)[1] != "True":
+        return []
+    problems = []
+    secret = c.setting("--cluster-secret-file", defaults)
+    if not secret:
+        problems.append(f"{c.where}: a --cluster node without --cluster-secret-file")
+    elif secret not in secret_files:
+        problems.append(f"{c.where}: --cluster-secret-file {secret} is no mounted secret")
+    advertised = c.setting("--advertised-address", defaults) or ""
+    host, _ = split_bind(c.setting("--internal-bind", defaults) or "")
+    try:
+        advertised_host(advertised, host)
+    except ValueError as exc:
+        problems.append(f"{c.where}: {exc}")
+    else:
+        if advertised != reached_at:
+            problems.append(f"{c.where}: advertises {advertised!r}, peers reach it at {reached_at}")
+    return problems
+
+
+def _secret_targets(service: dict[str, Any]) -> set[str]:
+    """Where compose mounts a service's secrets (/run/secrets/NAME unless a target is given)."""
+    targets = set()
+    for entry in service.get("secrets", []):
+        source, target = (entry, entry) if isinstance(entry, str) else (entry["source"], None)
+        target = target or entry.get("target", source)
+        targets.add(target if target.startswith("/") else f"/run/secrets/{target}")
+    return targets
+
+
+def test_every_compose_cluster_node_has_a_secret_and_advertises_its_service_name(
+    dockerfile: Dockerfile,
+) -> None:
+    (compose,) = load_yaml(COMPOSE)
+    servers = _servers(_compose_containers(dockerfile))
+    problems = []
+    for name, c in servers.items():
+        service = compose["services"][name]
+        undefined = {
+            e if isinstance(e, str) else e["source"] for e in service.get("secrets", [])
+        } - set(compose.get("secrets", {}))
+        if undefined:
+            problems.append(f"{c.where}: secrets {sorted(undefined)} are not defined")
+        problems += _cluster_node_problems(c, dockerfile.env, _secret_targets(service), name)
+    assert not problems, "\n".join(problems)
+
+
+def _k8s_env(spec: dict[str, Any], pod: str) -> dict[str, str]:
+    """A container's ``env``, with the pod name for ``metadata.name`` and ``$(VAR)`` expanded
+    as the kubelet does (from the variables defined before it)."""
+    env: dict[str, str] = {}
+    for e in spec.get("env", []):
+        field_path = e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        value = pod if field_path == "metadata.name" else str(e.get("value", ""))
+        env[e["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), value)
+    return env
+
+
+def test_every_k8s_cluster_node_has_a_mounted_secret_and_advertises_its_headless_name(
+    dockerfile: Dockerfile,
+) -> None:
+    docs = _k8s()
+    secrets = {d["metadata"]["name"]: d for d in _of_kind(docs, "Secret")}
+    problems: list[str] = []
+    nodes = [
+        (w, spec, c)
+        for w, spec, c in _pod_containers(docs, dockerfile)
+        if c.argv[:2] == ["cairn", "server"]
+    ]
+    assert nodes
+    for workload, spec, c in nodes:
+        pod = f"{workload['metadata']['name']}-0"
+        c.env.update(_k8s_env(spec, pod))
+        volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"].get("volumes", [])}
+        files = set()
+        for mount in spec.get("volumeMounts", []):
+            source = volumes.get(mount["name"], {}).get("secret")
+            if source is None:
+                continue
+            secret = secrets.get(source["secretName"])
+            if secret is None:
+                problems.append(f"{c.where}: mounts Secret {source['secretName']}, not defined")
+                continue
+            keys = {**secret.get("data", {}), **secret.get("stringData", {})}
+            files |= {f"{mount['mountPath'].rstrip('/')}/{key}" for key in keys}
+        reached_at = f"{pod}.{workload['spec'].get('serviceName')}"
+        problems += _cluster_node_problems(c, dockerfile.env, files, reached_at)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_shipped_cluster_secret_is_refused_until_replaced(tmp_path: Path) -> None:
+    """The Secret in deploy/k8s carries a placeholder a node refuses to start with, so nobody
+    runs a cluster on a secret published in this repository."""
+    values = [v for d in _of_kind(_k8s(), "Secret") for v in d.get("stringData", {}).values()]
+    assert values
+    for value in values:
+        path = tmp_path / "secret"
+        path.write_text(str(value))
+        with pytest.raises(ValueError, match="at least 16 are needed"):
+            read_cluster_secret(str(path))
+
+
+def test_the_cluster_checks_name_a_missing_secret_and_a_wildcard_address() -> None:
+    node = Container(
+        "compose service n",
+        ["cairn", "server", "--cluster", "--internal-bind", "0.0.0.0:5122"],
+        {},
+    )
+    assert _cluster_node_problems(node, {}, set(), "n") == [
+        "compose service n: a --cluster node without --cluster-secret-file",
+        "compose service n: --internal-bind listens on the wildcard '0.0.0.0': set "
+        "--advertised-address to the host name or IP address peers reach this node at",
+    ]
+    node.argv += ["--cluster-secret-file", "/s", "--advertised-address", "m"]
+    assert _cluster_node_problems(node, {}, {"/t"}, "n") == [
+        "compose service n: --cluster-secret-file /s is no mounted secret",
+        "compose service n: advertises 'm', peers reach it at n",
+    ]
+    assert _cluster_node_problems(node, {}, {"/s"}, "m") == []
