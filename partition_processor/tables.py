@@ -89,6 +89,23 @@ def read_journal(reader: KeyValueReader, partition: int, invocation_id: str) -> 
     return [decode_entry(v) for _, v in reader.scan(keys.journal_prefix(partition, invocation_id))]
 
 
+def read_state(
+    reader: KeyValueReader, partition: int, service: str, key: str, max_bytes: int
+) -> tuple[list[tuple[str, bytes]], bool]:
+    """The object's state entries in key order, as many as fit in ``max_bytes`` (names and
+    values); the flag is True when that is all of it."""
+    prefix = keys.state_prefix(partition, service, key)
+    entries: list[tuple[str, bytes]] = []
+    size = 0
+    for raw_key, value in reader.scan(prefix):
+        name = keys.state_name_of(raw_key, prefix)
+        size += len(raw_key) - len(prefix) - 2 + len(value)  # name (after its length) + value
+        if size > max_bytes:
+            return entries, False
+        entries.append((name, value))
+    return entries, True
+
+
 class Savepoint(msgspec.Struct, frozen=True):
     """Where ``Transaction.rollback`` returns to: the FSM row then (the writes since are undone
     from the transaction's undo log)."""

@@ -113,6 +113,10 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # When starts wait for a running slot, attempts quiet for this long are asked to suspend, so
     # an invocation waiting on another one on this node frees its slot (no deadlock).
     idle_suspend_ms: int = 1_000
+    # An attempt of a virtual object or workflow starts with the key's state up to this many
+    # bytes (names + values), so the handler's reads need no log round trip; past it the SDK
+    # reads the keys it was not sent lazily. 0: every read is lazy.
+    eager_state_max_bytes: int = 256 << 10
     # gRPC keepalive pings on the channels to endpoints: a silent peer (a stopped process, a dead
     # host) fails its streams after time + timeout.
     grpc_keepalive_time_ms: int = 20_000
@@ -150,6 +154,8 @@ class NodeConfig(msgspec.Struct, frozen=True):
             raise ValueError("log_record_overhead_bytes must hold the headers and keys")
         if self.shutdown_timeout_ms < 1:
             raise ValueError("shutdown_timeout_ms must be positive")
+        if self.eager_state_max_bytes < 0:
+            raise ValueError("eager_state_max_bytes must not be negative")
         if self.subscription_max_in_flight < 1:
             raise ValueError("subscription_max_in_flight must be at least 1")
 
@@ -163,6 +169,8 @@ class NodeConfig(msgspec.Struct, frozen=True):
             record_bytes=record,
             # A replayed call entry holds its argument and its result: two values.
             message_bytes=record + self.ingress_max_body_bytes,
+            # Within one message next to the replayed journal's first entries.
+            eager_state_bytes=min(self.eager_state_max_bytes, self.ingress_max_body_bytes),
         )
 
 

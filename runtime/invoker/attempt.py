@@ -26,7 +26,7 @@ from partition_processor.commands import (
 )
 from partition_processor.ids import random_seed_of
 from partition_processor.journal import Call, Completion, OneWayCall
-from partition_processor.tables import KeyValueReader, read_journal, read_status
+from partition_processor.tables import KeyValueReader, read_journal, read_state, read_status
 from proto import endpoint_pb2 as pb
 from proto import endpoint_pb2_grpc
 from runtime.faults import fault_point
@@ -37,6 +37,7 @@ from runtime.invoker.validation import (
     MAX_ERROR_MESSAGE_CHARS,
     InvalidCommand,
     check_command,
+    check_eager_read,
     check_index,
     check_result,
 )
@@ -159,6 +160,9 @@ class Attempt:
             return
         inactivity_s, abort_s = self._timeouts.for_handler(service.handlers.get(target.handler))
         entries = read_journal(self._store, self._partition, self.invocation_id)
+        # Read with the journal (no await between): the state is the one after every journaled
+        # entry, which the SDK's replay of set/clear entries leaves unchanged.
+        eager = self._eager_state(target.service, target.key)
         # Notifications that arrived before this task ran go after Start and the journal (the SDK
         # ignores those the journal already holds).
         early: list[pb.RuntimeMessage | None] = []
@@ -175,6 +179,7 @@ class Attempt:
                     random_seed=random_seed_of(self.invocation_id),
                     attempt=self.number,
                     cancel_seq=status.cancel_seq,
+                    eager_state=eager,
                 )
             )
         )
@@ -225,6 +230,16 @@ class Attempt:
                 task.cancel()
             await asyncio.gather(writer, proposer, reader, watchdog, return_exceptions=True)
             call.cancel()
+
+    def _eager_state(self, service: str, key: str | None) -> pb.EagerState | None:
+        limit = self._limits.eager_state_bytes
+        if key is None or limit <= 0:
+            return None
+        entries, complete = read_state(self._store, self._partition, service, key, limit)
+        return pb.EagerState(
+            entries=[pb.StateEntry(key=name, value=value) for name, value in entries],
+            complete=complete,
+        )
 
     async def _watch(self, inactivity_s: float, abort_s: float) -> None:
         """Return when the stream has been quiet for inactivity + abort timeout; ask the endpoint
@@ -304,7 +319,11 @@ class Attempt:
                 resolved = None
                 if isinstance(command, Call | OneWayCall):
                     resolved = self._resolve(command)
-                return JournalAppend(message.command.index, command, resolved)
+                answered = None
+                if message.command.HasField("completion"):
+                    answered = codec.eager_read_from_pb(command, message.command.completion)
+                    check_eager_read(answered, self._limits)
+                return JournalAppend(message.command.index, command, resolved, answered)
             case "run_completion":
                 completion = message.run_completion
                 check_index(completion.index)
