@@ -47,12 +47,13 @@ _LIMITS = {
     "abort_timeout_ms": "... and aborted (then retried) after this long more",
     "idle_suspend_ms": "when starts wait for a slot, attempts quiet this long are asked to suspend",
     "eager_state_max_bytes": "state sent with an attempt's start (0: every read is lazy)",
+    "invoker_coalesce_ms": "effects nobody waits for wait this long to share an append",
     "grpc_keepalive_time_ms": "keepalive ping interval on the channels to endpoints",
     "grpc_keepalive_timeout_ms": "a keepalive ping unanswered this long fails the channel",
 }
 
 # Limits where 0 means "off".
-_ZERO_ALLOWED = frozenset({"eager_state_max_bytes"})
+_ZERO_ALLOWED = frozenset({"eager_state_max_bytes", "invoker_coalesce_ms"})
 
 
 def _env(name: str, default: str) -> str:

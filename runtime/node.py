@@ -117,6 +117,10 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # bytes (names + values), so the handler's reads need no log round trip; past it the SDK
     # reads the keys it was not sent lazily. 0: every read is lazy.
     eager_state_max_bytes: int = 256 << 10
+    # An attempt's effects that nobody waits for (state writes, eagerly answered reads, the
+    # output) wait this long for one that somebody waits for (the end, a lazy read, a call...)
+    # and share its log append; 0: each is appended at once.
+    invoker_coalesce_ms: int = 5
     # gRPC keepalive pings on the channels to endpoints: a silent peer (a stopped process, a dead
     # host) fails its streams after time + timeout.
     grpc_keepalive_time_ms: int = 20_000
@@ -154,8 +158,8 @@ class NodeConfig(msgspec.Struct, frozen=True):
             raise ValueError("log_record_overhead_bytes must hold the headers and keys")
         if self.shutdown_timeout_ms < 1:
             raise ValueError("shutdown_timeout_ms must be positive")
-        if self.eager_state_max_bytes < 0:
-            raise ValueError("eager_state_max_bytes must not be negative")
+        if self.eager_state_max_bytes < 0 or self.invoker_coalesce_ms < 0:
+            raise ValueError("eager_state_max_bytes and invoker_coalesce_ms must not be negative")
         if self.subscription_max_in_flight < 1:
             raise ValueError("subscription_max_in_flight must be at least 1")
 
@@ -210,7 +214,9 @@ class Node:
             idle_suspend_s=config.idle_suspend_ms / 1000,
             supervisor=self._supervisor,
         )
-        self._timeouts = StreamTimeouts(config.inactivity_timeout_ms, config.abort_timeout_ms)
+        self._timeouts = StreamTimeouts(
+            config.inactivity_timeout_ms, config.abort_timeout_ms, config.invoker_coalesce_ms
+        )
         self._responses = PendingResponses()
         self.registry = Registry(self._metadata_log)
         self._workers: list[PartitionWorker] = []

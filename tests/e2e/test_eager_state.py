@@ -39,7 +39,10 @@ def eager_node(
     bootstrap: str | None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Cluster]:
-    extra = [] if request.param == "default" else ["--eager-state-max-bytes", request.param]
+    # A long coalescing window, so the appends counted below do not depend on timing.
+    extra = ["--invoker-coalesce-ms", "5000"]
+    if request.param != "default":
+        extra += ["--eager-state-max-bytes", request.param]
     directory = tmp_path_factory.mktemp(f"eager-{request.param}")
     started = start_cluster(APP, log_kind, directory, bootstrap, extra=extra)
     yield started
@@ -60,6 +63,37 @@ async def test_reads_see_the_same_state_eager_partial_or_lazy(eager_node: Cluste
         other = uuid.uuid4().hex
         assert (await client.call(f"/Box/{other}/fill", 1)).status == 200
         assert (await client.call(f"/Box/{other}/peek")).json() == ["k0"]
+    finally:
+        await client.close()
+
+
+async def _metric(client: Client, name: str) -> float:
+    response = await client.admin("GET", "/metrics")
+    for line in response.body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no metric {name}")
+
+
+async def test_effects_nobody_waits_for_share_the_next_append(
+    eager_node: Cluster, request: pytest.FixtureRequest
+) -> None:
+    """get (answered from the eager state), set, set 300 ms later, output and end: one append of
+    the invoker (within --invoker-coalesce-ms); with every read lazy, the get is appended (and
+    answered) first: two."""
+    client = Client(eager_node.node)
+    try:
+        appends = await _metric(client, "cairn_invoker_appends_total")
+        effects = await _metric(client, "cairn_invoker_effects_total")
+        key = uuid.uuid4().hex
+        for expected in (1, 2):
+            response = await client.call(f"/Box/{key}/writes", 300)
+            assert response.status == 200 and response.json() == expected, response.body
+        lazy = request.node.callspec.params["eager_node"] == "0"
+        assert await _metric(client, "cairn_invoker_appends_total") - appends == (4 if lazy else 2)
+        assert await _metric(client, "cairn_invoker_effects_total") - effects == 10
+        state = await client.admin("GET", f"/services/Box/state/{key}")
+        assert state.json()["state"] == {"n": 2, "m": 1}, state.body
     finally:
         await client.close()
 

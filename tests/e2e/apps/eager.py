@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -52,6 +53,16 @@ async def probe(ctx: restate.ObjectContext) -> dict[str, Any]:
         "keys_after": list(await ctx.state_keys()),
         "attempts": attempt,
     }
+
+
+@box.handler()
+async def writes(ctx: restate.ObjectContext, pause_ms: int) -> int:
+    """A read, two writes apart in time, and the output: nothing here waits for the log."""
+    count = await ctx.get("n", type_hint=int) or 0
+    ctx.set("n", count + 1)
+    await asyncio.sleep(pause_ms / 1000)  # not a context action: the first set is sent alone
+    ctx.set("m", count)
+    return count + 1
 
 
 @box.handler(kind="shared")
