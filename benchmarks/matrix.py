@@ -212,6 +212,23 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / HZ
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (hypercorn serves from a worker child process)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
 def _machine_busy_s() -> float:
     """CPU seconds the whole machine spent busy (all cores) since boot."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -226,7 +243,8 @@ async def window(
     latencies: list[float] = []
     failures: list[str] = []
     run = f"{system.name}-{workload}-{concurrency}-{time.time_ns()}"
-    pids = [p.pid for p in system.processes] + [os.getpid()]
+    endpoint = _tree(system.processes[1].pid)
+    pids = [system.server_pid, *endpoint, os.getpid()]
     cpu_before = {pid: _cpu_s(pid) for pid in pids}
     busy_before = _machine_busy_s()
     peak_rss = _rss_mib(system.server_pid)
@@ -256,6 +274,7 @@ async def window(
     elapsed = time.perf_counter() - started
     cpu = {pid: _cpu_s(pid) - cpu_before[pid] for pid in pids}
     ours = sum(cpu.values())
+    endpoint_cpu = sum(cpu[pid] for pid in endpoint)
     others = max(0.0, _machine_busy_s() - busy_before - ours)
     latencies.sort()
     n = len(latencies)
@@ -271,8 +290,13 @@ async def window(
         "p50_ms": round(latencies[n // 2] * 1000, 2) if n else None,
         "p99_ms": round(latencies[min(n - 1, int(n * 0.99))] * 1000, 2) if n else None,
         "server_rss_mib_peak": round(peak_rss, 1),
+        # CPU per answered request (server + endpoint): what a request costs, whatever share
+        # of the shared cores the system got during the window.
+        "cpu_ms_per_request": round(1000 * (cpu[system.server_pid] + endpoint_cpu) / n, 2)
+        if n
+        else None,
         "server_cpu_cores": round(cpu[system.server_pid] / elapsed, 2),
-        "endpoint_cpu_cores": round(cpu[system.processes[1].pid] / elapsed, 2),
+        "endpoint_cpu_cores": round(endpoint_cpu / elapsed, 2),
         "loadgen_cpu_cores": round(cpu[os.getpid()] / elapsed, 2),
         "others_cpu_cores": round(others / elapsed, 2),
         "loadavg_1m": os.getloadavg()[0],
@@ -294,12 +318,13 @@ def markdown(run: str, args: argparse.Namespace, rows: list[dict[str, object]]) 
         f"`{' '.join(sys.argv[1:]) or '(defaults)'}`; windows of {args.window} s, closed loop; "
         f"{os.cpu_count()} cores shared: the rest of the machine used "
         f"{min(others, default=0):.2f}–{max(others, default=0):.2f} cores "
-        f"(mean {sum(others) / max(1, len(others)):.2f}) during the windows.",
+        f"(mean {sum(others) / max(1, len(others)):.2f}) during the windows. "
+        "CPU ms/req: CPU seconds of the server and its endpoint per answered request.",
         "",
         "| system | workload | c | req/s | Restate req/s | ratio | p50 ms | Restate p50 | "
-        "p99 ms | Restate p99 | RSS MiB | Restate RSS | server cores | Restate cores | "
-        "others' cores | failures |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "p99 ms | Restate p99 | RSS MiB | Restate RSS | CPU ms/req | Restate CPU ms/req | "
+        "server cores | Restate cores | others' cores | failures |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for system in systems:
         for workload in args.workloads:
@@ -320,7 +345,8 @@ def markdown(run: str, args: argparse.Namespace, rows: list[dict[str, object]]) 
                     f"{_fmt(t.get('requests_per_s'))} | {shown} | "
                     f"{_fmt(mine['p50_ms'])} | {_fmt(t.get('p50_ms'))} | {_fmt(mine['p99_ms'])} | "
                     f"{_fmt(t.get('p99_ms'))} | {mine['server_rss_mib_peak']} | "
-                    f"{_fmt(t.get('server_rss_mib_peak'))} | {mine['server_cpu_cores']} | "
+                    f"{_fmt(t.get('server_rss_mib_peak'))} | {_fmt(mine['cpu_ms_per_request'])} | "
+                    f"{_fmt(t.get('cpu_ms_per_request'))} | {mine['server_cpu_cores']} | "
                     f"{_fmt(t.get('server_cpu_cores'))} | {mine['others_cpu_cores']} | "
                     f"{mine['failures']}{'/' + str(t.get('failures')) if t else ''} |"
                 )
