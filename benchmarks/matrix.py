@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -121,6 +122,9 @@ async def start_cairn(
         assert bootstrap is not None
         argv += ["--log", "kafka", "--kafka-bootstrap", bootstrap]
         argv += ["--kafka-topic-prefix", f"bench{int(time.time())}"]
+        # Tansu answers a fetch only after its max wait, even when data is there (DESIGN §10):
+        # the node's 100 ms default would put 100 ms into every log round trip.
+        argv += ["--kafka-fetch-max-wait-ms", "10"]
     node = _spawn(argv, env, work / f"cairn-{log}.log")
     endpoint = _spawn(
         [sys.executable, "-m", "sdk", "benchmarks.matrix_app:app", "--port", str(endpoint_port)],
@@ -416,6 +420,8 @@ def main() -> None:
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     for w in args.workloads:
         request(w, "", 0, 0)  # refuses an unknown workload before anything starts
+    # SIGTERM unwinds like Ctrl-C, so the servers this run started are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     work = Path(tempfile.mkdtemp(prefix="cairn-matrix-"))
     print(f"run {run}; logs and data in {work}", file=sys.stderr)

@@ -93,6 +93,12 @@ def inbox_key(partition: int, service: str, key: str, seq: int) -> bytes:
     return inbox_prefix(partition, service, key) + struct.pack(">Q", seq)
 
 
+def inbox_seq_of(key: bytes) -> int:
+    """The sequence number of a full inbox key (its last 8 bytes)."""
+    (seq,) = struct.unpack_from(">Q", key, len(key) - 8)
+    return int(seq)
+
+
 def timer_key(partition: int, wake_ms: int, timer_id: str) -> bytes:
     return partition_prefix(Kind.TIMER, partition) + struct.pack(">Q", wake_ms) + _text(timer_id)
 
