@@ -13,6 +13,7 @@ import functools
 import io
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -155,6 +156,14 @@ class ClusterSpec:
     fetch_max_wait_ms: int | None = None  # None: the server's default
     extra: list[str] = field(default_factory=list)
 
+    def secret_file(self) -> Path:
+        """The cluster secret every node of this cluster shares (made once, in ``work``)."""
+        path = self.work / "cluster-secret"
+        if not path.exists():
+            self.work.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(32))
+        return path
+
 
 class ServerNode(Child):
     """``cairn server --cluster --log kafka`` with its own data dir and ports."""
@@ -172,6 +181,8 @@ class ServerNode(Child):
             "--node-name", name, "--data-dir", str(self.data_dir),
             "--ingress-bind", f"127.0.0.1:{self.ingress_port}",
             "--admin-bind", f"127.0.0.1:{self.admin_port}", "--log-level", "warning",
+            # Node-to-node: any free port each (advertised with its number), one shared secret.
+            "--internal-bind", "127.0.0.1:0", "--cluster-secret-file", str(spec.secret_file()),
         ]  # fmt: skip
         if spec.session_timeout_ms is not None:
             argv += ["--cluster-session-timeout-ms", str(spec.session_timeout_ms)]

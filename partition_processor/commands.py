@@ -10,7 +10,7 @@ from typing import Literal
 
 import msgspec
 
-from partition_processor.journal import Failure, JournalCommand, Result
+from partition_processor.journal import Completion, Failure, JournalCommand, Result
 from partition_processor.limits import backoff_ms
 
 RECORD_VERSION = 1
@@ -92,9 +92,7 @@ class RetryPolicy(msgspec.Struct, frozen=True):
 
     def delay_ms(self, attempt: int) -> int:
         """Backoff before attempt ``attempt + 1`` after attempt ``attempt`` failed."""
-        return backoff_ms(
-            self.initial_interval_ms, self.factor, attempt - 1, self.max_interval_ms
-        )
+        return backoff_ms(self.initial_interval_ms, self.factor, attempt - 1, self.max_interval_ms)
 
 
 class IngressSink(msgspec.Struct, frozen=True):
@@ -156,12 +154,15 @@ class JournalAppend(msgspec.Struct, tag="append", frozen=True):
     """The SDK produced journal entry ``index``.
 
     For calls and sends, ``resolved`` is the callee, or None when no deployment serves it (the
-    call then fails with 404).
+    call then fails with 404). ``completion``: a state read the SDK answered itself from the
+    attempt's eager state; it is journaled as the read's result (the journaled value wins on
+    replay) instead of reading the store, and nobody is notified.
     """
 
     index: int
     command: JournalCommand
     resolved: ResolvedTarget | None = None
+    completion: Completion | None = None
 
 
 class CompleteRun(msgspec.Struct, tag="complete_run", frozen=True):

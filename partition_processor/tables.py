@@ -17,6 +17,7 @@ from partition_processor.journal import JournalEntry
 from partition_processor.values import (
     FsmState,
     InvocationStatus,
+    ObjectLock,
     OutboxMessage,
     PromiseValue,
     TimerValue,
@@ -49,6 +50,7 @@ _fsm_decoder = msgspec.msgpack.Decoder(FsmState)
 _timer_decoder = msgspec.msgpack.Decoder(TimerValue)
 _outbox_decoder = msgspec.msgpack.Decoder(OutboxMessage)
 _promise_decoder = msgspec.msgpack.Decoder(PromiseValue)
+_lock_decoder = msgspec.msgpack.Decoder(ObjectLock)
 
 
 def decode_outbox(raw: bytes) -> OutboxMessage:
@@ -73,6 +75,14 @@ def decode_timer(raw: bytes) -> TimerValue:
     return _timer_decoder.decode(raw)
 
 
+def decode_lock(raw: bytes) -> ObjectLock:
+    # A msgpack array (0x90-0x9f); rows written before the lock kept the inbox head hold the
+    # holder's id alone, as UTF-8 ("inv_...").
+    if raw[0] & 0xF0 == 0x90:
+        return _lock_decoder.decode(raw)
+    return ObjectLock(raw.decode())
+
+
 def read_fsm(reader: KeyValueReader, partition: int) -> FsmState:
     raw = reader.get(keys.fsm_key(partition))
     return FsmState() if raw is None else _fsm_decoder.decode(raw)
@@ -87,6 +97,23 @@ def read_status(
 
 def read_journal(reader: KeyValueReader, partition: int, invocation_id: str) -> list[JournalEntry]:
     return [decode_entry(v) for _, v in reader.scan(keys.journal_prefix(partition, invocation_id))]
+
+
+def read_state(
+    reader: KeyValueReader, partition: int, service: str, key: str, max_bytes: int
+) -> tuple[list[tuple[str, bytes]], bool]:
+    """The object's state entries in key order, as many as fit in ``max_bytes`` (names and
+    values); the flag is True when that is all of it."""
+    prefix = keys.state_prefix(partition, service, key)
+    entries: list[tuple[str, bytes]] = []
+    size = 0
+    for raw_key, value in reader.scan(prefix):
+        name = keys.state_name_of(raw_key, prefix)
+        size += len(raw_key) - len(prefix) - 2 + len(value)  # name (after its length) + value
+        if size > max_bytes:
+            return entries, False
+        entries.append((name, value))
+    return entries, True
 
 
 class Savepoint(msgspec.Struct, frozen=True):
@@ -207,27 +234,37 @@ class Transaction:
         prefix = keys.state_prefix(self.partition, service, key)
         return [keys.state_name_of(k, prefix) for k, _ in self.scan(prefix)]
 
-    def lock_holder(self, service: str, key: str) -> str | None:
+    def lock(self, service: str, key: str) -> ObjectLock | None:
         raw = self.get(keys.lock_key(self.partition, service, key))
-        return None if raw is None else raw.decode()
+        return None if raw is None else decode_lock(raw)
 
-    def set_lock(self, service: str, key: str, invocation_id: str | None) -> None:
+    def lock_holder(self, service: str, key: str) -> str | None:
+        lock = self.lock(service, key)
+        return None if lock is None else lock.holder
+
+    def set_lock(
+        self, service: str, key: str, invocation_id: str | None, inbox_head: int = 0
+    ) -> None:
         lock = keys.lock_key(self.partition, service, key)
         if invocation_id is None:
             self.delete(lock)
         else:
-            self.put(lock, invocation_id.encode())
+            self.put(lock, _encoder.encode(ObjectLock(invocation_id, inbox_head)))
 
     def enqueue_inbox(self, service: str, key: str, invocation_id: str) -> None:
         seq = self.fsm.inbox_seq
         self.fsm = msgspec.structs.replace(self.fsm, inbox_seq=seq + 1)
         self.put(keys.inbox_key(self.partition, service, key, seq), invocation_id.encode())
 
-    def pop_inbox(self, service: str, key: str) -> str | None:
-        """The oldest queued invocation of the object, removed (reads one row, not the queue)."""
-        for inbox_key, value in self.scan(keys.inbox_prefix(self.partition, service, key), limit=1):
+    def pop_inbox(self, service: str, key: str, from_seq: int = 0) -> tuple[str, int] | None:
+        """The oldest queued invocation of the object at or after ``from_seq`` (below it every
+        entry was popped already: see ``ObjectLock.inbox_head``), removed, with its sequence
+        number. Reads one row, not the queue."""
+        prefix = keys.inbox_prefix(self.partition, service, key)
+        start = keys.inbox_key(self.partition, service, key, from_seq) if from_seq else None
+        for inbox_key, value in self.scan(prefix, start, limit=1):
             self.delete(inbox_key)
-            return value.decode()
+            return value.decode(), keys.inbox_seq_of(inbox_key)
         return None
 
     def timer(self, wake_ms: int, timer_id: str) -> TimerValue | None:

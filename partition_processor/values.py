@@ -56,6 +56,18 @@ class InvocationStatus(msgspec.Struct, frozen=True):
     invoke_at_ms: int = 0
 
 
+class ObjectLock(msgspec.Struct, array_like=True, frozen=True):
+    """A virtual object's (or workflow's) lock: its holder, and where the object's inbox starts.
+
+    ``inbox_head``: every queued entry below this sequence number was already popped. Popping
+    from there, not from the start of the object's inbox, keeps a hot key's hand-off from
+    stepping over the deleted rows (tombstones) of every invocation it ever queued.
+    """
+
+    holder: str
+    inbox_head: int = 0
+
+
 class FsmState(msgspec.Struct, frozen=True):
     """Per-partition bookkeeping, written in every batch."""
 

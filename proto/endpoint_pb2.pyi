@@ -367,7 +367,7 @@ class JournalEntry(_message.Message):
     def __init__(self, index: _Optional[int] = ..., command: _Optional[_Union[JournalCommand, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., completion_seq: _Optional[int] = ...) -> None: ...
 
 class Start(_message.Message):
-    __slots__ = ("invocation_id", "service", "handler", "key", "known_entries", "random_seed", "attempt", "cancel_seq")
+    __slots__ = ("invocation_id", "service", "handler", "key", "known_entries", "random_seed", "attempt", "cancel_seq", "eager_state")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
@@ -376,6 +376,7 @@ class Start(_message.Message):
     RANDOM_SEED_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     CANCEL_SEQ_FIELD_NUMBER: _ClassVar[int]
+    EAGER_STATE_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     service: str
     handler: str
@@ -384,7 +385,24 @@ class Start(_message.Message):
     random_seed: int
     attempt: int
     cancel_seq: int
-    def __init__(self, invocation_id: _Optional[str] = ..., service: _Optional[str] = ..., handler: _Optional[str] = ..., key: _Optional[str] = ..., known_entries: _Optional[int] = ..., random_seed: _Optional[int] = ..., attempt: _Optional[int] = ..., cancel_seq: _Optional[int] = ...) -> None: ...
+    eager_state: EagerState
+    def __init__(self, invocation_id: _Optional[str] = ..., service: _Optional[str] = ..., handler: _Optional[str] = ..., key: _Optional[str] = ..., known_entries: _Optional[int] = ..., random_seed: _Optional[int] = ..., attempt: _Optional[int] = ..., cancel_seq: _Optional[int] = ..., eager_state: _Optional[_Union[EagerState, _Mapping]] = ...) -> None: ...
+
+class StateEntry(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: bytes
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+
+class EagerState(_message.Message):
+    __slots__ = ("entries", "complete")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[StateEntry]
+    complete: bool
+    def __init__(self, entries: _Optional[_Iterable[_Union[StateEntry, _Mapping]]] = ..., complete: _Optional[bool] = ...) -> None: ...
 
 class Cancel(_message.Message):
     __slots__ = ("cancel_seq",)
@@ -417,12 +435,14 @@ class RuntimeMessage(_message.Message):
     def __init__(self, start: _Optional[_Union[Start, _Mapping]] = ..., replay_entry: _Optional[_Union[JournalEntry, _Mapping]] = ..., notification: _Optional[_Union[Notification, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ...) -> None: ...
 
 class ProposedCommand(_message.Message):
-    __slots__ = ("index", "command")
+    __slots__ = ("index", "command", "completion")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_FIELD_NUMBER: _ClassVar[int]
     index: int
     command: JournalCommand
-    def __init__(self, index: _Optional[int] = ..., command: _Optional[_Union[JournalCommand, _Mapping]] = ...) -> None: ...
+    completion: Completion
+    def __init__(self, index: _Optional[int] = ..., command: _Optional[_Union[JournalCommand, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ...) -> None: ...
 
 class ProposeRunCompletion(_message.Message):
     __slots__ = ("index", "value", "failure")

@@ -52,9 +52,14 @@ _LIMITS = {
     "inactivity_timeout_ms": "an attempt without progress for this long is asked to suspend",
     "abort_timeout_ms": "... and aborted (then retried) after this long more",
     "idle_suspend_ms": "when starts wait for a slot, attempts quiet this long are asked to suspend",
+    "eager_state_max_bytes": "state sent with an attempt's start (0: every read is lazy)",
+    "invoker_coalesce_ms": "effects nobody waits for wait this long to share an append",
     "grpc_keepalive_time_ms": "keepalive ping interval on the channels to endpoints",
     "grpc_keepalive_timeout_ms": "a keepalive ping unanswered this long fails the channel",
 }
+
+# Limits where 0 means "off".
+_ZERO_ALLOWED = frozenset({"eager_state_max_bytes", "invoker_coalesce_ms"})
 
 
 def _env(name: str, default: str) -> str:
@@ -285,8 +290,9 @@ def _config(args: argparse.Namespace) -> NodeConfig:
     if leader_timeout_ms is not None:
         optional["ingress_leader_timeout_ms"] = leader_timeout_ms
     for name in _LIMITS:
-        if getattr(args, name) < 1:
-            raise SystemExit(f"cairn: --{name.replace('_', '-')} must be at least 1")
+        minimum = 0 if name in _ZERO_ALLOWED else 1
+        if getattr(args, name) < minimum:
+            raise SystemExit(f"cairn: --{name.replace('_', '-')} must be at least {minimum}")
     _check_snapshot_flags(args)
     try:
         return _node_config(args, clusters, properties, optional)

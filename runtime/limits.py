@@ -16,7 +16,8 @@ class SizePolicy(msgspec.Struct, frozen=True):
     result, a call argument, an output); ``key_bytes``: an object key, state key, idempotency
     key, promise/run/awakeable name or service/handler name; ``record_bytes``: one encoded log
     record (an entry plus ids, headers and framing); ``message_bytes``: one gRPC message between
-    the runtime and an endpoint."""
+    the runtime and an endpoint; ``eager_state_bytes``: the object's state sent with an
+    attempt's start."""
 
     body_bytes: int
     entry_bytes: int
@@ -24,3 +25,5 @@ class SizePolicy(msgspec.Struct, frozen=True):
     headers_bytes: int
     record_bytes: int
     message_bytes: int
+    # The state sent with an attempt's start (names + values; 0: none, every read is lazy).
+    eager_state_bytes: int

@@ -49,6 +49,16 @@ ATTEMPTS_ABORTED = Counter(
     "Attempts aborted after the inactivity and abort timeouts without progress",
     registry=REGISTRY,
 )
+INVOKER_APPENDS = Counter(
+    "cairn_invoker_appends",
+    "Log appends of invocation attempts' effects (several effects share one append)",
+    registry=REGISTRY,
+)
+INVOKER_EFFECTS = Counter(
+    "cairn_invoker_effects",
+    "Effects of invocation attempts appended to the log (journal entries, run results, ends)",
+    registry=REGISTRY,
+)
 REQUESTS_REFUSED = Counter(
     "cairn_ingress_requests_refused",
     "Ingress requests refused with 429/503 by a bound (concurrency, backlog)",

@@ -158,6 +158,14 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # When starts wait for a running slot, attempts quiet for this long are asked to suspend, so
     # an invocation waiting on another one on this node frees its slot (no deadlock).
     idle_suspend_ms: int = 1_000
+    # An attempt of a virtual object or workflow starts with the key's state up to this many
+    # bytes (names + values), so the handler's reads need no log round trip; past it the SDK
+    # reads the keys it was not sent lazily. 0: every read is lazy.
+    eager_state_max_bytes: int = 256 << 10
+    # An attempt's effects that nobody waits for (state writes, eagerly answered reads, the
+    # output) wait this long for one that somebody waits for (the end, a lazy read, a call...)
+    # and share its log append; 0: each is appended at once.
+    invoker_coalesce_ms: int = 5
     # gRPC keepalive pings on the channels to endpoints: a silent peer (a stopped process, a dead
     # host) fails its streams after time + timeout.
     grpc_keepalive_time_ms: int = 20_000
@@ -221,6 +229,8 @@ class NodeConfig(msgspec.Struct, frozen=True):
             raise ValueError("the ingress leader timeout and re-attach interval must be positive")
         if self.replication < 1:
             raise ValueError("replication must be at least 1")
+        if self.eager_state_max_bytes < 0 or self.invoker_coalesce_ms < 0:
+            raise ValueError("eager_state_max_bytes and invoker_coalesce_ms must not be negative")
         if self.subscription_max_in_flight < 1:
             raise ValueError("subscription_max_in_flight must be at least 1")
         if self.workers < 1:
@@ -245,6 +255,8 @@ class NodeConfig(msgspec.Struct, frozen=True):
             record_bytes=record,
             # A replayed call entry holds its argument and its result: two values.
             message_bytes=record + self.ingress_max_body_bytes,
+            # Within one message next to the replayed journal's first entries.
+            eager_state_bytes=min(self.eager_state_max_bytes, self.ingress_max_body_bytes),
         )
 
 
@@ -291,7 +303,9 @@ class Node:
             idle_suspend_s=config.idle_suspend_ms / 1000,
             supervisor=self._supervisor,
         )
-        self._timeouts = StreamTimeouts(config.inactivity_timeout_ms, config.abort_timeout_ms)
+        self._timeouts = StreamTimeouts(
+            config.inactivity_timeout_ms, config.abort_timeout_ms, config.invoker_coalesce_ms
+        )
         self._responses = PendingResponses()
         self.registry = Registry(self._metadata_log)
         self.workers = ReplicaWorkers(self._new_worker, self._supervisor, self.node_id)

@@ -171,13 +171,17 @@ def release_lock(
     actions: list[Action],
 ) -> None:
     """Free the object's lock and hand it to the next invocation in its inbox (FIFO)."""
-    if tx.lock_holder(service, key) != holder:
+    lock = tx.lock(service, key)
+    if lock is None or lock.holder != holder:
         return
-    while (next_id := tx.pop_inbox(service, key)) is not None:
+    head = lock.inbox_head
+    while (popped := tx.pop_inbox(service, key, head)) is not None:
+        next_id, seq = popped
+        head = seq + 1
         queued = tx.status(next_id)
         if queued is None or queued.phase != "inboxed":
             continue  # purged or killed while queued
-        tx.set_lock(service, key, next_id)
+        tx.set_lock(service, key, next_id, head)
         start(tx, queued, now_ms, actions)
         return
     tx.set_lock(service, key, None)

@@ -106,6 +106,12 @@ def _append(
     if effect.index != status.journal_length:
         return False  # a duplicate (index below) or a gap that cannot be applied
     index = effect.index
+    if _answered_by_sdk(effect):
+        # The SDK answered the read from the eager state and went on: journal its answer as
+        # completed before anything else (completion_seq 0, as the SDK counted it).
+        tx.put_entry(status.invocation_id, index, JournalEntry(effect.command, effect.completion))
+        tx.put_status(msgspec.structs.replace(status, journal_length=index + 1, modified_ms=now_ms))
+        return True
     command, completion = _execute(tx, status, effect, now_ms, actions)
     entry = JournalEntry(command)
     tx.put_entry(status.invocation_id, index, entry)
@@ -116,6 +122,17 @@ def _append(
     if completion is not None:
         lifecycle.complete_entry(tx, status, index, entry, completion, now_ms, actions)
     return True
+
+
+def _answered_by_sdk(effect: JournalAppend) -> bool:
+    """A state read carrying a result of its kind (anything else the store answers)."""
+    match effect.command, effect.completion:
+        case GetState(), Success() | Void():
+            return True
+        case GetStateKeys(), StateKeys():
+            return True
+        case _:
+            return False
 
 
 def _execute(

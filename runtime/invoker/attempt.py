@@ -25,8 +25,17 @@ from partition_processor.commands import (
     Suspended,
 )
 from partition_processor.ids import random_seed_of
-from partition_processor.journal import Call, Completion, OneWayCall
-from partition_processor.tables import KeyValueReader, read_journal, read_status
+from partition_processor.journal import (
+    Call,
+    ClearAllState,
+    ClearState,
+    Completion,
+    OneWayCall,
+    Output,
+    Run,
+    SetState,
+)
+from partition_processor.tables import KeyValueReader, read_journal, read_state, read_status
 from proto import endpoint_pb2 as pb
 from proto import endpoint_pb2_grpc
 from runtime.faults import fault_point
@@ -37,13 +46,14 @@ from runtime.invoker.validation import (
     MAX_ERROR_MESSAGE_CHARS,
     InvalidCommand,
     check_command,
+    check_eager_read,
     check_index,
     check_result,
 )
 from runtime.limits import SizePolicy
 from runtime.log import LogError
 from runtime.metadata import HandlerInfo, Registry, completion_retention_ms
-from runtime.metrics import ATTEMPTS_ABORTED
+from runtime.metrics import ATTEMPTS_ABORTED, INVOKER_APPENDS, INVOKER_EFFECTS
 from runtime.worker.proposer import LeaderProposer
 
 log = logging.getLogger(__name__)
@@ -57,6 +67,8 @@ class StreamTimeouts(msgspec.Struct, frozen=True):
 
     inactivity_ms: int
     abort_ms: int
+    # How long effects nobody waits for may wait for one that somebody does (0: not at all).
+    coalesce_ms: int = 0
 
     def for_handler(self, handler: HandlerInfo | None) -> tuple[float, float]:
         """(inactivity, abort) in seconds for ``handler``."""
@@ -67,6 +79,16 @@ class StreamTimeouts(msgspec.Struct, frozen=True):
         if handler is not None and handler.abort_timeout_ms is not None:
             abort = handler.abort_timeout_ms
         return inactivity / 1000, abort / 1000
+
+
+def _silent(effect: Effect) -> bool:
+    """An effect no one waits for: the SDK goes on without an answer, and nothing outside the
+    invocation acts on it before the invocation's next awaited effect or its end."""
+    if not isinstance(effect, JournalAppend):
+        return False
+    if effect.completion is not None:
+        return True  # a state read the SDK answered itself
+    return isinstance(effect.command, SetState | ClearState | ClearAllState | Output | Run)
 
 
 class Attempt:
@@ -100,6 +122,7 @@ class Attempt:
         self._proposer = proposer
         self._outgoing: asyncio.Queue[pb.RuntimeMessage | None] = asyncio.Queue()
         self._effects: asyncio.Queue[InvokerEffect] = asyncio.Queue()
+        self._effect_added = asyncio.Event()
 
     def notify(self, index: int, completion: Completion, completion_seq: int) -> None:
         notification = pb.Notification(
@@ -159,6 +182,9 @@ class Attempt:
             return
         inactivity_s, abort_s = self._timeouts.for_handler(service.handlers.get(target.handler))
         entries = read_journal(self._store, self._partition, self.invocation_id)
+        # Read with the journal (no await between): the state is the one after every journaled
+        # entry, which the SDK's replay of set/clear entries leaves unchanged.
+        eager = self._eager_state(target.service, target.key)
         # Notifications that arrived before this task ran go after Start and the journal (the SDK
         # ignores those the journal already holds).
         early: list[pb.RuntimeMessage | None] = []
@@ -175,6 +201,7 @@ class Attempt:
                     random_seed=random_seed_of(self.invocation_id),
                     attempt=self.number,
                     cancel_seq=status.cancel_seq,
+                    eager_state=eager,
                 )
             )
         )
@@ -230,6 +257,16 @@ class Attempt:
                 task.cancel()
             await asyncio.gather(writer, proposer, reader, watchdog, return_exceptions=True)
             call.cancel()
+
+    def _eager_state(self, service: str, key: str | None) -> pb.EagerState | None:
+        limit = self._limits.eager_state_bytes
+        if key is None or limit <= 0:
+            return None
+        entries, complete = read_state(self._store, self._partition, service, key, limit)
+        return pb.EagerState(
+            entries=[pb.StateEntry(key=name, value=value) for name, value in entries],
+            complete=complete,
+        )
 
     async def _watch(self, inactivity_s: float, abort_s: float) -> None:
         """Return when the stream has been quiet for inactivity + abort timeout; ask the endpoint
@@ -289,16 +326,44 @@ class Attempt:
 
     def _emit(self, effect: Effect) -> None:
         self._effects.put_nowait(InvokerEffect(self.invocation_id, self.number, effect))
+        self._effect_added.set()
 
     async def _propose_loop(self) -> None:
-        """Append effects in arrival order; those arriving during an append share the next one."""
+        """Append effects in arrival order; those arriving during an append share the next one.
+
+        Effects nobody waits for (``_silent``: state writes, reads the SDK answered itself, the
+        output, a step's start) wait up to ``coalesce_ms`` for one that somebody waits for and
+        go into the log with it: a handler doing get (answered eagerly), set, output and end
+        costs one append, not one per message. Holding them is safe: until they are in the log
+        they did not happen, and an attempt that dies first is replayed without them (the SDK
+        waited for none of them). The bound keeps what they show others (a state value a
+        shared handler reads while this one waits) from waiting longer than that.
+        """
+        hold_s = self._timeouts.coalesce_ms / 1000
+        loop = asyncio.get_running_loop()
+        batch: list[InvokerEffect] = []
+        deadline = 0.0
         while True:
-            batch = [await self._effects.get()]
+            self._effect_added.clear()
+            if not batch and self._effects.empty():
+                await self._effect_added.wait()
+                continue
+            if not batch:
+                deadline = loop.time() + hold_s
             while not self._effects.empty():
                 batch.append(self._effects.get_nowait())
+            if all(_silent(item.effect) for item in batch):
+                remaining = deadline - loop.time()
+                if remaining > 0:
+                    try:
+                        await asyncio.wait_for(self._effect_added.wait(), remaining)
+                    except TimeoutError:
+                        pass
+                    continue
             await self._propose(batch)
             if isinstance(batch[-1].effect, End | Failed | Suspended):
                 return
+            batch = []
 
     def _effect_of(self, message: pb.SdkMessage, which: str | None) -> Effect:
         match which:
@@ -311,7 +376,11 @@ class Attempt:
                 resolved = None
                 if isinstance(command, Call | OneWayCall):
                     resolved = self._resolve(command)
-                return JournalAppend(message.command.index, command, resolved)
+                answered = None
+                if message.command.HasField("completion"):
+                    answered = codec.eager_read_from_pb(command, message.command.completion)
+                    check_eager_read(answered, self._limits)
+                return JournalAppend(message.command.index, command, resolved, answered)
             case "run_completion":
                 completion = message.run_completion
                 check_index(completion.index)
@@ -358,6 +427,8 @@ class Attempt:
         for delay_s in (0.1, 0.5, 2.0, None):
             try:
                 await self._proposer.propose(batch)
+                INVOKER_APPENDS.inc()
+                INVOKER_EFFECTS.inc(len(batch))
                 return
             except LogError as exc:
                 if delay_s is None:

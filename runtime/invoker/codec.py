@@ -205,6 +205,21 @@ def command_from_pb(message: pb.JournalCommand) -> j.JournalCommand:
             raise ProtocolViolation(f"the SDK may not propose a {which!r} command")
 
 
+def eager_read_from_pb(command: j.JournalCommand, completion: pb.Completion) -> j.Completion:
+    """The result of a state read the SDK answered from the eager state: only a get_state
+    (value or void) or a get_state_keys (keys) may carry one."""
+    which = completion.WhichOneof("result")
+    match command, which:
+        case j.GetState(), "value":
+            return j.Success(completion.value)
+        case j.GetState(), "void":
+            return j.Void()
+        case j.GetStateKeys(), "state_keys":
+            return j.StateKeys(list(completion.state_keys.keys))
+        case _:
+            raise ProtocolViolation(f"a {which!r} result may not come with that command")
+
+
 def run_result_from_pb(message: pb.ProposeRunCompletion) -> j.Result:
     return _result_from(message)
 

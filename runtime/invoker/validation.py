@@ -19,6 +19,7 @@ from partition_processor.journal import (
     ClearState,
     CompleteAwakeable,
     CompletePromise,
+    Completion,
     GetPromise,
     GetState,
     GetStateKeys,
@@ -31,6 +32,7 @@ from partition_processor.journal import (
     Run,
     SetState,
     Sleep,
+    StateKeys,
     Success,
 )
 from partition_processor.limits import MAX_JOURNAL_INDEX, MAX_TIMESTAMP_MS
@@ -80,6 +82,15 @@ def check_result(result: Result, what: str, limits: SizePolicy) -> None:
         check_value(result.value, what, limits)
     elif len(result.message) > limits.entry_bytes:
         raise InvalidCommand(codes.TOO_LARGE, f"the failure message of {what} is too large")
+
+
+def check_eager_read(completion: Completion, limits: SizePolicy) -> None:
+    """A state read the SDK answered itself is journaled as given: bound it like a value."""
+    if isinstance(completion, Success):
+        check_value(completion.value, "a state value", limits)
+    elif isinstance(completion, StateKeys):
+        for name in completion.keys:
+            check_key(name, "a state key", limits)
 
 
 def _check_time(value_ms: int, what: str) -> None:

@@ -85,6 +85,15 @@ class InvocationMachine:
         self._output: list[pb.SdkMessage] = []
         self.cancel_seq = start.cancel_seq
         self.closed = False
+        # The object's state as the runtime sent it with Start, kept current with this
+        # handler's own set/clear actions: known values (None: known to be unset), and whether
+        # every key is known. Reads it can answer are journaled with their answer, no round trip.
+        self._eager = start.HasField("eager_state")
+        self._state: dict[str, bytes | None] = {}
+        self._state_complete = False
+        if self._eager:
+            self._state = {entry.key: entry.value for entry in start.eager_state.entries}
+            self._state_complete = start.eager_state.complete
         for entry in journal:
             if entry.HasField("completion"):
                 self._completions[entry.index] = Completed(entry.completion, entry.completion_seq)
@@ -134,9 +143,65 @@ class InvocationMachine:
                     f"{describe(command)} but its journal recorded {describe(recorded)} "
                     "(handler code must be deterministic; wrap non-deterministic parts in ctx.run)",
                 )
+            self._track_state(command)
             return index
+        answer = self._eager_answer(command)
+        if answer is not None:
+            # Completed before anything else the runtime completes (seq 0), on replay too: the
+            # runtime journals it with completion_seq 0.
+            self._completions[index] = Completed(answer, 0)
+            proposed = pb.ProposedCommand(index=index, command=command, completion=answer)
+            self._emit(pb.SdkMessage(command=proposed))
+            return index
+        self._track_state(command)
         self._emit(pb.SdkMessage(command=pb.ProposedCommand(index=index, command=command)))
         return index
+
+    def _track_state(self, command: pb.JournalCommand) -> None:
+        """Apply the handler's own state writes to the eager state.
+
+        The state sent with Start already includes the journaled writes; replaying them on top
+        changes nothing (each write sets keys to fixed values, so doing it twice is the same).
+        """
+        if not self._eager:
+            return
+        match command.WhichOneof("kind"):
+            case "set_state":
+                self._state[command.set_state.key] = command.set_state.value
+            case "clear_state":
+                self._state[command.clear_state.key] = None
+            case "clear_all_state":
+                self._state = {}
+                self._state_complete = True
+            case _:
+                pass
+
+    def _eager_answer(self, command: pb.JournalCommand) -> pb.Completion | None:
+        """The result of a state read known without asking the runtime, if it is."""
+        if not self._eager:
+            return None
+        match command.WhichOneof("kind"):
+            case "get_state":
+                name = command.get_state.key
+                if name in self._state:
+                    value = self._state[name]
+                    return (
+                        pb.Completion(void=pb.Empty())
+                        if value is None
+                        else pb.Completion(value=value)
+                    )
+                if self._state_complete:
+                    return pb.Completion(void=pb.Empty())
+                return None
+            case "get_state_keys":
+                if not self._state_complete:
+                    return None
+                names = [name for name, value in self._state.items() if value is not None]
+                # The store's order (names are length-prefixed), as a lazy read returns them.
+                names.sort(key=lambda name: (len(name.encode()), name.encode()))
+                return pb.Completion(state_keys=pb.StateKeys(keys=names))
+            case _:
+                return None
 
     def sys_run_completion(self, index: int, result: pb.ProposeRunCompletion) -> None:
         if index in self._completions:

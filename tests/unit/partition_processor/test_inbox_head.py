@@ -1,0 +1,46 @@
+"""The object lock keeps where the object's inbox starts, so a hand-off pops from there."""
+
+from __future__ import annotations
+
+from partition_processor import keys
+from partition_processor.commands import End, JournalAppend, Terminate
+from partition_processor.journal import Output, Success
+from partition_processor.values import ObjectLock
+from tests.unit.partition_processor.env import COUNTER, Env
+
+
+def _finish(env: Env, name: str) -> None:
+    env.effect(name, 1, JournalAppend(1, Output(Success(b"1"))))
+    env.effect(name, 1, End())
+
+
+def test_each_hand_off_records_the_inbox_head_and_the_queue_stays_fifo() -> None:
+    env = Env()
+    for name in ("a", "b", "c", "d"):
+        env.invoke(name, COUNTER, request=name)
+    assert env.tx().lock("Counter", "k1") == ObjectLock("a", 0)
+    seqs = [keys.inbox_seq_of(k) for k, _ in env.store.scan(keys.inbox_prefix(0, "Counter", "k1"))]
+    assert len(seqs) == 3
+    for holder, following, seq in (("a", "b", seqs[0]), ("b", "c", seqs[1]), ("c", "d", seqs[2])):
+        _finish(env, holder)
+        assert env.tx().lock("Counter", "k1") == ObjectLock(following, seq + 1)
+    _finish(env, "d")
+    assert env.tx().lock("Counter", "k1") is None
+    assert list(env.store.scan(keys.inbox_prefix(0, "Counter", "k1"))) == []
+
+
+def test_a_killed_queued_invocation_is_skipped_and_the_head_moves_past_it() -> None:
+    env = Env()
+    for name in ("a", "b", "c"):
+        env.invoke(name, COUNTER, request=name)
+    seqs = [keys.inbox_seq_of(k) for k, _ in env.store.scan(keys.inbox_prefix(0, "Counter", "k1"))]
+    env.apply(Terminate("b", "kill"))
+    _finish(env, "a")
+    assert env.tx().lock("Counter", "k1") == ObjectLock("c", seqs[1] + 1)
+
+
+def test_a_lock_row_written_before_the_head_was_kept_still_reads() -> None:
+    env = Env()
+    env.store.commit({keys.lock_key(0, "Counter", "k1"): b"inv_old"})
+    assert env.tx().lock("Counter", "k1") == ObjectLock("inv_old", 0)
+    assert env.tx().lock_holder("Counter", "k1") == "inv_old"
