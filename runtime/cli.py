@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.admin_client import add_admin_flags, admin_request, admin_request_status
+from runtime.cli_sql import add_sql_parser, run_sql
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.internal import advertised_host, read_cluster_secret
 from runtime.log import LogError
@@ -51,6 +52,8 @@ _LIMITS = {
     "idle_suspend_ms": "when starts wait for a slot, attempts quiet this long are asked to suspend",
     "grpc_keepalive_time_ms": "keepalive ping interval on the channels to endpoints",
     "grpc_keepalive_timeout_ms": "a keepalive ping unanswered this long fails the channel",
+    "sql_scan_rows_max": "rows a SQL query may load from the stores (past it: 413)",
+    "sql_result_rows_max": "rows a SQL query answers at most (then truncated)",
 }
 
 
@@ -438,6 +441,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out", default="cairn-signing-key.pem", help="the private key file (PEM, mode 0600)"
     )
 
+    add_sql_parser(commands)
     services = commands.add_parser("services", help="list registered services")
     services.add_argument("action", choices=["list"])
     add_admin_flags(services)
@@ -668,6 +672,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _subscriptions(args)
     elif args.command == "keys":
         _generate_keys(Path(args.out))
+    elif args.command == "sql":
+        run_sql(args)
     elif args.command == "services":
         for service in admin_request(args, "GET", "/services")["services"]:
             handlers = ", ".join(h["name"] for h in service["handlers"])

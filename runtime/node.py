@@ -19,6 +19,7 @@ from partition_processor import keys
 from partition_processor.actions import RespondToIngress
 from partition_processor.store_rocksdb import RocksDBStore
 from runtime.admin.http import AdminServer
+from runtime.admin.sql import Placement, SqlQueries
 from runtime.clock import now_ms
 from runtime.cluster import RESPONSES_PATH, GroupOwnership, ResponseDelivery, response_route
 from runtime.health import NodeHealth
@@ -199,6 +200,11 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # must share one).
     secret_headers: tuple[str, ...] = DEFAULT_SECRET_HEADERS
     header_key_file: str = ""
+    # SQL introspection (README "SQL introspection"): a query loads at most this many rows of
+    # the tables it names (past it: 413), and answers at most the result bound (then
+    # ``"truncated": true``).
+    sql_scan_rows_max: int = 200_000
+    sql_result_rows_max: int = 10_000
 
     def __post_init__(self) -> None:
         if not 0 < self.max_key_bytes <= keys.MAX_TEXT_BYTES:
@@ -293,6 +299,8 @@ class Node:
         self._servers: list[asyncio.Server] = []
         self._stopped = False
         self._delivery: ResponseDelivery | None = None
+        self._client: InternalClient | None = None
+        self._sql: SqlQueries | None = None
         # This node's advertised internal URL, once its internal port is bound (a cluster).
         self.internal_url: str | None = None
         if config.cluster:
@@ -301,6 +309,7 @@ class Node:
                 config.advertised_address, split_bind(config.internal_bind)[0]
             )
             client = InternalClient(self.registry, self._secret, timeout_s=_PEER_TIMEOUT_S)
+            self._client = client
             self._delivery = ResponseDelivery(client, self._supervisor)
         self._ownership: GroupOwnership | None = None
         self._snapshotter: Snapshotter | None = None
@@ -364,6 +373,15 @@ class Node:
     def _log_problems(self) -> list[str]:
         """Why a log cannot be used now (its broker does not answer): README "Broker outages"."""
         return [x.reachability.reason for x in self._kafka_logs() if x.reachability.reason]
+
+    def applied_partitions(self) -> frozenset[int]:
+        """The partitions this node applies (keeps a store copy of). Every node applies every
+        partition today (DESIGN §8 replica sets will narrow this to the node's replicas)."""
+        return frozenset(range(self.config.partitions))
+
+    def _replicas(self, partition: int) -> list[str]:
+        """Other nodes applying ``partition``, to ask for its rows: today any other node."""
+        return [n for n in self.registry.nodes() if n != self.node_id]
 
     def _owns(self, partition: int) -> bool:
         worker = self._workers[partition] if partition < len(self._workers) else None
@@ -441,6 +459,19 @@ class Node:
             authenticate=self.security.admin_middleware(),
             seal=self.security.seal,
         )
+        self._sql = SqlQueries(
+            self._store,
+            self.registry,
+            Placement(self.applied_partitions, self._replicas),
+            partitions=config.partitions,
+            node_id=self.node_id,
+            scan_rows_max=config.sql_scan_rows_max,
+            result_rows_max=config.sql_result_rows_max,
+            body_timeout_s=config.http_body_timeout_ms / 1000,
+            max_body_bytes=config.admin_max_body_bytes,
+            client=self._client,
+        )
+        self._sql.install(admin.app)
         quiet_malformed_requests()
         clusters = self.kafka_clusters()
         SubscriptionAdmin(
@@ -533,6 +564,8 @@ class Node:
         """Serve the node-to-node routes on the internal port; returns the advertised URL."""
         routes = InternalRoutes()
         routes.add(RESPONSES_PATH, response_route(self._responses.respond))
+        if self._sql is not None:
+            self._sql.add_internal_route(routes)
         server = InternalServer(
             routes,
             self._secret,
