@@ -26,6 +26,7 @@ from runtime.cli_sql import add_sql_parser, run_sql
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.internal import advertised_host, read_cluster_secret
 from runtime.log import LogError
+from runtime.logs import LOG_FORMATS, configure_logging
 from runtime.node import Node, NodeConfig, config_default, split_bind
 from runtime.security.errors import SecuritySetupError
 from runtime.security.flags import add_security_flags, security_options
@@ -95,6 +96,12 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
             help="size policy (README, Limits)",
         )
     parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=_env("LOG_FORMAT", "text"),
+        help="text lines (default) or one JSON object per line (README, Logs)",
+    )
     parser.add_argument(
         "--cluster",
         action="store_true",
@@ -640,10 +647,9 @@ def _generate_keys(private: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command in ("server", "dev"):
-        logging.basicConfig(
-            level=args.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        if args.log_format not in LOG_FORMATS:  # (CAIRN_LOG_FORMAT skips argparse's choices)
+            raise SystemExit(f"cairn: --log-format must be text or json, got {args.log_format!r}")
+        configure_logging(args.log_level, args.log_format)
         try:
             if args.command == "server":
                 asyncio.run(_run_until_signalled(Node(_config(args))))

@@ -44,6 +44,7 @@ from runtime.log.kafka import BrokerSupport
 from runtime.membership import run_membership
 from runtime.metadata import Deployment, Registry
 from runtime.metadata_compaction import compact_local_metadata
+from runtime.metrics_scrape import refresh_gauges
 from runtime.security.headers import DEFAULT_SECRET_HEADERS
 from runtime.security.setup import NodeSecurity
 from runtime.snapshots.manager import SnapshotInfo, Snapshotter
@@ -374,6 +375,18 @@ class Node:
         """Why a log cannot be used now (its broker does not answer): README "Broker outages"."""
         return [x.reachability.reason for x in self._kafka_logs() if x.reachability.reason]
 
+    async def _refresh_metrics(self) -> None:
+        """The gauges read at scrape time (README "Metrics")."""
+        if self._store is None:
+            return
+        workers = self._workers
+        await refresh_gauges(
+            self._store,
+            self._log,
+            leading={w.partition for w in workers if w.is_leader},
+            applied=lambda: {w.partition: w.processor.fsm.applied_lsn for w in workers},
+        )
+
     def applied_partitions(self) -> frozenset[int]:
         """The partitions this node applies (keeps a store copy of). Every node applies every
         partition today (DESIGN §8 replica sets will narrow this to the node's replicas)."""
@@ -458,6 +471,7 @@ class Node:
             snapshots=self if self._snapshotter is not None else None,
             authenticate=self.security.admin_middleware(),
             seal=self.security.seal,
+            before_metrics=self._refresh_metrics,
         )
         self._sql = SqlQueries(
             self._store,

@@ -109,7 +109,7 @@ async def test_every_table_with_filters_and_joins(client: Client) -> None:
         "SELECT s.name, s.ty, d.uri FROM sys_service s JOIN sys_deployment d "
         "ON d.id = s.deployment_id ORDER BY s.name",
     )
-    assert [s["name"] for s in services] == ["Approval", "Counter", "Greeter"]
+    assert [s["name"] for s in services] == ["Approval", "Counter", "Greeter", "Steps"]
     assert {s["ty"] for s in services} == {"service", "virtual_object", "workflow"}
     counts = await _query(
         client,
@@ -161,7 +161,7 @@ async def test_only_read_only_queries_without_file_access(client: Client) -> Non
     assert "exactly one" in await _refused(client, "SELECT 1; SELECT 2")
     assert "disabled" in await _refused(client, "SELECT * FROM read_csv('/etc/hostname')")
     # The data is not changed by a refused statement: the services are all still there.
-    assert len(await _query(client, "SELECT name FROM sys_service")) == 3
+    assert len(await _query(client, "SELECT name FROM sys_service")) == 4
 
 
 def _cairn_sql(admin: str, *argv: str) -> subprocess.CompletedProcess[str]:
