@@ -130,8 +130,15 @@ def run_query(
             ddl = ", ".join(f'"{column}" {kind}' for column, kind in columns)
             con.execute(f"CREATE TABLE {name} ({ddl})")
             if rows:
-                marks = ", ".join("?" for _ in columns)
-                con.executemany(f"INSERT INTO {name} VALUES ({marks})", [list(r) for r in rows])
+                # One list parameter per column, unnested together: executemany costs a
+                # statement per row (about 1.5 ms), this a few ms for thousands of rows.
+                unnested = ", ".join(
+                    f"unnest(${i + 1}::{kind}[])" for i, (_, kind) in enumerate(columns)
+                )
+                con.execute(
+                    f"INSERT INTO {name} SELECT {unnested}",
+                    [list(column) for column in zip(*rows, strict=True)],
+                )
         con.execute("SET lock_configuration = true")
         try:
             cursor = con.execute(query)
