@@ -55,6 +55,8 @@ _LIMITS = {
     "grpc_keepalive_timeout_ms": "a keepalive ping unanswered this long fails the channel",
     "sql_scan_rows_max": "rows a SQL query may load from the stores (past it: 413)",
     "sql_result_rows_max": "rows a SQL query answers at most (then truncated)",
+    "sql_timeout_ms": "a SQL query running longer is interrupted (400)",
+    "sql_memory_mb": "memory of the engine running one SQL query",
 }
 
 

@@ -206,6 +206,9 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # ``"truncated": true``).
     sql_scan_rows_max: int = 200_000
     sql_result_rows_max: int = 10_000
+    # A query running longer is interrupted (400); the engine's memory for one query.
+    sql_timeout_ms: int = 30_000
+    sql_memory_mb: int = 256
 
     def __post_init__(self) -> None:
         if not 0 < self.max_key_bytes <= keys.MAX_TEXT_BYTES:
@@ -481,6 +484,8 @@ class Node:
             node_id=self.node_id,
             scan_rows_max=config.sql_scan_rows_max,
             result_rows_max=config.sql_result_rows_max,
+            timeout_s=config.sql_timeout_ms / 1000,
+            memory_mb=config.sql_memory_mb,
             body_timeout_s=config.http_body_timeout_ms / 1000,
             max_body_bytes=config.admin_max_body_bytes,
             client=self._client,

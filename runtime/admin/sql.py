@@ -17,6 +17,7 @@ import decimal
 import io
 import json
 import re
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -118,12 +119,55 @@ def _cell(value: Any) -> Any:
     return value
 
 
+class Limits(msgspec.Struct, frozen=True):
+    """What one query may use (``NodeConfig.sql_*``)."""
+
+    result_rows: int
+    memory_mb: int = 256
+    # One engine thread: a query must not take the cores the node's event loop needs.
+    threads: int = 1
+
+
+class Interrupt:
+    """Stops a query running in another thread: its statement now, and any it would start."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection: duckdb.DuckDBPyConnection | None = None
+        self.interrupted = False
+
+    def attach(self, connection: duckdb.DuckDBPyConnection) -> None:
+        with self._lock:
+            self._connection = connection
+
+    def check(self) -> None:
+        if self.interrupted:
+            raise QueryError(400, "the query was interrupted")
+
+    def __call__(self) -> None:
+        with self._lock:
+            self.interrupted = True
+            if self._connection is not None:
+                self._connection.interrupt()
+
+
 def run_query(
-    query: str, tables: dict[str, list[Row]], max_rows: int
+    query: str,
+    tables: dict[str, list[Row]],
+    limits: Limits,
+    interrupt: Interrupt | None = None,
 ) -> tuple[list[str], list[dict[str, Any]], bool]:
     """Run ``query`` over ``tables`` in a fresh in-memory engine (blocking: call it in a
-    thread): the columns, up to ``max_rows`` rows, and whether more rows were left off."""
-    con = duckdb.connect(":memory:", config={"enable_external_access": False})
+    thread): the columns, up to ``limits.result_rows`` rows, and whether more were left off."""
+    interrupt = interrupt or Interrupt()
+    max_rows = limits.result_rows
+    config = {
+        "enable_external_access": False,
+        "memory_limit": f"{limits.memory_mb}MB",
+        "threads": limits.threads,
+    }
+    con = duckdb.connect(":memory:", config=config)  # type: ignore[arg-type]
+    interrupt.attach(con)
     try:
         for name, rows in tables.items():
             columns = COLUMNS[name]
@@ -140,6 +184,7 @@ def run_query(
                     [list(column) for column in zip(*rows, strict=True)],
                 )
         con.execute("SET lock_configuration = true")
+        interrupt.check()  # (the loading took the whole time)
         try:
             cursor = con.execute(query)
             fetched = cursor.fetchmany(max_rows + 1)
@@ -176,6 +221,8 @@ class SqlQueries:
         scan_rows_max: int,
         result_rows_max: int,
         body_timeout_s: float,
+        timeout_s: float = 30.0,
+        memory_mb: int = 256,
         max_body_bytes: int,
         client: InternalClient | None = None,
     ) -> None:
@@ -185,7 +232,8 @@ class SqlQueries:
         self._partitions = partitions
         self._node_id = node_id
         self._scan_rows_max = scan_rows_max
-        self._result_rows_max = result_rows_max
+        self._limits = Limits(result_rows_max, memory_mb)
+        self._timeout_s = timeout_s
         self._body_timeout_s = body_timeout_s
         self._max_body_bytes = max_body_bytes
         self._client = client
@@ -232,7 +280,19 @@ class SqlQueries:
         for name in names:
             if name not in PARTITION_TABLES:
                 tables[name] = metadata_rows(self._registry, name)
-        return await asyncio.to_thread(run_query, query, tables, self._result_rows_max)
+        interrupt = Interrupt()
+        running = asyncio.ensure_future(
+            asyncio.to_thread(run_query, query, tables, self._limits, interrupt)
+        )
+        try:
+            return await asyncio.wait_for(asyncio.shield(running), self._timeout_s)
+        except TimeoutError:
+            # A thread cannot be cancelled: the engine is interrupted, and its thread ends.
+            interrupt()
+            await asyncio.gather(running, return_exceptions=True)
+            raise QueryError(
+                400, f"the query ran longer than {self._timeout_s:g} s (--sql-timeout-ms)"
+            ) from None
 
     async def _gather(self, names: list[str]) -> dict[str, list[Row]]:
         """Every row of the partition tables ``names``: local partitions read here, the rest

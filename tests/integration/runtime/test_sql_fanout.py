@@ -4,6 +4,7 @@ internal server and client, a real metadata log)."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -128,3 +129,27 @@ async def test_the_scan_bound_holds_across_nodes(pair: Pair) -> None:
         "SELECT id FROM sys_invocation"
     )
     assert len(rows) == PARTITIONS and not truncated
+
+
+async def test_a_query_past_the_timeout_is_interrupted(pair: Pair) -> None:
+    a = SqlQueries(
+        pair.store_a,
+        pair.registry,
+        Placement(lambda: frozenset(range(PARTITIONS)), lambda p: []),
+        partitions=PARTITIONS,
+        node_id="a",
+        scan_rows_max=1000,
+        result_rows_max=1000,
+        body_timeout_s=5,
+        max_body_bytes=1 << 20,
+        timeout_s=0.3,
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(QueryError) as stopped:
+        await a.query("SELECT count(*) FROM range(1000000000000) a, sys_invocation")
+    assert stopped.value.status == 400 and "longer than 0.3 s" in stopped.value.message
+    assert loop.time() - started < 10  # interrupted, not run to the end
+    # The engine is free again: the next query answers.
+    _, rows, _ = await a.query("SELECT count(*) AS n FROM sys_invocation")
+    assert rows == [{"n": 2}]
