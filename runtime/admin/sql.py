@@ -305,24 +305,46 @@ class SqlQueries:
         local = await asyncio.to_thread(self._read_local, names, sorted(here), self._scan_rows_max)
         for name, rows in local.items():
             tables[name].extend(rows)
-        by_node: dict[str, list[int]] = {}
-        for partition in remote:
-            by_node.setdefault(self._pick(partition), []).append(partition)
-        answers = await asyncio.gather(
-            *(self._ask(node, names, ps) for node, ps in by_node.items())
-        )
-        for answer in answers:
-            for name, rows in answer.items():
-                tables[name].extend(rows)
-            if sum(len(r) for r in tables.values()) > self._scan_rows_max:
-                raise QueryError(413, f"the query reads more than {self._scan_rows_max} rows")
+        for name, rows in (await self._remote(names, remote)).items():
+            tables[name].extend(rows)
+        if sum(len(r) for r in tables.values()) > self._scan_rows_max:
+            raise QueryError(413, f"the query reads more than {self._scan_rows_max} rows")
         return tables
 
-    def _pick(self, partition: int) -> str:
+    async def _remote(self, names: list[str], partitions: list[int]) -> dict[str, list[Row]]:
+        """The rows of ``partitions`` from other nodes: each partition asked of its first
+        replica, and of the next one when a node cannot answer (unreachable, not applying it)."""
+        out: dict[str, list[Row]] = {name: [] for name in names}
+        failed: dict[str, str] = {}  # node -> why it could not answer
+        pending = partitions
+        while pending:
+            by_node: dict[str, list[int]] = {}
+            for partition in pending:
+                by_node.setdefault(self._pick(partition, failed), []).append(partition)
+            answers = await asyncio.gather(
+                *(self._ask(node, names, ps) for node, ps in by_node.items()),
+                return_exceptions=True,
+            )
+            pending = []
+            for (node, asked), answer in zip(by_node.items(), answers, strict=True):
+                if isinstance(answer, QueryError) and answer.status == 503:
+                    failed[node] = answer.message
+                    pending += asked
+                elif isinstance(answer, BaseException):
+                    raise answer
+                else:
+                    for name, rows in answer.items():
+                        out[name].extend(rows)
+        return out
+
+    def _pick(self, partition: int, failed: dict[str, str]) -> str:
         replicas = self._placement.replicas(partition)
-        if not replicas or self._client is None:
-            raise QueryError(503, f"no node is known to apply partition {partition}, retry")
-        return replicas[0]
+        if self._client is not None:
+            for node in replicas:
+                if node not in failed:
+                    return node
+        why = "; ".join(failed[n] for n in replicas if n in failed) or "no node is known"
+        raise QueryError(503, f"no node could answer for partition {partition}, retry: {why}")
 
     async def _ask(
         self, node: str, names: list[str], partitions: list[int]

@@ -153,3 +153,23 @@ async def test_a_query_past_the_timeout_is_interrupted(pair: Pair) -> None:
     # The engine is free again: the next query answers.
     _, rows, _ = await a.query("SELECT count(*) AS n FROM sys_invocation")
     assert rows == [{"n": 2}]
+
+
+async def test_a_replica_that_cannot_answer_is_passed_over(pair: Pair) -> None:
+    """The first replica of partitions 2 and 3 is a node whose port is closed: the query asks
+    the next one."""
+    await pair.registry.join("gone", "", f"http://127.0.0.1:{free_port()}")
+    a = SqlQueries(
+        pair.store_a,
+        pair.registry,
+        Placement(lambda: frozenset({0, 1}), lambda p: ["gone", "b"]),
+        partitions=PARTITIONS,
+        node_id="a",
+        scan_rows_max=1000,
+        result_rows_max=1000,
+        body_timeout_s=5,
+        max_body_bytes=1 << 20,
+        client=pair.client,
+    )
+    _, rows, _ = await a.query("SELECT partition FROM sys_invocation ORDER BY partition")
+    assert rows == [{"partition": p} for p in range(PARTITIONS)]
