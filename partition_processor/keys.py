@@ -142,3 +142,49 @@ def promise_prefix(partition: int, service: str, key: str) -> bytes:
 
 def promise_key(partition: int, service: str, key: str, name: str) -> bytes:
     return promise_prefix(partition, service, key) + _text(name)
+
+
+# -- reading keys back (SQL introspection lists rows by prefix and needs their fields)
+
+
+def _text_at(key: bytes, offset: int) -> tuple[str, int]:
+    """The length-prefixed string at ``offset`` and the offset after it."""
+    (length,) = struct.unpack_from(">H", key, offset)
+    start = offset + 2
+    return key[start : start + length].decode(), start + length
+
+
+def parse_status_key(key: bytes) -> str:
+    """The invocation id of a status key."""
+    return _text_at(key, 4)[0]
+
+
+def parse_journal_key(key: bytes) -> tuple[str, int]:
+    """(invocation_id, index) of a journal key."""
+    invocation_id, after = _text_at(key, 4)
+    (index,) = struct.unpack_from(">I", key, after)
+    return invocation_id, int(index)
+
+
+def _object_of(key: bytes) -> tuple[str, str, int]:
+    service, after = _text_at(key, 4)
+    object_key, after = _text_at(key, after)
+    return service, object_key, after
+
+
+def parse_state_key(key: bytes) -> tuple[str, str, str]:
+    """(service, key, name) of a state key."""
+    service, object_key, after = _object_of(key)
+    return service, object_key, _text_at(key, after)[0]
+
+
+def parse_promise_key(key: bytes) -> tuple[str, str, str]:
+    """(service, key, name) of a promise key."""
+    return parse_state_key(key)  # the same layout: kind, partition, service, key, name
+
+
+def parse_inbox_key(key: bytes) -> tuple[str, str, int]:
+    """(service, key, seq) of an inbox key."""
+    service, object_key, after = _object_of(key)
+    (seq,) = struct.unpack_from(">Q", key, after)
+    return service, object_key, int(seq)

@@ -24,9 +24,11 @@ from typing import Any
 import msgspec
 
 from runtime.admin_client import add_admin_flags, admin_request, admin_request_status
+from runtime.cli_sql import add_sql_parser, run_sql
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.internal import advertised_host, read_cluster_secret
 from runtime.log import LogError
+from runtime.logs import LOG_FORMATS, configure_logging
 from runtime.node import Node, NodeConfig, config_default, split_bind
 from runtime.security.errors import SecuritySetupError
 from runtime.security.flags import add_security_flags, security_options
@@ -56,6 +58,10 @@ _LIMITS = {
     "invoker_coalesce_ms": "effects nobody waits for wait this long to share an append",
     "grpc_keepalive_time_ms": "keepalive ping interval on the channels to endpoints",
     "grpc_keepalive_timeout_ms": "a keepalive ping unanswered this long fails the channel",
+    "sql_scan_rows_max": "rows a SQL query may load from the stores (past it: 413)",
+    "sql_result_rows_max": "rows a SQL query answers at most (then truncated)",
+    "sql_timeout_ms": "a SQL query running longer is interrupted (400)",
+    "sql_memory_mb": "memory of the engine running one SQL query",
 }
 
 # Limits where 0 means "off".
@@ -100,6 +106,12 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
             help="size policy (README, Limits)",
         )
     parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=_env("LOG_FORMAT", "text"),
+        help="text lines (default) or one JSON object per line (README, Logs)",
+    )
     parser.add_argument(
         "--cluster",
         action="store_true",
@@ -464,6 +476,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out", default="cairn-signing-key.pem", help="the private key file (PEM, mode 0600)"
     )
 
+    add_sql_parser(commands)
     services = commands.add_parser("services", help="list registered services")
     services.add_argument("action", choices=["list"])
     add_admin_flags(services)
@@ -689,10 +702,9 @@ def _generate_keys(private: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command in ("server", "dev"):
-        logging.basicConfig(
-            level=args.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        if args.log_format not in LOG_FORMATS:  # (CAIRN_LOG_FORMAT skips argparse's choices)
+            raise SystemExit(f"cairn: --log-format must be text or json, got {args.log_format!r}")
+        configure_logging(args.log_level, args.log_format)
         if args.command == "server":
             _server(args)
         else:
@@ -719,6 +731,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _subscriptions(args)
     elif args.command == "keys":
         _generate_keys(Path(args.out))
+    elif args.command == "sql":
+        run_sql(args)
     elif args.command == "services":
         for service in admin_request(args, "GET", "/services")["services"]:
             handlers = ", ".join(h["name"] for h in service["handlers"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -132,6 +132,157 @@ SUBSCRIPTION_LAG = Gauge(
 )
 
 
+# Latency buckets (seconds) from a fast local call to a long one; batch buckets in records.
+_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_RECORDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+# -- ingress
+
+INGRESS_REQUESTS = Counter(
+    "cairn_ingress_requests",
+    "Ingress invocation requests answered, by service, handler and HTTP status (service and "
+    "handler are empty when the path names no registered handler)",
+    ["service", "handler", "status"],
+    registry=REGISTRY,
+)
+INGRESS_LATENCY = Histogram(
+    "cairn_ingress_request_duration_seconds",
+    "Time from an ingress invocation request's arrival to its answer (a call waits for the "
+    "result), by service, handler and HTTP status",
+    ["service", "handler", "status"],
+    buckets=_SECONDS,
+    registry=REGISTRY,
+)
+
+# -- invocations and the invoker
+
+INVOCATIONS = Gauge(
+    "cairn_invocations",
+    "Invocations in the partitions this node leads, by state (scheduled, inboxed, invoked, "
+    "suspended, backing_off, completed), counted when /metrics is scraped",
+    ["state"],
+    registry=REGISTRY,
+)
+ATTEMPTS_ENDED = Counter(
+    "cairn_invoker_attempts_ended",
+    "Invocation attempts that ended, by outcome: end (the handler returned or threw a terminal "
+    "error), retry (a retryable failure: the invocation backs off), suspended, failed (a "
+    "terminal failure of the attempt)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+STREAM_DURATION = Histogram(
+    "cairn_invoker_stream_duration_seconds",
+    "How long an attempt's stream to its endpoint was open",
+    buckets=_SECONDS,
+    registry=REGISTRY,
+)
+JOURNAL_ENTRIES = Counter(
+    "cairn_journal_entries_appended",
+    "Journal entries an endpoint reported, proposed to the log by this node's invoker",
+    registry=REGISTRY,
+)
+
+# -- partitions
+
+PARTITION_APPLIED = Gauge(
+    "cairn_partition_applied_lsn",
+    "The last log position this node applied, by partition",
+    ["partition"],
+    registry=REGISTRY,
+)
+PARTITION_LAG = Gauge(
+    "cairn_partition_lag_records",
+    "Records of a partition's log not yet applied by this node (the tail minus the applied "
+    "position), read when /metrics is scraped",
+    ["partition"],
+    registry=REGISTRY,
+)
+PARTITION_LEADER = Gauge(
+    "cairn_partition_leader",
+    "1 while this node leads the partition, else 0",
+    ["partition"],
+    registry=REGISTRY,
+)
+APPLY_BATCH = Histogram(
+    "cairn_partition_apply_batch_records",
+    "Records per applied batch (one store write batch each)",
+    buckets=_RECORDS,
+    registry=REGISTRY,
+)
+APPLY_LATENCY = Histogram(
+    "cairn_partition_apply_seconds",
+    "Time to apply one batch of records and commit it to the store",
+    buckets=_SECONDS,
+    registry=REGISTRY,
+)
+OUTBOX_BACKLOG = Gauge(
+    "cairn_outbox_backlog",
+    "Outbox messages not yet delivered to their partition, by partition this node leads "
+    "(counted when /metrics is scraped)",
+    ["partition"],
+    registry=REGISTRY,
+)
+TIMERS_PENDING = Gauge(
+    "cairn_timers_pending",
+    "Timers registered and not yet fired, by partition this node leads (counted when /metrics "
+    "is scraped)",
+    ["partition"],
+    registry=REGISTRY,
+)
+
+# -- the log
+
+LOG_APPEND_LATENCY = Histogram(
+    "cairn_log_append_seconds",
+    "Time until an append to the log is durable, by log (partitions or metadata)",
+    ["log"],
+    buckets=_SECONDS,
+    registry=REGISTRY,
+)
+LOG_APPEND_BATCH = Histogram(
+    "cairn_log_append_records",
+    "Records per append to the log, by log (partitions or metadata)",
+    ["log"],
+    buckets=_RECORDS,
+    registry=REGISTRY,
+)
+
+
 def exposition() -> bytes:
     """The metrics in the Prometheus text format."""
     return generate_latest(REGISTRY)
+
+
+class AppendMeter:
+    """The append metrics of one log, with its label children looked up once (appends are on
+    the hot path)."""
+
+    def __init__(self, log_name: str) -> None:
+        self._latency = LOG_APPEND_LATENCY.labels(log_name)
+        self._batch = LOG_APPEND_BATCH.labels(log_name)
+
+    def observe(self, seconds: float, records: int) -> None:
+        self._latency.observe(seconds)
+        self._batch.observe(records)
+
+
+# Label children looked up once: the invoker counts each attempt's end.
+ATTEMPT_OUTCOMES = {
+    outcome: ATTEMPTS_ENDED.labels(outcome) for outcome in ("end", "retry", "suspended", "failed")
+}
+
+
+_ingress_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+
+def observe_ingress(service: str, handler: str, status: int, seconds: float) -> None:
+    """Count one answered ingress request (label children cached: bounded by the registered
+    handlers times the statuses answered)."""
+    labels = (service, handler, str(status))
+    children = _ingress_children.get(labels)
+    if children is None:
+        children = (INGRESS_REQUESTS.labels(*labels), INGRESS_LATENCY.labels(*labels))
+        _ingress_children[labels] = children
+    children[0].inc()
+    children[1].observe(seconds)

@@ -20,6 +20,8 @@ from partition_processor.actions import RespondToIngress
 from partition_processor.store_rocksdb import RocksDBStore
 from runtime.admin.http import AdminServer
 from runtime.admin.placement import ClusterAdmin
+from runtime.admin.sql import Placement as SqlPlacement
+from runtime.admin.sql import SqlQueries
 from runtime.cluster import RESPONSES_PATH, ResponseDelivery, response_route
 from runtime.health import NodeHealth
 from runtime.http_limits import HeaderDeadline, RequestLimit
@@ -43,6 +45,7 @@ from runtime.log.kafka import BrokerSupport
 from runtime.membership import Membership, run_membership
 from runtime.metadata import Deployment, Registry
 from runtime.metadata_compaction import compact_local_metadata
+from runtime.metrics_scrape import refresh_gauges
 from runtime.peers import PeerClient
 from runtime.security.headers import DEFAULT_SECRET_HEADERS
 from runtime.security.setup import NodeSecurity
@@ -215,6 +218,14 @@ class NodeConfig(msgspec.Struct, frozen=True):
     # must share one).
     secret_headers: tuple[str, ...] = DEFAULT_SECRET_HEADERS
     header_key_file: str = ""
+    # SQL introspection (README "SQL introspection"): a query loads at most this many rows of
+    # the tables it names (past it: 413), and answers at most the result bound (then
+    # ``"truncated": true``).
+    sql_scan_rows_max: int = 200_000
+    sql_result_rows_max: int = 10_000
+    # A query running longer is interrupted (400); the engine's memory for one query.
+    sql_timeout_ms: int = 30_000
+    sql_memory_mb: int = 256
 
     def __post_init__(self) -> None:
         if not 0 < self.max_key_bytes <= keys.MAX_TEXT_BYTES:
@@ -319,6 +330,8 @@ class Node:
         self._servers: list[asyncio.Server] = []
         self._stopped = False
         self._delivery: ResponseDelivery | None = None
+        self._client: InternalClient | None = None
+        self._sql: SqlQueries | None = None
         # This node's advertised internal URL, once its internal port is bound (a cluster).
         self.internal_url: str | None = None
         if config.cluster:
@@ -327,6 +340,7 @@ class Node:
                 config.advertised_address, split_bind(config.internal_bind)[0]
             )
             client = InternalClient(self.registry, self._secret, timeout_s=_PEER_TIMEOUT_S)
+            self._client = client
             self._delivery = ResponseDelivery(client, self._supervisor)
         self._membership: Membership | None = None  # (made in start: it needs the loop)
         self._peers = (
@@ -418,6 +432,32 @@ class Node:
             snapshots=self._snapshotter,
             on_leader_change=self._responses.leader_changed,
         )
+
+    async def _refresh_metrics(self) -> None:
+        """The gauges read at scrape time (README "Metrics")."""
+        if self._store is None:
+            return
+        workers = list(self.workers.by_partition.values())
+        await refresh_gauges(
+            self._store,
+            self._log,
+            leading={w.partition for w in workers if w.is_leader},
+            applied=lambda: {w.partition: w.processor.fsm.applied_lsn for w in workers},
+        )
+
+    def applied_partitions(self) -> frozenset[int]:
+        """The partitions this node applies (keeps a store copy of): all on a single node, its
+        replicas' in a cluster (DESIGN §8)."""
+        if not self.config.cluster:
+            return frozenset(range(self.config.partitions))
+        return frozenset(p for p in range(self.config.partitions) if self.workers.applies(p))
+
+    def _replicas(self, partition: int) -> list[str]:
+        """Other nodes applying ``partition`` (its leader first), to ask for its rows."""
+        placement = self.workers.placement
+        if placement is None or partition >= len(placement.replicas):
+            return []
+        return [n for n in placement.replicas[partition] if n != self.node_id]
 
     async def start(self) -> None:
         config = self.config
@@ -514,7 +554,23 @@ class Node:
             snapshots=self if self._snapshotter is not None else None,
             authenticate=self.security.admin_middleware(),
             seal=self.security.seal,
+            before_metrics=self._refresh_metrics,
         )
+        self._sql = SqlQueries(
+            self._store,
+            self.registry,
+            SqlPlacement(self.applied_partitions, self._replicas),
+            partitions=config.partitions,
+            node_id=self.node_id,
+            scan_rows_max=config.sql_scan_rows_max,
+            result_rows_max=config.sql_result_rows_max,
+            timeout_s=config.sql_timeout_ms / 1000,
+            memory_mb=config.sql_memory_mb,
+            body_timeout_s=config.http_body_timeout_ms / 1000,
+            max_body_bytes=config.admin_max_body_bytes,
+            client=self._client,
+        )
+        self._sql.install(admin.app)
         quiet_malformed_requests()
         clusters = self.kafka_clusters()
         SubscriptionAdmin(
@@ -582,6 +638,8 @@ class Node:
         """Serve the node-to-node routes on the internal port; returns the advertised URL."""
         routes = InternalRoutes()
         routes.add(RESPONSES_PATH, response_route(self._responses.respond))
+        if self._sql is not None:
+            self._sql.add_internal_route(routes)
         server = InternalServer(
             routes,
             self._secret,

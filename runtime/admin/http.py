@@ -142,6 +142,7 @@ class AdminServer:
         snapshots: Snapshots | None = None,
         authenticate: Middleware | None = None,
         seal: HeaderSeal | None = None,
+        before_metrics: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """``max_body_bytes`` (``NodeConfig.admin_max_body_bytes``): admin bodies are small (a
         deployment URI); the server takes at least a gRPC message's limit. ``internal_url``:
@@ -159,6 +160,7 @@ class AdminServer:
         self._gateway = gateway
         self._health_of = health
         self._seal = seal
+        self._before_metrics = before_metrics
         # Authentication first: a request without the token learns nothing else.
         middlewares = [authenticate] if authenticate else []
         self.app = web.Application(
@@ -188,6 +190,8 @@ class AdminServer:
 
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        if self._before_metrics is not None:
+            await self._before_metrics()  # the gauges read at scrape time
         return web.Response(body=exposition(), content_type="text/plain")
 
     def _snapshot_partition(self, value: Any) -> int | None:

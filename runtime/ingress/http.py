@@ -6,6 +6,7 @@ appended for a one-way call (202). Errors are JSON ``{"code", "message", "source
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 import msgspec
@@ -42,6 +43,7 @@ from runtime.ingress.validation import (
 )
 from runtime.limits import SizePolicy
 from runtime.metadata import HandlerInfo, OutputRules, Registry, ServiceInfo
+from runtime.metrics import observe_ingress
 from runtime.security.headers import HeaderSeal
 from runtime.security.tokens import Middleware
 
@@ -176,9 +178,26 @@ class IngressServer:
         )
 
     async def _invoke(self, request: web.Request) -> web.StreamResponse:
+        """One invocation request, counted by service, handler and status (README "Metrics")."""
+        started = time.perf_counter()
+        resolved: list[Target] = []
+        response = await self._invoke_unmetered(request, resolved)
+        target = resolved[0] if resolved else None
+        observe_ingress(
+            target.service if target else "",
+            target.handler if target else "",
+            response.status,
+            time.perf_counter() - started,
+        )
+        return response
+
+    async def _invoke_unmetered(
+        self, request: web.Request, resolved: list[Target]
+    ) -> web.StreamResponse:
         try:
             self._check_available()
             target, handler, send = self._resolve(request.match_info["path"])
+            resolved.append(target)
             idempotency_key = request.headers.get(IDEMPOTENCY_HEADER) or None
             if idempotency_key is not None:
                 check_text(idempotency_key, "the idempotency key", self._limits)

@@ -52,8 +52,16 @@ from runtime.invoker.validation import (
 )
 from runtime.limits import SizePolicy
 from runtime.log import LogError
+from runtime.logs import bind_invocation
 from runtime.metadata import HandlerInfo, Registry, completion_retention_ms
-from runtime.metrics import ATTEMPTS_ABORTED, INVOKER_APPENDS, INVOKER_EFFECTS
+from runtime.metrics import (
+    ATTEMPT_OUTCOMES,
+    ATTEMPTS_ABORTED,
+    INVOKER_APPENDS,
+    INVOKER_EFFECTS,
+    JOURNAL_ENTRIES,
+    STREAM_DURATION,
+)
 from runtime.worker.proposer import LeaderProposer
 
 log = logging.getLogger(__name__)
@@ -159,6 +167,7 @@ class Attempt:
         self._last_activity = asyncio.get_running_loop().time()
 
     async def run(self) -> None:
+        bind_invocation(self.invocation_id)  # every line of this task names the invocation
         if not self._current():
             return  # superseded before it started
         async with self._slots.slot(self):
@@ -174,6 +183,7 @@ class Attempt:
         status = read_status(self._store, self._partition, self.invocation_id)
         assert status is not None
         target = status.target
+        bind_invocation(self.invocation_id, target.describe())
         service = self._registry.service(target.service)
         deployment = self._registry.deployment(service.deployment_id) if service else None
         if service is None or deployment is None:
@@ -218,6 +228,7 @@ class Attempt:
         call = stub.Invoke(
             metadata=self._channels.security.invoke_metadata(self.invocation_id, deployment.id)
         )
+        opened = asyncio.get_running_loop().time()
         writer = asyncio.create_task(self._write(call))
         proposer = asyncio.create_task(self._propose_loop())
         reader = asyncio.create_task(self._read(call, deployment.uri))
@@ -257,6 +268,7 @@ class Attempt:
                 task.cancel()
             await asyncio.gather(writer, proposer, reader, watchdog, return_exceptions=True)
             call.cancel()
+            STREAM_DURATION.observe(asyncio.get_running_loop().time() - opened)
 
     def _eager_state(self, service: str, key: str | None) -> pb.EagerState | None:
         limit = self._limits.eager_state_bytes
@@ -361,8 +373,19 @@ class Attempt:
                         pass
                     continue
             await self._propose(batch)
-            if isinstance(batch[-1].effect, End | Failed | Suspended):
-                return
+            appended = sum(isinstance(e.effect, JournalAppend) for e in batch)
+            if appended:
+                JOURNAL_ENTRIES.inc(appended)
+            match batch[-1].effect:
+                case End():
+                    ATTEMPT_OUTCOMES["end"].inc()
+                    return
+                case Failed(retryable=retryable):
+                    ATTEMPT_OUTCOMES["retry" if retryable else "failed"].inc()
+                    return
+                case Suspended():
+                    ATTEMPT_OUTCOMES["suspended"].inc()
+                    return
             batch = []
 
     def _effect_of(self, message: pb.SdkMessage, which: str | None) -> Effect:

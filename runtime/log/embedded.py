@@ -46,6 +46,7 @@ from runtime.log.segments import (
     write_all,
     write_fd,
 )
+from runtime.metrics import AppendMeter
 from runtime.supervisor import SupervisedTask, Supervisor
 
 __all__ = ["LocalLog"]
@@ -145,6 +146,7 @@ class LocalLog(Log):
         if segment_bytes < 1:
             raise ValueError(f"segment_bytes must be >= 1, got {segment_bytes}")
         self._directory = Path(directory)
+        self._meter = AppendMeter(self._directory.name)
         self._partition_count = partitions
         self._segment_bytes = segment_bytes
         self._sync_file = sync_file
@@ -253,10 +255,14 @@ class LocalLog(Log):
             raise LogError("an earlier write failed; restart the log") from self._failure
         if self._writer_cancelled:
             raise LogError("the log writer stopped")
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
         self._queue.append(_Append(partition, payloads, future))
         self._work_ready.set()
-        return await future
+        started = loop.time()
+        last = await future
+        self._meter.observe(loop.time() - started, len(payloads))
+        return last
 
     async def read(self, partition: int, from_lsn: int) -> AsyncIterator[list[LogRecord]]:
         """Yield durable records from ``from_lsn`` on, then wait for new ones until close.

@@ -40,6 +40,7 @@ from aiokafka.errors import (
 from runtime.log.base import Log, LogError, LogRecord
 from runtime.log.kafka_topics import TopicSpec, ensure_topic
 from runtime.log.reachability import Reachability
+from runtime.metrics import AppendMeter
 
 __all__ = ["BrokerSupport", "KafkaLog"]
 
@@ -124,6 +125,7 @@ class KafkaLog(Log):
             raise ValueError(f"partitions must be >= 1, got {partitions}")
         self._bootstrap = bootstrap
         self._topic = topic
+        self._meter = AppendMeter(topic)
         self._partition_count = partitions
         self._client_id = client_id
         self._replication_factor = replication_factor
@@ -234,6 +236,7 @@ class KafkaLog(Log):
             raise ValueError(f"{len(keys)} keys for {len(records)} records")
         self._check_usable()
         self.reachability.check()
+        started = asyncio.get_running_loop().time()
         futures: list[asyncio.Future[Any]] = []
         error: BaseException | None = None
         async with self._send_locks[partition]:
@@ -258,6 +261,7 @@ class KafkaLog(Log):
             raise LogError(f"append to {self._topic}:{partition} failed: {error!r}") from error
         last: int = futures[-1].result().offset
         self._acked_tail[partition] = max(self._acked_tail[partition], last + 1)
+        self._meter.observe(asyncio.get_running_loop().time() - started, len(records))
         return last
 
     async def read(self, partition: int, from_lsn: int) -> AsyncIterator[list[LogRecord]]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import assert_never
 
@@ -36,8 +37,17 @@ from runtime.invoker.invoker import PartitionInvoker
 from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
 from runtime.log import Log
+from runtime.logs import invocation_fields
 from runtime.metadata import Registry
-from runtime.metrics import RECORDS_APPLIED, RECORDS_DROPPED, RECORDS_REJECTED
+from runtime.metrics import (
+    APPLY_BATCH,
+    APPLY_LATENCY,
+    PARTITION_APPLIED,
+    PARTITION_LEADER,
+    RECORDS_APPLIED,
+    RECORDS_DROPPED,
+    RECORDS_REJECTED,
+)
 from runtime.snapshots.manager import Snapshotter, restore_partition
 from runtime.supervisor import SupervisedTask, Supervisor
 from runtime.worker.leader import (
@@ -124,6 +134,9 @@ class PartitionWorker:
         # Set once applied up to the tail seen at start (a cluster node waits for this).
         self.synced = asyncio.Event()
         self._snapshots = snapshots
+        # Label children looked up once: they are set for every applied batch.
+        self._applied_gauge = PARTITION_APPLIED.labels(str(partition))
+        self._leader_gauge = PARTITION_LEADER.labels(str(partition))
 
     @property
     def is_leader(self) -> bool:
@@ -218,7 +231,11 @@ class PartitionWorker:
             self.synced.set()
         async for batch in self._log.read(self.partition, applied + 1):
             fault_point("worker.apply")
+            started = time.perf_counter()
             outcome = self.processor.apply_batch([LogEntry(r.lsn, r.payload) for r in batch])
+            APPLY_LATENCY.observe(time.perf_counter() - started)
+            APPLY_BATCH.observe(len(batch))
+            self._applied_gauge.set(outcome.applied_lsn)
             self._report_rejections(outcome)
             _count_drops(outcome)
             RECORDS_APPLIED.inc(len(batch))
@@ -237,13 +254,15 @@ class PartitionWorker:
     def _report_rejections(self, outcome: BatchOutcome) -> None:
         for rejection in outcome.rejected:
             RECORDS_REJECTED.labels(rejection.reason).inc()
+            about = rejection.invocation_id
             log.error(
                 "partition %d: record at lsn %d could not be applied (%s%s): %s",
                 self.partition,
                 rejection.lsn,
                 rejection.reason,
-                f" {rejection.invocation_id}" if rejection.invocation_id else "",
+                f" {about}" if about else "",
                 rejection.detail,
+                extra=invocation_fields(about) if about else None,
             )
 
     async def _carry_out(self, outputs: list[Output]) -> None:
@@ -256,6 +275,7 @@ class PartitionWorker:
                     self._become_leader(term)
                 case StepDown():
                     self._leadership = None
+                    self._leader_gauge.set(0)
                     if leadership is not None:
                         await leadership.stop()
                 # (No leadership here only when a release interleaved with this batch's step
@@ -299,6 +319,7 @@ class PartitionWorker:
             on_ended=self.leader.attempt_ended,
         )
         leadership = self._leadership = _Leadership(invoker)
+        self._leader_gauge.set(1)
         leadership.tasks = [
             self._supervisor.spawn(
                 f"partition-{self.partition}/timers",

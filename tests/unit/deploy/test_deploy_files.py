@@ -77,7 +77,8 @@ def test_every_deploy_file_parses() -> None:
         "k8s/sdk.yaml",
     }
     for path in files:
-        assert path.suffix in (".yaml", ".yml"), f"{path}: not a YAML file"
+        # (JSON is YAML too: the Grafana dashboard, grafana/cairn.json, parses the same way.)
+        assert path.suffix in (".yaml", ".yml", ".json"), f"{path}: not a YAML or JSON file"
         assert load_yaml(path), f"{path} is empty"
     kinds = {d["kind"] for d in _k8s()}
     assert kinds >= {"StatefulSet", "Service", "ConfigMap", "PodDisruptionBudget", "Deployment"}

@@ -27,3 +27,30 @@ def test_invocation_id_round_trips_partition_key(pk: int, uuid: bytes, partition
     invocation_id = make_invocation_id(pk, uuid)
     assert parse_partition_key(invocation_id) == pk
     assert 0 <= partition_of(pk, partitions) < partitions
+
+
+_names = st.text(max_size=30)
+
+
+@given(st.integers(0, 2**16 - 1), _names, _names, _names, st.integers(0, 2**32 - 1))
+def test_keys_read_back_their_fields(
+    partition: int, service: str, key: str, name: str, index: int
+) -> None:
+    """SQL introspection reads rows' fields back from their keys."""
+    assert keys.parse_status_key(keys.status_key(partition, name)) == name
+    assert keys.parse_journal_key(keys.journal_key(partition, name, index)) == (name, index)
+    assert keys.parse_state_key(keys.state_key(partition, service, key, name)) == (
+        service,
+        key,
+        name,
+    )
+    assert keys.parse_promise_key(keys.promise_key(partition, service, key, name)) == (
+        service,
+        key,
+        name,
+    )
+    assert keys.parse_inbox_key(keys.inbox_key(partition, service, key, index)) == (
+        service,
+        key,
+        index,
+    )

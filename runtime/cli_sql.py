@@ -1,0 +1,49 @@
+"""``cairn sql "SELECT ..."``: a query to the admin API's ``POST /query``, printed as a plain
+text table (``--json``: the rows as JSON, one object per row, for scripts)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from runtime.admin_client import add_admin_flags, admin_request
+
+# A cell wider than this is cut (with "…") so that one long value keeps the table readable.
+_CELL_WIDTH_MAX = 60
+
+
+def add_sql_parser(commands: Any) -> None:
+    """The ``sql`` subcommand (``commands``: the CLI's subparsers)."""
+    sql = commands.add_parser("sql", help="query the introspection tables (README, SQL)")
+    sql.add_argument("query", help='one SELECT, e.g. "SELECT id, status FROM sys_invocation"')
+    sql.add_argument("--json", action="store_true", help="print the rows as JSON")
+    add_admin_flags(sql)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    shown = value if isinstance(value, str) else json.dumps(value)
+    return shown if len(shown) <= _CELL_WIDTH_MAX else shown[: _CELL_WIDTH_MAX - 1] + "…"
+
+
+def render_table(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    """Columns padded to their widest cell, a rule under the header, a row count at the end."""
+    cells = [[_text(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(lines)
+
+
+def run_sql(args: argparse.Namespace) -> None:
+    answer = admin_request(args, "POST", "/query", {"query": args.query})
+    if args.json:
+        print(json.dumps(answer["rows"], indent=2))
+    else:
+        print(render_table(answer["columns"], answer["rows"]))
+        if answer.get("truncated"):
+            print("(more rows were left off: --sql-result-rows-max on the node)")
