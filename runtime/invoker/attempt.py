@@ -21,8 +21,10 @@ from partition_processor.commands import (
     Failed,
     InvokerEffect,
     JournalAppend,
+    Pinned,
     ResolvedTarget,
     Suspended,
+    Target,
 )
 from partition_processor.ids import random_seed_of
 from partition_processor.journal import Call, Completion, OneWayCall
@@ -42,7 +44,7 @@ from runtime.invoker.validation import (
 )
 from runtime.limits import SizePolicy
 from runtime.log import LogError
-from runtime.metadata import HandlerInfo, Registry, completion_retention_ms
+from runtime.metadata import Deployment, HandlerInfo, Registry, completion_retention_ms
 from runtime.metrics import ATTEMPTS_ABORTED
 from runtime.worker.proposer import LeaderProposer
 
@@ -67,6 +69,29 @@ class StreamTimeouts(msgspec.Struct, frozen=True):
         if handler is not None and handler.abort_timeout_ms is not None:
             abort = handler.abort_timeout_ms
         return inactivity / 1000, abort / 1000
+
+
+def pinned_deployment(
+    registry: Registry, deployment_id: str | None, target: Target
+) -> tuple[Deployment, HandlerInfo | None] | Failed:
+    """Where an attempt runs, and its handler there: the invocation's pinned deployment, or (not
+    pinned yet) the newest deployment serving its service; a Failed effect when there is none."""
+    if deployment_id is not None:
+        deployment = registry.deployment(deployment_id)
+        if deployment is None:
+            reason = (
+                f"deployment {deployment_id}, which this invocation is pinned to, was removed "
+                "(move invocations to another deployment before removing theirs)"
+            )
+            return Failed(codes.DEPLOYMENT_GONE, reason, False)
+    else:
+        service = registry.service(target.service)
+        current = registry.deployment(service.deployment_id) if service else None
+        if current is None:
+            return Failed(UNAVAILABLE_CODE, f"no deployment serves {target.service!r}", True)
+        deployment = current
+    served = next((s for s in deployment.services if s.name == target.service), None)
+    return deployment, served.handlers.get(target.handler) if served is not None else None
 
 
 class Attempt:
@@ -151,13 +176,17 @@ class Attempt:
         status = read_status(self._store, self._partition, self.invocation_id)
         assert status is not None
         target = status.target
-        service = self._registry.service(target.service)
-        deployment = self._registry.deployment(service.deployment_id) if service else None
-        if service is None or deployment is None:
-            self._emit(Failed(UNAVAILABLE_CODE, f"no deployment serves {target.service!r}", True))
+        pinned = pinned_deployment(self._registry, status.deployment_id, target)
+        if isinstance(pinned, Failed):
+            self._emit(pinned)
             await self._propose_loop()
             return
-        inactivity_s, abort_s = self._timeouts.for_handler(service.handlers.get(target.handler))
+        deployment, handler = pinned
+        if status.deployment_id is None:
+            # The first attempt: pin the invocation here before the endpoint sees it, so that
+            # every later attempt (retry, resume, another leader) replays on the same code.
+            self._emit(Pinned(deployment.id))
+        inactivity_s, abort_s = self._timeouts.for_handler(handler)
         entries = read_journal(self._store, self._partition, self.invocation_id)
         # Notifications that arrived before this task ran go after Start and the journal (the SDK
         # ignores those the journal already holds).

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from proto import endpoint_pb2 as pb
-from sdk.errors import JournalMismatch
+from sdk.errors import JournalMismatch, ReplayExhausted
 
 JOURNAL_MISMATCH_CODE = 570
 
@@ -135,6 +135,8 @@ class InvocationMachine:
                     "(handler code must be deterministic; wrap non-deterministic parts in ctx.run)",
                 )
             return index
+        if self.start.replay_only:
+            raise ReplayExhausted()  # an upgrade check: nothing past the journal is done
         self._emit(pb.SdkMessage(command=pb.ProposedCommand(index=index, command=command)))
         return index
 
