@@ -11,7 +11,7 @@ from partition_processor.journal import Failure, Result
 from partition_processor.tables import KeyValueReader
 from runtime.http_errors import error_response
 from runtime.ingress.gateway import InvocationGateway, ResultUnavailable
-from runtime.ingress.validation import InvalidRequest
+from runtime.ingress.validation import InvalidRequest, check_json
 from runtime.metadata import Registry
 from runtime.versions.pinned import pinned_to
 
@@ -67,8 +67,13 @@ class VersionsAdmin:
 
     async def _target(self, request: web.Request) -> str | web.Response:
         """The deployment a move names (an error response when bad or unknown)."""
+        raw = await request.read()
         try:
-            body = msgspec.json.decode(await request.read(), type=_Move)
+            check_json(raw)  # (depth first: a deeply nested body is refused before decoding)
+        except InvalidRequest as exc:
+            return error_response(exc.status, exc.message)
+        try:
+            body = msgspec.json.decode(raw, type=_Move)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             return error_response(400, f'expected {{"deployment": "dp_..."}}: {exc}')
         if self._registry.deployment(body.deployment) is None:

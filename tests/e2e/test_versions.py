@@ -230,3 +230,24 @@ async def _deployments(client: Client) -> list[Any]:
     response = await client.admin("GET", "/deployments")
     assert response.status == 200
     return response.json()["deployments"]  # type: ignore[no-any-return]
+
+
+async def test_bad_version_requests_get_clear_errors(cluster: Cluster, client: Client) -> None:
+    waiting = await client.send("/Upgrade/bad/run", "/dev/null")
+    v1 = (await _deployment_of(client, cluster.endpoint))["id"]
+    for body in (None, {}, {"deployment": 3}, {"deployment": v1, "extra": 1}, "[" * 5000):
+        raw = body.encode() if isinstance(body, str) else None
+        response = await client.request(
+            "PATCH", f"{cluster.node.admin}/invocations/{waiting}", body, raw=raw
+        )
+        assert response.status == 400, (body, response.body)
+        assert set(response.json()) >= {"code", "message"}
+    not_an_id = await client.admin("PATCH", "/invocations/nope", {"deployment": v1})
+    assert not_an_id.status == 400
+    unknown = await client.admin("PATCH", f"/invocations/inv_{'0' * 48}", {"deployment": v1})
+    assert unknown.status == 404
+    assert (await client.admin("DELETE", "/deployments/dp_nope")).status == 404
+    flags = await client.admin("POST", "/deployments", {"uri": cluster.endpoint.uri, "check": 1})
+    assert flags.status == 400 and "dry_run" in flags.json()["message"]
+    moved = await client.admin("PATCH", f"/deployments/{v1}/invocations", {"deployment": "dp_x"})
+    assert moved.status == 404
