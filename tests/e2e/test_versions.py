@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from partition_processor.ids import object_partition_key, partition_of
 from tests.e2e.conftest import Cluster
-from tests.e2e.harness import ROOT, Client, Endpoint
+from tests.e2e.harness import ROOT, Client, Endpoint, Node
+from tests.support.broker import unique_topic
 
 APP = "tests.e2e.apps.versions:v1"
 
@@ -251,3 +254,67 @@ async def test_bad_version_requests_get_clear_errors(cluster: Cluster, client: C
     assert flags.status == 400 and "dry_run" in flags.json()["message"]
     moved = await client.admin("PATCH", f"/deployments/{v1}/invocations", {"deployment": "dp_x"})
     assert moved.status == 404
+
+
+async def _leading(client: Client) -> list[int]:
+    response = await client.admin("GET", "/cluster")
+    assert response.status == 200, response.body
+    leading: list[int] = response.json()["leading"]
+    return leading
+
+
+async def test_the_pin_holds_across_failover(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Two nodes on one Kafka: a v1 run waits on a partition node a leads, v2 is registered,
+    a is killed -9; b takes the partition over and resumes the run on v1."""
+    prefix, partitions = unique_topic("versions"), 4
+    flags = ["--cluster", "--cluster-session-timeout-ms", "3000"]
+    a, b = (
+        Node(
+            "kafka",
+            tmp_path / name,
+            kafka_bootstrap,
+            partitions,
+            extra=[*flags, "--node-name", name],
+            topic_prefix=prefix,
+        )
+        for name in ("a", "b")
+    )
+    v1 = _endpoint("v1", tmp_path)
+    v2 = _endpoint("v2", tmp_path)
+    ca, cb = Client(a), Client(b)
+    try:
+        a.start()
+        b.start()
+        await ca.register(v1)
+
+        async def split() -> bool:
+            led_a, led_b = await _leading(ca), await _leading(cb)
+            return bool(led_a) and bool(led_b) and sorted(led_a + led_b) == list(range(partitions))
+
+        await ca.wait_for(split, timeout_s=60)
+        led_by_a = await _leading(ca)
+        key = next(
+            k
+            for k in (uuid.uuid4().hex[:10] for _ in range(1000))
+            if partition_of(object_partition_key("Upgrade", k), partitions) in led_by_a
+        )
+        path = tmp_path / "run.txt"
+        waiting = await _start_waiting(ca, key, path)
+        await cb.register(v2)
+        a.kill()
+
+        async def b_leads_all() -> bool:
+            return sorted(await _leading(cb)) == list(range(partitions))
+
+        await cb.wait_for(b_leads_all, timeout_s=60)
+        await _go(cb, key)
+        result = await cb.attach(waiting)
+        assert (result.status, result.json()) == (200, "v1"), result.body
+        assert _lines(path) == ["v1:one", "v1:two"]
+    finally:
+        await ca.close()
+        await cb.close()
+        for name, child in (("a", a.process), ("b", b.process)):
+            print(f"----- {name} -----\n{child.output()[-12000:]}")  # shown on failure
+        for stoppable in (a, b, v1, v2):
+            stoppable.stop()
