@@ -125,6 +125,7 @@ class Attempt:
         self._proposer = proposer
         self._outgoing: asyncio.Queue[pb.RuntimeMessage | None] = asyncio.Queue()
         self._effects: asyncio.Queue[InvokerEffect] = asyncio.Queue()
+        self._pin: InvokerEffect | None = None
 
     def notify(self, index: int, completion: Completion, completion_seq: int) -> None:
         notification = pb.Notification(
@@ -183,9 +184,10 @@ class Attempt:
             return
         deployment, handler = pinned
         if status.deployment_id is None:
-            # The first attempt: pin the invocation here before the endpoint sees it, so that
-            # every later attempt (retry, resume, another leader) replays on the same code.
-            self._emit(Pinned(deployment.id))
+            # The first attempt: pin the invocation here, so that every later attempt (retry,
+            # resume, another leader) replays on the same code. The pin leads the attempt's first
+            # append (no round trip of its own): no effect of the attempt precedes it in the log.
+            self._pin = InvokerEffect(self.invocation_id, self.number, Pinned(deployment.id))
         inactivity_s, abort_s = self._timeouts.for_handler(handler)
         entries = read_journal(self._store, self._partition, self.invocation_id)
         # Notifications that arrived before this task ran go after Start and the journal (the SDK
@@ -325,6 +327,9 @@ class Attempt:
             batch = [await self._effects.get()]
             while not self._effects.empty():
                 batch.append(self._effects.get_nowait())
+            if self._pin is not None:
+                batch.insert(0, self._pin)
+                self._pin = None
             await self._propose(batch)
             if isinstance(batch[-1].effect, End | Failed | Suspended):
                 return
