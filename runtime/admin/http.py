@@ -290,6 +290,8 @@ class AdminServer:
             deployment = await self._discover(uri)
         except DiscoveryError as exc:
             return error_response(400, str(exc))
+        if (dry_run or check) and self._upgrade_check is None:
+            return error_response(409, "this node cannot check upgrades")
         if (dry_run or check) and self._upgrade_check is not None:
             # Replay the unfinished invocations of its services against it first (README,
             # Versions); a dry run stops here, a checked registration stops on a mismatch.
