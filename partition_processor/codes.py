@@ -21,3 +21,6 @@ UNAPPLICABLE_RECORD = 572
 # Too many ingress requests wait for one invocation's result already (--max-attached-requests);
 # the ingress answers it 429 with Retry-After.
 TOO_MANY_ATTACHED = 429
+# The deployment the invocation is pinned to was removed with force (terminal: its journal
+# belongs to code that is gone; move it to another deployment before removing to keep it).
+DEPLOYMENT_GONE = 573

@@ -190,7 +190,14 @@ class Suspended(msgspec.Struct, tag="suspended", frozen=True):
     awaiting: list[int]
 
 
-Effect = JournalAppend | CompleteRun | End | Failed | Suspended
+class Pinned(msgspec.Struct, tag="pinned", frozen=True):
+    """The first attempt runs on ``deployment_id``: every later attempt goes there too
+    (README, Versions). Proposed by the invoker before the attempt's stream opens."""
+
+    deployment_id: str
+
+
+Effect = JournalAppend | CompleteRun | End | Failed | Suspended | Pinned
 
 
 class InvokerEffect(msgspec.Struct, tag="invoker_effect", frozen=True):
@@ -264,6 +271,26 @@ class Purge(msgspec.Struct, tag="purge", frozen=True):
     sink: IngressSink | None = None
 
 
+class MoveDeployment(msgspec.Struct, tag="move_deployment", frozen=True):
+    """An operator moves an unfinished invocation to another deployment: its next attempt runs
+    there (the journal mismatch check guards the replay). ``sink`` gets Success, or Failure 404 /
+    409 (no such invocation, or it has completed)."""
+
+    invocation_id: str
+    deployment_id: str
+    sink: IngressSink | None = None
+
+
+class DeploymentGone(msgspec.Struct, tag="deployment_gone", frozen=True):
+    """``deployment_id`` was removed with force: the invocation, if still pinned to it, fails
+    with 573 now (its running attempt is stopped). ``sink`` gets Success, or Failure 404 / 409
+    (no unfinished invocation, or pinned elsewhere)."""
+
+    invocation_id: str
+    deployment_id: str
+    sink: IngressSink | None = None
+
+
 class TruncateOutbox(msgspec.Struct, tag="truncate_outbox", frozen=True):
     """Outbox messages up to ``upto_seq`` were shipped; drop them."""
 
@@ -281,6 +308,8 @@ Command = (
     | Attach
     | Terminate
     | Purge
+    | MoveDeployment
+    | DeploymentGone
 )
 
 

@@ -54,6 +54,9 @@ class InvocationStatus(msgspec.Struct, frozen=True):
     cancel_seq: int = 0
     # When a delayed invocation is (or was) due to start; 0 = as soon as it arrived.
     invoke_at_ms: int = 0
+    # The deployment the first attempt ran on (None: not started yet, or started before
+    # pinning existed): every later attempt goes there (README, Versions).
+    deployment_id: str | None = None
 
 
 class ObjectLock(msgspec.Struct, array_like=True, frozen=True):

@@ -367,7 +367,7 @@ class JournalEntry(_message.Message):
     def __init__(self, index: _Optional[int] = ..., command: _Optional[_Union[JournalCommand, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., completion_seq: _Optional[int] = ...) -> None: ...
 
 class Start(_message.Message):
-    __slots__ = ("invocation_id", "service", "handler", "key", "known_entries", "random_seed", "attempt", "cancel_seq", "eager_state")
+    __slots__ = ("invocation_id", "service", "handler", "key", "known_entries", "random_seed", "attempt", "cancel_seq", "eager_state", "replay_only")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
@@ -377,6 +377,7 @@ class Start(_message.Message):
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     CANCEL_SEQ_FIELD_NUMBER: _ClassVar[int]
     EAGER_STATE_FIELD_NUMBER: _ClassVar[int]
+    REPLAY_ONLY_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     service: str
     handler: str
@@ -386,7 +387,8 @@ class Start(_message.Message):
     attempt: int
     cancel_seq: int
     eager_state: EagerState
-    def __init__(self, invocation_id: _Optional[str] = ..., service: _Optional[str] = ..., handler: _Optional[str] = ..., key: _Optional[str] = ..., known_entries: _Optional[int] = ..., random_seed: _Optional[int] = ..., attempt: _Optional[int] = ..., cancel_seq: _Optional[int] = ..., eager_state: _Optional[_Union[EagerState, _Mapping]] = ...) -> None: ...
+    replay_only: bool
+    def __init__(self, invocation_id: _Optional[str] = ..., service: _Optional[str] = ..., handler: _Optional[str] = ..., key: _Optional[str] = ..., known_entries: _Optional[int] = ..., random_seed: _Optional[int] = ..., attempt: _Optional[int] = ..., cancel_seq: _Optional[int] = ..., eager_state: _Optional[_Union[EagerState, _Mapping]] = ..., replay_only: _Optional[bool] = ...) -> None: ...
 
 class StateEntry(_message.Message):
     __slots__ = ("key", "value")

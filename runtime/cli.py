@@ -35,6 +35,7 @@ from runtime.security.flags import add_security_flags, security_options
 from runtime.security.identity import generate_key_pair
 from runtime.snapshots.repository import open_repository
 from runtime.subscriptions.spec import parse_cluster, parse_cluster_property, parse_clusters
+from runtime.versions import cli as versions_cli
 from runtime.workers import prepare_workers, run_workers
 
 # Integer limits of the node (DESIGN §11): flag ``--max-concurrent-requests``, environment
@@ -416,7 +417,14 @@ def _parser() -> argparse.ArgumentParser:
     register.add_argument(
         "--force",
         action="store_true",
-        help="replace a deployment at the same URI whose services changed (else 409)",
+        help="replace a deployment at the same URI whose services changed (else 409); with "
+        "--check, switch traffic even when the check finds mismatches",
+    )
+    register.add_argument(
+        "--check",
+        action="store_true",
+        help="first replay the unfinished invocations of its services against it; refuse on a "
+        "mismatch (README, Versions)",
     )
     add_admin_flags(register)
     listing = deployment_commands.add_parser("list", help="list deployments")
@@ -437,6 +445,7 @@ def _parser() -> argparse.ArgumentParser:
         command = invocation_commands.add_parser(action, help=text)
         command.add_argument("id", help="the invocation id (inv_...)")
         add_admin_flags(command)
+    versions_cli.add_commands(deployment_commands, invocation_commands)
 
     snapshots = commands.add_parser("snapshots", help="partition snapshots")
     snapshot_commands = snapshots.add_subparsers(dest="action", required=True)
@@ -715,14 +724,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             except (LogError, OSError) as exc:
                 raise SystemExit(f"cairn: the node stopped: {exc}") from exc
     elif args.command == "deployments" and args.action == "register":
-        body = {"uri": args.uri, "force": args.force}
+        body = {"uri": args.uri, "force": args.force, "check": args.check}
         result = admin_request(args, "POST", "/deployments", body)
         services = ", ".join(f"{s['name']} (revision {s['revision']})" for s in result["services"])
         print(f"registered {result['id']} at {result['uri']}: {services}")
     elif args.command == "deployments" and args.action == "list":
         for deployment in admin_request(args, "GET", "/deployments")["deployments"]:
             services = ", ".join(s["name"] for s in deployment["services"])
-            print(f"{deployment['id']}  {deployment['uri']}  {services}")
+            pinned = deployment["pinned_invocations"]
+            print(f"{deployment['id']}  {deployment['uri']}  {services}  ({pinned} pinned)")
+    elif args.command == "deployments" and args.action in versions_cli.DEPLOYMENT_ACTIONS:
+        versions_cli.run_deployments(args)
+    elif args.command == "invocations" and args.action == "move":
+        versions_cli.run_invocation_move(args)
     elif args.command == "invocations":
         _invocations(args)
     elif args.command == "snapshots":

@@ -121,6 +121,13 @@ class DeploymentRegistered(msgspec.Struct, tag="deployment_registered", frozen=T
     deployment: Deployment
 
 
+class DeploymentRemoved(msgspec.Struct, tag="deployment_removed", frozen=True):
+    """A deployment was removed (README, Versions); its services fall back to the newest other
+    deployment offering them. Under the deployment's own key, so compaction keeps only this."""
+
+    deployment_id: str
+
+
 class NodeJoined(msgspec.Struct, tag="node_joined", frozen=True):
     """A node of a cluster, where its admin API listens, and where peers reach its internal
     (node-to-node) API: ``http://ADVERTISED_HOST:PORT`` with the port actually bound."""
@@ -171,6 +178,7 @@ class SubscriptionRemoved(msgspec.Struct, tag="subscription_removed", frozen=Tru
 
 MetadataRecord = (
     DeploymentRegistered
+    | DeploymentRemoved
     | NodeJoined
     | NodeLeft
     | AppliedPositions
@@ -187,6 +195,8 @@ def metadata_key(record: MetadataRecord) -> bytes:
     match record:
         case DeploymentRegistered(deployment=deployment):
             fact = f"deployment/{deployment.id}"
+        case DeploymentRemoved(deployment_id=deployment_id):
+            fact = f"deployment/{deployment_id}"
         case NodeJoined(node_id=node_id) | NodeLeft(node_id=node_id):
             fact = f"node/{node_id}"
         case AppliedPositions(node_id=node_id):
@@ -356,6 +366,11 @@ class Registry:
         await self.wait_applied(lsn)
         return self._deployments[deployment.id], True
 
+    async def remove(self, deployment_id: str) -> None:
+        """Remove a deployment (whether invocations are pinned to it is the caller's check)."""
+        lsn = await self._append([DeploymentRemoved(deployment_id)])
+        await self.wait_applied(lsn)
+
     def subscriptions(self) -> list[Subscription]:
         return sorted(self._subscriptions.values(), key=lambda s: s.id)
 
@@ -428,11 +443,14 @@ class Registry:
             self._subscriptions.pop(record.subscription_id, None)
             self.subscriptions_version += 1
             return
-        deployment = record.deployment
-        # The dict's order is the order of the deployments' last registrations, which a
-        # compacted history keeps.
-        self._deployments.pop(deployment.id, None)
-        self._deployments[deployment.id] = deployment
+        if isinstance(record, DeploymentRemoved):
+            self._deployments.pop(record.deployment_id, None)
+        else:
+            deployment = record.deployment
+            # The dict's order is the order of the deployments' last registrations, which a
+            # compacted history keeps.
+            self._deployments.pop(deployment.id, None)
+            self._deployments[deployment.id] = deployment
         # A function of the current deployments only (not of registrations compaction drops):
         # a service is served by the newest registration offering it, as in Restate; one that a
         # re-registered deployment dropped falls back to an older deployment still offering it.

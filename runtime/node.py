@@ -56,6 +56,8 @@ from runtime.subscriptions.consumer import ConsumerContext
 from runtime.subscriptions.manager import SubscriptionManager
 from runtime.subscriptions.spec import KafkaCluster
 from runtime.supervisor import SupervisedTask, Supervisor
+from runtime.versions.admin import VersionsAdmin
+from runtime.versions.check import CheckReport, check_upgrade
 from runtime.worker.partition import PartitionWorker
 from runtime.worker.replicas import ReplicaWorkers
 
@@ -395,6 +397,18 @@ class Node:
             )
         raise ValueError(f"unknown log {config.log!r}: expected 'local' or 'kafka'")
 
+    async def check_upgrade(self, deployment: Deployment) -> CheckReport:
+        """Replay this node's unfinished invocations of ``deployment``'s services against it
+        (README, Versions); a journal silent for the inactivity timeout counts as failed."""
+        assert self._store is not None
+        return await check_upgrade(
+            deployment,
+            self._store,
+            self.config.partitions,
+            self._channels,
+            timeout_s=self.config.inactivity_timeout_ms / 1000,
+        )
+
     async def discover(self, uri: str) -> Deployment:
         """Discover the deployment at ``uri`` within the configured timeout."""
         return await discover(
@@ -555,6 +569,7 @@ class Node:
             authenticate=self.security.admin_middleware(),
             seal=self.security.seal,
             before_metrics=self._refresh_metrics,
+            upgrade_check=self.check_upgrade,
         )
         self._sql = SqlQueries(
             self._store,
@@ -571,6 +586,7 @@ class Node:
             client=self._client,
         )
         self._sql.install(admin.app)
+        VersionsAdmin(self.registry, self._store, config.partitions, gateway).install(admin.app)
         quiet_malformed_requests()
         clusters = self.kafka_clusters()
         SubscriptionAdmin(

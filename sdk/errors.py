@@ -69,3 +69,8 @@ class Suspended(SdkInternalBaseException):  # noqa: N818 - a control-flow signal
 
 class AttemptClosed(SdkInternalBaseException):  # noqa: N818 - a control-flow signal
     """The runtime went away (stream closed) while the handler ran; the attempt is abandoned."""
+
+
+class ReplayExhausted(SdkInternalBaseException):  # noqa: N818 - a control-flow signal
+    """A replay-only attempt (an upgrade check) reached the end of its journal: the handler
+    stops there, before anything new (a step, a call, state) would run."""

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 from proto import endpoint_pb2 as pb
-from sdk.errors import AttemptClosed, Suspended, TerminalError
+from sdk.errors import AttemptClosed, ReplayExhausted, Suspended, TerminalError
 from sdk.futures import LazyStep, RestateDurableFuture
 from sdk.invocation import InvocationSession
 from sdk.serde import Serde, serde_for
@@ -57,6 +57,9 @@ def run_step(
 ) -> RestateDurableFuture[Any]:
     serde = serde_for(options.serde, options.type_hint)
     index = session.command(pb.JournalCommand(run=pb.RunCommand(name=name)))
+    machine = session.machine
+    if machine.start.replay_only and machine.completion(index) is None:
+        raise ReplayExhausted()  # an upgrade check never runs a step's side effect
 
     def decode(completion: pb.Completion) -> Any:
         return serde.deserialize(completion.value) if completion.HasField("value") else None

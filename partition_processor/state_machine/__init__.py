@@ -14,11 +14,13 @@ from partition_processor.actions import Action
 from partition_processor.commands import (
     AnnounceLeader,
     Attach,
+    DeploymentGone,
     Envelope,
     InvocationResponse,
     Invoke,
     InvokerEffect,
     LeaderDedup,
+    MoveDeployment,
     NotifySignal,
     ProducerDedup,
     Purge,
@@ -35,6 +37,7 @@ from partition_processor.state_machine.on_notify_signal import on_notify_signal
 from partition_processor.state_machine.on_purge import on_purge
 from partition_processor.state_machine.on_terminate import on_terminate
 from partition_processor.state_machine.on_timer_fired import on_timer_fired
+from partition_processor.state_machine.on_versions import on_deployment_gone, on_move
 from partition_processor.tables import Transaction
 
 
@@ -84,5 +87,9 @@ def _dispatch(tx: Transaction, envelope: Envelope, actions: list[Action]) -> boo
             return on_terminate(tx, now_ms, command, actions)
         case Purge():
             return on_purge(tx, command, actions)
+        case MoveDeployment():
+            return on_move(tx, now_ms, command, actions)
+        case DeploymentGone():
+            return on_deployment_gone(tx, now_ms, command, actions)
         case _:
             assert_never(command)

@@ -22,6 +22,7 @@ from partition_processor.commands import (
     InvokerEffect,
     JournalAppend,
     NotifySignal,
+    Pinned,
     Suspended,
     Terminate,
 )
@@ -91,6 +92,11 @@ def on_invoker_effect(
             return True
         case Suspended():
             _suspend(tx, status, effect, now_ms, actions)
+            return True
+        case Pinned(deployment_id=deployment_id):
+            if status.deployment_id is not None:
+                return False  # pinned already (a repeated record, or moved meanwhile)
+            tx.put_status(msgspec.structs.replace(status, deployment_id=deployment_id))
             return True
         case _:
             assert_never(effect)

@@ -13,10 +13,12 @@ from partition_processor.actions import AbortInvocation, Action, RespondToIngres
 from partition_processor.commands import (
     AnnounceLeader,
     Attach,
+    DeploymentGone,
     Envelope,
     InvocationResponse,
     Invoke,
     InvokerEffect,
+    MoveDeployment,
     NotifySignal,
     ProducerDedup,
     Purge,
@@ -57,7 +59,14 @@ def reject(tx: Transaction, envelope: Envelope, reason: str, actions: list[Actio
                 response = InvocationResponse(caller.invocation_id, caller.index, failure)
                 lifecycle.send(tx, caller.invocation_id, response, actions)
                 answered = True
-        case NotifySignal(sink=sink) | Attach(sink=sink) | Terminate(sink=sink) | Purge(sink=sink):
+        case (
+            NotifySignal(sink=sink)
+            | Attach(sink=sink)
+            | Terminate(sink=sink)
+            | Purge(sink=sink)
+            | MoveDeployment(sink=sink)
+            | DeploymentGone(sink=sink)
+        ):
             invocation_id = command.invocation_id
             if sink is not None:
                 actions.append(RespondToIngress(sink, invocation_id, failure))

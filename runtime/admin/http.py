@@ -37,8 +37,12 @@ from runtime.metrics import exposition
 from runtime.security.headers import HeaderSeal
 from runtime.snapshots.manager import SnapshotError, SnapshotInfo
 from runtime.snapshots.repository import RepositoryError, SnapshotRef
+from runtime.versions.check import CheckReport
+from runtime.versions.pinned import pinned_counts
 
 Discover = Callable[[str], Awaitable[Deployment]]
+# The upgrade check of a discovered deployment (runtime.versions.check), bound to the node.
+UpgradeCheck = Callable[[Deployment], Awaitable[CheckReport]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -93,11 +97,13 @@ def _service_json(service: ServiceInfo) -> dict[str, Any]:
     }
 
 
-def _deployment_json(deployment: Deployment) -> dict[str, Any]:
+def _deployment_json(deployment: Deployment, pinned: int = 0) -> dict[str, Any]:
     return {
         "id": deployment.id,
         "uri": deployment.uri,
         "services": [_service_json(s) for s in deployment.services],
+        # Unfinished invocations that started here and stay here (README, Versions).
+        "pinned_invocations": pinned,
     }
 
 
@@ -143,6 +149,7 @@ class AdminServer:
         authenticate: Middleware | None = None,
         seal: HeaderSeal | None = None,
         before_metrics: Callable[[], Awaitable[None]] | None = None,
+        upgrade_check: UpgradeCheck | None = None,
     ) -> None:
         """``max_body_bytes`` (``NodeConfig.admin_max_body_bytes``): admin bodies are small (a
         deployment URI); the server takes at least a gRPC message's limit. ``internal_url``:
@@ -161,6 +168,7 @@ class AdminServer:
         self._health_of = health
         self._seal = seal
         self._before_metrics = before_metrics
+        self._upgrade_check = upgrade_check
         # Authentication first: a request without the token learns nothing else.
         middlewares = [authenticate] if authenticate else []
         self.app = web.Application(
@@ -260,14 +268,35 @@ class AdminServer:
             return timed_out(exc, source=None)
         except BodyTooLarge as exc:
             return error_response(413, str(exc))
-        uri = body.get("uri") if isinstance(body, dict) else None
-        force = body.get("force", False) if isinstance(body, dict) else False
-        if not isinstance(uri, str) or not uri or not isinstance(force, bool):
-            return error_response(400, 'expected {"uri": "http://HOST:PORT", "force": false}')
+        fields = body if isinstance(body, dict) else {}
+        uri = fields.get("uri")
+        flags = [fields.get(name, False) for name in ("force", "dry_run", "check")]
+        if not isinstance(uri, str) or not uri or not all(isinstance(f, bool) for f in flags):
+            return error_response(
+                400,
+                'expected {"uri": "http://HOST:PORT", "force": false, "dry_run": false, '
+                '"check": false}',
+            )
+        force, dry_run, check = flags
         try:
             deployment = await self._discover(uri)
         except DiscoveryError as exc:
             return error_response(400, str(exc))
+        if (dry_run or check) and self._upgrade_check is None:
+            return error_response(409, "this node cannot check upgrades")
+        if (dry_run or check) and self._upgrade_check is not None:
+            # Replay the unfinished invocations of its services against it first (README,
+            # Versions); a dry run stops here, a checked registration stops on a mismatch.
+            report = await self._upgrade_check(deployment)
+            if dry_run:
+                return web.json_response(msgspec.to_builtins(report))
+            if not report.compatible and not force:
+                return error_response(
+                    409,
+                    f"{deployment.uri} would not replay every unfinished invocation of its "
+                    'services (see "check"); register with "force": true to switch anyway',
+                    extra={"check": msgspec.to_builtins(report)},
+                )
         try:
             registered, created = await self._registry.register(deployment, force=force)
         except DeploymentConflict as exc:
@@ -275,15 +304,21 @@ class AdminServer:
         return web.json_response(_deployment_json(registered), status=201 if created else 200)
 
     async def _deployments(self, request: web.Request) -> web.Response:
+        pinned = pinned_counts(self._store, self._partitions)
         return web.json_response(
-            {"deployments": [_deployment_json(d) for d in self._registry.deployments()]}
+            {
+                "deployments": [
+                    _deployment_json(d, pinned[d.id]) for d in self._registry.deployments()
+                ]
+            }
         )
 
     async def _deployment(self, request: web.Request) -> web.Response:
         deployment = self._registry.deployment(request.match_info["id"])
         if deployment is None:
             return error_response(404, f"deployment {request.match_info['id']!r} not found")
-        return web.json_response(_deployment_json(deployment))
+        pinned = pinned_counts(self._store, self._partitions)[deployment.id]
+        return web.json_response(_deployment_json(deployment, pinned))
 
     async def _services(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -418,6 +453,10 @@ class AdminServer:
                 "key": status.target.key,
                 "status": status.phase,
                 "attempt": status.attempt,
+                # Where its attempts run (README, Versions); gone: removed with force.
+                "deployment_id": status.deployment_id,
+                "deployment_gone": status.deployment_id is not None
+                and self._registry.deployment(status.deployment_id) is None,
                 "idempotency_key": status.idempotency_key,
                 # The request's headers; secret ones (README, Security) as "<redacted>".
                 "headers": [[name, value] for name, value in headers],

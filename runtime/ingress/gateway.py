@@ -21,10 +21,12 @@ from collections.abc import Callable, Sequence
 from partition_processor.actions import RespondToIngress, SendReceipt
 from partition_processor.commands import (
     Attach,
+    DeploymentGone,
     Envelope,
     IngressSink,
     IngressSource,
     Invoke,
+    MoveDeployment,
     NotifySignal,
     Purge,
     Target,
@@ -46,7 +48,7 @@ from runtime.log import Log, LogError
 from runtime.metadata import HandlerInfo, completion_retention_ms
 from runtime.metrics import REATTACHES
 
-ManagementCommand = Terminate | Purge
+ManagementCommand = Terminate | Purge | MoveDeployment | DeploymentGone
 
 
 class RecordTooLarge(InvalidRequest):

@@ -21,8 +21,10 @@ from partition_processor.commands import (
     Failed,
     InvokerEffect,
     JournalAppend,
+    Pinned,
     ResolvedTarget,
     Suspended,
+    Target,
 )
 from partition_processor.ids import random_seed_of
 from partition_processor.journal import (
@@ -53,7 +55,7 @@ from runtime.invoker.validation import (
 from runtime.limits import SizePolicy
 from runtime.log import LogError
 from runtime.logs import bind_invocation
-from runtime.metadata import HandlerInfo, Registry, completion_retention_ms
+from runtime.metadata import Deployment, HandlerInfo, Registry, completion_retention_ms
 from runtime.metrics import (
     ATTEMPT_OUTCOMES,
     ATTEMPTS_ABORTED,
@@ -99,6 +101,29 @@ def _silent(effect: Effect) -> bool:
     return isinstance(effect.command, SetState | ClearState | ClearAllState | Output | Run)
 
 
+def pinned_deployment(
+    registry: Registry, deployment_id: str | None, target: Target
+) -> tuple[Deployment, HandlerInfo | None] | Failed:
+    """Where an attempt runs, and its handler there: the invocation's pinned deployment, or (not
+    pinned yet) the newest deployment serving its service; a Failed effect when there is none."""
+    if deployment_id is not None:
+        deployment = registry.deployment(deployment_id)
+        if deployment is None:
+            reason = (
+                f"deployment {deployment_id}, which this invocation is pinned to, was removed "
+                "(move invocations to another deployment before removing theirs)"
+            )
+            return Failed(codes.DEPLOYMENT_GONE, reason, False)
+    else:
+        service = registry.service(target.service)
+        current = registry.deployment(service.deployment_id) if service else None
+        if current is None:
+            return Failed(UNAVAILABLE_CODE, f"no deployment serves {target.service!r}", True)
+        deployment = current
+    served = next((s for s in deployment.services if s.name == target.service), None)
+    return deployment, served.handlers.get(target.handler) if served is not None else None
+
+
 class Attempt:
     """Runs attempt ``number`` of ``invocation_id`` until it ends, fails or is cancelled."""
 
@@ -131,6 +156,7 @@ class Attempt:
         self._outgoing: asyncio.Queue[pb.RuntimeMessage | None] = asyncio.Queue()
         self._effects: asyncio.Queue[InvokerEffect] = asyncio.Queue()
         self._effect_added = asyncio.Event()
+        self._pin: InvokerEffect | None = None
 
     def notify(self, index: int, completion: Completion, completion_seq: int) -> None:
         notification = pb.Notification(
@@ -184,13 +210,18 @@ class Attempt:
         assert status is not None
         target = status.target
         bind_invocation(self.invocation_id, target.describe())
-        service = self._registry.service(target.service)
-        deployment = self._registry.deployment(service.deployment_id) if service else None
-        if service is None or deployment is None:
-            self._emit(Failed(UNAVAILABLE_CODE, f"no deployment serves {target.service!r}", True))
+        pinned = pinned_deployment(self._registry, status.deployment_id, target)
+        if isinstance(pinned, Failed):
+            self._emit(pinned)
             await self._propose_loop()
             return
-        inactivity_s, abort_s = self._timeouts.for_handler(service.handlers.get(target.handler))
+        deployment, handler = pinned
+        if status.deployment_id is None:
+            # The first attempt: pin the invocation here, so that every later attempt (retry,
+            # resume, another leader) replays on the same code. The pin leads the attempt's first
+            # append (no round trip of its own): no effect of the attempt precedes it in the log.
+            self._pin = InvokerEffect(self.invocation_id, self.number, Pinned(deployment.id))
+        inactivity_s, abort_s = self._timeouts.for_handler(handler)
         entries = read_journal(self._store, self._partition, self.invocation_id)
         # Read with the journal (no await between): the state is the one after every journaled
         # entry, which the SDK's replay of set/clear entries leaves unchanged.
@@ -372,6 +403,9 @@ class Attempt:
                     except TimeoutError:
                         pass
                     continue
+            if self._pin is not None:
+                batch.insert(0, self._pin)
+                self._pin = None
             await self._propose(batch)
             appended = sum(isinstance(e.effect, JournalAppend) for e in batch)
             if appended:

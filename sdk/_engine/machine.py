@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from proto import endpoint_pb2 as pb
-from sdk.errors import JournalMismatch
+from sdk.errors import JournalMismatch, ReplayExhausted
 
 JOURNAL_MISMATCH_CODE = 570
 
@@ -145,6 +145,8 @@ class InvocationMachine:
                 )
             self._track_state(command)
             return index
+        if self.start.replay_only:
+            raise ReplayExhausted()  # an upgrade check: nothing past the journal is done
         answer = self._eager_answer(command)
         if answer is not None:
             # Completed before anything else the runtime completes (seq 0), on replay too: the

@@ -18,7 +18,7 @@ from sdk._engine.machine import JOURNAL_MISMATCH_CODE, InvocationMachine
 from sdk._transport.identity import DISCOVER_SUBJECT, IdentityError, IdentityVerifier
 from sdk.context import context_class
 from sdk.definitions import App, Handler
-from sdk.errors import AttemptClosed, JournalMismatch, Suspended, TerminalError
+from sdk.errors import AttemptClosed, JournalMismatch, ReplayExhausted, Suspended, TerminalError
 from sdk.invocation import InvocationSession, current_session
 from sdk.serde import JsonSerde
 
@@ -249,6 +249,8 @@ async def run_attempt(session: InvocationSession, handler: Handler) -> None:
     except JournalMismatch as exc:
         log.error("%s: %s", machine.start.invocation_id, exc)
         machine.sys_error(JOURNAL_MISMATCH_CODE, str(exc), exc.index)
+    except ReplayExhausted:
+        machine.sys_end()  # an upgrade check: the whole journal replayed cleanly
     except (Suspended, AttemptClosed):
         pass
     except Exception as exc:  # noqa: BLE001 - a retryable failure of this attempt

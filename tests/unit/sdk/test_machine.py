@@ -118,3 +118,18 @@ def test_cancel_keeps_the_first_cancellation_point() -> None:
     machine.notify_cancel(5)
     machine.notify_cancel(9)
     assert machine.cancel_seq == 5
+
+
+def test_a_replay_only_start_stops_at_the_end_of_the_journal() -> None:
+    from sdk.errors import ReplayExhausted
+
+    journal = [_input(), _entry(1, _run("a"), pb.Completion(value=b"1"), seq=1)]
+    machine = InvocationMachine(pb.Start(invocation_id="inv_x", replay_only=True), journal)
+    assert machine.sys_command(_run("a")) == 1  # replayed: fine
+    with pytest.raises(ReplayExhausted):
+        machine.sys_command(_run("b"))  # past the journal: nothing new is proposed
+    assert machine.take_output() == []
+    mismatching = InvocationMachine(pb.Start(invocation_id="inv_x", replay_only=True), journal)
+    with pytest.raises(JournalMismatch) as raised:
+        mismatching.sys_command(_run("other"))
+    assert raised.value.index == 1

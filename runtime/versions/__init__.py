@@ -1,0 +1,2 @@
+"""Versions (README, Versions): invocations pinned to deployments, removal, moves, upgrade
+checks."""
