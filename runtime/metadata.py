@@ -269,11 +269,6 @@ class Registry:
     def deployment(self, deployment_id: str) -> Deployment | None:
         return self._deployments.get(deployment_id)
 
-    def node_admin_url(self, node_id: str) -> str | None:
-        """Where node ``node_id``'s admin API listens (forwarded admin reads: runtime/peers.py)."""
-        joined = self._nodes.get(node_id)
-        return None if joined is None else joined.admin_url
-
     def node_internal_url(self, node_id: str) -> str | None:
         """Where node ``node_id``'s internal API listens (None: unknown, or a node from before
         the internal port)."""

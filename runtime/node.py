@@ -39,6 +39,12 @@ from runtime.invoker.attempt import StreamTimeouts
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.discovery import discover
 from runtime.invoker.slots import RunningSlots
+from runtime.leader_notices import (
+    LEADER_CHANGED_PATH,
+    NOTICE_TIMEOUT_S,
+    LeaderNotices,
+    leader_changed_route,
+)
 from runtime.limits import SizePolicy
 from runtime.log import KafkaLog, LocalLog, Log, LogError
 from runtime.log.kafka import BrokerSupport
@@ -46,7 +52,7 @@ from runtime.membership import Membership, run_membership
 from runtime.metadata import Deployment, Registry
 from runtime.metadata_compaction import compact_local_metadata
 from runtime.metrics_scrape import refresh_gauges
-from runtime.peers import PeerClient
+from runtime.peers import READ_TIMEOUT_S, PeerClient
 from runtime.security.headers import DEFAULT_SECRET_HEADERS
 from runtime.security.setup import NodeSecurity
 from runtime.snapshots.manager import SnapshotInfo, Snapshotter
@@ -334,6 +340,7 @@ class Node:
         self._delivery: ResponseDelivery | None = None
         self._client: InternalClient | None = None
         self._sql: SqlQueries | None = None
+        self._notices: LeaderNotices | None = None
         # This node's advertised internal URL, once its internal port is bound (a cluster).
         self.internal_url: str | None = None
         if config.cluster:
@@ -344,16 +351,17 @@ class Node:
             client = InternalClient(self.registry, self._secret, timeout_s=_PEER_TIMEOUT_S)
             self._client = client
             self._delivery = ResponseDelivery(client, self._supervisor)
+            notices = InternalClient(self.registry, self._secret, timeout_s=NOTICE_TIMEOUT_S)
+            self._notices = LeaderNotices(
+                notices, self._supervisor, self.node_id, self.registry.nodes
+            )
         self._membership: Membership | None = None  # (made in start: it needs the loop)
         self._peers = (
-            PeerClient(
-                self.registry,
-                authorization=self.security.admin_authorization,
-                ssl_context=self.security.client_ssl_context,
-            )
+            PeerClient(InternalClient(self.registry, self._secret, timeout_s=READ_TIMEOUT_S))
             if config.cluster
             else None
         )
+        self._cluster: ClusterAdmin | None = None  # (made in start: it reads the store)
         self._snapshotter: Snapshotter | None = None
         self._subscriptions: SupervisedTask | None = None
         self._membership_task: SupervisedTask | None = None
@@ -444,7 +452,7 @@ class Node:
             timeouts=self._timeouts,
             owned=owned,
             snapshots=self._snapshotter,
-            on_leader_change=self._responses.leader_changed,
+            on_leader_change=self._leader_changed,
         )
 
     async def _refresh_metrics(self) -> None:
@@ -543,6 +551,17 @@ class Node:
             authenticate=self.security.ingress_middleware(),
             seal=self.security.seal,
         )
+        self._cluster = ClusterAdmin(
+            node_id=self.node_id,
+            partitions=config.partitions,
+            replication=config.replication,
+            store=self._store,
+            replicas=self.workers,
+            peers=self._peers,
+            retry_after_s=config.retry_after_s,
+            internal_url=lambda: self.internal_url,
+            nodes=self.registry.nodes,
+        )
         admin = AdminServer(
             self.registry,
             self._store,
@@ -550,17 +569,7 @@ class Node:
             discover=self.discover,
             gateway=gateway,
             health=self.health,
-            cluster=ClusterAdmin(
-                node_id=self.node_id,
-                partitions=config.partitions,
-                replication=config.replication,
-                store=self._store,
-                replicas=self.workers,
-                peers=self._peers,
-                retry_after_s=config.retry_after_s,
-                internal_url=lambda: self.internal_url,
-                nodes=self.registry.nodes,
-            ),
+            cluster=self._cluster,
             node_id=self.node_id,
             limits=self.limits,
             body_timeout_s=config.http_body_timeout_ms / 1000,
@@ -656,6 +665,10 @@ class Node:
         routes.add(RESPONSES_PATH, response_route(self._responses.respond))
         if self._sql is not None:
             self._sql.add_internal_route(routes)
+        changed = leader_changed_route(self.config.partitions, self._responses.leader_changed)
+        routes.add(LEADER_CHANGED_PATH, changed)
+        if self._cluster is not None:
+            self._cluster.install_internal(routes)  # forwarded admin reads, the cluster view
         server = InternalServer(
             routes,
             self._secret,
@@ -747,6 +760,19 @@ class Node:
         except (LogError, TimeoutError) as exc:
             log.warning("could not publish that this node left the cluster: %r", exc)
 
+    def _leader_changed(self, partition: int) -> None:
+        """An applied announcement moved ``partition`` to a new leader: the calls waiting on it
+        here re-attach; if the new leader is this node, the other nodes are told too (those
+        that do not apply the partition never see the announcement)."""
+        self._responses.leader_changed(partition)
+        worker = self.workers.by_partition.get(partition)
+        # (Not while replaying history: an old epoch of this node's is no news.)
+        if self._notices is None or worker is None or not worker.synced.is_set():
+            return
+        fsm = worker.processor.fsm
+        if fsm.leader_node == self.node_id:
+            self._notices.announce(partition, fsm.leader_epoch)
+
     def _respond(self, action: RespondToIngress) -> None:
         if action.sink.node == self.node_id:
             self._responses.respond(action)
@@ -778,6 +804,8 @@ class Node:
             await self._leave()
         if self._delivery is not None:
             await self._delivery.close()
+        if self._notices is not None:
+            await self._notices.close()
         if self._peers is not None:
             await self._peers.close()
         for server in self._servers:

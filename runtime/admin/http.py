@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import msgspec
@@ -177,6 +177,9 @@ class AdminServer:
         router = self.app.router
         router.add_get("/health", self._health)
         cluster.install(self.app)
+        # What a node that does not apply a partition asks one of its replicas for.
+        cluster.add_read("state", self._state_here)
+        cluster.add_read("invocation", self._invocation_here)
         router.add_get("/metrics", self._metrics)
         router.add_post("/snapshots", self._create_snapshots)
         router.add_get("/snapshots", self._list_snapshots)
@@ -195,7 +198,6 @@ class AdminServer:
 
     async def _health(self, request: web.Request) -> web.Response:
         return health_response(self._health_of)
-
 
     async def _metrics(self, request: web.Request) -> web.Response:
         if self._before_metrics is not None:
@@ -340,8 +342,13 @@ class AdminServer:
         if self._registry.service(service) is None:
             return error_response(404, f"service {service!r} not found")
         partition = partition_of(object_partition_key(service, key), self._partitions)
-        if (forwarded := await self._cluster.forward(request, partition)) is not None:
+        args = {"service": service, "key": key}
+        if (forwarded := await self._cluster.forward(partition, "state", args)) is not None:
             return forwarded
+        return self._state_here(partition, args)
+
+    def _state_here(self, partition: int, args: Mapping[str, str]) -> web.Response:
+        service, key = args["service"], args["key"]
         prefix = keys.state_prefix(partition, service, key)
         state = {keys.state_name_of(k, prefix): _value_json(v) for k, v in self._store.scan(prefix)}
         return web.json_response({"service": service, "key": key, "state": state})
@@ -427,8 +434,13 @@ class AdminServer:
             partition = partition_of(parse_partition_key(invocation_id), self._partitions)
         except InvalidInvocationId as exc:
             return error_response(400, str(exc))
-        if (forwarded := await self._cluster.forward(request, partition)) is not None:
+        args = {"id": invocation_id}
+        if (forwarded := await self._cluster.forward(partition, "invocation", args)) is not None:
             return forwarded
+        return self._invocation_here(partition, args)
+
+    def _invocation_here(self, partition: int, args: Mapping[str, str]) -> web.Response:
+        invocation_id = args["id"]
         status = read_status(self._store, partition, invocation_id)
         if status is None:
             return error_response(404, f"invocation {invocation_id!r} not found")

@@ -11,7 +11,7 @@ from runtime.security.endpoints import EndpointSecurity
 from runtime.security.headers import HeaderSeal, load_or_create_key
 from runtime.security.identity import RequestSigner, load_signing_key
 from runtime.security.tls import deployment_credentials, server_ssl_context
-from runtime.security.tokens import BearerTokens, Middleware, read_tokens, token_middleware
+from runtime.security.tokens import BearerTokens, Middleware, token_middleware
 
 if TYPE_CHECKING:
     from runtime.node import NodeConfig
@@ -32,17 +32,13 @@ class NodeSecurity:
         *,
         admin_tokens: BearerTokens | None,
         ingress_tokens: BearerTokens | None,
-        admin_authorization: str | None,
         server_ssl_context: ssl.SSLContext | None,
-        client_ssl_context: ssl.SSLContext | None,
         endpoints: EndpointSecurity,
         seal: HeaderSeal,
     ) -> None:
         self._admin_tokens = admin_tokens
         self._ingress_tokens = ingress_tokens
-        self.admin_authorization = admin_authorization
         self.server_ssl_context = server_ssl_context
-        self.client_ssl_context = client_ssl_context
         self.endpoints = endpoints
         self.seal = seal
 
@@ -55,18 +51,9 @@ class NodeSecurity:
         ingress_tokens = (
             BearerTokens(Path(config.ingress_token_file)) if config.ingress_token_file else None
         )
-        # Nodes of a cluster deliver results to each other's admin API with the first token.
-        authorization = (
-            f"Bearer {read_tokens(Path(config.admin_token_file))[0]}"
-            if config.admin_token_file
-            else None
-        )
         tls = bool(config.tls_cert_file)
         server_context = (
             server_ssl_context(config.tls_cert_file, config.tls_key_file) if tls else None
-        )
-        client_context = (
-            ssl.create_default_context(cafile=config.deployment_ca_file or None) if tls else None
         )
         signer = (
             RequestSigner(load_signing_key(Path(config.request_signing_key_file)))
@@ -89,9 +76,7 @@ class NodeSecurity:
         return cls(
             admin_tokens=admin_tokens,
             ingress_tokens=ingress_tokens,
-            admin_authorization=authorization,
             server_ssl_context=server_context,
-            client_ssl_context=client_context,
             endpoints=EndpointSecurity(seal=seal, signer=signer, credentials=credentials),
             seal=seal,
         )

@@ -12,6 +12,15 @@ import pytest
 from runtime.internal.server import authorization
 from tests.e2e.harness import Client, Node, cluster_secret_file
 
+# Every node-to-node route (runtime/node.py ``_serve_internal``).
+ROUTES = (
+    "/internal/responses",
+    "/internal/read",
+    "/internal/partitions",
+    "/internal/invocations",
+    "/internal/leader-changed",
+)
+
 
 @pytest.fixture
 def node(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Node]:
@@ -35,11 +44,12 @@ async def test_internal_port_needs_the_secret_and_admin_has_no_internal_routes(
         url = f"{internal}/internal/responses"
         secret = cluster_secret_file(tmp_path).read_bytes()
         async with aiohttp.ClientSession() as http:
-            for headers in ({}, {"authorization": authorization(b"not the secret" * 2)}):
-                async with http.post(url, data=b"x", headers=headers) as response:
-                    assert response.status == 401
-                    body = await response.json()
-                    assert body["code"] == 401 and "cluster secret" in body["message"]
+            for path in ROUTES:
+                for headers in ({}, {"authorization": authorization(b"not the secret" * 2)}):
+                    async with http.post(internal + path, data=b"x", headers=headers) as response:
+                        assert response.status == 401, path
+                        body = await response.json()
+                        assert body["code"] == 401 and "cluster secret" in body["message"]
             # Unknown paths too: nothing is routed before the secret is checked.
             async with http.post(f"{internal}/internal/other", data=b"") as response:
                 assert response.status == 401
@@ -48,8 +58,18 @@ async def test_internal_port_needs_the_secret_and_admin_has_no_internal_routes(
             async with http.post(url, data=b"not msgpack", headers=right) as response:
                 assert response.status == 400, await response.text()
                 assert "not a response" in (await response.json())["message"]
-        # The admin API no longer takes node-to-node requests.
-        admin = await client.admin("POST", "/internal/responses", {})
-        assert admin.status == 404, admin.body
+            partitions = f"{internal}/internal/partitions"
+            async with http.post(partitions, data=b"", headers=right) as response:
+                assert response.status == 200, await response.text()
+                view = await response.json(content_type=None)
+                assert view["node"] == cluster["node"] and set(view["partitions"]) == {"0", "1"}
+            for path in ("/internal/read", "/internal/invocations", "/internal/leader-changed"):
+                async with http.post(internal + path, data=b"\xc1", headers=right) as response:
+                    assert response.status == 400, (path, await response.text())
+        # The admin API takes no node-to-node requests, forwarded reads included.
+        for path in ROUTES:
+            for method in ("GET", "POST"):
+                admin = await client.admin(method, path, {} if method == "POST" else None)
+                assert admin.status == 404, (method, path, admin.body)
     finally:
         await client.close()

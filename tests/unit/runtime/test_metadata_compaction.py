@@ -61,7 +61,8 @@ def _history(rng: random.Random, length: int) -> list[MetadataRecord]:
             case 0 | 1:
                 records.append(DeploymentRegistered(_deployment(rng, rng.randrange(3))))
             case 2:
-                records.append(NodeJoined(node, f"http://{node}:{rng.randrange(100)}"))
+                port = rng.randrange(100)
+                records.append(NodeJoined(node, f"http://{node}:{port}", f"http://{node}:1{port}"))
             case 3:
                 # What Registry.leave appends: the node and its positions, each under its key.
                 records += [NodeLeft(node), AppliedPositions(node, [], rng.randrange(99))]
@@ -100,7 +101,7 @@ async def _registry_state(directory: Path, records: list[MetadataRecord]) -> dic
             "deployments": registry.deployments(),
             "services": registry.services(),
             "subscriptions": registry.subscriptions(),
-            "nodes": {n: registry.node_admin_url(n) for n in registry.nodes()},
+            "nodes": {n: registry.node_internal_url(n) for n in registry.nodes()},
             "left": [n for n in NODES if registry.has_left(n)],
             "positions": registry.applied_positions(),
             "lowest": [registry.lowest_applied(p, 0) for p in range(4)],
@@ -126,15 +127,15 @@ async def test_a_removal_racing_a_rejoin_compacts_the_same(tmp_path: Path) -> No
     """Node b expires a/1 (two records) while a/1, paused past the expiry, rejoins between
     them: each record changes only its own key's fact, so the compacted history agrees."""
     records: list[MetadataRecord] = [
-        NodeJoined("a/1", "http://a"),
+        NodeJoined("a/1", "http://a", "http://a:1"),
         AppliedPositions("a/1", [1, 2, 3, 4], 10),
         NodeLeft("a/1"),  # b's removal...
-        NodeJoined("a/1", "http://a"),  # ...a/1 rejoins in between...
+        NodeJoined("a/1", "http://a", "http://a:1"),  # ...a/1 rejoins in between...
         AppliedPositions("a/1", [], 20),  # ...the rest of b's removal
         AppliedPositions("a/1", [5, 6, 7, 8], 30),  # a/1's next heartbeat
     ]
     full = await _registry_state(tmp_path / "full", records)
-    assert full["nodes"] == {"a/1": "http://a"} and full["positions"] == {"a/1": [5, 6, 7, 8]}
+    assert full["nodes"] == {"a/1": "http://a:1"} and full["positions"] == {"a/1": [5, 6, 7, 8]}
     assert await _registry_state(tmp_path / "compacted", _compacted(records)) == full
 
 
@@ -196,13 +197,13 @@ async def test_a_node_that_leaves_or_expires_is_removed(tmp_path: Path) -> None:
         await registry.leave("b/2")
         await registry.wait_applied(await log.tail(0) - 1)
         assert registry.nodes() == ["a/1"]
-        assert registry.node_admin_url("b/2") is None and registry.has_left("b/2")
+        assert registry.node_internal_url("b/2") is None and registry.has_left("b/2")
         assert registry.lowest_applied(0, 0) == 5
         assert registry.applied_positions() == {"a/1": [5, 7]}
         assert registry.expired(now + 61, 60) == ["a/1"]
         # e.g. paused past the expiry, then back
         await registry.join("b/2", "http://b2", "http://b2:1")
-        assert not registry.has_left("b/2") and registry.node_admin_url("b/2") == "http://b2"
+        assert not registry.has_left("b/2") and registry.node_internal_url("b/2") == "http://b2:1"
     finally:
         await registry.stop()
         await supervisor.shutdown()
