@@ -38,9 +38,16 @@ def admin_request_status(args: argparse.Namespace, method: str, path: str) -> in
 
 
 def admin_exchange(
-    args: argparse.Namespace, method: str, path: str, body: Any = None
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    raise_errors: bool = True,
 ) -> tuple[int, Any]:
-    """``(status, decoded JSON body or None)``; an error status ends the CLI with its message."""
+    """``(status, decoded JSON body or None)``; an error status ends the CLI with its message,
+    unless ``raise_errors`` is false (bulk commands report each failure and go on): then the
+    error's status and body (JSON if it is JSON, else its text)."""
     admin: str = args.admin
     data = None if body is None else json.dumps(body).encode()
     headers = {"content-type": "application/json"} if data is not None else {}
@@ -57,6 +64,11 @@ def admin_exchange(
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")
+        if not raise_errors:
+            try:
+                return exc.code, json.loads(detail)
+            except ValueError:
+                return exc.code, detail
         hint = ""
         if exc.code == 401:
             hint = " (give the admin token with --admin-token or CAIRN_ADMIN_TOKEN)"

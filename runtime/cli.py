@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
 import sys
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
-from runtime.admin_client import add_admin_flags, admin_request, admin_request_status
-from runtime.cli_sql import add_sql_parser, run_sql
+from runtime import cli_admin, cli_sql
+from runtime.admin_client import add_admin_flags, admin_request
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.internal import advertised_host, read_cluster_secret
 from runtime.log import LogError
@@ -35,7 +31,6 @@ from runtime.security.flags import add_security_flags, security_options
 from runtime.security.identity import generate_key_pair
 from runtime.snapshots.repository import open_repository
 from runtime.subscriptions.spec import parse_cluster, parse_cluster_property, parse_clusters
-from runtime.versions import cli as versions_cli
 from runtime.workers import prepare_workers, run_workers
 
 # Integer limits of the node (DESIGN §11): flag ``--max-concurrent-requests``, environment
@@ -389,6 +384,16 @@ def _kafka_clusters(
     return clusters, properties
 
 
+class _ClientCommands(Protocol):
+    def add_commands(self, commands: Any) -> None: ...
+    def run(self, args: argparse.Namespace) -> bool: ...
+
+
+# Modules of client-side commands (admin API calls), each adding its subcommands and running
+# them: the hook for more (``cairn sql`` in runtime/cli_sql.py joins this tuple).
+_CLIENT_COMMANDS: tuple[_ClientCommands, ...] = (cli_admin, cli_sql)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cairn", description="Durable execution for Python.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -409,43 +414,6 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("app", help="the SDK app to serve, as module:attribute")
     dev.add_argument("--endpoint-port", type=int, default=9080)
     _add_node_flags(dev, data_dir=".cairn/dev")
-
-    deployments = commands.add_parser("deployments", help="manage deployments")
-    deployment_commands = deployments.add_subparsers(dest="action", required=True)
-    register = deployment_commands.add_parser("register", help="register an SDK endpoint")
-    register.add_argument("uri", help="the endpoint, e.g. http://127.0.0.1:9080")
-    register.add_argument(
-        "--force",
-        action="store_true",
-        help="replace a deployment at the same URI whose services changed (else 409); with "
-        "--check, switch traffic even when the check finds mismatches",
-    )
-    register.add_argument(
-        "--check",
-        action="store_true",
-        help="first replay the unfinished invocations of its services against it; refuse on a "
-        "mismatch (README, Versions)",
-    )
-    add_admin_flags(register)
-    listing = deployment_commands.add_parser("list", help="list deployments")
-    add_admin_flags(listing)
-
-    invocations = commands.add_parser("invocations", help="inspect and manage invocations")
-    invocation_commands = invocations.add_subparsers(dest="action", required=True)
-    listing = invocation_commands.add_parser("list", help="list invocations")
-    listing.add_argument("--status", help="only this status (invoked, suspended, completed...)")
-    listing.add_argument("--limit", type=int, help="print at most this many (default: all)")
-    add_admin_flags(listing)
-    for action, text in (
-        ("describe", "status, target, last failure and journal"),
-        ("cancel", "cancel: the handler sees a TerminalError at its next await"),
-        ("kill", "kill now: no compensation, the object's lock is released"),
-        ("purge", "forget a completed invocation"),
-    ):
-        command = invocation_commands.add_parser(action, help=text)
-        command.add_argument("id", help="the invocation id (inv_...)")
-        add_admin_flags(command)
-    versions_cli.add_commands(deployment_commands, invocation_commands)
 
     snapshots = commands.add_parser("snapshots", help="partition snapshots")
     snapshot_commands = snapshots.add_subparsers(dest="action", required=True)
@@ -485,10 +453,8 @@ def _parser() -> argparse.ArgumentParser:
         "--out", default="cairn-signing-key.pem", help="the private key file (PEM, mode 0600)"
     )
 
-    add_sql_parser(commands)
-    services = commands.add_parser("services", help="list registered services")
-    services.add_argument("action", choices=["list"])
-    add_admin_flags(services)
+    for module in _CLIENT_COMMANDS:
+        module.add_commands(commands)
     return parser
 
 
@@ -632,36 +598,6 @@ async def _dev(args: argparse.Namespace) -> None:
         await stop_endpoint()
 
 
-def _invocations(args: argparse.Namespace) -> None:
-    if args.action == "list":
-        # Follows the pages (``next``) until the listing ends or --limit rows are printed.
-        printed = 0
-        cursor: str | None = None
-        while args.limit is None or printed < args.limit:
-            page_size = 1000 if args.limit is None else min(1000, args.limit - printed)
-            query = {"limit": str(page_size)}
-            if args.status:
-                query["status"] = args.status
-            if cursor is not None:
-                query["cursor"] = cursor
-            page = admin_request(args, "GET", "/invocations?" + urllib.parse.urlencode(query))
-            for row in page["invocations"]:
-                print(f"{row['id']}  {row['status']:<11}  {row['target']}")
-            printed += len(page["invocations"])
-            if (cursor := page["next"]) is None:
-                break
-    elif args.action == "describe":
-        print(json.dumps(admin_request(args, "GET", f"/invocations/{args.id}"), indent=2))
-    else:
-        path = f"/invocations/{args.id}/{args.action}"
-        if admin_request_status(args, "PATCH", path) == 202:
-            # A running invocation: the cancel is delivered, the handler sees it at its next await.
-            print(f"cancel requested for {args.id}")
-        else:
-            done = {"cancel": "cancelled", "kill": "killed", "purge": "purged"}[args.action]
-            print(f"{done} {args.id}")
-
-
 def _snapshots(args: argparse.Namespace) -> None:
     if args.action == "create":
         body = {} if args.partition is None else {"partition": args.partition}
@@ -723,34 +659,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                 raise SystemExit(f"cairn: {exc}") from exc
             except (LogError, OSError) as exc:
                 raise SystemExit(f"cairn: the node stopped: {exc}") from exc
-    elif args.command == "deployments" and args.action == "register":
-        body = {"uri": args.uri, "force": args.force, "check": args.check}
-        result = admin_request(args, "POST", "/deployments", body)
-        services = ", ".join(f"{s['name']} (revision {s['revision']})" for s in result["services"])
-        print(f"registered {result['id']} at {result['uri']}: {services}")
-    elif args.command == "deployments" and args.action == "list":
-        for deployment in admin_request(args, "GET", "/deployments")["deployments"]:
-            services = ", ".join(s["name"] for s in deployment["services"])
-            pinned = deployment["pinned_invocations"]
-            print(f"{deployment['id']}  {deployment['uri']}  {services}  ({pinned} pinned)")
-    elif args.command == "deployments" and args.action in versions_cli.DEPLOYMENT_ACTIONS:
-        versions_cli.run_deployments(args)
-    elif args.command == "invocations" and args.action == "move":
-        versions_cli.run_invocation_move(args)
-    elif args.command == "invocations":
-        _invocations(args)
     elif args.command == "snapshots":
         _snapshots(args)
     elif args.command == "subscriptions":
         _subscriptions(args)
     elif args.command == "keys":
         _generate_keys(Path(args.out))
-    elif args.command == "sql":
-        run_sql(args)
-    elif args.command == "services":
-        for service in admin_request(args, "GET", "/services")["services"]:
-            handlers = ", ".join(h["name"] for h in service["handlers"])
-            print(f"{service['name']}  ({service['ty']})  {handlers}")
+    else:
+        for module in _CLIENT_COMMANDS:
+            if module.run(args):
+                break
 
 
 if __name__ == "__main__":

@@ -47,3 +47,15 @@ def run_sql(args: argparse.Namespace) -> None:
         print(render_table(answer["columns"], answer["rows"]))
         if answer.get("truncated"):
             print("(more rows were left off: --sql-result-rows-max on the node)")
+
+
+# The CLI's client-command interface (runtime/cli.py ``_CLIENT_COMMANDS``).
+add_commands = add_sql_parser
+
+
+def run(args: argparse.Namespace) -> bool:
+    """Runs ``cairn sql``; ``False`` for any other command."""
+    if args.command != "sql":
+        return False
+    run_sql(args)
+    return True

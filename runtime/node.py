@@ -22,6 +22,7 @@ from runtime.admin.http import AdminServer
 from runtime.admin.placement import ClusterAdmin
 from runtime.admin.sql import Placement as SqlPlacement
 from runtime.admin.sql import SqlQueries
+from runtime.clock import Clock, SystemClock
 from runtime.cluster import RESPONSES_PATH, ResponseDelivery, response_route
 from runtime.health import NodeHealth
 from runtime.http_limits import HeaderDeadline, RequestLimit
@@ -297,8 +298,11 @@ def split_bind(bind: str) -> tuple[str, int]:
 
 
 class Node:
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, *, clock: Clock | None = None) -> None:
+        """``clock``: what the partition leaders' timers read (the wall clock by default;
+        ``sdk.testing`` gives one it moves forward)."""
         self.config = config
+        self._clock: Clock = clock or SystemClock()
         # The incarnation suffix tells this process's leadership announcements from a previous
         # run's on the same data dir.
         self.node_id = f"{config.node_name}/{uuid.uuid4().hex[:8]}"
@@ -451,6 +455,7 @@ class Node:
             slots=self._slots,
             timeouts=self._timeouts,
             owned=owned,
+            clock=self._clock,
             snapshots=self._snapshotter,
             on_leader_change=self._leader_changed,
         )

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
 from proto import endpoint_pb2 as pb
+from sdk import _clock
 from sdk.definitions import handler_of
 from sdk.errors import TerminalError
 from sdk.futures import (
@@ -223,7 +224,7 @@ class Context:
 
     def sleep(self, delta: timedelta, name: str | None = None) -> RestateDurableSleepFuture:
         """A durable timer: completes ``delta`` after now, across restarts and suspensions."""
-        wake_up_ms = int(_time.time() * 1000) + _delay_ms(delta)
+        wake_up_ms = _clock.now_ms() + _delay_ms(delta)
         command = pb.JournalCommand(sleep=pb.SleepCommand(wake_up_ms=wake_up_ms, name=name or ""))
         index = self._session.command(command)
         return RestateDurableSleepFuture(self._session, index, lambda _completion: None)
@@ -257,7 +258,7 @@ class Context:
             target=target,
             argument=argument,
             headers=_headers(headers),
-            invoke_at_ms=int(_time.time() * 1000) + delay_ms if delay_ms else 0,
+            invoke_at_ms=_clock.now_ms() + delay_ms if delay_ms else 0,
         )
         if idempotency_key is not None:
             send.idempotency_key = idempotency_key

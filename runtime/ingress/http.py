@@ -51,7 +51,9 @@ IDEMPOTENCY_HEADER = "idempotency-key"
 ID_HEADER = "x-restate-id"
 # A response flagged with this key leaves without a content-type header (aiohttp adds
 # application/octet-stream to any body otherwise).
-_NO_CONTENT_TYPE = "cairn.no_content_type"
+# A typed key: a plain string key warns (NotAppKeyWarning), an error where warnings are errors,
+# as in a test process embedding the node (sdk.testing).
+_NO_CONTENT_TYPE = web.ResponseKey("cairn.no_content_type", bool)
 
 
 def _delay_ms(raw: str | None) -> int:

@@ -337,6 +337,14 @@ class PartitionWorker:
     async def _fire_timers(self, leadership: _Leadership) -> None:
         """Propose each timer when due; sleep until the earliest or until one is registered."""
         wakeup = leadership.timers_wakeup
+        # A clock moved forward (sdk.testing) makes timers due at once: wake to fire them.
+        unwatch = self._clock.watch(wakeup)
+        try:
+            await self._fire_due_timers(wakeup)
+        finally:
+            unwatch()
+
+    async def _fire_due_timers(self, wakeup: asyncio.Event) -> None:
         while True:
             wakeup.clear()
             fire = self.leader.tick(self._clock.now_ms())

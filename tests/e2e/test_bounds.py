@@ -456,6 +456,7 @@ async def test_invocations_are_listed_in_pages(
                 "list",
                 "--limit",
                 "12",
+                "--json",
                 "--admin",
                 cluster.node.admin,
             ],
@@ -464,14 +465,14 @@ async def test_invocations_are_listed_in_pages(
             text=True,
             check=True,
         )
-        assert len(cli.stdout.splitlines()) == 12
+        assert len(json.loads(cli.stdout)) == 12
         everything = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "runtime.cli", "invocations", "list"]
+            [sys.executable, "-m", "runtime.cli", "invocations", "list", "--json"]
             + ["--admin", cluster.node.admin],
             cwd=ROOT,
             capture_output=True,
             text=True,
             check=True,
         )
-        assert {line.split()[0] for line in everything.stdout.splitlines()} == sent
+        assert {row["id"] for row in json.loads(everything.stdout)} == sent

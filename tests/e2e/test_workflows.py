@@ -586,16 +586,16 @@ async def test_cli_lists_describes_cancels_kills_and_purges(
     invocation_id = await client.send(f"/Signals/{key}/run", True)
     await _wait_stage(client, "Signals", key, "waiting for go")
 
-    listed = await _cli(shared, "invocations", "list")
+    listed = await _cli(shared, "invocations", "list", "--json")
     assert listed.returncode == 0, listed.stderr
-    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()}
-    assert rows[invocation_id][1] in ("invoked", "suspended")
-    assert rows[invocation_id][2] == f"Signals/{key}/run"
-    completed = await _cli(shared, "invocations", "list", "--status", "completed")
+    rows = {row["id"]: row for row in json.loads(listed.stdout)}
+    assert rows[invocation_id]["status"] in ("invoked", "suspended")
+    assert rows[invocation_id]["target"] == f"Signals/{key}/run"
+    completed = await _cli(shared, "invocations", "list", "--status", "completed", "--json")
     assert completed.returncode == 0, completed.stderr
     assert invocation_id not in completed.stdout
 
-    described = await _cli(shared, "invocations", "describe", invocation_id)
+    described = await _cli(shared, "invocations", "describe", invocation_id, "--json")
     assert described.returncode == 0, described.stderr
     body = json.loads(described.stdout)
     assert (body["id"], body["target"]) == (invocation_id, f"Signals/{key}/run")
