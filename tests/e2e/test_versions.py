@@ -8,6 +8,7 @@ its "go" promise mid-way, so a test decides when it resumes without depending on
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import uuid
@@ -117,9 +118,10 @@ async def test_a_started_invocation_finishes_on_its_deployment_after_an_upgrade(
         assert _lines(old_path) == ["v1:one", "v1:two"]  # the v1 endpoint saw the resume
         await _go(client, "new")
         assert (await client.attach(new)).json() == "v2"
-        listing = _cairn(cluster.node.admin, "deployments", "list")
+        listing = _cairn(cluster.node.admin, "deployments", "list", "--json")
         assert listing.returncode == 0, listing.stderr
-        assert f"{v1['id']}  {cluster.endpoint.uri}  Upgrade  (0 pinned)" in listing.stdout
+        [row] = [d for d in json.loads(listing.stdout) if d["id"] == v1["id"]]
+        assert row["uri"] == cluster.endpoint.uri and row["pinned_invocations"] == 0, row
     finally:
         v2_endpoint.stop()
 
