@@ -13,6 +13,7 @@ import functools
 import io
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -51,6 +52,24 @@ def cpu_seconds(pid: int) -> float:
     # The command name (field 2) may hold spaces; the fields after its ")" are fixed.
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process so far (``/proc/<pid>/stat`` utime, stime)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) / _TICKS, int(fields[12]) / _TICKS
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of every thread of a process so far."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        with contextlib.suppress(OSError):
+            for line in status.read_text().splitlines():
+                if "ctxt_switches:" in line:  # voluntary_... and nonvoluntary_...
+                    total += int(line.split(":")[1])
+    return total
 
 
 def uptime() -> str:
@@ -155,6 +174,13 @@ class ClusterSpec:
     fetch_max_wait_ms: int | None = None  # None: the server's default
     extra: list[str] = field(default_factory=list)
 
+    def secret_file(self) -> Path:
+        """The cluster secret every node of this cluster reads (written once)."""
+        path = self.work / "cluster-secret"
+        if not path.exists():
+            path.write_text(secrets.token_hex(24))
+        return path
+
 
 class ServerNode(Child):
     """``cairn server --cluster --log kafka`` with its own data dir and ports."""
@@ -179,6 +205,10 @@ class ServerNode(Child):
             argv += ["--replication", str(spec.replication)]
         if spec.fetch_max_wait_ms is not None:
             argv += ["--kafka-fetch-max-wait-ms", str(spec.fetch_max_wait_ms)]
+        if "--cluster-secret-file" in server_flags():
+            # Servers with node-to-node authentication: a shared secret and a free internal port.
+            argv += ["--cluster-secret-file", str(spec.secret_file())]
+            argv += ["--internal-bind", "127.0.0.1:0"]
         argv += [*spec.extra, *extra]
         super().__init__(argv, spec.work / f"{name}.log")
 
