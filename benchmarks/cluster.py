@@ -45,7 +45,9 @@ from benchmarks.cluster_support import (
     add_fetch_wait_flag,
     append_result,
     closed_loop,
+    context_switches,
     cpu_seconds,
+    cpu_split,
     leader_ingresses,
     percentile,
     register,
@@ -135,11 +137,15 @@ async def _sample(
 ) -> dict[str, Any]:
     """CPU first (the window's edges), then the counters (a few ms later)."""
     cpu = [s.cpu() for s in servers]
+    split = [cpu_split(s.pid) for s in servers]
+    switches = [context_switches(s.pid) for s in servers]
     broker_cpu, endpoint_cpu = cpu_seconds(broker_pid), endpoint.cpu()
     applied = await asyncio.gather(*(s.records_applied(http) for s in servers))
     records = sum([await log.tail(p) for p in range(args.partitions)])
     return {
         "cpu": cpu,
+        "system_cpu": [system for _, system in split],
+        "switches": switches,
         "broker_cpu": broker_cpu,
         "endpoint_cpu": endpoint_cpu,
         "applied": list(applied),
@@ -181,6 +187,14 @@ def _result(
         ),
         "endpoint_cpu_ms_per_request": round(
             (after["endpoint_cpu"] - before["endpoint_cpu"]) / requests * 1000, 3
+        ),
+        # The nodes' kernel share of their CPU and context switches per request: how much of
+        # the growth with N is syscalls and scheduling (more, smaller wake-ups) rather than work.
+        "node_system_cpu_share": round(
+            (sum(after["system_cpu"]) - sum(before["system_cpu"])) / max(sum(node_cpu), 1e-9), 3
+        ),
+        "node_context_switches_per_request": round(
+            (sum(after["switches"]) - sum(before["switches"])) / requests, 1
         ),
         "log_records": records,
         "applied_share": [round(a / records, 3) if records else None for a in applied],

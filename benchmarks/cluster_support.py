@@ -54,6 +54,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process so far (``/proc/<pid>/stat`` utime, stime)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) / _TICKS, int(fields[12]) / _TICKS
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of every thread of a process so far."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        with contextlib.suppress(OSError):
+            for line in status.read_text().splitlines():
+                if "ctxt_switches:" in line:  # voluntary_... and nonvoluntary_...
+                    total += int(line.split(":")[1])
+    return total
+
+
 def uptime() -> str:
     """The machine's load averages (the machine is shared: say how busy it was)."""
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
@@ -181,8 +199,6 @@ class ServerNode(Child):
             "--node-name", name, "--data-dir", str(self.data_dir),
             "--ingress-bind", f"127.0.0.1:{self.ingress_port}",
             "--admin-bind", f"127.0.0.1:{self.admin_port}", "--log-level", "warning",
-            # Node-to-node: any free port each (advertised with its number), one shared secret.
-            "--internal-bind", "127.0.0.1:0", "--cluster-secret-file", str(spec.secret_file()),
         ]  # fmt: skip
         if spec.session_timeout_ms is not None:
             argv += ["--cluster-session-timeout-ms", str(spec.session_timeout_ms)]
@@ -190,6 +206,10 @@ class ServerNode(Child):
             argv += ["--replication", str(spec.replication)]
         if spec.fetch_max_wait_ms is not None:
             argv += ["--kafka-fetch-max-wait-ms", str(spec.fetch_max_wait_ms)]
+        if "--cluster-secret-file" in server_flags():
+            # Servers with node-to-node authentication: a shared secret and a free internal port.
+            argv += ["--cluster-secret-file", str(spec.secret_file())]
+            argv += ["--internal-bind", "127.0.0.1:0"]
         argv += [*spec.extra, *extra]
         super().__init__(argv, spec.work / f"{name}.log")
 

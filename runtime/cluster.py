@@ -197,61 +197,109 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(RespondToIngress)
+# The route takes one response (what nodes before batching send) or an array of them.
+_decoder = msgspec.msgpack.Decoder(RespondToIngress | list[RespondToIngress])
+# A delivery request carries up to this many bytes of responses (at least one response, however
+# large: the receiving server bounds a body by a whole entry's worth, ``limits.message_bytes``).
+_BATCH_BYTES_MAX = 1 << 20
 
 
-def decode_response(body: bytes) -> RespondToIngress:
-    return _decoder.decode(body)
+def decode_responses(body: bytes) -> list[RespondToIngress]:
+    decoded = _decoder.decode(body)
+    return decoded if isinstance(decoded, list) else [decoded]
 
 
 def response_route(receive: Callable[[RespondToIngress], None]) -> InternalHandler:
-    """The internal route that takes a result another node delivers for a request held here."""
+    """The internal route that takes the results another node delivers for requests held here
+    (a msgpack array of ``RespondToIngress``, or a single one)."""
 
     async def route(body: bytes) -> None:
         try:
-            action = decode_response(body)
+            actions = decode_responses(body)
         except msgspec.DecodeError as exc:
             raise RejectedRequest(400, f"not a response: {exc}") from exc
-        receive(action)
+        for action in actions:
+            receive(action)
         return None
 
     return route
 
 
 class ResponseDelivery:
-    """Sends a response to the node whose ingress holds the request (its internal port).
+    """Sends responses to the node whose ingress holds the request (its internal port).
 
-    A failed delivery is retried with backoff, a bounded number of times; past that, or when the
-    holding node is unknown (an earlier incarnation), it is dropped: the waiting ingress call
-    re-attaches by invocation id (``runtime.ingress.reattach``), so a result is never only here.
+    Batched per peer: one sender task per peer node posts every response queued for it in one
+    request, and the responses that arrive while that request is in flight go in the next one.
+    Under load a request then carries many results (one HTTP exchange per result cost the leader
+    and the holder more CPU than applying the request did); alone, a response leaves at once.
+    A failed request is retried with backoff, a bounded number of times; past that, or when the
+    holding node is unknown (an earlier incarnation), its responses are dropped: the waiting
+    ingress calls re-attach by invocation id (``runtime.ingress.reattach``), so a result is never
+    only here.
     """
 
     def __init__(self, client: InternalClient, supervisor: Supervisor) -> None:
         self._client = client
         self._supervisor = supervisor
+        # Per peer node: its responses not yet sent (encoded once), and its sender task.
+        self._queues: dict[str, list[bytes]] = {}
+        self._senders: dict[str, SupervisedTask] = {}
         self._pending: set[SupervisedTask] = set()
 
     def deliver(self, action: RespondToIngress) -> None:
         if action.receipt is None and not action.refused:
             # (Tests: the leader dies with a committed result that nobody has delivered.)
             crash_point("delivery.result")
-        # One short task per response: logged and counted if it fails, never restarted (it
-        # retries itself), stopped with the node.
+        node = action.sink.node
+        self._queues.setdefault(node, []).append(_encoder.encode(action))
+        if node in self._senders:
+            return  # its sender takes it with the next request
+        # One sender per peer while it has responses: logged and counted if it fails, never
+        # restarted (it retries itself), stopped with the node.
         task = self._supervisor.spawn(
-            "response-delivery", lambda: self._deliver(action), restart=False
+            "response-delivery", lambda: self._send_to(node), restart=False
         )
+        self._senders[node] = task
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _deliver(self, action: RespondToIngress) -> None:
-        body = _encoder.encode(action)
+    def _take(self, node: str) -> list[bytes]:
+        """The next batch for ``node`` (at most ``_BATCH_BYTES_MAX``, at least one response);
+        empty when none is queued, and then this sender is done (synchronously, so a response
+        queued after this spawns a new one)."""
+        queue = self._queues.get(node)
+        if not queue:
+            self._queues.pop(node, None)
+            self._senders.pop(node, None)
+            return []
+        size, count = len(queue[0]), 1
+        while count < len(queue) and size + len(queue[count]) <= _BATCH_BYTES_MAX:
+            size += len(queue[count])
+            count += 1
+        batch = queue[:count]
+        del queue[:count]
+        return batch
+
+    async def _send_to(self, node: str) -> None:
+        try:
+            while batch := self._take(node):
+                # The responses were encoded once, on arrival: the batch is an array of them.
+                await self._post(node, _encoder.encode([msgspec.Raw(item) for item in batch]))
+        finally:
+            # Cancelled or failed: unregistered, so the next response for this node starts a
+            # new sender (which sends what is still queued). No other sender for this node can
+            # exist yet: a normal end unregistered in ``_take``, with no await since.
+            self._senders.pop(node, None)
+            if not self._queues.get(node):
+                self._queues.pop(node, None)
+
+    async def _post(self, node: str, body: bytes) -> None:
         backoff_s = _DELIVERY_BACKOFF_S
         for attempt in range(1, _DELIVERY_ATTEMPTS + 1):
             try:
-                await self._client.post(action.sink.node, RESPONSES_PATH, body)
+                await self._client.post(node, RESPONSES_PATH, body)
                 return
             except PeerError as exc:
-                node = action.sink.node
                 if not exc.retryable or attempt == _DELIVERY_ATTEMPTS:
                     # An unknown node is an earlier incarnation's: its request died with it.
                     gone = exc.status is None and not exc.retryable
@@ -270,4 +318,6 @@ class ResponseDelivery:
         for task in list(self._pending):
             await task.stop()
         self._pending.clear()
+        self._senders.clear()
+        self._queues.clear()
         await self._client.close()

@@ -8,6 +8,7 @@ import asyncio
 import socket
 from pathlib import Path
 
+import msgspec
 from aiohttp import web
 
 from partition_processor.actions import RespondToIngress
@@ -95,3 +96,63 @@ async def test_a_delivery_with_the_wrong_secret_is_refused_and_not_retried(
         await supervisor.shutdown()
         await metadata.close()
         await runner.cleanup()
+
+
+async def test_responses_queued_during_a_request_go_in_one_batched_request(
+    tmp_path: Path,
+) -> None:
+    """One HTTP request per peer carries the responses that queued while the previous one was
+    in flight (in order); a single response (what a node before batching sends) is still taken.
+    """
+    port = _free_port()
+    delivery, supervisor, metadata = await _delivery(tmp_path, port)
+    received: list[RespondToIngress] = []
+    requests: list[int] = []
+
+    def count(action: RespondToIngress) -> None:
+        received.append(action)
+
+    routes = InternalRoutes()
+    route = response_route(count)
+
+    async def counting_route(body: bytes) -> bytes | None:
+        requests.append(len(received))
+        return await route(body)
+
+    routes.add(RESPONSES_PATH, counting_route)
+    server = InternalServer(routes, SECRET, max_body_bytes=1 << 20, body_timeout_s=5)
+    runner = web.AppRunner(server.app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    actions = [
+        RespondToIngress(IngressSink("node-b/1", f"request-{i}"), f"inv_{i}", Success(b"%d" % i))
+        for i in range(50)
+    ]
+    try:
+        for action in actions:  # all queued before the first request is sent
+            delivery.deliver(action)
+        for _ in range(500):
+            if len(received) == len(actions):
+                break
+            await asyncio.sleep(0.01)
+        assert received == actions
+        assert len(requests) < len(actions)  # batched: fewer requests than responses
+        assert not delivery._pending  # the sender ends once its queue is empty
+        delivery.deliver(ACTION)  # ... and a later response starts a new one
+        for _ in range(500):
+            if received[-1] == ACTION:
+                break
+            await asyncio.sleep(0.01)
+        assert received[-1] == ACTION
+        # A single (unbatched) response body is still accepted.
+        assert await route(_single_body(ACTION)) is None
+        assert received[-1] == ACTION and len(received) == len(actions) + 2
+    finally:
+        await delivery.close()
+        await supervisor.shutdown()
+        await metadata.close()
+        await runner.cleanup()
+
+
+def _single_body(action: RespondToIngress) -> bytes:
+    return msgspec.msgpack.encode(action)
