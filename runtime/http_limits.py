@@ -139,6 +139,9 @@ class HeaderDeadline(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._transport: asyncio.BaseTransport | None = None
         self._tail = b""
+        # Whether the request line has begun: HTTP lets a client send empty lines before it,
+        # which the parser skips, so a "blank line" among them ends no headers.
+        self._started = False
 
     @classmethod
     def factory(
@@ -154,12 +157,16 @@ class HeaderDeadline(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._timer is not None:
+            scanned = data
+            if not self._started:
+                scanned = data.lstrip(b"\r\n")
+                self._started = bool(scanned)
             # The blank line ending the headers may straddle two reads.
-            if b"\r\n\r\n" in self._tail + data:
+            if self._started and b"\r\n\r\n" in self._tail + scanned:
                 self._timer.cancel()
                 self._timer = None
-            else:
-                self._tail = (self._tail + data)[-3:]
+            elif self._started:
+                self._tail = (self._tail + scanned)[-3:]
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from partition_processor.ids import awakeable_id, make_invocation_id
@@ -127,6 +127,10 @@ def test_the_ingress_answers_every_request_clearly(
 @FUZZ
 @given(garbage=st.binary(min_size=1, max_size=300))
 def test_malformed_http_is_refused_without_a_traceback(node: Cluster, garbage: bytes) -> None:
+    # Only empty lines is no request yet (HTTP skips empty lines before the request line): the
+    # server waits for one, and the header deadline closes such a connection
+    # (tests/unit/runtime/test_header_deadline.py).
+    assume(garbage.strip(b"\r\n"))
     status, _ = raw_http(node.node.ingress_port, garbage + b"\r\n\r\n")
     assert 400 <= status < 500 or status == 505
 
