@@ -64,7 +64,7 @@ from runtime.subscriptions.manager import SubscriptionManager
 from runtime.subscriptions.spec import KafkaCluster
 from runtime.supervisor import SupervisedTask, Supervisor
 from runtime.versions.admin import VersionsAdmin
-from runtime.versions.check import CheckReport, check_upgrade
+from runtime.versions.check import Candidate, CheckReport, check_upgrade
 from runtime.worker.partition import PartitionWorker
 from runtime.worker.replicas import ReplicaWorkers
 
@@ -409,14 +409,15 @@ class Node:
             )
         raise ValueError(f"unknown log {config.log!r}: expected 'local' or 'kafka'")
 
-    async def check_upgrade(self, deployment: Deployment) -> CheckReport:
-        """Replay this node's unfinished invocations of ``deployment``'s services against it
-        (README, Versions); a journal silent for the inactivity timeout counts as failed."""
-        assert self._store is not None
+    async def check_upgrade(
+        self, deployment: Deployment, candidates: list[Candidate]
+    ) -> CheckReport:
+        """Replay the unfinished invocations of ``deployment``'s services (``candidates``, read
+        from every partition of the cluster by the admin API) against it (README, Versions); a
+        journal silent for the inactivity timeout counts as failed."""
         return await check_upgrade(
             deployment,
-            self._store,
-            self.config.partitions,
+            candidates,
             self._channels,
             timeout_s=self.config.inactivity_timeout_ms / 1000,
         )
@@ -600,7 +601,9 @@ class Node:
             client=self._client,
         )
         self._sql.install(admin.app)
-        VersionsAdmin(self.registry, self._store, config.partitions, gateway).install(admin.app)
+        VersionsAdmin(
+            self.registry, self._store, config.partitions, gateway, pinned=admin.pinned_pairs
+        ).install(admin.app)
         quiet_malformed_requests()
         clusters = self.kafka_clusters()
         SubscriptionAdmin(

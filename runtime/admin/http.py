@@ -37,12 +37,14 @@ from runtime.metrics import exposition
 from runtime.security.headers import HeaderSeal
 from runtime.snapshots.manager import SnapshotError, SnapshotInfo
 from runtime.snapshots.repository import RepositoryError, SnapshotRef
-from runtime.versions.check import CheckReport
-from runtime.versions.pinned import pinned_counts
+from runtime.versions.check import Candidate, CheckReport, candidates_of
+from runtime.versions.pinned import pinned_counts_of, pinned_pairs_of
 
 Discover = Callable[[str], Awaitable[Deployment]]
+_candidates_encoder = msgspec.msgpack.Encoder()
+_candidates_decoder = msgspec.msgpack.Decoder(list[Candidate])
 # The upgrade check of a discovered deployment (runtime.versions.check), bound to the node.
-UpgradeCheck = Callable[[Deployment], Awaitable[CheckReport]]
+UpgradeCheck = Callable[[Deployment, list[Candidate]], Awaitable[CheckReport]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -180,6 +182,8 @@ class AdminServer:
         # What a node that does not apply a partition asks one of its replicas for.
         cluster.add_read("state", self._state_here)
         cluster.add_read("invocation", self._invocation_here)
+        cluster.add_read("pinned", self._pinned_here)
+        cluster.add_read("replay-candidates", self._candidates_here)
         router.add_get("/metrics", self._metrics)
         router.add_post("/snapshots", self._create_snapshots)
         router.add_get("/snapshots", self._list_snapshots)
@@ -289,7 +293,12 @@ class AdminServer:
         if (dry_run or check) and self._upgrade_check is not None:
             # Replay the unfinished invocations of its services against it first (README,
             # Versions); a dry run stops here, a checked registration stops on a mismatch.
-            report = await self._upgrade_check(deployment)
+            try:
+                services = [s.name for s in deployment.services]
+                candidates = await self.replay_candidates(services)
+            except NotApplied as exc:
+                return self._unavailable(exc)
+            report = await self._upgrade_check(deployment, candidates)
             if dry_run:
                 return web.json_response(msgspec.to_builtins(report))
             if not report.compatible and not force:
@@ -305,8 +314,57 @@ class AdminServer:
             return error_response(409, str(exc))
         return web.json_response(_deployment_json(registered), status=201 if created else 200)
 
+    def _pinned_here(self, partition: int, args: Mapping[str, str]) -> web.Response:
+        return web.json_response({"pinned": pinned_pairs_of(self._store, partition)})
+
+    async def pinned_pairs(self) -> list[tuple[str, str]]:
+        """(invocation id, deployment id) of every unfinished pinned invocation of the cluster:
+        each partition from this store, or from a replica when this node does not apply it
+        (``NotApplied`` while none answers)."""
+        pairs: list[tuple[str, str]] = []
+        for partition in range(self._partitions):
+            forwarded = await self._cluster.forward(partition, "pinned", {})
+            if forwarded is None:
+                pairs += pinned_pairs_of(self._store, partition)
+                continue
+            if forwarded.status != 200 or not isinstance(forwarded.body, bytes):
+                why = f"HTTP {forwarded.status}"
+                raise NotApplied(f"partition {partition}: no replica answered ({why})")
+            body = msgspec.json.decode(forwarded.body)
+            pairs += [(str(i), str(d)) for i, d in body["pinned"]]
+        return pairs
+
+    def _candidates_here(self, partition: int, args: Mapping[str, str]) -> web.Response:
+        services = [s for s in args["services"].split(",") if s]
+        body = _candidates_encoder.encode(candidates_of(self._store, partition, services))
+        return web.Response(body=body, content_type="application/msgpack")
+
+    async def replay_candidates(self, services: list[str]) -> list[Candidate]:
+        """The unfinished invocations of ``services`` in the whole cluster, with their journals
+        (the upgrade check): each partition from this store or from a replica."""
+        found: list[Candidate] = []
+        args = {"services": ",".join(services)}
+        for partition in range(self._partitions):
+            forwarded = await self._cluster.forward(partition, "replay-candidates", args)
+            if forwarded is None:
+                found += candidates_of(self._store, partition, services)
+                continue
+            if forwarded.status != 200 or not isinstance(forwarded.body, bytes):
+                why = f"HTTP {forwarded.status}"
+                raise NotApplied(f"partition {partition}: no replica answered ({why})")
+            found += _candidates_decoder.decode(forwarded.body)
+        return found
+
+    def _unavailable(self, exc: NotApplied) -> web.Response:
+        return error_response(
+            503, str(exc), headers={"Retry-After": str(self._health_of.retry_after_s)}
+        )
+
     async def _deployments(self, request: web.Request) -> web.Response:
-        pinned = pinned_counts(self._store, self._partitions)
+        try:
+            pinned = await pinned_counts_of(self.pinned_pairs)
+        except NotApplied as exc:
+            return self._unavailable(exc)
         return web.json_response(
             {
                 "deployments": [
@@ -319,7 +377,10 @@ class AdminServer:
         deployment = self._registry.deployment(request.match_info["id"])
         if deployment is None:
             return error_response(404, f"deployment {request.match_info['id']!r} not found")
-        pinned = pinned_counts(self._store, self._partitions)[deployment.id]
+        try:
+            pinned = (await pinned_counts_of(self.pinned_pairs))[deployment.id]
+        except NotApplied as exc:
+            return self._unavailable(exc)
         return web.json_response(_deployment_json(deployment, pinned))
 
     async def _services(self, request: web.Request) -> web.Response:

@@ -9,11 +9,12 @@ from partition_processor.commands import DeploymentGone, MoveDeployment
 from partition_processor.ids import InvalidInvocationId, parse_partition_key
 from partition_processor.journal import Failure, Result
 from partition_processor.tables import KeyValueReader
+from runtime.admin.placement import NotApplied
 from runtime.http_errors import error_response
 from runtime.ingress.gateway import InvocationGateway, ResultUnavailable
 from runtime.ingress.validation import InvalidRequest, check_json
 from runtime.metadata import Registry
-from runtime.versions.pinned import pinned_to
+from runtime.versions.pinned import PinnedPairs, pinned_ids_of
 
 
 class _Move(msgspec.Struct, forbid_unknown_fields=True):
@@ -27,7 +28,10 @@ class VersionsAdmin:
         store: KeyValueReader,
         partitions: int,
         gateway: InvocationGateway,
+        pinned: PinnedPairs,
     ) -> None:
+        """``pinned``: the cluster's pinned invocations (``AdminServer.pinned_pairs``)."""
+        self._pinned = pinned
         self._registry = registry
         self._store = store
         self._partitions = partitions
@@ -46,7 +50,10 @@ class VersionsAdmin:
             return error_response(400, f"force must be true or false, got {force!r}")
         if self._registry.deployment(deployment_id) is None:
             return error_response(404, f"deployment {deployment_id!r} not found")
-        pinned_ids = pinned_to(self._store, self._partitions, deployment_id)
+        try:
+            pinned_ids = await pinned_ids_of(self._pinned, deployment_id)
+        except NotApplied as exc:
+            return error_response(503, str(exc), headers={"Retry-After": "1"})
         pinned = len(pinned_ids)
         if pinned and force != "true":
             return error_response(
@@ -118,7 +125,11 @@ class VersionsAdmin:
         if isinstance(target, web.Response):
             return target
         moved = []
-        for invocation_id in pinned_to(self._store, self._partitions, source):
+        try:
+            pinned_ids = await pinned_ids_of(self._pinned, source)
+        except NotApplied as exc:
+            return error_response(503, str(exc), headers={"Retry-After": "1"})
+        for invocation_id in pinned_ids:
             outcome = await self._move_one(invocation_id, target)
             if not isinstance(outcome, Failure):  # (one completed meanwhile stays where it was)
                 moved.append(invocation_id)

@@ -16,17 +16,16 @@ from collections.abc import Iterable
 import grpc
 import msgspec
 
-from partition_processor import codes
-from partition_processor.ids import parse_partition_key, partition_of, random_seed_of
+from partition_processor import codes, keys
+from partition_processor.ids import random_seed_of
 from partition_processor.journal import JournalEntry, command_name
-from partition_processor.tables import KeyValueReader, read_journal
+from partition_processor.tables import KeyValueReader, decode_status, read_journal
 from partition_processor.values import InvocationStatus
 from proto import endpoint_pb2 as pb
 from proto import endpoint_pb2_grpc
 from runtime.invoker import codec
 from runtime.invoker.channels import ChannelPool
 from runtime.metadata import Deployment
-from runtime.versions.pinned import unfinished
 
 # Journals replayed at once: a check must not crowd out the endpoint's real work.
 CONCURRENCY = 8
@@ -57,27 +56,38 @@ class CheckReport(msgspec.Struct):
     handlers: list[HandlerReport]
 
 
-def candidates(
-    store: KeyValueReader, partitions: int, services: Iterable[str]
-) -> list[InvocationStatus]:
-    """The unfinished invocations of ``services`` that have a journal to replay."""
+class Candidate(msgspec.Struct, frozen=True):
+    """An unfinished invocation to replay, with its journal (from its partition's store)."""
+
+    status: InvocationStatus
+    journal: list[JournalEntry]
+
+
+def candidates_of(
+    store: KeyValueReader, partition: int, services: Iterable[str]
+) -> list[Candidate]:
+    """The unfinished invocations of ``services`` in ``partition`` that have a journal to
+    replay (this node's store: the caller asks a replica for a partition it does not apply)."""
     wanted = set(services)
-    return [
-        s
-        for s in unfinished(store, partitions)
-        if s.target.service in wanted and s.journal_length > 0 and s.phase != "inboxed"
-    ]
+    found = []
+    for _, raw in store.scan(keys.partition_prefix(keys.Kind.STATUS, partition)):
+        status = decode_status(raw)
+        if (
+            status.phase not in ("completed", "inboxed")
+            and status.target.service in wanted
+            and status.journal_length > 0
+        ):
+            found.append(Candidate(status, read_journal(store, partition, status.invocation_id)))
+    return found
 
 
 async def check_upgrade(
     deployment: Deployment,
-    store: KeyValueReader,
-    partitions: int,
+    candidates: list[Candidate],
     channels: ChannelPool,
     timeout_s: float,
 ) -> CheckReport:
     """Replay every candidate journal against ``deployment``; the report per handler."""
-    statuses = candidates(store, partitions, (s.name for s in deployment.services))
     reports: dict[str, HandlerReport] = {}
     for service in deployment.services:
         for handler in service.handlers:
@@ -85,9 +95,8 @@ async def check_upgrade(
             reports[name] = HandlerReport(name)
     limit = asyncio.Semaphore(CONCURRENCY)
 
-    async def one(status: InvocationStatus) -> None:
-        partition = partition_of(parse_partition_key(status.invocation_id), partitions)
-        journal = read_journal(store, partition, status.invocation_id)
+    async def one(candidate: Candidate) -> None:
+        status, journal = candidate.status, candidate.journal
         async with limit:
             mismatch = await _replay(deployment, status, journal, channels, timeout_s)
         name = f"{status.target.service}/{status.target.handler}"
@@ -98,7 +107,7 @@ async def check_upgrade(
         else:
             report.mismatches.append(mismatch)
 
-    await asyncio.gather(*(one(s) for s in statuses))
+    await asyncio.gather(*(one(c) for c in candidates))
     handlers = sorted(reports.values(), key=lambda r: r.handler)
     compatible = all(not r.mismatches for r in handlers)
     return CheckReport(deployment.uri, compatible, handlers)

@@ -346,3 +346,12 @@ async def _reads_from_any_node(cluster: Cluster, run: str, invocations: list[str
         listings.append(sorted(ids))
     assert set(invocations) <= set(listings[0])
     assert all(listing == listings[0] for listing in listings)  # every partition, every node
+    # The invocations pinned to the deployment (README "Versions"): every node counts every
+    # partition, not only those it applies (nor the stale rows of those it no longer applies).
+    counts = []
+    for client in cluster.clients.values():
+        response = await client.admin("GET", "/deployments")
+        assert response.status == 200, response.body
+        counts.append([d["pinned_invocations"] for d in response.json()["deployments"]])
+    assert all(count == counts[0] for count in counts), counts
+    assert sum(counts[0]) >= len(invocations), (counts, len(invocations))
