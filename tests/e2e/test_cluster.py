@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,21 +56,31 @@ def _node(name: str, directory: Path, bootstrap: str, prefix: str) -> Node:
     return Node("kafka", directory / name, bootstrap, PARTITIONS, extra=flags, topic_prefix=prefix)
 
 
-@pytest.fixture
-def nodes(tmp_path: Path, kafka_bootstrap: str) -> Iterator[TwoNodes]:
-    prefix = unique_topic("cluster")
+@contextmanager
+def two_nodes(app: str, directory: Path, bootstrap: str, tag: str) -> Iterator[TwoNodes]:
+    """Nodes a and b of one cluster on fresh topics, and an endpoint serving ``app``; their logs
+    are printed at the end (pytest shows them when the test failed)."""
+    prefix = unique_topic(tag)
     started = TwoNodes(
-        _node("a", tmp_path, kafka_bootstrap, prefix),
-        _node("b", tmp_path, kafka_bootstrap, prefix),
-        Endpoint(APP, tmp_path),
+        _node("a", directory, bootstrap, prefix),
+        _node("b", directory, bootstrap, prefix),
+        Endpoint(app, directory),
     )
     started.endpoint.start()
     started.a.start()
     started.b.start()
-    yield started
-    print(started.logs())  # shown when the test failed
-    for process in (started.a, started.b, started.endpoint):
-        process.stop()
+    try:
+        yield started
+    finally:
+        print(started.logs())
+        for process in (started.a, started.b, started.endpoint):
+            process.stop()
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, kafka_bootstrap: str) -> Iterator[TwoNodes]:
+    with two_nodes(APP, tmp_path, kafka_bootstrap, "cluster") as started:
+        yield started
 
 
 @pytest.fixture

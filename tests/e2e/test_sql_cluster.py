@@ -11,28 +11,16 @@ from typing import Any
 import pytest
 
 from partition_processor.ids import object_partition_key, partition_of
-from tests.e2e.harness import Client, Endpoint
-from tests.e2e.test_cluster import PARTITIONS, TwoNodes, _leads_all_between, _node
-from tests.support.broker import unique_topic
+from tests.e2e.harness import Client
+from tests.e2e.test_cluster import PARTITIONS, TwoNodes, _leads_all_between, two_nodes
 
 APP = "tests.e2e.apps.introspection:app"
 
 
 @pytest.fixture
 def nodes(tmp_path: Path, kafka_bootstrap: str) -> Iterator[TwoNodes]:
-    prefix = unique_topic("sqlcluster")
-    started = TwoNodes(
-        _node("a", tmp_path, kafka_bootstrap, prefix),
-        _node("b", tmp_path, kafka_bootstrap, prefix),
-        Endpoint(APP, tmp_path),
-    )
-    started.endpoint.start()
-    started.a.start()
-    started.b.start()
-    yield started
-    print(started.logs())  # shown when the test failed
-    for process in (started.a, started.b, started.endpoint):
-        process.stop()
+    with two_nodes(APP, tmp_path, kafka_bootstrap, "sqlcluster") as started:
+        yield started
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Client, Endpoint, Node
+from tests.e2e.harness import Client
+from tests.e2e.test_cluster import TwoNodes, two_nodes
 from tests.e2e.test_subscriptions import (
     EARLIEST,
     _expected,
@@ -28,44 +28,13 @@ APP = "tests.e2e.apps.subscriptions:app"
 SESSION_TIMEOUT_MS = 3000
 
 
-@dataclass
-class Pair:
-    a: Node
-    b: Node
-    endpoint: Endpoint
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"----- {name} (tail) -----\n{process.output()[-15000:]}"
-            for name, process in (
-                ("node a", self.a.process),
-                ("node b", self.b.process),
-                ("endpoint", self.endpoint.process),
-            )
-        )
-
-
-def _node(name: str, directory: Path, bootstrap: str, prefix: str) -> Node:
-    flags = ["--cluster", "--cluster-session-timeout-ms", str(SESSION_TIMEOUT_MS)]
-    flags += ["--node-name", name]
-    return Node("kafka", directory / name, bootstrap, 4, extra=flags, topic_prefix=prefix)
+Pair = TwoNodes  # nodes a and b of one cluster, and the endpoint
 
 
 @pytest.fixture
 def pair(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Pair]:
-    prefix = unique_topic("subcluster")
-    started = Pair(
-        _node("a", tmp_path, kafka_bootstrap, prefix),
-        _node("b", tmp_path, kafka_bootstrap, prefix),
-        Endpoint(APP, tmp_path),
-    )
-    started.endpoint.start()
-    started.a.start()
-    started.b.start()
-    yield started
-    print(started.logs())  # shown when the test failed
-    for process in (started.a, started.b, started.endpoint):
-        process.stop()
+    with two_nodes(APP, tmp_path, kafka_bootstrap, "subcluster") as started:
+        yield started
 
 
 @pytest.fixture
