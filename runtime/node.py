@@ -24,6 +24,8 @@ from runtime.admin.sql import Placement as SqlPlacement
 from runtime.admin.sql import SqlQueries
 from runtime.clock import Clock, SystemClock
 from runtime.cluster import RESPONSES_PATH, ResponseDelivery, response_route
+from runtime.console.app import Console
+from runtime.console.throughput import Throughput
 from runtime.health import NodeHealth
 from runtime.http_limits import HeaderDeadline, RequestLimit
 from runtime.ingress.gateway import InvocationGateway, PendingResponses
@@ -609,6 +611,19 @@ class Node:
         SubscriptionAdmin(
             self.registry, clusters, default_max_in_flight=config.subscription_max_in_flight
         ).install(admin.app)
+        # The web console (README "Web console"): pages under /ui of the admin API.
+        throughput = Throughput()
+        Console(
+            registry=self.registry,
+            cluster=self._cluster,
+            sql=self._sql,
+            gateway=gateway,
+            store=self._store,
+            partitions=config.partitions,
+            retry_after_s=config.retry_after_s,
+            throughput=throughput,
+        ).install(admin.app)
+        self._supervisor.spawn("console-throughput", throughput.run, affects_health=False)
         await self._serve(ingress.app, config.ingress_bind, shared=True)
         await self._serve(admin.app, config.admin_bind, shared=True)
         if config.cluster:

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from partition_processor import keys
-from partition_processor.commands import IngressSink, Purge, Terminate
+from partition_processor.commands import Purge, Terminate
 from partition_processor.ids import (
     InvalidInvocationId,
     object_partition_key,
@@ -19,15 +19,15 @@ from partition_processor.ids import (
     partition_of,
 )
 from partition_processor.journal import Failure, Input, JournalEntry, Success, command_name
-from partition_processor.state_machine.on_terminate import CANCEL_SIGNALLED
 from partition_processor.tables import KeyValueReader, read_journal, read_status
 from runtime.admin.listing import BadListing, Cursor, parse_limit, walk_invocations
+from runtime.admin.manage import Action, manage_invocation
 from runtime.admin.placement import ClusterAdmin, NotApplied
 from runtime.health import NodeHealth
 from runtime.http_errors import error_response
 from runtime.http_limits import BodyTimeout, BodyTooLarge, read_body, timed_out
-from runtime.ingress.gateway import InvocationGateway, ResultUnavailable
-from runtime.ingress.http import health_response, shutting_down_response
+from runtime.ingress.gateway import InvocationGateway
+from runtime.ingress.http import health_response
 from runtime.ingress.validation import InvalidRequest, check_json, check_text
 from runtime.invoker.discovery import DiscoveryError
 from runtime.limits import SizePolicy
@@ -109,7 +109,7 @@ def _deployment_json(deployment: Deployment, pinned: int = 0) -> dict[str, Any]:
     }
 
 
-def _value_json(value: bytes) -> Any:
+def value_json(value: bytes) -> Any:
     """Show a stored value as JSON when it is JSON, else as base64."""
     try:
         return msgspec.json.decode(value)
@@ -122,7 +122,7 @@ def _completion_json(entry: JournalEntry) -> Any:
         case None:
             return None
         case Success(value=value):
-            return {"value": _value_json(value)}
+            return {"value": value_json(value)}
         case Failure(code=code, message=message, metadata=metadata):
             failure: dict[str, Any] = {"code": code, "message": message}
             if metadata:
@@ -411,7 +411,7 @@ class AdminServer:
     def _state_here(self, partition: int, args: Mapping[str, str]) -> web.Response:
         service, key = args["service"], args["key"]
         prefix = keys.state_prefix(partition, service, key)
-        state = {keys.state_name_of(k, prefix): _value_json(v) for k, v in self._store.scan(prefix)}
+        state = {keys.state_name_of(k, prefix): value_json(v) for k, v in self._store.scan(prefix)}
         return web.json_response({"service": service, "key": key, "state": state})
 
     async def _invocations(self, request: web.Request) -> web.Response:
@@ -440,35 +440,18 @@ class AdminServer:
         )
 
     async def _cancel(self, request: web.Request) -> web.Response:
-        return await self._manage(request, lambda i, sink: Terminate(i, "cancel", sink))
+        return await self._manage(request, "cancel")
 
     async def _kill(self, request: web.Request) -> web.Response:
-        return await self._manage(request, lambda i, sink: Terminate(i, "kill", sink))
+        return await self._manage(request, "kill")
 
     async def _purge(self, request: web.Request) -> web.Response:
-        return await self._manage(request, lambda i, sink: Purge(i, sink))
+        return await self._manage(request, "purge")
 
-    async def _manage(
-        self,
-        request: web.Request,
-        make: Callable[[str, IngressSink], Terminate | Purge],
-    ) -> web.Response:
-        invocation_id = request.match_info["id"]
-        try:
-            parse_partition_key(invocation_id)
-        except InvalidInvocationId as exc:
-            return error_response(400, str(exc))
-        try:
-            outcome = await self._gateway.manage(lambda sink: make(invocation_id, sink))
-        except InvalidRequest as exc:
-            return error_response(exc.status, exc.message, headers=exc.headers)
-        except ResultUnavailable as exc:
-            return shutting_down_response(exc, self._health_of.retry_after_s)
-        if isinstance(outcome, Failure):
-            return error_response(outcome.code, outcome.message)
-        # As Restate 1.7: 200 and no body once done; 202 for a cancel that reached a running
-        # invocation (the handler sees it at its next await).
-        return web.Response(status=202 if outcome == CANCEL_SIGNALLED else 200)
+    async def _manage(self, request: web.Request, action: Action) -> web.Response:
+        return await manage_invocation(
+            self._gateway, request.match_info["id"], action, self._health_of.retry_after_s
+        )
 
     async def _delete(self, request: web.Request) -> web.Response:
         """Restate's older ``DELETE /invocations/{id}?mode=cancel|kill|purge`` (default cancel):
@@ -514,7 +497,7 @@ class AdminServer:
             headers = self._seal.redact(headers)
         result: Any = None
         if isinstance(status.result, Success):
-            result = {"value": _value_json(status.result.value)}
+            result = {"value": value_json(status.result.value)}
         elif isinstance(status.result, Failure):
             result = {"failure": {"code": status.result.code, "message": status.result.message}}
         return web.json_response(

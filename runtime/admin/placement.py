@@ -236,7 +236,16 @@ class ClusterAdmin:
             {"node": self._node_id, "partitions": _view_json(self._replicas.local_view())}
         )
 
+    async def read(self, partition: int, read: str, args: Mapping[str, str]) -> web.Response:
+        """The answer to the read ``read`` of ``partition``: from a replica, or from this
+        node's store when it applies the partition (the web console's reads)."""
+        forwarded = await self.forward(partition, read, args)
+        return forwarded if forwarded is not None else self._reads[read](partition, args)
+
     async def _cluster(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.cluster_view())
+
+    async def cluster_view(self) -> dict[str, Any]:
         """The whole placement: partition -> leader, standbys, epoch, applied per replica."""
         local = self._replicas.local_view()
         placement = self._replicas.placement
@@ -267,19 +276,17 @@ class ClusterAdmin:
                     "applied": {n: (reports[n]["applied"] if n in reports else None) for n in rs},
                 }
             )
-        return web.json_response(
-            {
-                "node": self._node_id,
-                "internal_address": self._internal_url(),
-                "nodes": self._nodes(),
-                "leading": self._replicas.leading(),
-                "applying": sorted(local),
-                "replication": self._replication if self._peers is not None else 1,
-                "generation": placement.generation,
-                "partitions": partitions,
-                "unreachable": unreachable,
-            }
-        )
+        return {
+            "node": self._node_id,
+            "internal_address": self._internal_url(),
+            "nodes": self._nodes(),
+            "leading": self._replicas.leading(),
+            "applying": sorted(local),
+            "replication": self._replication if self._peers is not None else 1,
+            "generation": placement.generation,
+            "partitions": partitions,
+            "unreachable": unreachable,
+        }
 
     async def _view_of(self, node: str) -> LocalView | None:
         assert self._peers is not None

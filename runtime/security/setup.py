@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 # Health checks stay open: load balancers and orchestrators probe them without credentials.
 INGRESS_OPEN_PATHS = frozenset({"/restate/health"})
 ADMIN_OPEN_PATHS = frozenset({"/health"})
+# The web console's pages (runtime.console): the admin token also as a Basic password there.
+CONSOLE_PREFIX = "/ui"
 HEADER_KEY_FILE = "header.key"
 
 
@@ -84,7 +86,12 @@ class NodeSecurity:
     def admin_middleware(self) -> Middleware | None:
         if self._admin_tokens is None:
             return None
-        return token_middleware(self._admin_tokens, open_paths=ADMIN_OPEN_PATHS, source=None)
+        return token_middleware(
+            self._admin_tokens,
+            open_paths=ADMIN_OPEN_PATHS,
+            source=None,
+            browser_prefix=CONSOLE_PREFIX,
+        )
 
     def ingress_middleware(self) -> Middleware | None:
         if self._ingress_tokens is None:

@@ -7,6 +7,8 @@ again whenever it changes (its size or modification time), so a rotation needs n
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import logging
@@ -93,11 +95,32 @@ class BearerTokens:
         return matched
 
 
+def _basic_password(authorization: str | None) -> str | None:
+    """The password of an ``Authorization: Basic`` value (None: not Basic, or malformed)."""
+    if authorization is None:
+        return None
+    scheme, _, encoded = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    _, colon, password = decoded.partition(":")
+    return password if colon else None
+
+
 def token_middleware(
-    tokens: BearerTokens, *, open_paths: frozenset[str], source: ErrorSource | None
+    tokens: BearerTokens,
+    *,
+    open_paths: frozenset[str],
+    source: ErrorSource | None,
+    browser_prefix: str | None = None,
 ) -> Middleware:
     """An aiohttp middleware answering 401 (JSON body) to a request without a valid token;
-    ``open_paths`` (health checks) pass without one."""
+    ``open_paths`` (health checks) pass without one. Under ``browser_prefix`` (the web
+    console) the token may also come as the password of HTTP Basic authentication, which a
+    browser asks for by itself: a browser cannot add a bearer header to a page it navigates to."""
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -106,13 +129,20 @@ def token_middleware(
         header = request.headers.get(hdrs.AUTHORIZATION)
         if tokens.accepts(header):
             return await handler(request)
+        browser = browser_prefix is not None and (
+            request.path == browser_prefix or request.path.startswith(f"{browser_prefix}/")
+        )
+        if browser and (password := _basic_password(header)) is not None:
+            if tokens.accepts(f"Bearer {password}"):
+                return await handler(request)
         message = (
             "missing bearer token (Authorization: Bearer TOKEN)"
             if header is None
             else "invalid bearer token"
         )
+        challenge = 'Basic realm="Cairn console", charset="UTF-8"' if browser else "Bearer"
         response = error_response(
-            401, message, source=source, headers={hdrs.WWW_AUTHENTICATE: "Bearer"}
+            401, message, source=source, headers={hdrs.WWW_AUTHENTICATE: challenge}
         )
         # The body was not read: close rather than drain an unauthenticated upload.
         response.force_close()

@@ -7,6 +7,7 @@ The local log only: what is tested is the node's edges, the same for both logs (
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -151,6 +152,30 @@ async def test_tokens_guard_the_admin_api_and_the_ingress(client: Client) -> Non
     )
     answer = await _call(client, "/Greeter/greet", "Ada")
     assert answer.status == 200 and answer.json() == "Hello, Ada!"
+
+
+async def test_the_web_console_needs_the_admin_token(client: Client) -> None:
+    """README "Web console": the same token, as a bearer or as a browser's Basic password (the
+    console asks the browser for it); without it nothing of the console answers."""
+    for path in ("/ui", "/ui/invocations", "/ui/static/htmx.min.js"):
+        refused = await _admin(client, "GET", path, token=None)
+        assert refused.status == 401, refused.body
+        assert refused.headers["www-authenticate"].startswith('Basic realm="Cairn console"')
+        for token in ("wrong", INGRESS):
+            assert (await _admin(client, "GET", path, token=token)).status == 401
+        assert (await _admin(client, "GET", path)).status == 200
+    for password, status in ((ADMIN_NEW, 200), ("wrong", 401), (INGRESS, 401)):
+        basic = base64.b64encode(f"admin:{password}".encode()).decode()
+        answer = await client.request(
+            "GET", f"{client.node.admin}/ui/state", headers={"authorization": f"Basic {basic}"}
+        )
+        assert answer.status == status, answer.body
+    # Basic is the console's alone: the JSON admin API still wants a bearer token.
+    basic = base64.b64encode(f"admin:{ADMIN_NEW}".encode()).decode()
+    answer = await client.request(
+        "GET", f"{client.node.admin}/deployments", headers={"authorization": f"Basic {basic}"}
+    )
+    _unauthorized(answer, None)
 
 
 async def test_a_rotated_token_file_takes_effect_without_a_restart(
