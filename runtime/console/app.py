@@ -61,6 +61,7 @@ class Console:
         self._templates = Environment(
             loader=PackageLoader("runtime.console", "templates"), autoescape=True
         )
+        self._templates.filters["utc"] = views.utc
 
     def install(self, app: web.Application) -> None:
         # Every node registers the read, so that any node can forward it to a replica.

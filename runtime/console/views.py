@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -78,6 +79,14 @@ def age(now_ms: int, then_ms: int | None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def utc(ms: int | None) -> str:
+    """A store timestamp (ms since the epoch) as UTC time to the millisecond."""
+    if not ms:
+        return ""
+    stamp = datetime.fromtimestamp(ms / 1000, UTC)
+    return stamp.strftime("%Y-%m-%d %H:%M:%S.") + f"{stamp.microsecond // 1000:03d} UTC"
 
 
 def now_ms() -> int:

@@ -210,7 +210,12 @@ def test_an_invocation_appears_in_the_table_with_its_journal(
 ) -> None:
     page = browser_page
     invocation_id = _send(console.node.ingress, "/Notes/drafting/draft", XSS, "draft-1")
-    _wait(lambda: _sleeping(console, invocation_id))
+
+    def napping() -> Any:
+        body = _status(console, invocation_id)
+        return body if body and len(body["journal"]) >= 5 else None
+
+    _wait(napping)
     page.goto(f"{console.node.admin}/ui/invocations?service=Notes")
     row = page.locator(f'#invocations tr[data-id="{invocation_id}"]')
     assert row.count() == 1
@@ -220,20 +225,27 @@ def test_an_invocation_appears_in_the_table_with_its_journal(
     page.wait_for_url(f"**/ui/invocations/{invocation_id}")
     entries = page.locator("#timeline li.entry")
     types = [entries.nth(i).get_attribute("data-type") for i in range(entries.count())]
-    assert types[:5] == ["input", "run", "call", "set_state", "sleep"], types
+    assert types == ["input", "run", "call", "set_state", "call"], types
     shout = entries.nth(1).inner_text()
     assert "shout" in shout and "completed" in shout
     assert json.dumps(XSS.upper()) in shout  # the step's value, as JSON text
-    sleep = entries.nth(4).inner_text()
-    assert "pause" in sleep and "waiting" in sleep
-    # The call links to the invocation it made, which links back to its caller.
-    callee = entries.nth(2).locator("a.callee")
-    callee_id = callee.inner_text()
-    assert callee_id.startswith("inv_")
+    assert "Greeter/greet" in entries.nth(2).inner_text()
+    assert "completed" in entries.nth(2).inner_text()
+    waiting = entries.nth(4)
+    assert "Naps/nap" in waiting.inner_text() and "waiting" in waiting.inner_text()
     assert page.evaluate("window.__xss") is None
     _shot(page, "invocation")
-    status, _, _ = _http("PATCH", f"{console.node.admin}/invocations/{invocation_id}/kill")
-    assert status == 200
+    # The call it waits for links to the callee, whose page links back to its caller.
+    callee_id = waiting.locator("a.callee").inner_text()
+    waiting.locator("a.callee").click()
+    page.wait_for_url(f"**/ui/invocations/{callee_id}")
+    assert page.locator("#callers a").inner_text() == invocation_id
+    sleep = page.locator('#timeline li.entry[data-type="sleep"]')
+    _wait(lambda: sleep.count() == 1 or page.reload() is None)
+    assert "waiting" in sleep.inner_text()
+    # (A kill takes the calls it waits for with it.)
+    assert _http("PATCH", f"{console.node.admin}/invocations/{invocation_id}/kill")[0] == 200
+    _wait(lambda: (_status(console, callee_id) or {}).get("status") in (None, "completed"))
 
 
 def test_cancel_from_the_console_cancels_a_sleeping_invocation(

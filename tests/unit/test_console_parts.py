@@ -4,7 +4,7 @@ literal quoting of the invocation filters, and the invocation filters' validatio
 from __future__ import annotations
 
 from runtime.console.throughput import Throughput, sparkline
-from runtime.console.views import Filters, _literal, age
+from runtime.console.views import Filters, _literal, age, utc
 
 
 def test_rates_are_per_second_between_samples_and_the_ring_is_bounded() -> None:
@@ -50,3 +50,8 @@ def test_ages_use_their_largest_unit() -> None:
         "2h",
         "2d",
     ]
+
+
+def test_timestamps_show_as_utc_to_the_millisecond() -> None:
+    assert utc(0) == "" and utc(None) == ""
+    assert utc(1_796_041_681_345) == "2026-11-30 12:28:01.345 UTC"

@@ -14,7 +14,7 @@ naps = restate.Service("Naps")
 
 @naps.handler()
 async def nap(ctx: restate.Context, seconds: int) -> str:
-    await ctx.sleep(timedelta(seconds=seconds))
+    await ctx.sleep(timedelta(seconds=seconds), name="nap")
     return "rested"
 
 
@@ -33,12 +33,13 @@ async def write(ctx: restate.ObjectContext, text: str) -> str:
 
 @notes.handler()
 async def draft(ctx: restate.ObjectContext, text: str) -> str:
-    """Steps, a call and a state write, then a long sleep: a journal to look at while it waits."""
+    """A step, a call and a state write, then a call to a long nap: a journal to look at while
+    it waits, and a callee that links back to it."""
     upper = await ctx.run_typed("shout", lambda: text.upper())
     greeting = await ctx.service_call(greet, text)
     ctx.set("draft", text)
-    await ctx.sleep(timedelta(minutes=10), name="pause")
-    return f"{upper} {greeting}"
+    rested = await ctx.service_call(nap, 600)
+    return f"{upper} {greeting} {rested}"
 
 
 @notes.handler(kind="shared")
