@@ -334,6 +334,15 @@ async def _reads_from_any_node(cluster: Cluster, run: str, invocations: list[str
         for invocation in invocations:
             response = await client.admin("GET", f"/invocations/{invocation}")
             assert (response.status, response.json()["id"]) == (200, invocation), response.body
+            # The web console's page too: its journal timeline comes from a replica as well.
+            page = await client.admin("GET", f"/ui/invocations/{invocation}")
+            assert page.status == 200, page.body
+            assert b'data-type="sleep"' in page.body
+        page = await client.admin("GET", f"/ui/state?service=Counter&key={run}-0")
+        assert page.status == 200 and b"25" in page.body, page.body
+        overview = await client.admin("GET", "/ui")
+        assert overview.status == 200
+        assert overview.body.count(b'class="replica leader"') == PARTITIONS
         ids: list[str] = []
         cursor = None
         while True:
