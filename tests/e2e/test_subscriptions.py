@@ -255,6 +255,13 @@ async def test_in_flight_records_are_bounded_for_a_slow_handler(
     assert max(in_flight) <= bound, in_flight
     assert max(in_flight) == bound, in_flight  # the bound is what held it back
     assert max(lags) > 0, lags  # the records waiting behind the bound showed as lag
+    # The web console's subscriptions page: source, sink and the lag of each source partition.
+    page = await http.admin("GET", "/ui/subscriptions")
+    assert page.status == 200, page.body
+    text = page.body.decode()
+    assert sub in text and f"kafka://events/{topic}" in text and "service://Slow/work" in text
+    lag = await _metric(http, "cairn_subscription_lag", sub)
+    assert f"{topic}[0]: {int(lag)}</span>" in text, text
     for partition, offset in positions:
         invocation_id = subscription_invocation_id(sub, topic, partition, offset, "Slow", None)
         status = await http.invocation(invocation_id)
