@@ -141,6 +141,22 @@ async def test_every_page_answers_and_an_unknown_invocation_is_a_404_page(
     assert _http("PATCH", f"{admin}/invocations/{known}/kill")[0] == 200
 
 
+async def test_a_failing_step_shows_its_retries_and_failure(console: Cluster) -> None:
+    admin = console.node.admin
+    target = _send(console.node.ingress, "/Stubborn/fetch", None, "stubborn-1")
+    _wait(
+        lambda: ((_status(console, target) or {}).get("last_failure") or {}).get("attempt", 0) >= 2
+    )
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{admin}/ui/invocations?service=Stubborn") as response:
+            table = await response.text()
+        async with http.get(f"{admin}/ui/invocations/{target}") as response:
+            page = await response.text()
+    assert target in table and "the warehouse is unreachable" in table
+    assert 'class="entry retrying"' in page and "the warehouse is unreachable" in page
+    assert _http("PATCH", f"{admin}/invocations/{target}/kill")[0] == 200
+
+
 async def test_actions_are_refused_without_the_csrf_token(console: Cluster) -> None:
     admin = console.node.admin
     target = _send(console.node.ingress, "/Naps/nap", 600, "csrf-nap")

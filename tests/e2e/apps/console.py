@@ -1,6 +1,7 @@
 """Services of the web console tests (served by ``python -m sdk``): a handler that sleeps (to be
 cancelled from the console), a virtual object with steps and state (its journal is a timeline;
-its state is edited from the console) that calls another service, and the core counter."""
+its state is edited from the console) that calls another service, a step that keeps failing
+(retries), and the core counter."""
 
 from __future__ import annotations
 
@@ -16,6 +17,26 @@ naps = restate.Service("Naps")
 async def nap(ctx: restate.Context, seconds: int) -> str:
     await ctx.sleep(timedelta(seconds=seconds), name="nap")
     return "rested"
+
+
+stubborn = restate.Service(
+    "Stubborn",
+    invocation_retry_policy=restate.InvocationRetryPolicy(
+        initial_interval=timedelta(milliseconds=50),
+        exponentiation_factor=2.0,
+        max_interval=timedelta(seconds=1),
+    ),
+)
+
+
+def _unreachable() -> str:
+    raise ConnectionError("the warehouse is unreachable")
+
+
+@stubborn.handler()
+async def fetch(ctx: restate.Context) -> str:
+    """A step that always fails: the invocation backs off and retries until it is killed."""
+    return await ctx.run_typed("fetch stock", _unreachable)
 
 
 notes = restate.VirtualObject("Notes")
@@ -47,4 +68,4 @@ async def last(ctx: restate.ObjectSharedContext) -> str | None:
     return await ctx.get("last", type_hint=str)
 
 
-app = restate.app(services=[greeter, counter, naps, notes])
+app = restate.app(services=[greeter, counter, naps, notes, stubborn])
