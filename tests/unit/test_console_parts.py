@@ -3,6 +3,9 @@ literal quoting of the invocation filters, and the invocation filters' validatio
 
 from __future__ import annotations
 
+import pytest
+
+from runtime.console.state_edit import EditError, parse_edit, shown_entries
 from runtime.console.throughput import Throughput, sparkline
 from runtime.console.views import Filters, _literal, age, utc
 
@@ -55,3 +58,44 @@ def test_ages_use_their_largest_unit() -> None:
 def test_timestamps_show_as_utc_to_the_millisecond() -> None:
     assert utc(0) == "" and utc(None) == ""
     assert utc(1_796_041_681_345) == "2026-11-30 12:28:01.345 UTC"
+
+
+def test_the_state_form_becomes_the_whole_new_state() -> None:
+    shown = shown_entries({"count": list(b"3"), "blob": [0xFF, 0x00], "note": list(b'"a<b"')})
+    assert [e["name"] for e in shown] == ["blob", "count", "note"]
+    assert shown[0]["json"] is None and shown[0]["base64"] == "/wA="
+    assert shown[1]["json"] == "3" and shown[2]["json"] == '"a<b"'
+    form = {
+        "service": "Counter",
+        "key": "k",
+        "version": "v1",
+        "entries": "3",
+        "name_0": "blob",
+        "raw_0": "/wA=",
+        "name_1": "count",
+        "value_1": " 42 ",
+        "name_2": "note",
+        "value_2": '"x"',
+        "delete_2": "on",
+        "new_name": "tags",
+        "new_value": '["a", "b"]',
+    }
+    edit = parse_edit(form)
+    assert (edit.service, edit.key, edit.version) == ("Counter", "k", "v1")
+    assert edit.new_state == {"blob": b"\xff\x00", "count": b"42", "tags": b'["a","b"]'}
+    assert parse_edit({**form, "version": ""}).version is None
+
+
+def test_a_bad_form_says_why_and_sends_nothing() -> None:
+    base = {"service": "Counter", "key": "k", "entries": "1", "name_0": "count", "value_0": "1"}
+    for changes, reason in (
+        ({"value_0": "{nope"}, "not JSON"),
+        ({"new_name": "count", "new_value": "2"}, "already an entry"),
+        ({"new_value": "2"}, "no name"),
+        ({"entries": "x"}, "entry count"),
+        ({"entries": "2"}, "no name"),
+        ({"raw_0": "###"}, "damaged"),
+        ({"service": ""}, "no service"),
+    ):
+        with pytest.raises(EditError, match=reason):
+            parse_edit({**base, **changes})
