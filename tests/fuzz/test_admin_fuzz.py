@@ -43,6 +43,13 @@ admin_paths = st.tuples(
             "/deployments/{1}",
             "/invocations?status={1}",
             "/{1}",
+            # The web console (README "Web console"): HTML pages, and POSTs without the token.
+            "/ui/invocations/{0}",
+            "/ui/invocations/{0}/{1}",
+            "/ui/invocations?service={1}&key={0}&status={1}&page={1}",
+            "/ui/state?service=Counter&key={1}",
+            "/ui/state?service={1}&key={0}",
+            "/ui/static/{1}",
         ]
     ),
     st.one_of(st.sampled_from(IDS), segments),
