@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from runtime import cli_state
 from runtime.admin_client import add_admin_flags, admin_exchange, admin_request
 from runtime.versions import cli as versions_cli
 
@@ -101,10 +102,7 @@ def add_commands(commands: Any) -> None:
 
     state = commands.add_parser("state", help="state of virtual objects and workflows")
     state_commands = state.add_subparsers(dest="action", required=True)
-    get = state_commands.add_parser("get", help="every state entry of SERVICE/KEY")
-    get.add_argument("service")
-    get.add_argument("key")
-    _client_flags(get)
+    cli_state.add_commands(state_commands, _client_flags)
 
 
 def _filter_flags(parser: argparse.ArgumentParser) -> None:
@@ -125,7 +123,7 @@ def run(args: argparse.Namespace) -> bool:
     elif args.command == "invocations":
         _invocations(args)
     elif args.command == "state":
-        _state(args)
+        cli_state.run(args)
     else:
         return False
     return True
@@ -335,22 +333,6 @@ def _bulk_result(action: str, invocation_id: str, status: int, body: Any) -> dic
         return {"id": invocation_id, "outcome": outcome}
     message = body.get("message") if isinstance(body, dict) else body
     return {"id": invocation_id, "error": f"{status} {message}"}
-
-
-# ---------------------------------------------------------------- state
-
-
-def _state(args: argparse.Namespace) -> None:
-    service = urllib.parse.quote(args.service, safe="")
-    key = urllib.parse.quote(args.key, safe="")
-    body = admin_request(args, "GET", f"/services/{service}/state/{key}")
-    if args.json:
-        return _print_json(body["state"])
-    table = Table("NAME", "VALUE", title=f"{args.service}/{args.key}")
-    for name, value in sorted(body["state"].items()):
-        table.add_row(name, json.dumps(value))
-    _console().print(table)
-    return None
 
 
 def _time(ms: int | None) -> str:

@@ -221,7 +221,12 @@ class ObjectState:
         return web.json_response({"version": new_version})
 
     async def _get(self, request: web.Request) -> web.Response:
+        """The state and its version. ``?format=bytes``: each value as its array of bytes (as
+        the POST body's ``new_state``), for clients that write back what they read unchanged."""
         service, key = request.match_info["service"], request.match_info["key"]
+        shown = request.query.get("format", "json")
+        if shown not in ("json", "bytes"):
+            return error_response(400, f"format must be json or bytes, got {shown!r}")
         try:
             check_text(key, "the key", self._limits)
         except InvalidRequest as exc:
@@ -229,7 +234,7 @@ class ObjectState:
         if self._registry.service(service) is None:
             return error_response(404, f"service {service!r} not found")
         partition = partition_of(object_partition_key(service, key), self._partitions)
-        args = {"service": service, "key": key}
+        args = {"service": service, "key": key, "format": shown}
         if (forwarded := await self._cluster.forward(partition, "state", args)) is not None:
             return forwarded
         return self._state_here(partition, args)
@@ -238,11 +243,14 @@ class ObjectState:
         service, key = args["service"], args["key"]
         prefix = keys.state_prefix(partition, service, key)
         entries = [(keys.state_name_of(k, prefix), v) for k, v in self._store.scan(prefix)]
+        as_bytes = args.get("format") == "bytes"
         return web.json_response(
             {
                 "service": service,
                 "key": key,
                 "version": state_version(entries),
-                "state": {name: value_json(value) for name, value in entries},
+                "state": {
+                    name: list(value) if as_bytes else value_json(value) for name, value in entries
+                },
             }
         )

@@ -4,13 +4,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import Cluster
 from tests.e2e.harness import Client
+from tests.e2e.test_cli import _run_main
 
 APP = "tests.e2e.apps.core:app"
 
@@ -135,3 +140,102 @@ async def test_a_body_that_is_not_json_is_400(shared: Cluster, client: Client) -
     )
     assert response.status == 400, response.body
     assert response.json()["code"] == 400
+
+
+# ---------------------------------------------------------------- cairn state edit
+
+# An $EDITOR for the test: sets "count" to 10 and adds "tag" in the file it is given (as an
+# operator would in vi), keeping the rest of the document as it was.
+_EDITOR_SCRIPT = """
+import json, sys
+path = sys.argv[1]
+document = json.load(open(path))
+document["count"] = 10
+document["tag"] = "edited"
+open(path, "w").write(json.dumps(document))
+"""
+
+
+async def _cli(shared: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(_run_main, [*args, "--admin", shared.node.admin])
+
+
+async def test_cli_edit_in_the_editor_sends_the_new_state_with_its_version(
+    shared: Cluster, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = uuid.uuid4().hex
+    await client.call(f"/Counter/{key}/put", {"count": 1, "keep": {"a": [1, 2]}})
+    script = tmp_path / "editor.py"
+    script.write_text(_EDITOR_SCRIPT)
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", f"{sys.executable} {script}")
+    done = await _cli(shared, "state", "edit", "Counter", key)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert done.stdout.startswith(f"updated Counter/{key} (version ")
+    state = (await client.call(f"/Counter/{key}/state")).json()
+    assert state == {"count": 10, "keep": {"a": [1, 2]}, "tag": "edited"}
+    # The same edit again changes nothing: nothing is sent, the version stays.
+    version = (await _state(client, key))["version"]
+    done = await _cli(shared, "state", "edit", "Counter", key, "--json")
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert json.loads(done.stdout)["changed"] is False
+    assert (await _state(client, key))["version"] == version
+
+
+async def test_cli_set_and_delete_without_an_editor(shared: Cluster, client: Client) -> None:
+    key = uuid.uuid4().hex
+    await client.call(f"/Counter/{key}/put", {"count": 1, "old": "x"})
+    done = await _cli(
+        shared, "state", "edit", "Counter", key, "--set", "count=41", "--delete", "old", "--json"
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    result = json.loads(done.stdout)
+    assert result["changed"] is True and result["state"] == {"count": 41}
+    assert result["version"] == (await _state(client, key))["version"]
+    assert (await client.call(f"/Counter/{key}/add", 1)).json() == 42
+    done = await _cli(shared, "state", "edit", "Counter", key, "--set", 'note={"n": 1}')
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert done.stdout.startswith(f"updated Counter/{key}")
+    assert (await _state(client, key))["state"] == {"count": 42, "note": {"n": 1}}
+
+
+async def test_cli_from_file_and_its_errors(
+    shared: Cluster, client: Client, tmp_path: Path
+) -> None:
+    key = uuid.uuid4().hex
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"count": 3, "blob": {"$bytes": "AP8="}}))
+    done = await _cli(shared, "state", "edit", "Counter", key, "--from-file", str(path))
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    body = await client.admin("GET", f"/services/Counter/state/{key}?format=bytes")
+    assert body.json()["state"] == {"count": list(b"3"), "blob": [0, 255]}
+    path.write_text("[1]")
+    done = await _cli(shared, "state", "edit", "Counter", key, "--from-file", str(path))
+    assert done.returncode == 1 and "JSON object" in done.stderr
+    done = await _cli(shared, "state", "edit", "Counter", key, "--delete", "nope")
+    assert done.returncode == 1 and "no state entry 'nope'" in done.stderr
+    done = await _cli(shared, "state", "edit", "Greeter", key, "--set", "a=1")
+    assert done.returncode == 1 and "400" in done.stderr
+
+
+async def test_cli_edit_refused_when_the_state_changed_meanwhile(
+    shared: Cluster, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The editor is open while a handler changes the state: the edit is refused (exit 1, a
+    clear message) and the handler's change stays."""
+    key = uuid.uuid4().hex
+    await client.call(f"/Counter/{key}/add", 1)
+    script = tmp_path / "racing_editor.py"
+    script.write_text(
+        "import json, sys, urllib.request\n"
+        f"urllib.request.urlopen(urllib.request.Request('{shared.node.ingress}/Counter/{key}/add',"
+        " data=b'5', headers={'content-type': 'application/json'}), timeout=30).read()\n"
+        "path = sys.argv[1]\n"
+        "open(path, 'w').write(json.dumps({'count': 100}))\n"
+    )
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", f"{sys.executable} {script}")
+    done = await _cli(shared, "state", "edit", "Counter", key)
+    assert done.returncode == 1
+    assert "changed since it was read" in done.stderr and "nothing was changed" in done.stderr
+    assert (await _state(client, key))["state"] == {"count": 6}
