@@ -71,8 +71,9 @@ def value_json(value: bytes) -> Any:
         return {"base64": base64.b64encode(value).decode()}
 
 
-def _new_state(body: dict[str, Any], limits: SizePolicy) -> dict[str, bytes]:
-    """The state a POST body asks for (``InvalidRequest`` 400 with the reason if malformed)."""
+def _new_state(body: dict[str, Any]) -> dict[str, bytes]:
+    """The state a POST body asks for (``InvalidRequest`` 400 with the reason if malformed;
+    ``patch_state`` checks the sizes)."""
     raw, as_json = body.get("new_state"), body.get("new_state_json")
     if (raw is None) == (as_json is None):
         raise InvalidRequest(
@@ -83,7 +84,6 @@ def _new_state(body: dict[str, Any], limits: SizePolicy) -> dict[str, bytes]:
         raise InvalidRequest(400, f"the new state must be a JSON object; {_BODY_SHAPE}")
     state: dict[str, bytes] = {}
     for name, value in given.items():
-        check_text(name, f"the state key {name[:40]!r}", limits)
         if raw is not None:
             if not isinstance(value, list) or not all(
                 isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in value
@@ -94,12 +94,6 @@ def _new_state(body: dict[str, Any], limits: SizePolicy) -> dict[str, bytes]:
             encoded = bytes(value)
         else:
             encoded = msgspec.json.encode(value)
-        if len(encoded) > limits.entry_bytes:
-            raise InvalidRequest(
-                413,
-                f"the value of {name!r} is {len(encoded)} bytes, over the limit of "
-                f"{limits.entry_bytes} bytes for a state value",
-            )
         state[name] = encoded
     return state
 
@@ -174,8 +168,14 @@ class ObjectState:
         """
         self._check_object(service)
         check_text(key, "the key", self._limits)
-        for name in new_state:
-            check_text(name, "a state key", self._limits)
+        for name, value in new_state.items():
+            check_text(name, f"the state key {name[:40]!r}", self._limits)
+            if len(value) > self._limits.entry_bytes:
+                raise InvalidRequest(
+                    413,
+                    f"the value of {name[:40]!r} is {len(value)} bytes, over the limit of "
+                    f"{self._limits.entry_bytes} bytes for a state value",
+                )
         outcome = await self._gateway.patch_state(
             lambda sink: PatchState(service, key, dict(new_state), version, sink)
         )
@@ -206,7 +206,7 @@ class ObjectState:
             if version is not None and not isinstance(version, str):
                 raise InvalidRequest(400, f'"version" must be a string or null; {_BODY_SHAPE}')
             self._check_object(service)
-            new_state = _new_state(body, self._limits)
+            new_state = _new_state(body)
             new_version = await self.patch_state(service, key, new_state, version)
         except BodyTimeout as exc:
             return timed_out(exc, source=None)

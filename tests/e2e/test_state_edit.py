@@ -122,6 +122,13 @@ async def test_a_patch_waits_for_the_running_invocation_of_its_key(
         ),
         ("/services/Counter/state", {"object_key": "k", "new_state": {}, "x": 1}, 400, "unknown"),
         ("/services/Nope/state", {"object_key": "k", "new_state": {}}, 404, "not found"),
+        (
+            "/services/Counter/state",
+            {"object_key": "k", "new_state_json": {"n" * 5000: 1}},
+            400,
+            "exceeds the limit",
+        ),
+        ("/services/Counter/state", {"object_key": "k" * 5000, "new_state": {}}, 400, "the key"),
         ("/services/Greeter/state", {"object_key": "k", "new_state": {}}, 400, "virtual objects"),
     ],
 )
