@@ -17,6 +17,7 @@ from partition_processor.processor import LogEntry, PartitionProcessor
 from partition_processor.store_memory import MemoryStore
 from partition_processor.tables import Transaction, read_state, state_version
 from partition_processor.values import QueuedPatch
+from runtime.admin.sql_tables import partition_rows
 from tests.unit.partition_processor.env import COUNTER, NODE, Env
 
 RUN = Target("Order", "run", "workflow", "workflow", key="k1")
@@ -155,3 +156,13 @@ def test_inbox_rows_of_patches_and_invocation_ids_read_back_apart() -> None:
     tx.enqueue_inbox("Counter", "k1", QueuedPatch({"a": b"1"}, "v"))
     assert tx.pop_inbox("Counter", "k1") == ("inv_x", 0)
     assert tx.pop_inbox("Counter", "k1") == (QueuedPatch({"a": b"1"}, "v"), 1)
+
+
+def test_sys_inbox_shows_a_queued_patch_without_an_invocation_id() -> None:
+    """The SQL table of inboxes reads both kinds of rows (a patch row is not UTF-8 text)."""
+    env = Env()
+    env.invoke("a", COUNTER, request="a")
+    env.invoke("b", COUNTER, request="b")
+    _patch(env, {"count": b"\xff"})
+    rows = partition_rows(env.store, "sys_inbox", [0], budget=10)
+    assert [row[4] for row in rows] == ["b", None]
