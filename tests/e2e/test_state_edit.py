@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Cluster
+from tests.e2e.conftest import Cluster, start_cluster, stop_cluster
 from tests.e2e.harness import Client
 from tests.e2e.test_cli import _run_main
 
@@ -246,3 +246,36 @@ async def test_cli_edit_refused_when_the_state_changed_meanwhile(
     assert done.returncode == 1
     assert "changed since it was read" in done.stderr and "nothing was changed" in done.stderr
     assert (await _state(client, key))["state"] == {"count": 6}
+
+
+async def test_a_patch_not_applied_within_the_leader_timeout_is_503_and_applies_later(
+    tmp_path: Path,
+) -> None:
+    """A key held longer than ``--ingress-leader-timeout``: the request gets 503 with
+    Retry-After and says why, and the patch, already in the log, applies once the key is free."""
+    started = start_cluster(APP, "local", tmp_path, None, extra=["--ingress-leader-timeout", "1"])
+    client = Client(started.node)
+    try:
+        key = uuid.uuid4().hex
+        holder = await client.send(f"/Counter/{key}/hold")
+
+        async def pending() -> Any:
+            return (await _state(client, key))["state"].get("pending")
+
+        awakeable_id = await client.wait_for(pending)
+        body = {"object_key": key, "version": None, "new_state_json": {"count": 3}}
+        response = await client.admin("POST", "/services/Counter/state", body)
+        assert response.status == 503, response.body
+        assert response.headers["Retry-After"]
+        assert "not confirmed" in response.json()["message"]
+        assert (await _state(client, key))["state"] == {"pending": awakeable_id}
+        await client.call(f"/restate/awakeables/{awakeable_id}/resolve", "go")
+        assert (await client.attach(holder)).status == 200
+
+        async def patched() -> bool:
+            return (await _state(client, key))["state"] == {"count": 3}
+
+        await client.wait_for(patched)
+    finally:
+        await client.close()
+        stop_cluster(started)
