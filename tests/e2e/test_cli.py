@@ -153,7 +153,7 @@ async def test_invocations_list_describe_and_manage(shared: Cluster, client: Cli
     await client.wait_for(all_pending)
     # No terminal to confirm on and no --yes: refused, nothing killed.
     refused = await _cli(shared, "invocations", "kill", "--service", "Locker")
-    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert refused.returncode == 2 and "--yes" in refused.stderr
     statuses = {r["id"]: r["status"] for r in await _json(shared, "invocations", "list")}
     assert all(statuses[h] in ("invoked", "suspended") for h in holders)
     # Either filter alone is fine; an id with filters is an error, as is no id and no filter.
