@@ -169,3 +169,31 @@ async def test_every_outcome_is_reported(shared: Cluster, client: Client) -> Non
     assert process.returncode == 0, err
     summary = "cancelled 2 of 4 invocations (already completed: 1, not found: 1, failed: 0)"
     assert out.strip().splitlines()[-1] == summary
+
+
+async def test_failures_are_reported_and_exit_1(cluster: Cluster, client: Client) -> None:
+    """A node that stops answering between the selection and the action: each invocation is
+    a failure with its reason, the summary counts them, exit 1 (a node of its own: stopped)."""
+    ids = await _start(client, "Napper", 2, HOUR_MS)
+    command = [sys.executable, "-m", "runtime.cli", "invocations", "kill", "--service", "Napper"]
+    command += ["--admin", cluster.node.admin]
+    controller, terminal = os.openpty()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *command, stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert process.stderr is not None
+        await asyncio.wait_for(process.stderr.readuntil(b"Proceed?"), 60)
+        await asyncio.to_thread(cluster.node.stop)
+        os.write(controller, b"y\n")
+        out_bytes, err_bytes = await asyncio.wait_for(process.communicate(), 120)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    out, err = out_bytes.decode(), err_bytes.decode()
+    assert process.returncode == 1, err
+    assert out.strip().splitlines()[-1] == (
+        "killed 0 of 2 invocations (already completed: 0, not found: 0, failed: 2)"
+    )
+    for invocation_id in ids:
+        assert f"{invocation_id}: cairn: cannot reach the admin API" in err
