@@ -24,3 +24,6 @@ TOO_MANY_ATTACHED = 429
 # The deployment the invocation is pinned to was removed with force (terminal: its journal
 # belongs to code that is gone; move it to another deployment before removing to keep it).
 DEPLOYMENT_GONE = 573
+# A state patch named a version that is not the object's current one (nothing changed); the
+# admin API answers it 409.
+STATE_VERSION_MISMATCH = 409

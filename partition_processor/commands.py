@@ -291,6 +291,23 @@ class DeploymentGone(msgspec.Struct, tag="deployment_gone", frozen=True):
     sink: IngressSink | None = None
 
 
+class PatchState(msgspec.Struct, tag="patch_state", frozen=True):
+    """An operator replaces the state of a virtual object or workflow instance.
+
+    ``new_state`` is the whole new state (names not in it are removed). Applied only if the
+    state's current version (``tables.state_version``) is ``version``, when given; never under a
+    running invocation of the object: while its lock is held the patch waits in the object's
+    inbox behind the invocations queued before it. ``sink`` gets Success (the new version, as
+    UTF-8) or Failure 409 (version mismatch; nothing changed).
+    """
+
+    service: str
+    key: str
+    new_state: dict[str, bytes]
+    version: str | None = None
+    sink: IngressSink | None = None
+
+
 class TruncateOutbox(msgspec.Struct, tag="truncate_outbox", frozen=True):
     """Outbox messages up to ``upto_seq`` were shipped; drop them."""
 
@@ -310,6 +327,7 @@ Command = (
     | Purge
     | MoveDeployment
     | DeploymentGone
+    | PatchState
 )
 
 

@@ -7,7 +7,8 @@ it and writes only into it, and the processor commits it as one atomic write bat
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol
 
 import msgspec
@@ -16,10 +17,12 @@ from partition_processor import keys
 from partition_processor.journal import JournalEntry
 from partition_processor.values import (
     FsmState,
+    InboxEntry,
     InvocationStatus,
     ObjectLock,
     OutboxMessage,
     PromiseValue,
+    QueuedPatch,
     TimerValue,
 )
 
@@ -51,6 +54,7 @@ _timer_decoder = msgspec.msgpack.Decoder(TimerValue)
 _outbox_decoder = msgspec.msgpack.Decoder(OutboxMessage)
 _promise_decoder = msgspec.msgpack.Decoder(PromiseValue)
 _lock_decoder = msgspec.msgpack.Decoder(ObjectLock)
+_patch_decoder = msgspec.msgpack.Decoder(QueuedPatch)
 
 
 def decode_outbox(raw: bytes) -> OutboxMessage:
@@ -81,6 +85,32 @@ def decode_lock(raw: bytes) -> ObjectLock:
     if raw[0] & 0xF0 == 0x90:
         return _lock_decoder.decode(raw)
     return ObjectLock(raw.decode())
+
+
+def encode_inbox(entry: InboxEntry) -> bytes:
+    return entry.encode() if isinstance(entry, str) else _encoder.encode(entry)
+
+
+def decode_inbox(raw: bytes) -> InboxEntry:
+    """An inbox row: a queued patch is a msgpack array (see ``QueuedPatch``), an invocation id
+    is UTF-8 text (as every row written before patches existed)."""
+    if raw and (raw[0] & 0xF0 == 0x90 or raw[0] in (0xDC, 0xDD)):
+        return _patch_decoder.decode(raw)
+    return raw.decode()
+
+
+def state_version(entries: Iterable[tuple[str, bytes]]) -> str:
+    """The version of an object's state: a digest of its entries (sorted by name), so that two
+    stores holding the same state agree on it and any change of a name or value changes it.
+
+    Names and values are length-prefixed, so no two different states hash the same bytes.
+    """
+    digest = hashlib.sha256()
+    for name, value in sorted(entries):
+        encoded = name.encode()
+        digest.update(len(encoded).to_bytes(8, "big") + encoded)
+        digest.update(len(value).to_bytes(8, "big") + value)
+    return digest.hexdigest()
 
 
 def read_fsm(reader: KeyValueReader, partition: int) -> FsmState:
@@ -234,6 +264,20 @@ class Transaction:
         prefix = keys.state_prefix(self.partition, service, key)
         return [keys.state_name_of(k, prefix) for k, _ in self.scan(prefix)]
 
+    def object_state(self, service: str, key: str) -> dict[str, bytes]:
+        """Every state entry of one object / workflow instance."""
+        prefix = keys.state_prefix(self.partition, service, key)
+        return {keys.state_name_of(k, prefix): v for k, v in self.scan(prefix)}
+
+    def replace_state(self, service: str, key: str, new_state: Mapping[str, bytes]) -> None:
+        """Make the object's state exactly ``new_state``: names not in it are deleted."""
+        current = self.object_state(service, key)
+        for name in current.keys() - new_state.keys():
+            self.delete_state_value(service, key, name)
+        for name, value in new_state.items():
+            if current.get(name) != value:
+                self.put_state_value(service, key, name, value)
+
     def lock(self, service: str, key: str) -> ObjectLock | None:
         raw = self.get(keys.lock_key(self.partition, service, key))
         return None if raw is None else decode_lock(raw)
@@ -251,20 +295,21 @@ class Transaction:
         else:
             self.put(lock, _encoder.encode(ObjectLock(invocation_id, inbox_head)))
 
-    def enqueue_inbox(self, service: str, key: str, invocation_id: str) -> None:
+    def enqueue_inbox(self, service: str, key: str, entry: InboxEntry) -> None:
+        """Queue an invocation (its id) or a state patch behind the object's lock holder."""
         seq = self.fsm.inbox_seq
         self.fsm = msgspec.structs.replace(self.fsm, inbox_seq=seq + 1)
-        self.put(keys.inbox_key(self.partition, service, key, seq), invocation_id.encode())
+        self.put(keys.inbox_key(self.partition, service, key, seq), encode_inbox(entry))
 
-    def pop_inbox(self, service: str, key: str, from_seq: int = 0) -> tuple[str, int] | None:
-        """The oldest queued invocation of the object at or after ``from_seq`` (below it every
+    def pop_inbox(self, service: str, key: str, from_seq: int = 0) -> tuple[InboxEntry, int] | None:
+        """The oldest queued entry of the object at or after ``from_seq`` (below it every
         entry was popped already: see ``ObjectLock.inbox_head``), removed, with its sequence
         number. Reads one row, not the queue."""
         prefix = keys.inbox_prefix(self.partition, service, key)
         start = keys.inbox_key(self.partition, service, key, from_seq) if from_seq else None
         for inbox_key, value in self.scan(prefix, start, limit=1):
             self.delete(inbox_key)
-            return value.decode(), keys.inbox_seq_of(inbox_key)
+            return decode_inbox(value), keys.inbox_seq_of(inbox_key)
         return None
 
     def timer(self, wake_ms: int, timer_id: str) -> TimerValue | None:

@@ -71,6 +71,21 @@ class ObjectLock(msgspec.Struct, array_like=True, frozen=True):
     inbox_head: int = 0
 
 
+class QueuedPatch(msgspec.Struct, array_like=True, frozen=True):
+    """A ``PatchState`` waiting in its object's inbox for the invocations queued before it.
+
+    Array-like so that its row starts with a msgpack array byte (0x90-0x9f), which an inbox row
+    holding an invocation id (UTF-8 text) never does: ``tables.decode_inbox`` tells them apart.
+    """
+
+    new_state: dict[str, bytes]
+    version: str | None = None
+    sink: IngressSink | None = None
+
+
+InboxEntry = str | QueuedPatch  # an invocation id, or a queued state patch
+
+
 class FsmState(msgspec.Struct, frozen=True):
     """Per-partition bookkeeping, written in every batch."""
 
@@ -141,6 +156,8 @@ __all__ = [
     "InvocationStatus",
     "Phase",
     "PurgeTimer",
+    "QueuedPatch",
+    "InboxEntry",
     "RetryTimer",
     "TimerValue",
 ]

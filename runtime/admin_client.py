@@ -48,9 +48,45 @@ def admin_exchange(
     """``(status, decoded JSON body or None)``; an error status ends the CLI with its message,
     unless ``raise_errors`` is false (bulk commands report each failure and go on): then the
     error's status and body (JSON if it is JSON, else its text)."""
+    try:
+        status, raw = _send(args, method, path, body, None)
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        if not raise_errors:
+            try:
+                return exc.code, json.loads(detail)
+            except ValueError:
+                return exc.code, detail
+        raise _failed(args, method, path, exc.code, detail) from exc
+    return status, json.loads(raw or b"null")
+
+
+def admin_bytes(args: argparse.Namespace, method: str, path: str, body: Any, accept: str) -> bytes:
+    """The answer's body as it came (CSV, an Arrow stream); an error status ends the CLI."""
+    try:
+        return _send(args, method, path, body, accept)[1]
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        raise _failed(args, method, path, exc.code, detail) from exc
+
+
+def _failed(args: argparse.Namespace, method: str, path: str, code: int, detail: str) -> SystemExit:
+    hint = ""
+    if code == 401:
+        hint = " (give the admin token with --admin-token or CAIRN_ADMIN_TOKEN)"
+    return SystemExit(f"cairn: {method} {path} failed with {code}: {detail}{hint}")
+
+
+def _send(
+    args: argparse.Namespace, method: str, path: str, body: Any, accept: str | None
+) -> tuple[int, bytes]:
+    """One request: ``(status, body)``; an error status raises ``HTTPError``, an unreachable
+    admin API ends the CLI."""
     admin: str = args.admin
     data = None if body is None else json.dumps(body).encode()
     headers = {"content-type": "application/json"} if data is not None else {}
+    if accept is not None:
+        headers["accept"] = accept
     if args.admin_token:
         headers["authorization"] = f"Bearer {args.admin_token}"
     request = urllib.request.Request(
@@ -61,17 +97,8 @@ def admin_exchange(
         context = ssl.create_default_context(cafile=args.admin_ca_file or None)
     try:
         with urllib.request.urlopen(request, timeout=30, context=context) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
-        if not raise_errors:
-            try:
-                return exc.code, json.loads(detail)
-            except ValueError:
-                return exc.code, detail
-        hint = ""
-        if exc.code == 401:
-            hint = " (give the admin token with --admin-token or CAIRN_ADMIN_TOKEN)"
-        raise SystemExit(f"cairn: {method} {path} failed with {exc.code}: {detail}{hint}") from exc
+            return response.status, response.read()
+    except urllib.error.HTTPError:
+        raise
     except urllib.error.URLError as exc:
         raise SystemExit(f"cairn: cannot reach the admin API at {admin}: {exc.reason}") from exc

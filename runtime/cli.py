@@ -19,8 +19,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from runtime import cli_admin, cli_sql
-from runtime.admin_client import add_admin_flags, admin_request
+from runtime import cli_admin, cli_ops, cli_sql
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.internal import advertised_host, read_cluster_secret
 from runtime.log import LogError
@@ -28,7 +27,6 @@ from runtime.logs import LOG_FORMATS, configure_logging
 from runtime.node import Node, NodeConfig, config_default, split_bind
 from runtime.security.errors import SecuritySetupError
 from runtime.security.flags import add_security_flags, security_options
-from runtime.security.identity import generate_key_pair
 from runtime.snapshots.repository import open_repository
 from runtime.subscriptions.spec import parse_cluster, parse_cluster_property, parse_clusters
 from runtime.workers import prepare_workers, run_workers
@@ -391,7 +389,7 @@ class _ClientCommands(Protocol):
 
 # Modules of client-side commands (admin API calls), each adding its subcommands and running
 # them: the hook for more (``cairn sql`` in runtime/cli_sql.py joins this tuple).
-_CLIENT_COMMANDS: tuple[_ClientCommands, ...] = (cli_admin, cli_sql)
+_CLIENT_COMMANDS: tuple[_ClientCommands, ...] = (cli_admin, cli_sql, cli_ops)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -414,44 +412,6 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("app", help="the SDK app to serve, as module:attribute")
     dev.add_argument("--endpoint-port", type=int, default=9080)
     _add_node_flags(dev, data_dir=".cairn/dev")
-
-    snapshots = commands.add_parser("snapshots", help="partition snapshots")
-    snapshot_commands = snapshots.add_subparsers(dest="action", required=True)
-    create = snapshot_commands.add_parser(
-        "create", help="snapshot one partition, or every partition the node leads, now"
-    )
-    create.add_argument("--partition", type=int, help="only this partition")
-    add_admin_flags(create)
-    listing = snapshot_commands.add_parser("list", help="list the repository's snapshots")
-    listing.add_argument("--partition", type=int, help="only this partition")
-    add_admin_flags(listing)
-    subscriptions = commands.add_parser("subscriptions", help="manage Kafka subscriptions")
-    subscription_commands = subscriptions.add_subparsers(dest="action", required=True)
-    add = subscription_commands.add_parser("add", help="feed a Kafka topic to a handler")
-    add.add_argument("source", help="kafka://CLUSTER/TOPIC")
-    add.add_argument("sink", help="service://SERVICE/HANDLER")
-    add.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="K=V",
-        help="e.g. auto.offset.reset=earliest",
-    )
-    add_admin_flags(add)
-    listing = subscription_commands.add_parser("list", help="list subscriptions")
-    add_admin_flags(listing)
-    remove = subscription_commands.add_parser("remove", help="delete a subscription")
-    remove.add_argument("id", help="the subscription id (sub_...)")
-    add_admin_flags(remove)
-
-    keys = commands.add_parser("keys", help="request-signing keys")
-    key_commands = keys.add_subparsers(dest="action", required=True)
-    generate = key_commands.add_parser(
-        "generate", help="write an ed25519 key pair for --request-signing-key-file"
-    )
-    generate.add_argument(
-        "--out", default="cairn-signing-key.pem", help="the private key file (PEM, mode 0600)"
-    )
 
     for module in _CLIENT_COMMANDS:
         module.add_commands(commands)
@@ -598,52 +558,6 @@ async def _dev(args: argparse.Namespace) -> None:
         await stop_endpoint()
 
 
-def _snapshots(args: argparse.Namespace) -> None:
-    if args.action == "create":
-        body = {} if args.partition is None else {"partition": args.partition}
-        for row in admin_request(args, "POST", "/snapshots", body)["snapshots"]:
-            print(f"partition {row['partition']}: {row['name']} (applied_lsn {row['applied_lsn']})")
-    else:
-        query = "" if args.partition is None else f"?partition={args.partition}"
-        for row in admin_request(args, "GET", f"/snapshots{query}")["snapshots"]:
-            lsn, size = row["applied_lsn"], row["size"]
-            print(f"{row['partition']:>5}  {lsn:>12}  {size:>10}  {row['name']}")
-
-
-def _subscriptions(args: argparse.Namespace) -> None:
-    if args.action == "add":
-        options: dict[str, str] = {}
-        for item in args.option:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                raise SystemExit(f"cairn: --option expects K=V, got {item!r}")
-            options[key] = value
-        body = {"source": args.source, "sink": args.sink, "options": options}
-        created = admin_request(args, "POST", "/subscriptions", body)
-        print(f"{created['id']}  {created['source']} -> {created['sink']}")
-    elif args.action == "list":
-        for row in admin_request(args, "GET", "/subscriptions")["subscriptions"]:
-            shown = " ".join(f"{k}={v}" for k, v in sorted(row["options"].items()))
-            print(f"{row['id']}  {row['source']} -> {row['sink']}  {shown}")
-    else:
-        admin_request(args, "DELETE", f"/subscriptions/{args.id}")
-        print(f"removed {args.id}")
-
-
-def _generate_keys(private: Path) -> None:
-    """The private key to ``private``, the public key (``publickeyv1_...``) to ``private.pub``
-    and stdout: give it to endpoints (``identity_keys=[...]``, ``--identity-key``)."""
-    try:
-        public = generate_key_pair(private)
-        private.with_name(private.name + ".pub").write_text(public + "\n")
-    except FileExistsError as exc:
-        raise SystemExit(f"cairn: {private} exists; not overwriting a key") from exc
-    except OSError as exc:
-        raise SystemExit(f"cairn: cannot write {private}: {exc}") from exc
-    print(f"private key: {private} (keep it secret: --request-signing-key-file {private})")
-    print(f"public key:  {public}")
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command in ("server", "dev"):
@@ -659,12 +573,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                 raise SystemExit(f"cairn: {exc}") from exc
             except (LogError, OSError) as exc:
                 raise SystemExit(f"cairn: the node stopped: {exc}") from exc
-    elif args.command == "snapshots":
-        _snapshots(args)
-    elif args.command == "subscriptions":
-        _subscriptions(args)
-    elif args.command == "keys":
-        _generate_keys(Path(args.out))
     else:
         for module in _CLIENT_COMMANDS:
             if module.run(args):

@@ -8,23 +8,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
+from runtime import cli_state
 from runtime.admin_client import add_admin_flags, admin_exchange, admin_request
+from runtime.cli_bulk import DONE, add_bulk_flags, manage_many
 from runtime.versions import cli as versions_cli
 
 # The admin API's page size bound (runtime/admin/listing.py MAX_LIMIT is larger; a page this
 # size keeps each request short).
 _PAGE = 1000
-_DONE = {"cancel": "cancelled", "kill": "killed", "purge": "purged"}
 
 
 def _console() -> Console:
@@ -94,6 +93,7 @@ def add_commands(commands: Any) -> None:
         command.add_argument("id", nargs="?", help="the invocation id (inv_...)")
         _filter_flags(command)
         command.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        add_bulk_flags(command)
         _client_flags(command)
 
     # describe, remove, drain, check and move (deployments); move (invocations): Versions.
@@ -101,10 +101,7 @@ def add_commands(commands: Any) -> None:
 
     state = commands.add_parser("state", help="state of virtual objects and workflows")
     state_commands = state.add_subparsers(dest="action", required=True)
-    get = state_commands.add_parser("get", help="every state entry of SERVICE/KEY")
-    get.add_argument("service")
-    get.add_argument("key")
-    _client_flags(get)
+    cli_state.add_commands(state_commands, _client_flags)
 
 
 def _filter_flags(parser: argparse.ArgumentParser) -> None:
@@ -125,7 +122,7 @@ def run(args: argparse.Namespace) -> bool:
     elif args.command == "invocations":
         _invocations(args)
     elif args.command == "state":
-        _state(args)
+        cli_state.run(args)
     else:
         return False
     return True
@@ -227,13 +224,14 @@ def _invocations(args: argparse.Namespace) -> None:
     elif args.action == "describe":
         _describe(args)
     elif args.id is not None:
-        if args.status or args.service:
+        if args.status or args.service or args.where or args.limit is not None:
             raise SystemExit(
-                "cairn: give an invocation id or filters (--status, --service), not both"
+                "cairn: give an invocation id or filters (--where, --status, --service, "
+                "--limit), not both"
             )
         _manage_one(args)
     else:
-        _manage_many(args)
+        manage_many(args)
     return None
 
 
@@ -272,84 +270,10 @@ def _manage_path(args: argparse.Namespace, invocation_id: str) -> str:
 def _manage_one(args: argparse.Namespace) -> None:
     status, _ = admin_exchange(args, "PATCH", _manage_path(args, args.id))
     # 202: a running invocation; the cancel is delivered and seen at the handler's next await.
-    outcome = "cancel requested" if status == 202 else _DONE[args.action]
+    outcome = "cancel requested" if status == 202 else DONE[args.action]
     if args.json:
         return _print_json({"id": args.id, "outcome": outcome})
     print(f"cancel requested for {args.id}" if status == 202 else f"{outcome} {args.id}")
-    return None
-
-
-def _manage_many(args: argparse.Namespace) -> None:
-    """Cancel, kill or purge every invocation the filters match, after a confirmation."""
-    if not args.status and not args.service:
-        raise SystemExit(
-            f"cairn: {args.action} needs an invocation id or a filter (--status, --service)"
-        )
-    if args.action == "purge" and args.status and args.status != "completed":
-        raise SystemExit("cairn: only completed invocations can be purged (--status completed)")
-    if args.action == "purge":
-        args.status = "completed"
-    # Cancel and kill skip what has already completed (it would only be refused).
-    ids = [
-        row["id"]
-        for row in _matching(args, None)
-        if args.action == "purge" or row["status"] != "completed"
-    ]
-    if not ids:
-        print(f"no invocation matches; nothing to {args.action}", file=sys.stderr)
-        return _print_json([]) if args.json else None
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise SystemExit(
-                f"cairn: {args.action} {len(ids)} invocations? confirm with --yes "
-                "(stdin is not a terminal)"
-            )
-        answer = input(f"{args.action} {len(ids)} invocations? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            raise SystemExit("cairn: nothing done")
-    results: list[dict[str, Any]] = []
-    with Progress(console=Console(stderr=True), disable=args.json) as progress:
-        task = progress.add_task(f"{args.action}", total=len(ids))
-        for invocation_id in ids:
-            # One failure (say, it completed meanwhile) does not stop the rest; it is reported.
-            status, body = admin_exchange(
-                args, "PATCH", _manage_path(args, invocation_id), raise_errors=False
-            )
-            results.append(_bulk_result(args.action, invocation_id, status, body))
-            progress.advance(task)
-    failed = [r for r in results if "error" in r]
-    if args.json:
-        _print_json(results)
-    else:
-        for r in failed:
-            print(f"{r['id']}: {r['error']}", file=sys.stderr)
-        print(f"{_DONE[args.action]} {len(results) - len(failed)} of {len(results)} invocations")
-    if failed:
-        raise SystemExit(1)
-    return None
-
-
-def _bulk_result(action: str, invocation_id: str, status: int, body: Any) -> dict[str, Any]:
-    if status < 300:
-        outcome = "cancel requested" if status == 202 else _DONE[action]
-        return {"id": invocation_id, "outcome": outcome}
-    message = body.get("message") if isinstance(body, dict) else body
-    return {"id": invocation_id, "error": f"{status} {message}"}
-
-
-# ---------------------------------------------------------------- state
-
-
-def _state(args: argparse.Namespace) -> None:
-    service = urllib.parse.quote(args.service, safe="")
-    key = urllib.parse.quote(args.key, safe="")
-    body = admin_request(args, "GET", f"/services/{service}/state/{key}")
-    if args.json:
-        return _print_json(body["state"])
-    table = Table("NAME", "VALUE", title=f"{args.service}/{args.key}")
-    for name, value in sorted(body["state"].items()):
-        table.add_row(name, json.dumps(value))
-    _console().print(table)
     return None
 
 

@@ -22,6 +22,7 @@ from runtime.admin.http import AdminServer
 from runtime.admin.placement import ClusterAdmin
 from runtime.admin.sql import Placement as SqlPlacement
 from runtime.admin.sql import SqlQueries
+from runtime.admin.state import ObjectState
 from runtime.clock import Clock, SystemClock
 from runtime.cluster import RESPONSES_PATH, ResponseDelivery, response_route
 from runtime.console.app import Console
@@ -346,6 +347,9 @@ class Node:
         self._delivery: ResponseDelivery | None = None
         self._client: InternalClient | None = None
         self._sql: SqlQueries | None = None
+        # Reads and edits object state through the log (``patch_state``): the admin API's state
+        # routes, and in-process callers such as the web console. Made in ``start``.
+        self.object_state: ObjectState | None = None
         self._notices: LeaderNotices | None = None
         # This node's advertised internal URL, once its internal port is bound (a cluster).
         self.internal_url: str | None = None
@@ -588,6 +592,7 @@ class Node:
             before_metrics=self._refresh_metrics,
             upgrade_check=self.check_upgrade,
         )
+        self.object_state = admin.state
         self._sql = SqlQueries(
             self._store,
             self.registry,

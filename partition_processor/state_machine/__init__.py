@@ -22,6 +22,7 @@ from partition_processor.commands import (
     LeaderDedup,
     MoveDeployment,
     NotifySignal,
+    PatchState,
     ProducerDedup,
     Purge,
     Terminate,
@@ -34,6 +35,7 @@ from partition_processor.state_machine.on_invocation_response import on_invocati
 from partition_processor.state_machine.on_invoke import on_invoke
 from partition_processor.state_machine.on_invoker_effect import on_invoker_effect
 from partition_processor.state_machine.on_notify_signal import on_notify_signal
+from partition_processor.state_machine.on_patch_state import on_patch_state
 from partition_processor.state_machine.on_purge import on_purge
 from partition_processor.state_machine.on_terminate import on_terminate
 from partition_processor.state_machine.on_timer_fired import on_timer_fired
@@ -91,5 +93,7 @@ def _dispatch(tx: Transaction, envelope: Envelope, actions: list[Action]) -> boo
             return on_move(tx, now_ms, command, actions)
         case DeploymentGone():
             return on_deployment_gone(tx, now_ms, command, actions)
+        case PatchState():
+            return on_patch_state(tx, command, actions)
         case _:
             assert_never(command)

@@ -15,12 +15,14 @@ from partition_processor.actions import (
 from partition_processor.commands import InvocationResponse
 from partition_processor.journal import Completion, JournalEntry, Result
 from partition_processor.limits import add_ms
+from partition_processor.state_machine.on_patch_state import apply_patch
 from partition_processor.tables import Transaction
 from partition_processor.values import (
     InvocationStatus,
     OutboxCommand,
     OutboxMessage,
     PurgeTimer,
+    QueuedPatch,
     RetryTimer,
 )
 
@@ -39,10 +41,17 @@ def send(tx: Transaction, route: str, command: OutboxCommand, actions: list[Acti
     actions.append(ShipOutbox(seq))
 
 
+def holds_lock(status: InvocationStatus) -> bool:
+    """Exclusive handlers and a workflow's run hold their object's lock while they run. (A run
+    is alone on its key anyway; its lock keeps a state patch from landing under it.)"""
+    target = status.target
+    return target.handler_kind in ("exclusive", "workflow") and target.key is not None
+
+
 def admit(tx: Transaction, status: InvocationStatus, now_ms: int, actions: list[Action]) -> None:
     """Start an invocation, or queue it behind the holder of its object's lock."""
     target = status.target
-    if target.handler_kind == "exclusive" and target.key is not None:
+    if holds_lock(status) and target.key is not None:
         if tx.lock_holder(target.service, target.key) is not None:
             tx.put_status(msgspec.structs.replace(status, phase="inboxed", modified_ms=now_ms))
             tx.enqueue_inbox(target.service, target.key, status.invocation_id)
@@ -140,7 +149,7 @@ def complete(
     else:
         forget(tx, status)
     target = status.target
-    if target.handler_kind == "exclusive" and target.key is not None:
+    if holds_lock(status) and target.key is not None:
         release_lock(tx, target.service, target.key, invocation_id, now_ms, actions)
 
 
@@ -170,7 +179,8 @@ def release_lock(
     now_ms: int,
     actions: list[Action],
 ) -> None:
-    """Free the object's lock and hand it to the next invocation in its inbox (FIFO)."""
+    """Free the object's lock and hand it to the next invocation in its inbox (FIFO). State
+    patches queued before that invocation apply now, in their order."""
     lock = tx.lock(service, key)
     if lock is None or lock.holder != holder:
         return
@@ -178,6 +188,9 @@ def release_lock(
     while (popped := tx.pop_inbox(service, key, head)) is not None:
         next_id, seq = popped
         head = seq + 1
+        if isinstance(next_id, QueuedPatch):
+            apply_patch(tx, service, key, next_id, actions)
+            continue
         queued = tx.status(next_id)
         if queued is None or queued.phase != "inboxed":
             continue  # purged or killed while queued

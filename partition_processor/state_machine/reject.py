@@ -20,6 +20,7 @@ from partition_processor.commands import (
     InvokerEffect,
     MoveDeployment,
     NotifySignal,
+    PatchState,
     ProducerDedup,
     Purge,
     Terminate,
@@ -71,6 +72,11 @@ def reject(tx: Transaction, envelope: Envelope, reason: str, actions: list[Actio
             if sink is not None:
                 actions.append(RespondToIngress(sink, invocation_id, failure))
                 answered = True
+        case PatchState(sink=sink):
+            # Belongs to no invocation: its request is answered, nothing else fails.
+            invocation_id = None
+            if sink is not None:
+                actions.append(RespondToIngress(sink, "", failure))
         case (
             InvokerEffect(invocation_id=invocation_id)
             | InvocationResponse(invocation_id=invocation_id)

@@ -1,8 +1,7 @@
-"""Admin HTTP: deployments, services, invocation status, object state, health."""
+"""Admin HTTP: deployments, services, invocation status, health (object state: ``state.py``)."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -10,11 +9,9 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from partition_processor import keys
 from partition_processor.commands import Purge, Terminate
 from partition_processor.ids import (
     InvalidInvocationId,
-    object_partition_key,
     parse_partition_key,
     partition_of,
 )
@@ -23,12 +20,13 @@ from partition_processor.tables import KeyValueReader, read_journal, read_status
 from runtime.admin.listing import BadListing, Cursor, parse_limit, walk_invocations
 from runtime.admin.manage import Action, manage_invocation
 from runtime.admin.placement import ClusterAdmin, NotApplied
+from runtime.admin.state import ObjectState, value_json
 from runtime.health import NodeHealth
 from runtime.http_errors import error_response
 from runtime.http_limits import BodyTimeout, BodyTooLarge, read_body, timed_out
 from runtime.ingress.gateway import InvocationGateway
 from runtime.ingress.http import health_response
-from runtime.ingress.validation import InvalidRequest, check_json, check_text
+from runtime.ingress.validation import InvalidRequest, check_json
 from runtime.invoker.discovery import DiscoveryError
 from runtime.limits import SizePolicy
 from runtime.log import LogError
@@ -109,14 +107,6 @@ def _deployment_json(deployment: Deployment, pinned: int = 0) -> dict[str, Any]:
     }
 
 
-def value_json(value: bytes) -> Any:
-    """Show a stored value as JSON when it is JSON, else as base64."""
-    try:
-        return msgspec.json.decode(value)
-    except msgspec.DecodeError:
-        return {"base64": base64.b64encode(value).decode()}
-
-
 def _completion_json(entry: JournalEntry) -> Any:
     match entry.completion:
         case None:
@@ -180,10 +170,22 @@ class AdminServer:
         router.add_get("/health", self._health)
         cluster.install(self.app)
         # What a node that does not apply a partition asks one of its replicas for.
-        cluster.add_read("state", self._state_here)
         cluster.add_read("invocation", self._invocation_here)
         cluster.add_read("pinned", self._pinned_here)
         cluster.add_read("replay-candidates", self._candidates_here)
+        # The object state routes (GET and POST); ``state.patch_state`` for in-process callers.
+        self.state = ObjectState(
+            registry,
+            store,
+            partitions,
+            gateway=gateway,
+            cluster=cluster,
+            limits=limits,
+            body_timeout_s=body_timeout_s,
+            max_body_bytes=self._max_body_bytes,
+            retry_after_s=health.retry_after_s,
+        )
+        self.state.install(self.app)
         router.add_get("/metrics", self._metrics)
         router.add_post("/snapshots", self._create_snapshots)
         router.add_get("/snapshots", self._list_snapshots)
@@ -192,7 +194,6 @@ class AdminServer:
         router.add_get("/deployments/{id}", self._deployment)
         router.add_get("/services", self._services)
         router.add_get("/services/{service}", self._service)
-        router.add_get("/services/{service}/state/{key}", self._state)
         router.add_get("/invocations", self._invocations)
         router.add_get("/invocations/{id}", self._invocation)
         router.add_patch("/invocations/{id}/cancel", self._cancel)
@@ -393,26 +394,6 @@ class AdminServer:
         if service is None:
             return error_response(404, f"service {request.match_info['service']!r} not found")
         return web.json_response(_service_json(service))
-
-    async def _state(self, request: web.Request) -> web.Response:
-        service, key = request.match_info["service"], request.match_info["key"]
-        try:
-            check_text(key, "the key", self._limits)
-        except InvalidRequest as exc:
-            return error_response(exc.status, exc.message)
-        if self._registry.service(service) is None:
-            return error_response(404, f"service {service!r} not found")
-        partition = partition_of(object_partition_key(service, key), self._partitions)
-        args = {"service": service, "key": key}
-        if (forwarded := await self._cluster.forward(partition, "state", args)) is not None:
-            return forwarded
-        return self._state_here(partition, args)
-
-    def _state_here(self, partition: int, args: Mapping[str, str]) -> web.Response:
-        service, key = args["service"], args["key"]
-        prefix = keys.state_prefix(partition, service, key)
-        state = {keys.state_name_of(k, prefix): value_json(v) for k, v in self._store.scan(prefix)}
-        return web.json_response({"service": service, "key": key, "state": state})
 
     async def _invocations(self, request: web.Request) -> web.Response:
         """One page of invocations (``?status=``, ``?limit=``, ``?cursor=`` from ``next``)."""

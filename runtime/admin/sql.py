@@ -11,22 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import csv
 import datetime
 import decimal
-import io
 import json
 import re
 import threading
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import msgspec
+import pyarrow as pa
 from aiohttp import web
 
 from partition_processor.tables import KeyValueReader
+from runtime.admin.sql_formats import (
+    ARROW_MEDIA_TYPE,
+    TRUNCATED_HEADER,
+    UnknownFormat,
+    arrow_stream,
+    csv_text,
+    fetch_arrow,
+    negotiate,
+)
 from runtime.admin.sql_tables import (
     COLUMNS,
     PARTITION_TABLES,
@@ -42,6 +50,7 @@ from runtime.internal import InternalClient, InternalRoutes, PeerError, Rejected
 from runtime.metadata import Registry
 
 ROWS_PATH = "/internal/sql-rows"
+_T = TypeVar("_T")
 
 
 class RowsRequest(msgspec.Struct, frozen=True):
@@ -158,11 +167,55 @@ def run_query(
     interrupt: Interrupt | None = None,
 ) -> tuple[list[str], list[dict[str, Any]], bool]:
     """Run ``query`` over ``tables`` in a fresh in-memory engine (blocking: call it in a
-    thread): the columns, up to ``limits.result_rows`` rows, and whether more were left off."""
+    thread): the columns, up to ``limits.result_rows`` rows as JSON values, and whether more
+    were left off."""
+    return _run(query, tables, limits, interrupt, _fetch_json)
+
+
+def run_query_arrow(
+    query: str,
+    tables: dict[str, list[Row]],
+    limits: Limits,
+    interrupt: Interrupt | None = None,
+) -> tuple[pa.Table, bool]:
+    """As ``run_query``, the result as an Arrow table (typed columns)."""
+    return _run(query, tables, limits, interrupt, fetch_arrow)
+
+
+def _fetch_json(
+    con: duckdb.DuckDBPyConnection, query: str, max_rows: int
+) -> tuple[list[str], list[dict[str, Any]], bool]:
+    cursor = con.execute(query)
+    fetched = cursor.fetchmany(max_rows + 1)
+    description = cursor.description or []
+    names = [d[0] for d in description]
+    json_columns = {i for i, d in enumerate(description) if str(d[1]).upper() == "JSON"}
+    result: list[dict[str, Any]] = []
+    for raw in fetched[:max_rows]:
+        row: dict[str, Any] = {}
+        for i, name in enumerate(names):
+            value = raw[i]
+            if i in json_columns and isinstance(value, str):
+                value = json.loads(value)
+            row[name] = _cell(value)
+        result.append(row)
+    return names, result, len(fetched) > max_rows
+
+
+def _run(
+    query: str,
+    tables: dict[str, list[Row]],
+    limits: Limits,
+    interrupt: Interrupt | None,
+    fetch: Callable[[duckdb.DuckDBPyConnection, str, int], _T],
+) -> _T:
     interrupt = interrupt or Interrupt()
-    max_rows = limits.result_rows
     config = {
+        # No file or network access (read_csv, read_text, COPY, ATTACH, httpfs...), no
+        # extension installed or loaded: a query sees the introspection tables only.
         "enable_external_access": False,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
         "memory_limit": f"{limits.memory_mb}MB",
         "threads": limits.threads,
     }
@@ -186,23 +239,9 @@ def run_query(
         con.execute("SET lock_configuration = true")
         interrupt.check()  # (the loading took the whole time)
         try:
-            cursor = con.execute(query)
-            fetched = cursor.fetchmany(max_rows + 1)
+            return fetch(con, query, limits.result_rows)
         except duckdb.Error as exc:
             raise QueryError(400, str(exc)) from exc
-        description = cursor.description or []
-        names = [d[0] for d in description]
-        json_columns = {i for i, d in enumerate(description) if str(d[1]).upper() == "JSON"}
-        result: list[dict[str, Any]] = []
-        for raw in fetched[:max_rows]:
-            row: dict[str, Any] = {}
-            for i, name in enumerate(names):
-                value = raw[i]
-                if i in json_columns and isinstance(value, str):
-                    value = json.loads(value)
-                row[name] = _cell(value)
-            result.append(row)
-        return names, result, len(fetched) > max_rows
     finally:
         con.close()
 
@@ -252,28 +291,50 @@ class SqlQueries:
         except BodyTooLarge as exc:
             return error_response(413, str(exc))
         try:
-            query = msgspec.json.decode(body, type=dict[str, str]).get("query")
+            fields = msgspec.json.decode(body, type=dict[str, str])
         except msgspec.DecodeError:
-            query = None
+            fields = {}
+        query = fields.get("query")
         if not query:
-            return error_response(400, 'send a JSON body {"query": "SELECT ..."}')
+            return error_response(
+                400, 'send a JSON body {"query": "SELECT ...", "format": "json|csv|arrow"}'
+            )
         try:
+            form = negotiate(request.headers.get("accept", ""), fields.get("format"))
+        except UnknownFormat as exc:
+            return error_response(400, str(exc))
+        try:
+            if form == "arrow":
+                table, truncated = await self.query_arrow(query)
+                return web.Response(
+                    body=arrow_stream(table),
+                    content_type=ARROW_MEDIA_TYPE,
+                    headers={TRUNCATED_HEADER: str(truncated).lower()},
+                )
             columns, rows, truncated = await self.query(query)
         except QueryError as exc:
             return error_response(exc.status, exc.message)
-        if "text/csv" in request.headers.get("accept", ""):
-            out = io.StringIO()
-            writer = csv.writer(out)
-            writer.writerow(columns)
-            for row in rows:
-                writer.writerow(
-                    [json.dumps(v) if isinstance(v, dict | list) else v for v in row.values()]
-                )
-            return web.Response(text=out.getvalue(), content_type="text/csv")
+        if form == "csv":
+            return web.Response(
+                text=csv_text(columns, rows),
+                content_type="text/csv",
+                headers={TRUNCATED_HEADER: str(truncated).lower()},
+            )
         return web.json_response({"columns": columns, "rows": rows, "truncated": truncated})
 
     async def query(self, query: str) -> tuple[list[str], list[dict[str, Any]], bool]:
         """Run a read-only query over the cluster's tables (see the module docstring)."""
+        return await self._bounded(query, run_query)
+
+    async def query_arrow(self, query: str) -> tuple[pa.Table, bool]:
+        """As ``query``, the result as an Arrow table."""
+        return await self._bounded(query, run_query_arrow)
+
+    async def _bounded(
+        self,
+        query: str,
+        run: Callable[[str, dict[str, list[Row]], Limits, Interrupt], _T],
+    ) -> _T:
         check_read_only(query)
         names = tables_named(query)
         tables = await self._gather([n for n in names if n in PARTITION_TABLES])
@@ -282,7 +343,7 @@ class SqlQueries:
                 tables[name] = metadata_rows(self._registry, name)
         interrupt = Interrupt()
         running = asyncio.ensure_future(
-            asyncio.to_thread(run_query, query, tables, self._limits, interrupt)
+            asyncio.to_thread(run, query, tables, self._limits, interrupt)
         )
         try:
             return await asyncio.wait_for(asyncio.shield(running), self._timeout_s)

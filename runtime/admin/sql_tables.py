@@ -16,7 +16,7 @@ import msgspec
 
 from partition_processor import keys
 from partition_processor.journal import Failure, JournalEntry, Success
-from partition_processor.tables import KeyValueReader, decode_entry, decode_status
+from partition_processor.tables import KeyValueReader, decode_entry, decode_inbox, decode_status
 from partition_processor.values import PromiseValue
 from runtime.metadata import Registry
 
@@ -173,7 +173,9 @@ def _state_rows(partition: int, raw: Iterable[tuple[bytes, bytes]]) -> Iterable[
 def _inbox_rows(partition: int, raw: Iterable[tuple[bytes, bytes]]) -> Iterable[Row]:
     for key, value in raw:
         service, object_key, seq = keys.parse_inbox_key(key)
-        yield (partition, service, object_key, seq, value.decode())
+        entry = decode_inbox(value)
+        # (A queued state patch has no invocation id.)
+        yield (partition, service, object_key, seq, entry if isinstance(entry, str) else None)
 
 
 def _promise_rows(partition: int, raw: Iterable[tuple[bytes, bytes]]) -> Iterable[Row]:

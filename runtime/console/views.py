@@ -25,9 +25,9 @@ from partition_processor.ids import (
 )
 from partition_processor.journal import Call, Input, OneWayCall, Output, SetState, Success
 from partition_processor.tables import KeyValueReader, read_journal, read_status
-from runtime.admin.http import value_json
 from runtime.admin.placement import ClusterAdmin
 from runtime.admin.sql import QueryError, SqlQueries
+from runtime.admin.state import value_json
 from runtime.http_errors import error_response
 from runtime.metadata import Registry
 from runtime.metrics import REGISTRY

@@ -28,6 +28,7 @@ from partition_processor.commands import (
     Invoke,
     MoveDeployment,
     NotifySignal,
+    PatchState,
     Purge,
     Target,
     Terminate,
@@ -35,6 +36,7 @@ from partition_processor.commands import (
 )
 from partition_processor.ids import (
     invocation_id_for,
+    object_partition_key,
     parse_awakeable_id,
     parse_partition_key,
     partition_of,
@@ -89,6 +91,21 @@ class NoLeader(ResultUnavailable):
             f"partition {partition} did not answer within {timeout_s:g} s "
             "(--ingress-leader-timeout): it has no leader now (a node failed; its partitions "
             "move after the cluster session timeout)",
+        )
+
+
+class PatchNotConfirmed(ResultUnavailable):
+    """A state patch is in the log but was not applied within the leader timeout: its partition
+    has no leader, or the object is busy (the patch applies once the invocations before it
+    end). Reading the state tells which."""
+
+    def __init__(self, service: str, key: str, partition: int, timeout_s: float) -> None:
+        super().__init__(
+            f"the state patch of {service}/{key} was not confirmed within {timeout_s:g} s: "
+            f"partition {partition} has no leader, or the object is busy (the patch applies "
+            "once the invocations queued before it end); read the state to see whether it did",
+            None,
+            "the state patch was not confirmed in time",
         )
 
 
@@ -344,6 +361,26 @@ class InvocationGateway:
         """Append an admin command without waiting for what it does (its ``sink`` is None)."""
         await self._append_command(command.invocation_id, command)
 
+    async def patch_state(self, command_of: Callable[[IngressSink], PatchState]) -> Result:
+        """Append a state patch to its object's partition and return its outcome, once it is
+        applied (which waits for the object's running and queued invocations: the leader
+        timeout bounds the wait, past it ``PatchNotConfirmed``)."""
+        request_id = uuid.uuid4().hex
+        outcome = self._responses.expect(request_id)
+        try:
+            command = command_of(IngressSink(self._node_id, request_id))
+            key = object_partition_key(command.service, command.key)
+            partition = partition_of(key, self._log.partitions)
+            await self._append_to(partition, command)
+            try:
+                return (await asyncio.wait_for(outcome, self._leader_timeout_s)).result
+            except TimeoutError:
+                raise PatchNotConfirmed(
+                    command.service, command.key, partition, self._leader_timeout_s
+                ) from None
+        finally:
+            self._responses.forget(request_id)
+
     async def complete_awakeable(self, awakeable_id: str, result: Result) -> Result:
         """Resolve or reject an awakeable; returns Success, or Failure 404 / 409."""
         owner, index = parse_awakeable_id(awakeable_id)
@@ -400,8 +437,15 @@ class InvocationGateway:
         self, route: str, command: Invoke | NotifySignal | Attach | ManagementCommand
     ) -> None:
         """Append to the partition that owns invocation id ``route``."""
-        envelope = Envelope(IngressSource(self._node_id), now_ms(), command)
         partition = partition_of(parse_partition_key(route), self._log.partitions)
+        await self._append_to(partition, command)
+
+    async def _append_to(
+        self,
+        partition: int,
+        command: Invoke | NotifySignal | Attach | ManagementCommand | PatchState,
+    ) -> None:
+        envelope = Envelope(IngressSource(self._node_id), now_ms(), command)
         record = encode_envelope(envelope)
         if len(record) > self._max_record_bytes:
             # The body, key and header limits keep requests below this; the log's own limit

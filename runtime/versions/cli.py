@@ -30,6 +30,7 @@ def add_commands(
         action="store_true",
         help="remove even with pinned invocations (they fail with 573, deployment gone)",
     )
+    remove.add_argument("--json", action="store_true", help="print the admin API's JSON")
     drain = deployments.add_parser(
         "drain", help="wait until no invocation is pinned to a deployment, then remove it"
     )
@@ -62,6 +63,9 @@ def run_deployments(args: argparse.Namespace) -> None:
         case "remove":
             force = "true" if args.force else "false"
             removed = admin_request(args, "DELETE", f"/deployments/{args.id}?force={force}")
+            if args.json:
+                print(json.dumps(removed, indent=2))
+                return
             failed = removed["failed_invocations"]
             note = f" ({failed} pinned invocation{'s' if failed != 1 else ''} failed)"
             print(f"removed {args.id}{note if failed else ''}")

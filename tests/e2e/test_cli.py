@@ -10,13 +10,14 @@ import json
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runtime import cli
 from tests.e2e.conftest import Cluster
-from tests.e2e.harness import Client
+from tests.e2e.harness import Client, Endpoint
 
 APP = "tests.e2e.apps.workflows:app"
 
@@ -70,7 +71,9 @@ def _row(table: str, first: str) -> list[str]:
     raise AssertionError(f"no row {first!r} in:\n{table}")
 
 
-async def test_services_deployments_and_state(shared: Cluster, client: Client) -> None:
+async def test_services_deployments_and_state(
+    shared: Cluster, client: Client, tmp_path: Path
+) -> None:
     services = await _json(shared, "services", "list")
     locker = next(s for s in services if s["name"] == "Locker")
     assert locker["ty"] == "virtual_object"
@@ -98,6 +101,19 @@ async def test_services_deployments_and_state(shared: Cluster, client: Client) -
     removed = await _cli(shared, "deployments", "remove", "dp_unknown")
     assert removed.returncode == 1 and "failed with" in removed.stderr
     assert "Traceback" not in removed.stderr
+    # A second endpoint (other services) registered and removed, with --json and without.
+    other = Endpoint("tests.e2e.apps.bulk:app", tmp_path)
+    other.start()
+    try:
+        added = await _json(shared, "deployments", "register", other.uri)
+        assert sorted(s["name"] for s in added["services"]) == ["Napper", "Sleeper"]
+        gone = await _json(shared, "deployments", "remove", added["id"])
+        assert gone == {"id": added["id"], "failed_invocations": 0}
+        again = (await _ok(shared, "deployments", "register", other.uri)).split()[1]
+        assert (await _ok(shared, "deployments", "remove", again)).strip() == f"removed {again}"
+    finally:
+        other.stop()
+    assert [d["uri"] for d in await _json(shared, "deployments", "list")] == [shared.endpoint.uri]
 
     key = uuid.uuid4().hex
     assert (await client.call(f"/Locker/{key}/add", 5)).status == 200
@@ -119,6 +135,17 @@ async def test_invocations_list_describe_and_manage(shared: Cluster, client: Cli
     assert waiting in {row["id"] for row in listed}
     assert all(row["target"].startswith("Signals/") for row in listed)
     assert len(await _json(shared, "invocations", "list", "--limit", "1")) == 1
+    status = (await client.invocation(waiting))["status"]
+    by_status = await _json(shared, "invocations", "list", "--status", status)
+    assert waiting in {row["id"] for row in by_status}
+    assert {row["status"] for row in by_status} == {status}
+    table = await _ok(shared, "invocations", "list", "--status", "completed")
+    assert all(
+        _row(table, line.split()[1])[1] == "completed"
+        for line in table.splitlines()
+        if line.startswith("│ inv_")
+    )
+    assert waiting not in table
     table = await _ok(shared, "invocations", "list", "--service", "Signals")
     assert _row(table, waiting)[1] in ("invoked", "suspended")
     assert _row(table, waiting)[2] == f"Signals/{key}/run"
@@ -153,7 +180,7 @@ async def test_invocations_list_describe_and_manage(shared: Cluster, client: Cli
     await client.wait_for(all_pending)
     # No terminal to confirm on and no --yes: refused, nothing killed.
     refused = await _cli(shared, "invocations", "kill", "--service", "Locker")
-    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert refused.returncode == 2 and "--yes" in refused.stderr
     statuses = {r["id"]: r["status"] for r in await _json(shared, "invocations", "list")}
     assert all(statuses[h] in ("invoked", "suspended") for h in holders)
     # Either filter alone is fine; an id with filters is an error, as is no id and no filter.

@@ -45,7 +45,9 @@ class TwoNodes:
         )
 
 
-def _node(name: str, directory: Path, bootstrap: str, prefix: str) -> Node:
+def _node(
+    name: str, directory: Path, bootstrap: str, prefix: str, replication: int | None = None
+) -> Node:
     flags = [
         "--cluster",
         "--cluster-session-timeout-ms",
@@ -53,17 +55,22 @@ def _node(name: str, directory: Path, bootstrap: str, prefix: str) -> Node:
         "--node-name",
         name,
     ]
+    if replication is not None:
+        flags += ["--replication", str(replication)]
     return Node("kafka", directory / name, bootstrap, PARTITIONS, extra=flags, topic_prefix=prefix)
 
 
 @contextmanager
-def two_nodes(app: str, directory: Path, bootstrap: str, tag: str) -> Iterator[TwoNodes]:
+def two_nodes(
+    app: str, directory: Path, bootstrap: str, tag: str, replication: int | None = None
+) -> Iterator[TwoNodes]:
     """Nodes a and b of one cluster on fresh topics, and an endpoint serving ``app``; their logs
-    are printed at the end (pytest shows them when the test failed)."""
+    are printed at the end (pytest shows them when the test failed). ``replication`` 1: each
+    node applies only the partitions it leads."""
     prefix = unique_topic(tag)
     started = TwoNodes(
-        _node("a", directory, bootstrap, prefix),
-        _node("b", directory, bootstrap, prefix),
+        _node("a", directory, bootstrap, prefix, replication),
+        _node("b", directory, bootstrap, prefix, replication),
         Endpoint(app, directory),
     )
     started.endpoint.start()
@@ -78,8 +85,12 @@ def two_nodes(app: str, directory: Path, bootstrap: str, tag: str) -> Iterator[T
 
 
 @pytest.fixture
-def nodes(tmp_path: Path, kafka_bootstrap: str) -> Iterator[TwoNodes]:
-    with two_nodes(APP, tmp_path, kafka_bootstrap, "cluster") as started:
+def nodes(
+    request: pytest.FixtureRequest, tmp_path: Path, kafka_bootstrap: str
+) -> Iterator[TwoNodes]:
+    """Two nodes; a test parametrizes it indirectly with a replication factor to set one."""
+    replication: int | None = getattr(request, "param", None)
+    with two_nodes(APP, tmp_path, kafka_bootstrap, "cluster", replication) as started:
         yield started
 
 
@@ -157,6 +168,31 @@ async def test_admin_writes_work_from_any_node(
     assert response.status == 200, response.body
     killed_result = await b.attach(holders[killed])
     assert (killed_result.status, killed_result.json()["message"]) == (409, "killed")
+
+
+@pytest.mark.parametrize("nodes", [1], indirect=True)
+async def test_state_patched_from_a_node_that_does_not_apply_the_partition(
+    nodes: TwoNodes, clients: tuple[Client, Client]
+) -> None:
+    """Replication 1: b neither leads nor follows the key's partition; it reads the state from
+    a (with its version) and appends the patch, whose outcome a's leader delivers back to b."""
+    a, b = clients
+    led_by_a = set(await _leading(a))
+    key = next(
+        k for k in _keys_on_every_partition("Counter") if _partition("Counter", k) in led_by_a
+    )
+    placement = (await b.admin("GET", "/cluster")).json()["partitions"]
+    assert placement[_partition("Counter", key)]["standbys"] == []
+    assert (await a.call(f"/Counter/{key}/add", 2)).json() == 2
+    read = await b.admin("GET", f"/services/Counter/state/{key}")
+    assert read.status == 200, read.body
+    assert read.json()["state"] == {"count": 2}
+    body = {"object_key": key, "version": read.json()["version"], "new_state_json": {"count": 9}}
+    response = await b.admin("POST", "/services/Counter/state", body)
+    assert response.status == 200, response.body
+    assert (await a.call(f"/Counter/{key}/add", 1)).json() == 10
+    stale = await b.admin("POST", "/services/Counter/state", body)
+    assert stale.status == 409, stale.body
 
 
 def _partition(service: str, key: str) -> int:

@@ -62,15 +62,28 @@ async def _workload(client: Client, tag: str) -> None:
     assert flaky.status == 200, flaky.body
     missing = await client.call("/Greeter/nope", "x")
     assert missing.status == 404
-    # A workflow waiting on its promise stays in the store (invocations by state).
+    # A workflow waiting on its promise stays in the store (invocations by state) and suspends.
     await client.send(f"/Approval/{tag}/run", "leave")
+    # A delayed send waits on a timer (timers pending, invocations scheduled).
+    delayed = await client.call("/Greeter/greet/send?delay=1h", f"{tag}-later")
+    assert delayed.status == 202, delayed.body
 
 
 async def test_metrics_move_under_a_workload(client: Client) -> None:
     before = await _scrape(client)
     tag = uuid.uuid4().hex[:8]
     await _workload(client, tag)
-    after = await _scrape(client)
+
+    async def suspended() -> Samples | None:
+        # The waiting workflow's attempt ends suspended once the SDK sees it must wait.
+        scraped = await _scrape(client)
+        ended = "cairn_invoker_attempts_ended_total"
+        gone = _total(scraped, ended, outcome="suspended") > _total(
+            before, ended, outcome="suspended"
+        )
+        return scraped if gone else None
+
+    after = await client.wait_for(suspended)
 
     def moved(name: str, **labels: str) -> float:
         return _total(after, name, **labels) - _total(before, name, **labels)
@@ -101,6 +114,9 @@ async def test_metrics_move_under_a_workload(client: Client) -> None:
     assert {ls for (n, ls) in after if n == "cairn_partition_lag_records"} == {
         frozenset({("partition", str(p))}) for p in range(4)
     }
+    assert moved("cairn_timers_pending") >= 1  # the delayed send
+    assert moved("cairn_invocations", state="scheduled") >= 1
+    assert moved("cairn_invoker_attempts_ended_total", outcome="suspended") >= 1
     assert ("cairn_timers_pending", frozenset({("partition", "0")})) in after
     assert ("cairn_outbox_backlog", frozenset({("partition", "0")})) in after
 

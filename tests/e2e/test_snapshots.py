@@ -4,6 +4,7 @@ HTTP, on the local log and on Kafka (Tansu), with a file:// snapshot repository.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from tests.e2e.conftest import start_cluster, stop_cluster
 from tests.e2e.harness import Client, Endpoint, Node
+from tests.e2e.test_cli import _run_main
 from tests.support.broker import unique_topic
 from tests.support.s3 import S3Server
 
@@ -267,6 +269,19 @@ async def test_snapshot_admin_errors_are_clear(
         )
         assert listing.returncode == 0, listing.stderr
         assert "p00000/" in listing.stdout and taken["name"] in listing.stdout
+        # And with --json (in this process: a process per call costs seconds).
+        as_json = await asyncio.to_thread(
+            _run_main, ["snapshots", "list", "--partition", "1", "--json", *admin]
+        )
+        assert as_json.returncode == 0, as_json.stderr
+        assert json.loads(as_json.stdout) == listed.json()["snapshots"]
+        made = await asyncio.to_thread(
+            _run_main, ["snapshots", "create", "--partition", "1", "--json", *admin]
+        )
+        assert made.returncode == 0, made.stderr
+        assert [(r["partition"], r["name"][:7]) for r in json.loads(made.stdout)] == [
+            (1, "p00001/")
+        ]
     finally:
         await client.close()
         stop_cluster(cluster)

@@ -1,5 +1,5 @@
 """SQL introspection (``POST /query``) on one node, on the local log and on Kafka: every table,
-with filters and joins, CSV, bad SQL and refused statements."""
+with filters and joins, CSV, Arrow, bad SQL and refused statements."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ import asyncio
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from tests.e2e.harness import Client
+from tests.e2e.test_cli import _run_main
 
 APP = "tests.e2e.apps.introspection:app"
 pytestmark = pytest.mark.usefixtures("shared")
@@ -147,6 +151,74 @@ async def test_csv_on_request(client: Client) -> None:
     assert ["Greeter", "service"] in table[1:]
 
 
+async def query_arrow(client: Client, sql: str, **body: str) -> pa.Table:
+    """The query's rows as an Arrow table, asked by the Accept header or, with ``format`` in
+    ``body``, by the body."""
+    headers = {} if body else {"accept": "application/vnd.apache.arrow.stream"}
+    response = await client.request(
+        "POST", f"{client.node.admin}/query", {"query": sql, **body}, headers=headers
+    )
+    assert response.status == 200, response.body
+    assert response.headers["content-type"] == "application/vnd.apache.arrow.stream"
+    assert response.headers["x-cairn-truncated"] == "false"
+    return pa.ipc.open_stream(response.body).read_all()
+
+
+def as_json_values(table: pa.Table) -> list[dict[str, Any]]:
+    """Arrow rows with their times as the JSON answer shows them (ISO-like strings)."""
+    return [
+        {
+            k: str(v) if pa.types.is_timestamp(table.schema.field(k).type) and v else v
+            for k, v in row.items()
+        }
+        for row in table.to_pylist()
+    ]
+
+
+# Ints, strings, a timestamp and nulls (a service call has no key; nothing has failed).
+ARROW_QUERY = (
+    "SELECT id, partition, service, key, attempt, last_failure_code, "
+    "epoch_ms(created_ms) AS created FROM sys_invocation WHERE key LIKE '{tag}%' "
+    "OR id = '{greet_id}' ORDER BY id"
+)
+
+
+async def test_arrow_on_request_equals_the_json_rows(client: Client) -> None:
+    tag = uuid.uuid4().hex[:8]
+    greeted = await client.call("/Greeter/greet", f"Ada-{tag}")
+    assert greeted.status == 200, greeted.body
+    for n in range(2):
+        assert (await client.call(f"/Counter/{tag}-{n}/add", n)).status == 200
+    query = ARROW_QUERY.format(tag=tag, greet_id=greeted.headers["x-restate-id"])
+    rows = await _query(client, query)
+    assert len(rows) == 3 and sum(r["key"] is None for r in rows) == 1
+    table = await query_arrow(client, query)
+    schema = table.schema
+    assert pa.types.is_integer(schema.field("partition").type)
+    assert pa.types.is_integer(schema.field("last_failure_code").type)
+    assert pa.types.is_string(schema.field("service").type)
+    assert pa.types.is_timestamp(schema.field("created").type)
+    assert as_json_values(table) == rows
+    # The body may ask for it too; the Accept header wins over the body.
+    assert as_json_values(await query_arrow(client, query, format="arrow")) == rows
+    as_csv = await client.request(
+        "POST",
+        f"{client.node.admin}/query",
+        {"query": query, "format": "arrow"},
+        headers={"accept": "text/csv"},
+    )
+    assert as_csv.status == 200 and as_csv.headers["content-type"].startswith("text/csv")
+    assert len(list(csv.reader(io.StringIO(as_csv.body.decode())))) == 4
+    by_body = await client.admin("POST", "/query", {"query": query, "format": "csv"})
+    assert by_body.status == 200 and by_body.body == as_csv.body
+
+
+async def test_an_unknown_format_is_refused(client: Client) -> None:
+    response = await client.admin("POST", "/query", {"query": "SELECT 1", "format": "parquet"})
+    assert response.status == 400, response.body
+    assert response.json()["code"] == 400 and "parquet" in response.json()["message"]
+
+
 async def test_bad_sql_gets_the_engines_message(client: Client) -> None:
     assert "syntax error" in (await _refused(client, "SELEC id FROM sys_invocation")).lower()
     assert "nope" in await _refused(client, "SELECT nope FROM sys_invocation")
@@ -160,6 +232,10 @@ async def test_only_read_only_queries_without_file_access(client: Client) -> Non
     assert "read-only" in await _refused(client, "COPY sys_service TO '/tmp/cairn-sql.csv'")
     assert "exactly one" in await _refused(client, "SELECT 1; SELECT 2")
     assert "disabled" in await _refused(client, "SELECT * FROM read_csv('/etc/hostname')")
+    assert "disabled" in await _refused(client, "SELECT * FROM read_text('/etc/passwd')")
+    assert "read-only" in await _refused(client, "ATTACH '/tmp/cairn-sql.db'")
+    assert "read-only" in await _refused(client, "INSERT INTO state VALUES (0)")
+    assert "exactly one" in await _refused(client, "SELECT 1; DROP TABLE state")
     # The data is not changed by a refused statement: the services are all still there.
     assert len(await _query(client, "SELECT name FROM sys_service")) == 4
 
@@ -189,3 +265,49 @@ async def test_cairn_sql_prints_a_table_or_json(client: Client) -> None:
     bad = await asyncio.to_thread(_cairn_sql, admin, "SELEC 1")
     assert bad.returncode != 0
     assert "400" in bad.stderr and "syntax error" in bad.stderr
+
+
+async def test_cairn_sql_formats_and_output_file(client: Client, tmp_path: Path) -> None:
+    admin = client.node.admin
+    query = "SELECT name, revision FROM sys_service WHERE name IN ('Counter', 'Greeter') ORDER BY 1"
+    want = await _query(client, query)
+
+    async def cairn_sql(*argv: str) -> str:  # in this process: a process per call costs seconds
+        done = await asyncio.to_thread(_run_main, ["sql", "--admin", admin, *argv, query])
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    as_csv = await cairn_sql("--format", "csv")
+    assert list(csv.DictReader(io.StringIO(as_csv))) == [
+        {k: str(v) for k, v in row.items()} for row in want
+    ]
+    assert json.loads(await cairn_sql("--format", "json")) == want
+    out = tmp_path / "services.arrow"
+    assert await cairn_sql("--format", "arrow", "--output", str(out)) == ""
+    assert pa.ipc.open_stream(out.read_bytes()).read_all().to_pylist() == want
+    table_file = tmp_path / "services.txt"
+    await cairn_sql("--output", str(table_file))
+    assert table_file.read_text().splitlines()[-1] == "(2 rows)"
+    # Arrow to a pipe; not to a terminal (it is binary).
+    piped = await asyncio.to_thread(_cairn_sql_bytes, admin, "--format", "arrow", query)
+    assert pa.ipc.open_stream(piped).read_all().to_pylist() == want
+    terminal = await asyncio.to_thread(_cairn_sql_on_a_terminal, admin, "--format", "arrow", query)
+    assert terminal.returncode == 1 and "--output" in terminal.stderr
+
+
+def _cairn_sql_bytes(admin: str, *argv: str) -> bytes:
+    command = [sys.executable, "-m", "runtime.cli", "sql", "--admin", admin, *argv]
+    done = subprocess.run(command, capture_output=True, timeout=60, check=True)
+    return done.stdout
+
+
+def _cairn_sql_on_a_terminal(admin: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "runtime.cli", "sql", "--admin", admin, *argv]
+    controller, terminal = os.openpty()
+    try:
+        return subprocess.run(
+            command, stdout=terminal, stderr=subprocess.PIPE, text=True, timeout=60
+        )
+    finally:
+        os.close(terminal)
+        os.close(controller)

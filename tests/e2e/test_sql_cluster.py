@@ -1,5 +1,6 @@
 """SQL introspection on a two-node cluster (Kafka): either node answers for every partition,
-whichever node the rows were written through and whichever leads their partitions."""
+whichever node the rows were written through and whichever leads their partitions, as JSON and
+as Arrow."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from partition_processor.ids import object_partition_key, partition_of
 from tests.e2e.harness import Client
 from tests.e2e.test_cluster import PARTITIONS, TwoNodes, _leads_all_between, two_nodes
+from tests.e2e.test_sql import as_json_values, query_arrow
 
 APP = "tests.e2e.apps.introspection:app"
 
@@ -83,5 +85,17 @@ async def test_either_node_answers_for_every_partition(
     for client in (a, b):
         await client.wait_for(lambda c=client: answered(c))  # type: ignore[misc]
     assert {row["partition"] for row in want} == set(range(PARTITIONS))
+    # Arrow from either node holds every partition's rows (the query runs once over the rows
+    # the peers sent), equal to the JSON rows: ints, strings, timestamps and nulls.
+    typed = (
+        "SELECT s.partition, s.key, i.status, epoch_ms(i.created_ms) AS created, "
+        "i.last_failure_code FROM state s JOIN sys_invocation i ON i.key = s.key "
+        f"AND i.service = s.service WHERE s.key LIKE '{tag}-%' ORDER BY s.key"
+    )
+    for client in (a, b):
+        rows = await _query(client, typed)
+        assert {row["partition"] for row in rows} == set(range(PARTITIONS))
+        assert all(row["last_failure_code"] is None for row in rows)
+        assert as_json_values(await query_arrow(client, typed)) == rows
     refused = await b.admin("POST", "/query", {"query": "SELECT * FROM nowhere"})
     assert refused.status == 400 and "nowhere" in refused.json()["message"]

@@ -544,14 +544,19 @@ async def test_cli_adds_lists_filters_and_removes(shared_sub: Cluster, http: Cli
     assert again.returncode != 0 and "409" in again.stderr and sub in again.stderr
     listing = await asyncio.to_thread(cli, "list")
     assert sub in listing.stdout and "auto.offset.reset=earliest" in listing.stdout
+    as_json = await asyncio.to_thread(cli, "list", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    listed = (await http.admin("GET", "/subscriptions")).json()["subscriptions"]
+    assert json.loads(as_json.stdout) == listed and sub in {s["id"] for s in listed}
     by_source = await http.admin("GET", f"/subscriptions?source={source}")
     assert [s["id"] for s in by_source.json()["subscriptions"]] == [sub]
     by_sink = await http.admin("GET", "/subscriptions?sink=service://Echo/show")
     assert sub not in {s["id"] for s in by_sink.json()["subscriptions"]}
     got = (await http.admin("GET", f"/subscriptions/{sub}")).json()
     assert got["options"] == {"auto.offset.reset": "earliest", "max.in.flight.records": "1000"}
-    removed = await asyncio.to_thread(cli, "remove", sub)
+    removed = await asyncio.to_thread(cli, "remove", sub, "--json")
     assert removed.returncode == 0, removed.stderr
+    assert json.loads(removed.stdout) == {"id": sub, "removed": True}
     assert (await http.admin("GET", f"/subscriptions/{sub}")).status == 404
     gone = await asyncio.to_thread(cli, "remove", sub)
     assert gone.returncode != 0 and "404" in gone.stderr

@@ -636,3 +636,25 @@ async def test_cli_lists_describes_cancels_kills_and_purges(
     malformed = await _cli(shared, "invocations", "describe", "nope")
     assert malformed.returncode == 1
     assert "failed with 400" in malformed.stderr and "not an invocation id" in malformed.stderr
+
+
+async def test_a_state_patch_waits_for_the_workflow_run_of_its_key(
+    shared: Cluster, client: Client
+) -> None:
+    """The run holds its key's lock: a patch sent while it waits for a promise is applied only
+    once it ends (its shared handlers meanwhile read the run's own state)."""
+    key = _key()
+    invocation_id = await client.send(f"/Signals/{key}/run", True)
+    await _wait_stage(client, "Signals", key, "waiting for go")
+    body = {"object_key": key, "version": None, "new_state_json": {"stage": "patched"}}
+    patch = asyncio.ensure_future(client.admin("POST", "/services/Signals/state", body))
+    await asyncio.sleep(1.0)  # ample time to reach the log; it must stay queued
+    assert not patch.done()
+    assert await _stage(client, "Signals", key) == "waiting for go"
+    assert (await _resolve(client, key, "go", None)).status == 200
+    assert (await _resolve(client, key, "answer", 1)).status == 200
+    response = await _get(client, f"/restate/invocation/{invocation_id}/attach")
+    assert response.status == 200, response.body
+    applied = await asyncio.wait_for(patch, 30)
+    assert applied.status == 200, applied.body
+    assert await _state(client, "Signals", key) == {"stage": "patched"}

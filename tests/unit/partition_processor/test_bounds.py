@@ -45,7 +45,10 @@ def _queued(count: int) -> MemoryStore:
 
 def _pop(tx: Transaction, from_seq: int = 0) -> str | None:
     popped = tx.pop_inbox("Counter", "k1", from_seq)
-    return None if popped is None else popped[0]
+    if popped is None:
+        return None
+    assert isinstance(popped[0], str)
+    return popped[0]
 
 
 def test_pops_from_the_inbox_head_read_one_row_each_past_deleted_rows() -> None:
