@@ -627,6 +627,7 @@ class Node:
             partitions=config.partitions,
             retry_after_s=config.retry_after_s,
             throughput=throughput,
+            object_state=admin.state,
         ).install(admin.app)
         self._supervisor.spawn("console-throughput", throughput.run, affects_health=False)
         await self._serve(ingress.app, config.ingress_bind, shared=True)

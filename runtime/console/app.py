@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlencode
 
 from aiohttp import web
 from jinja2 import Environment, PackageLoader
@@ -14,9 +15,12 @@ from partition_processor.tables import KeyValueReader
 from runtime.admin.manage import ACTIONS, Action, manage_invocation
 from runtime.admin.placement import ClusterAdmin
 from runtime.admin.sql import SqlQueries
+from runtime.admin.state import ObjectState, StateEditError, VersionMismatch
 from runtime.console import csrf, views
+from runtime.console.state_edit import EditError, parse_edit
 from runtime.console.throughput import Throughput, sparkline
-from runtime.ingress.gateway import InvocationGateway
+from runtime.ingress.gateway import InvocationGateway, ResultUnavailable
+from runtime.ingress.validation import InvalidRequest
 from runtime.metadata import Registry
 
 PREFIX = "/ui"
@@ -48,6 +52,7 @@ class Console:
         partitions: int,
         retry_after_s: int,
         throughput: Throughput,
+        object_state: ObjectState,
     ) -> None:
         self._registry = registry
         self._cluster = cluster
@@ -57,6 +62,7 @@ class Console:
         self._partitions = partitions
         self._retry_after_s = retry_after_s
         self._throughput = throughput
+        self._object_state = object_state
         # Autoescape everything: every value a page shows is text, whatever it holds.
         self._templates = Environment(
             loader=PackageLoader("runtime.console", "templates"), autoescape=True
@@ -75,6 +81,7 @@ class Console:
         router.add_get(f"{PREFIX}/invocations/{{id}}", self._invocation)
         router.add_post(f"{PREFIX}/invocations/{{id}}/{{action}}", self._act)
         router.add_get(f"{PREFIX}/state", self._state)
+        router.add_post(f"{PREFIX}/state", self._edit_state)
         router.add_get(f"{PREFIX}/subscriptions", self._subscriptions)
         router.add_static(f"{PREFIX}/static", STATIC, append_version=False)
 
@@ -171,9 +178,23 @@ class Console:
         )
 
     async def _state(self, request: web.Request) -> web.Response:
+        saved = request.query.get("saved")
+        notice = f"saved through the log: version {saved}" if saved else None
+        return await self._state_page(
+            request, request.query.get("service", ""), request.query.get("key"), notice
+        )
+
+    async def _state_page(
+        self,
+        request: web.Request,
+        service: str,
+        key: str | None,
+        notice: str | None = None,
+        *,
+        ok: bool = True,
+        status: int = 200,
+    ) -> web.Response:
         objects = [s for s in self._registry.services() if s.service_type != "service"]
-        service = request.query.get("service", "")
-        key = request.query.get("key")
         context: dict[str, Any] = {
             "page": "state",
             "objects": objects,
@@ -182,6 +203,8 @@ class Console:
             "keys": [],
             "keys_note": None,
             "state": None,
+            "notice": notice,
+            "notice_ok": ok,
         }
         if service:
             if self._registry.service(service) is None:
@@ -194,7 +217,37 @@ class Console:
                 )
             except views.PageError as exc:
                 return self._error(request, exc.status, exc.message)
-        return self._render(request, "state.html", context)
+        return self._render(request, "state.html", context, status=status)
+
+    async def _edit_state(self, request: web.Request) -> web.Response:
+        """The edit form: the key's whole new state, through the log (``patch_state``), with
+        the version the form was made from."""
+        await csrf.check(request)
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        service, key = form.get("service", ""), form.get("key")
+        try:
+            edit = parse_edit(form)
+            version = await self._object_state.patch_state(
+                edit.service, edit.key, edit.new_state, edit.version
+            )
+        except EditError as exc:
+            return await self._state_page(request, service, key, str(exc), ok=False, status=400)
+        except VersionMismatch:
+            notice = (
+                "not saved: the state changed meanwhile (another edit or a handler). "
+                "This page now shows the current state; make your change again."
+            )
+            return await self._state_page(request, service, key, notice, ok=False, status=409)
+        except (StateEditError, InvalidRequest) as exc:
+            message = f"not saved ({exc.status}): {exc.message}"
+            return await self._state_page(
+                request, service, key, message, ok=False, status=exc.status
+            )
+        except ResultUnavailable as exc:
+            message = f"not confirmed (503): {exc}; reload to see whether it applied"
+            return await self._state_page(request, service, key, message, ok=False, status=503)
+        query = urlencode({"service": edit.service, "key": edit.key, "saved": version[:12]})
+        raise web.HTTPSeeOther(f"{PREFIX}/state?{query}")
 
     async def _subscriptions(self, request: web.Request) -> web.Response:
         return self._render(

@@ -28,6 +28,7 @@ from partition_processor.tables import KeyValueReader, read_journal, read_status
 from runtime.admin.placement import ClusterAdmin
 from runtime.admin.sql import QueryError, SqlQueries
 from runtime.admin.state import value_json
+from runtime.console.state_edit import shown_entries
 from runtime.http_errors import error_response
 from runtime.metadata import Registry
 from runtime.metrics import REGISTRY
@@ -320,16 +321,15 @@ async def state_keys(sql: SqlQueries, service: str) -> tuple[list[str], str | No
 async def object_state(
     cluster: ClusterAdmin, partitions: int, service: str, key: str
 ) -> dict[str, Any]:
+    """A key's state entries as the edit form shows them, with the state's version (the
+    admin's state read, in its ``format=bytes`` form: a value that is not JSON is kept)."""
     partition = partition_of(object_partition_key(service, key), partitions)
-    answer = await cluster.read(partition, "state", {"service": service, "key": key})
+    args = {"service": service, "key": key, "format": "bytes"}
+    answer = await cluster.read(partition, "state", args)
     body = _json_body(answer) or {}
     if answer.status != 200:
         raise PageError(answer.status, str(body.get("message", f"HTTP {answer.status}")))
-    state: dict[str, Any] = body["state"]
-    return {
-        "entries": [{"name": n, "json": pretty(v)} for n, v in sorted(state.items())],
-        "version": body.get("version"),
-    }
+    return {"entries": shown_entries(body["state"]), "version": body.get("version")}
 
 
 # -- subscriptions

@@ -38,7 +38,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 # A value that would run script if a page showed it as markup (and sets a flag the test reads).
-XSS = '<script>window.__xss = 1</script><img src="x" onerror="window.__xss = 1">'
+XSS = '</textarea><script>window.__xss = 1</script><img src="x" onerror="window.__xss = 1">'
 SHOTS = Path(os.environ.get("CAIRN_CONSOLE_SCREENSHOTS", ROOT / "tests" / "artifacts" / "console"))
 
 
@@ -182,6 +182,11 @@ async def test_actions_are_refused_without_the_csrf_token(console: Cluster) -> N
             async with stranger.post(url, data={"csrf": token}) as refused:
                 assert refused.status == 403
         assert _status(console, target)["status"] != "completed"
+        async with http.post(
+            f"{admin}/ui/state",
+            data={"service": "Counter", "key": "csrf", "entries": "0", "new_name": "n"},
+        ) as refused:
+            assert refused.status == 403
         async with http.post(url, data={"csrf": token}) as done:
             assert done.status == 200, await done.text()
             assert "kill: done" in await done.text()
@@ -236,8 +241,9 @@ def test_an_invocation_appears_in_the_table_with_its_journal(
     row = page.locator(f'#invocations tr[data-id="{invocation_id}"]')
     assert row.count() == 1
     assert "draft" in row.inner_text() and "drafting" in row.inner_text()
+    page.goto(f"{console.node.admin}/ui/invocations")
     _shot(page, "invocations")
-    row.locator("a").first.click()
+    page.locator(f'#invocations tr[data-id="{invocation_id}"] a').first.click()
     page.wait_for_url(f"**/ui/invocations/{invocation_id}")
     entries = page.locator("#timeline li.entry")
     types = [entries.nth(i).get_attribute("data-type") for i in range(entries.count())]
@@ -290,6 +296,44 @@ def test_cancel_from_the_console_cancels_a_sleeping_invocation(
     assert done["result"]["failure"]["code"] == 409, done
 
 
+def test_a_state_edit_is_what_the_next_call_sees(console: Cluster, browser_page: Any) -> None:
+    page = browser_page
+    ingress, admin = console.node.ingress, console.node.admin
+    assert _http("POST", f"{ingress}/Counter/edited/add", 5)[:2] == (200, 5)
+    page.goto(f"{admin}/ui/state?service=Counter&key=edited")
+    page.get_by_label("value of count").fill("41")
+    page.get_by_label("new entry name").fill("label")
+    page.get_by_label("new entry value").fill('"the answer, almost"')
+    page.locator("#save").click()
+    page.wait_for_url("**/ui/state?*saved=*")
+    assert "saved through the log" in page.locator("#notice").inner_text()
+    _shot(page, "state-edited")
+    # The next call of the key sees the edit (it went through the log, like a handler's write).
+    assert _http("POST", f"{ingress}/Counter/edited/add", 1)[:2] == (200, 42)
+    _, state, _ = _http("GET", f"{admin}/services/Counter/state/edited")
+    assert state["state"] == {"count": 42, "label": "the answer, almost"}
+
+    # An edit made on a page loaded before another change is refused, and changes nothing.
+    page.goto(f"{admin}/ui/state?service=Counter&key=edited")
+    assert _http("POST", f"{ingress}/Counter/edited/add", 1)[:2] == (200, 43)
+    page.get_by_label("value of count").fill("0")
+    page.get_by_label("delete label").check()
+    page.locator("#save").click()
+    notice = page.locator("#notice")
+    notice.wait_for()
+    assert "changed meanwhile" in notice.inner_text()
+    assert page.get_by_label("value of count").input_value() == "43"  # the current state
+    _, state, _ = _http("GET", f"{admin}/services/Counter/state/edited")
+    assert state["state"] == {"count": 43, "label": "the answer, almost"}
+
+    # Bad JSON is refused before anything is sent.
+    page.get_by_label("value of count").fill("{not json")
+    page.locator("#save").click()
+    notice.wait_for()
+    assert "is not JSON" in notice.inner_text()
+    assert _http("GET", f"{admin}/services/Counter/state/edited")[1]["state"]["count"] == 43
+
+
 def test_a_script_value_is_shown_as_text(console: Cluster, browser_page: Any) -> None:
     page = browser_page
     alerts: list[str] = []
@@ -302,8 +346,8 @@ def test_a_script_value_is_shown_as_text(console: Cluster, browser_page: Any) ->
     status, _, _ = _http("POST", f"{console.node.ingress}/Counter/xss/put", {"note": XSS})
     assert status == 200
     page.goto(f"{console.node.admin}/ui/state?service=Counter&key=xss")
-    table = page.locator("#state").inner_text()
-    assert "note" in table and json.dumps(XSS) in table
+    # Shown as the text of the edit form's value (it even tries to close the textarea).
+    assert page.get_by_label("value of note").input_value() == json.dumps(XSS)
     assert page.evaluate("window.__xss") is None
     assert page.locator("#state script, #state img").count() == 0
     assert alerts == []
