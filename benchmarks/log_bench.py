@@ -3,10 +3,11 @@
     .venv/bin/python -m benchmarks.log_bench                      # the embedded log
     .venv/bin/python -m benchmarks.log_bench --logs local,kafka   # and Kafka (starts Tansu)
 
-Throughput: ``--concurrency`` appenders, each awaiting one single-record append (100 bytes) after
-the other, spread over 4 partitions, for ``--seconds`` (the processor's pattern: small appends
-from many invocations, which the log must group). Latency: one appender and one reader tailing
-the same partition; each record carries its send time and the reader notes when it arrives.
+Throughput: ``--concurrency`` appenders, each awaiting one single-record append (100 bytes)
+after the other, spread over ``--partitions`` (4; a node has 24), for ``--seconds`` (the
+processor's pattern: small appends from many invocations, which the log must group). Latency:
+one appender and one reader tailing the same partition; each record carries its send time and
+the reader notes when it arrives.
 Prints one JSON line per log and appends it to ``results/log_bench.jsonl``.
 """
 
@@ -30,6 +31,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 async def throughput(log: Log, concurrency: int, seconds: float) -> float:
+    partitions = log.partitions
     appended = 0
     deadline = time.perf_counter() + seconds
     payload = b"x" * 100
@@ -37,7 +39,7 @@ async def throughput(log: Log, concurrency: int, seconds: float) -> float:
     async def appender(n: int) -> None:
         nonlocal appended
         while time.perf_counter() < deadline:
-            await log.append(n % PARTITIONS, [payload])
+            await log.append(n % partitions, [payload])
             appended += 1
 
     started = time.perf_counter()
@@ -46,7 +48,7 @@ async def throughput(log: Log, concurrency: int, seconds: float) -> float:
 
 
 async def latency(log: Log, samples: int) -> list[float]:
-    partition = PARTITIONS - 1
+    partition = log.partitions - 1
     start = await log.tail(partition)
     seen: list[float] = []
     done = asyncio.Event()
@@ -77,17 +79,19 @@ async def latency(log: Log, samples: int) -> list[float]:
     return sorted(seen)
 
 
-async def bench(kind: str, concurrency: int, seconds: float, samples: int) -> dict[str, object]:
+async def bench(
+    kind: str, concurrency: int, seconds: float, samples: int, partitions: int = PARTITIONS
+) -> dict[str, object]:
     broker = None
     with tempfile.TemporaryDirectory(prefix="cairn-logbench-") as directory:
         log: Log
         if kind == "local":
-            log = LocalLog(Path(directory), PARTITIONS)
+            log = LocalLog(Path(directory), partitions)
         else:
             from tests.support.broker import TansuBroker  # the dev broker (DESIGN §10)
 
             broker = TansuBroker.start(Path(directory))
-            log = KafkaLog(broker.bootstrap, f"logbench-{time.time_ns()}", PARTITIONS)
+            log = KafkaLog(broker.bootstrap, f"logbench-{time.time_ns()}", partitions)
         try:
             await log.start()
             rate = await throughput(log, concurrency, seconds)
@@ -100,6 +104,7 @@ async def bench(kind: str, concurrency: int, seconds: float, samples: int) -> di
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "log": "kafka (tansu, memory)" if kind == "kafka" else "local",
         "concurrency": concurrency,
+        "partitions": partitions,
         "appends_per_s": round(rate),
         "append_to_read_p50_ms": round(lat[len(lat) // 2] * 1000, 2),
         "append_to_read_p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, 2),
@@ -112,11 +117,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument(
+        "--partitions", type=int, default=PARTITIONS, help="spread over (a node has 24)"
+    )
     args = parser.parse_args()
     for kind in args.logs.split(","):
         if kind not in ("local", "kafka"):
             sys.exit(f"unknown log {kind!r}: local or kafka")
-        result = asyncio.run(bench(kind, args.concurrency, args.seconds, args.samples))
+        result = asyncio.run(
+            bench(kind, args.concurrency, args.seconds, args.samples, args.partitions)
+        )
         print(json.dumps(result), flush=True)
         with open(RESULTS / "log_bench.jsonl", "a") as out:
             out.write(json.dumps(result) + "\n")

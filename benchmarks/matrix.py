@@ -86,10 +86,12 @@ class System:
             step()
 
 
-def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    argv: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
         )
 
 
@@ -108,30 +110,45 @@ async def _register(http: aiohttp.ClientSession, admin: str, uri: str) -> None:
 
 
 async def start_cairn(
-    http: aiohttp.ClientSession, log: str, bootstrap: str | None, flags: list[str], work: Path
+    http: aiohttp.ClientSession,
+    log: str,
+    bootstrap: str | None,
+    flags: list[str],
+    work: Path,
+    *,
+    loop: str | None = None,
+    root: Path = ROOT,
+    suffix: str = "",
 ) -> System:
+    """A node and the matrix endpoint, both run from the source tree ``root`` (a baseline build
+    exported with ``git archive`` runs from its own folder), on event loop ``loop`` (None: the
+    build's default; a baseline build may predate the flag)."""
     ingress_port, admin_port, endpoint_port = _free_port(), _free_port(), _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    data = work / f"cairn-{log}"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    name = f"cairn-{log}{suffix}"
+    data = work / name
+    loop_flags = [] if loop is None else ["--event-loop", loop]
     argv = [
         sys.executable, "-m", "runtime.cli", "server", "--data-dir", str(data),
         "--ingress-bind", f"127.0.0.1:{ingress_port}", "--admin-bind", f"127.0.0.1:{admin_port}",
-        "--log-level", "warning", *flags,
+        "--log-level", "warning", *loop_flags, *flags,
     ]  # fmt: skip
     if log == "kafka":
         assert bootstrap is not None
         argv += ["--log", "kafka", "--kafka-bootstrap", bootstrap]
-        argv += ["--kafka-topic-prefix", f"bench{int(time.time())}"]
+        argv += ["--kafka-topic-prefix", f"bench{time.time_ns()}"]
         # Tansu answers a fetch only after its max wait, even when data is there (DESIGN §10):
         # the node's 100 ms default would put 100 ms into every log round trip.
         argv += ["--kafka-fetch-max-wait-ms", "10"]
-    node = _spawn(argv, env, work / f"cairn-{log}.log")
+    node = _spawn(argv, env, work / f"{name}.log", cwd=root)
     endpoint = _spawn(
-        [sys.executable, "-m", "sdk", "benchmarks.matrix_app:app", "--port", str(endpoint_port)],
+        [sys.executable, "-m", "sdk", "benchmarks.matrix_app:app", "--port", str(endpoint_port),
+         *loop_flags],
         env,
-        work / f"cairn-{log}-endpoint.log",
-    )
-    system = System(f"cairn-{log}", f"http://127.0.0.1:{ingress_port}", node.pid, [node, endpoint])
+        work / f"{name}-endpoint.log",
+        cwd=root,
+    )  # fmt: skip
+    system = System(name, f"http://127.0.0.1:{ingress_port}", node.pid, [node, endpoint])
     try:
         admin = f"http://127.0.0.1:{admin_port}"
         await _wait_http(http, f"{admin}/health")
@@ -372,7 +389,20 @@ async def run_matrix(args: argparse.Namespace, run: str, work: Path) -> list[dic
 
                     broker = TansuBroker.start(work)
                     bootstrap = broker.bootstrap
-                systems.append(await start_cairn(http, log, bootstrap, args.cairn_flag, work))
+                for loop in args.event_loops:
+                    suffix = f"-{loop}" if len(args.event_loops) > 1 else ""
+                    systems.append(
+                        await start_cairn(
+                            http, log, bootstrap, args.cairn_flag, work, loop=loop, suffix=suffix
+                        )
+                    )
+                if args.baseline is not None:
+                    systems.append(
+                        await start_cairn(
+                            http, log, bootstrap, args.baseline_flag, work,
+                            root=args.baseline, suffix="-baseline",
+                        )
+                    )  # fmt: skip
             if args.restate:
                 systems.append(await start_restate(http, work))
             total = len(args.workloads) * len(args.concurrency) * len(systems)
@@ -412,12 +442,31 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=10.0, help="seconds per measured cell")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds per workload")
     parser.add_argument("--cairn-flag", action="append", default=[], help="to `cairn server`")
+    parser.add_argument(
+        "--event-loops",
+        default="auto",
+        help="Cairn's event loops, one system each: e.g. asyncio,uvloop (default auto)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also run the Cairn build in this source tree (e.g. `git archive` of an older "
+        "commit, extracted), as cairn-<log>-baseline: before/after seconds apart",
+    )
+    parser.add_argument(
+        "--baseline-flag", action="append", default=[], help="to the baseline's `cairn server`"
+    )
     parser.add_argument("--no-pp", action="store_true", help="skip pp_bench and log_bench")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
     args.logs = [s for s in args.logs.split(",") if s]
     args.workloads = [w for w in args.workloads.split(",") if w]
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.event_loops = [e for e in args.event_loops.split(",") if e]
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
+        if not (args.baseline / "runtime" / "cli.py").exists():
+            parser.error(f"--baseline {args.baseline}: not a Cairn source tree")
     for w in args.workloads:
         request(w, "", 0, 0)  # refuses an unknown workload before anything starts
     # SIGTERM unwinds like Ctrl-C, so the servers this run started are stopped.

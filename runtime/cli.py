@@ -30,6 +30,7 @@ from runtime.security.flags import add_security_flags, security_options
 from runtime.snapshots.repository import open_repository
 from runtime.subscriptions.spec import parse_cluster, parse_cluster_property, parse_clusters
 from runtime.workers import prepare_workers, run_workers
+from sdk.event_loop import EVENT_LOOPS, loop_name, run
 
 # Integer limits of the node (DESIGN §11): flag ``--max-concurrent-requests``, environment
 # variable ``CAIRN_MAX_CONCURRENT_REQUESTS``, default from ``NodeConfig``.
@@ -130,6 +131,13 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         type=int,
         default=_env_or_default("cluster_node_expiry_ms"),
         help="a cluster node silent this long is removed from the metadata (default %(default)s)",
+    )
+    parser.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default=_env_or_default("event_loop"),
+        help="the node's event loop: auto (uvloop when installed), uvloop or asyncio "
+        "(default %(default)s)",
     )
     parser.add_argument(
         "--internal-bind",
@@ -350,6 +358,7 @@ def _node_config(
         cluster_node_expiry_ms=args.cluster_node_expiry_ms,
         applied_positions_interval_ms=args.applied_positions_interval_ms,
         replication=args.replication,
+        event_loop=args.event_loop,
         **optional,
         **{name: getattr(args, name) for name in _LIMITS},
         snapshot_repository=args.snapshot_repository,
@@ -489,7 +498,8 @@ async def _run_until_signalled(node: Node, on_ready: Callable[[], None] | None =
             return
         print(
             f"cairn: node ready (ingress {_scheme(node.config)}://{node.config.ingress_bind}, "
-            f"admin {_scheme(node.config)}://{node.config.admin_bind})",
+            f"admin {_scheme(node.config)}://{node.config.admin_bind}, "
+            f"event loop {loop_name(node.config.event_loop)})",
             flush=True,
         )
         if on_ready is not None:
@@ -502,7 +512,7 @@ async def _run_until_signalled(node: Node, on_ready: Callable[[], None] | None =
 def serve_node(config: NodeConfig, *, on_ready: Callable[[], None] | None = None) -> None:
     """Run one node until SIGTERM/SIGINT: ``cairn server``, and each worker of ``--workers``."""
     try:
-        asyncio.run(_run_until_signalled(Node(config), on_ready))
+        run(_run_until_signalled(Node(config), on_ready), config.event_loop)
     except SecuritySetupError as exc:
         raise SystemExit(f"cairn: {exc}") from exc
     except (LogError, OSError) as exc:
@@ -568,7 +578,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             _server(args)
         else:
             try:
-                asyncio.run(_dev(args))
+                run(_dev(args), args.event_loop)
             except SecuritySetupError as exc:
                 raise SystemExit(f"cairn: {exc}") from exc
             except (LogError, OSError) as exc:

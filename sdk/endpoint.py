@@ -19,6 +19,7 @@ from sdk._transport.server import (
     start_server,
 )
 from sdk.definitions import App, app
+from sdk.event_loop import EVENT_LOOPS, loop_name, run
 
 # ``app`` is here too because restate-sdk defines it in ``restate.endpoint``.
 __all__ = ["RunningEndpoint", "TlsFiles", "app", "main", "serve", "start_server"]
@@ -31,12 +32,15 @@ async def _serve_until_signalled(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     identity_keys: Sequence[str] = (),
     tls: TlsFiles | None = None,
+    event_loop: str = "auto",
 ) -> None:
     endpoint = await start_server(
         app, host, port, max_message_bytes, identity_keys=identity_keys, tls=tls
     )
     print(
-        f"cairn endpoint: serving {', '.join(app.services)} on {host}:{endpoint.port}", flush=True
+        f"cairn endpoint: serving {', '.join(app.services)} on {host}:{endpoint.port} "
+        f"(event loop {loop_name(event_loop)})",
+        flush=True,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -56,15 +60,20 @@ def serve(
     *,
     identity_keys: Sequence[str] = (),
     tls: TlsFiles | None = None,
+    event_loop: str = "auto",
 ) -> None:
     """Serve ``app`` until SIGINT/SIGTERM (blocking).
 
     ``identity_keys``: serve only calls signed by one of these runtime keys (``publickeyv1_...``;
-    added to the app's own). ``tls``: serve gRPC over TLS.
+    added to the app's own). ``tls``: serve gRPC over TLS. ``event_loop``: ``auto`` (uvloop when
+    installed), ``uvloop`` or ``asyncio``.
     """
     for key in identity_keys:
         parse_public_key(key)
-    asyncio.run(_serve_until_signalled(app, host, port, max_message_bytes, identity_keys, tls))
+    run(
+        _serve_until_signalled(app, host, port, max_message_bytes, identity_keys, tls, event_loop),
+        event_loop,
+    )
 
 
 def load_app(target: str) -> App:
@@ -110,8 +119,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=os.environ.get("CAIRN_ENDPOINT_TLS_CLIENT_CA_FILE"),
         help="require client certificates signed by this CA (mutual TLS)",
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default=os.environ.get("CAIRN_EVENT_LOOP", "auto"),
+        help="auto (default: uvloop when installed), uvloop or asyncio; env CAIRN_EVENT_LOOP",
+    )
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
+    if args.event_loop not in EVENT_LOOPS:  # (CAIRN_EVENT_LOOP skips argparse's choices)
+        raise SystemExit(
+            f"cairn endpoint: --event-loop must be one of {', '.join(EVENT_LOOPS)}, "
+            f"got {args.event_loop!r}"
+        )
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -131,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.max_message_bytes,
             identity_keys=[k.strip() for k in args.identity_key],
             tls=tls,
+            event_loop=args.event_loop,
         )
     except (OSError, ValueError) as exc:
         raise SystemExit(f"cairn endpoint: {exc}") from exc

@@ -115,18 +115,24 @@ class PendingResponses:
     def __init__(self) -> None:
         self._waiting: dict[str, asyncio.Future[RespondToIngress]] = {}
         self._shut_down = False
-        # Set (and replaced) when a partition's leadership changes: its waiting calls re-attach.
-        self._leader_changes: dict[int, asyncio.Event] = {}
+        # Resolved (and replaced) when a partition's leadership changes: its waiting calls
+        # re-attach. A future, not an Event: waiters wait on it alongside their result without a
+        # task each (never cancelled by a waiter: ``asyncio.wait`` leaves it alone).
+        self._leader_changes: dict[int, asyncio.Future[None]] = {}
 
     def leader_changed(self, partition: int) -> None:
         """The partition has a new leader: its waiting requests re-attach."""
-        event = self._leader_changes.pop(partition, None)
-        if event is not None:
-            event.set()
+        changed = self._leader_changes.pop(partition, None)
+        if changed is not None and not changed.done():
+            changed.set_result(None)
 
-    def leader_change(self, partition: int) -> asyncio.Event:
-        """Set at the next leadership change of ``partition``."""
-        return self._leader_changes.setdefault(partition, asyncio.Event())
+    def leader_change(self, partition: int) -> asyncio.Future[None]:
+        """Resolved at the next leadership change of ``partition``."""
+        changed = self._leader_changes.get(partition)
+        if changed is None:
+            changed = asyncio.get_running_loop().create_future()
+            self._leader_changes[partition] = changed
+        return changed
 
     def shut_down(self) -> None:
         """Answer every waiting request with ``ShuttingDown``; later ones get it at once."""
@@ -224,9 +230,29 @@ class InvocationGateway:
         result: asyncio.Future[RespondToIngress],
     ) -> RespondToIngress:
         """Wait for ``result``, re-attaching as needed, while checking (at the same time) that
-        the partition has a leader at all."""
-        waiting = asyncio.ensure_future(self._await_result(invocation_id, sink, result))
-        checking = asyncio.ensure_future(self._check_leader(invocation_id, result))
+        the partition has a leader at all.
+
+        Nearly every result comes before anything else is due (a leader check's probe, a
+        re-attach): that first stretch is one wait on the result and the partition's leader
+        change, with no task of its own (issue 10: a call's fixed costs). Past it, a re-attach
+        and the leader check's probe go on concurrently, as below."""
+        partition = partition_of(parse_partition_key(invocation_id), self._log.partitions)
+        half_s = self._leader_timeout_s / 2
+        first_s = min(half_s, self._reattach_interval_s)
+        changed = self._responses.leader_change(partition)
+        await asyncio.wait((result, changed), timeout=first_s, return_when="FIRST_COMPLETED")
+        if result.done():
+            return result.result()
+        if changed.done():
+            # A new leader answered for the partition (the check is done): re-attach there.
+            await self._reattach(invocation_id, sink)
+            return await self._await_result(invocation_id, sink, result)
+        waiting = asyncio.ensure_future(
+            self._await_result(invocation_id, sink, result, self._reattach_interval_s - first_s)
+        )
+        checking = asyncio.ensure_future(
+            self._check_leader(invocation_id, result, half_s - first_s)
+        )
         try:
             await asyncio.wait((waiting, checking), return_when="FIRST_COMPLETED")
             if checking.done():
@@ -238,20 +264,18 @@ class InvocationGateway:
             await asyncio.gather(waiting, checking, return_exceptions=True)
 
     async def _check_leader(
-        self, invocation_id: str, result: asyncio.Future[RespondToIngress]
+        self, invocation_id: str, result: asyncio.Future[RespondToIngress], first_s: float
     ) -> None:
         """Raise ``NoLeader`` unless the partition answers within the leader timeout: the result
-        or a new leader's announcement within its first half, else an answer to a probe (a
-        reading ``Attach``) within the second."""
+        or a new leader's announcement within its first half (of which ``first_s`` is left),
+        else an answer to a probe (a reading ``Attach``) within the second."""
         half_s = self._leader_timeout_s / 2
         partition = partition_of(parse_partition_key(invocation_id), self._log.partitions)
-        changed = asyncio.ensure_future(self._responses.leader_change(partition).wait())
-        try:
-            await asyncio.wait((result, changed), timeout=half_s, return_when="FIRST_COMPLETED")
-        finally:
-            changed.cancel()
-        if result.done() or changed.done() and not changed.cancelled():
-            return
+        if first_s > 0:
+            changed = self._responses.leader_change(partition)
+            await asyncio.wait((result, changed), timeout=first_s, return_when="FIRST_COMPLETED")
+            if result.done() or changed.done():
+                return
         probe_id = uuid.uuid4().hex
         probe = self._responses.expect(probe_id)
         try:
@@ -272,25 +296,28 @@ class InvocationGateway:
         invocation_id: str,
         sink: IngressSink,
         result: asyncio.Future[RespondToIngress],
+        first_s: float | None = None,
     ) -> RespondToIngress:
         """Wait for ``result``, re-attaching ``sink`` when the invocation's partition changes
-        leader or every ``reattach_interval_s`` (see the module's docstring)."""
+        leader or every ``reattach_interval_s`` (see the module's docstring); the first wait
+        lasts ``first_s`` (None: the interval), what is left of an interval already waited."""
         partition = partition_of(parse_partition_key(invocation_id), self._log.partitions)
+        timeout_s = self._reattach_interval_s if first_s is None else first_s
         while True:
-            changed = asyncio.ensure_future(self._responses.leader_change(partition).wait())
-            try:
+            if timeout_s > 0:
+                changed = self._responses.leader_change(partition)
                 await asyncio.wait(
-                    (result, changed),
-                    timeout=self._reattach_interval_s,
-                    return_when="FIRST_COMPLETED",
+                    (result, changed), timeout=timeout_s, return_when="FIRST_COMPLETED"
                 )
-            finally:
-                changed.cancel()
             if result.done():
                 return result.result()
-            REATTACHES.inc()
-            attach = Attach(invocation_id, sink, True, max_attached=self._max_attached)
-            await self._append_command(invocation_id, attach)
+            await self._reattach(invocation_id, sink)
+            timeout_s = self._reattach_interval_s
+
+    async def _reattach(self, invocation_id: str, sink: IngressSink) -> None:
+        REATTACHES.inc()
+        attach = Attach(invocation_id, sink, True, max_attached=self._max_attached)
+        await self._append_command(invocation_id, attach)
 
     async def send(
         self,

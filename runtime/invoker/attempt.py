@@ -38,8 +38,8 @@ from partition_processor.journal import (
     SetState,
 )
 from partition_processor.tables import KeyValueReader, read_journal, read_state, read_status
+from partition_processor.values import InvocationStatus
 from proto import endpoint_pb2 as pb
-from proto import endpoint_pb2_grpc
 from runtime.faults import fault_point
 from runtime.invoker import codec
 from runtime.invoker.channels import ChannelPool
@@ -98,7 +98,11 @@ def _silent(effect: Effect) -> bool:
         return False
     if effect.completion is not None:
         return True  # a state read the SDK answered itself
-    return isinstance(effect.command, SetState | ClearState | ClearAllState | Output | Run)
+    return isinstance(effect.command, _SILENT_COMMANDS)
+
+
+# (A tuple built once: a union in isinstance is built again at every call.)
+_SILENT_COMMANDS = (SetState, ClearState, ClearAllState, Output, Run)
 
 
 def pinned_deployment(
@@ -194,20 +198,23 @@ class Attempt:
 
     async def run(self) -> None:
         bind_invocation(self.invocation_id)  # every line of this task names the invocation
-        if not self._current():
+        if self._current() is None:
             return  # superseded before it started
         async with self._slots.slot(self):
             self._active()
-            if self._current():  # (still: it may have waited for the slot)
-                await self._run()
+            # (Read again: it may have waited for the slot.) The status read here is the one
+            # the attempt runs with: no await between this read and the journal's.
+            if (status := self._current()) is not None:
+                await self._run(status)
 
-    def _current(self) -> bool:
+    def _current(self) -> InvocationStatus | None:
+        """The invocation's status if this attempt is still the one to run, else None."""
         status = read_status(self._store, self._partition, self.invocation_id)
-        return status is not None and status.phase == "invoked" and status.attempt == self.number
+        if status is not None and status.phase == "invoked" and status.attempt == self.number:
+            return status
+        return None
 
-    async def _run(self) -> None:
-        status = read_status(self._store, self._partition, self.invocation_id)
-        assert status is not None
+    async def _run(self, status: InvocationStatus) -> None:
         target = status.target
         bind_invocation(self.invocation_id, target.describe())
         pinned = pinned_deployment(self._registry, status.deployment_id, target)
@@ -255,15 +262,14 @@ class Attempt:
             )
         for message in early:
             self._outgoing.put_nowait(message)
-        stub = endpoint_pb2_grpc.EndpointStub(self._channels.get(deployment.uri))
-        call = stub.Invoke(
+        call = self._channels.invoke(deployment.uri)(
             metadata=self._channels.security.invoke_metadata(self.invocation_id, deployment.id)
         )
         opened = asyncio.get_running_loop().time()
         writer = asyncio.create_task(self._write(call))
         proposer = asyncio.create_task(self._propose_loop())
         reader = asyncio.create_task(self._read(call, deployment.uri))
-        watchdog = asyncio.create_task(self._watch(inactivity_s, abort_s))
+        watchdog = self._watch(inactivity_s, abort_s)
         try:
             await asyncio.wait({reader, proposer, watchdog}, return_when=asyncio.FIRST_COMPLETED)
             if proposer.done() and not proposer.cancelled() and proposer.exception() is not None:
@@ -296,8 +302,8 @@ class Attempt:
             await proposer
         finally:
             for task in (writer, proposer, reader, watchdog):
-                task.cancel()
-            await asyncio.gather(writer, proposer, reader, watchdog, return_exceptions=True)
+                task.cancel()  # (the watchdog's timer too: see _watch)
+            await asyncio.gather(writer, proposer, reader, return_exceptions=True)
             call.cancel()
             STREAM_DURATION.observe(asyncio.get_running_loop().time() - opened)
 
@@ -311,19 +317,31 @@ class Attempt:
             complete=complete,
         )
 
-    async def _watch(self, inactivity_s: float, abort_s: float) -> None:
-        """Return when the stream has been quiet for inactivity + abort timeout; ask the endpoint
-        to suspend once it has been quiet for the inactivity timeout."""
-        while True:
+    def _watch(self, inactivity_s: float, abort_s: float) -> asyncio.Future[None]:
+        """Resolved when the stream has been quiet for inactivity + abort timeout; asks the
+        endpoint to suspend once it has been quiet for the inactivity timeout. A timer, not a
+        task (one less task per attempt, issue 10); cancelling the future stops the timer."""
+        loop = asyncio.get_running_loop()
+        expired: asyncio.Future[None] = loop.create_future()
+        timer: list[asyncio.TimerHandle] = []
+
+        def check() -> None:
+            if expired.done():
+                return
             quiet = self.quiet_s()
             if quiet >= inactivity_s + abort_s:
+                expired.set_result(None)
                 return
             if quiet >= inactivity_s:
                 self.request_suspension()
                 wake = inactivity_s + abort_s
             else:
                 wake = inactivity_s
-            await asyncio.sleep(wake - quiet)
+            timer[:] = [loop.call_later(wake - quiet, check)]
+
+        expired.add_done_callback(lambda _: timer[0].cancel() if timer else None)
+        check()
+        return expired
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
         while (message := await self._outgoing.get()) is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from proto import endpoint_pb2_grpc
 from runtime.invoker.discovery import endpoint_address
 from runtime.security.endpoints import EndpointSecurity
 
@@ -24,6 +25,9 @@ class ChannelPool:
         # The size policy's message limit, the same as the endpoint's (sdk start_server).
         self._max_message_bytes = max_message_bytes
         self._channels: dict[str, grpc.aio.Channel] = {}
+        # The Invoke method of each channel: made once, not per attempt (a stub per attempt
+        # built both methods' callables each time).
+        self._invokes: dict[str, grpc.aio.StreamStreamMultiCallable] = {}
         self._keepalive_time_ms = keepalive_time_ms
         self._keepalive_timeout_ms = keepalive_timeout_ms
 
@@ -55,7 +59,16 @@ class ChannelPool:
             self._channels[uri] = channel
         return channel
 
+    def invoke(self, uri: str) -> grpc.aio.StreamStreamMultiCallable:
+        """The ``Invoke`` method of ``uri``'s channel: an attempt's stream is a call of it."""
+        invoke = self._invokes.get(uri)
+        if invoke is None:
+            invoke = endpoint_pb2_grpc.EndpointStub(self.get(uri)).Invoke
+            self._invokes[uri] = invoke
+        return invoke
+
     async def close(self) -> None:
+        self._invokes = {}
         channels, self._channels = self._channels, {}
         for channel in channels.values():
             await channel.close()

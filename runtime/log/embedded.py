@@ -12,10 +12,10 @@ Segments (their frame format and file operations are in ``runtime.log.segments``
 that ``trim`` can drop whole files; the active (last) segment is the only one ever written to.
 
 Durability: one writer task (under the node's ``Supervisor`` when given one) takes every queued
-append, hands the writes to a worker thread and
-fsyncs each touched file once (group commit); the LSNs become visible to readers and ``append``
-returns only after that fsync. Memory: one ``array('q')`` of frame offsets per segment (8 bytes per
-record) and a small per-partition cache of recent payloads so that tailing readers do no I/O;
+append, hands the writes to a worker thread and fsyncs each touched file once (group commit),
+the files of different partitions in parallel; the LSNs become visible to readers and ``append``
+returns only after that fsync. Memory: one ``array('q')`` of frame offsets per segment (8 bytes
+per record) and a small per-partition cache of recent payloads so that tailing readers do no I/O;
 older records are read back from disk in a worker thread.
 """
 
@@ -28,6 +28,7 @@ import logging
 import os
 from array import array
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -150,6 +151,9 @@ class LocalLog(Log):
         self._partition_count = partitions
         self._segment_bytes = segment_bytes
         self._sync_file = sync_file
+        # Threads that fsync one round's files at once: a round that touches many partitions
+        # (the node's 24, under load) waits for the slowest fsync rather than for their sum.
+        self._syncers: ThreadPoolExecutor | None = None
         self._parts: list[_Partition] = []
         self._lock_fd: int | None = None
         self._queue: list[_Append] = []
@@ -229,6 +233,8 @@ class LocalLog(Log):
                     if seg.wfd is not None:
                         os.close(seg.wfd)
                         seg.wfd = None
+            if self._syncers is not None:
+                self._syncers.shutdown()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)  # releases the flock
                 self._lock_fd = None
@@ -439,11 +445,16 @@ class LocalLog(Log):
 
     def _write_sync(self, writes: list[_PartitionWrite]) -> None:
         """Worker thread: write every partition's frames, then fsync each touched file once."""
-        to_sync: list[int] = []
-        for write in writes:
-            to_sync.append(self._write_partition_sync(write))
-        for fd in to_sync:
-            self._sync_file(fd)
+        to_sync = [self._write_partition_sync(write) for write in writes]
+        if len(to_sync) == 1:
+            self._sync_file(to_sync[0])
+            return
+        if self._syncers is None:
+            self._syncers = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="cairn-fsync")
+        # The device flushes several files' data at once (3x faster for 24 files here): the
+        # round is durable when every one of them is (an error raises from the iteration).
+        for _ in self._syncers.map(self._sync_file, to_sync):
+            pass
 
     def _write_partition_sync(self, write: _PartitionWrite) -> int:
         """Worker thread: append one partition's frames, rolling segments; return the fd to sync."""
@@ -492,6 +503,10 @@ class LocalLog(Log):
             except OSError as exc:
                 raise LogError(f"cannot read partition {part.index}: {exc}") from exc
         return [LogRecord(lsn=lsn + i, payload=p) for i, p in enumerate(payloads)]
+
+
+# Most fsyncs in flight at once: past about 8 a virtual disk gains nothing more.
+_SYNC_THREADS = 8
 
 
 # --- helpers (pure or worker-thread) ----------------------------------------------------------

@@ -507,6 +507,48 @@ async def test_local_appends_share_fsyncs(tmp_path: Path) -> None:
         await log.close()
 
 
+async def test_local_round_fsyncs_its_partitions_files_in_parallel(tmp_path: Path) -> None:
+    """One round touching 3 partitions has their 3 fsyncs in flight at once (issue 10): a
+    barrier of 3 in the sync seam is passed only if none waits for another to return. A failed
+    fsync still fails the round's appends (and the log refuses appends from then on)."""
+    barrier = threading.Barrier(3, timeout=20)
+    calls: list[int] = []
+
+    def sync_together(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) <= 3:
+            barrier.wait()  # BrokenBarrierError after 20 s if the fsyncs ran one by one
+        segments.sync(fd)
+
+    log = LocalLog(tmp_path, 3, sync_file=sync_together)
+    await log.start()
+    try:
+        # Queued before the writer runs: one round.
+        lsns = await asyncio.gather(*(log.append(p, [b"r%d" % p]) for p in range(3)))
+        assert lsns == [0, 0, 0] and len(calls) == 3
+        for p in range(3):
+            assert payloads(await collect(log, p, 0, 1)) == [b"r%d" % p]
+    finally:
+        await log.close()
+
+    def failing_sync(fd: int) -> None:
+        if "p0001" in os.readlink(f"/proc/self/fd/{fd}"):  # partition 1's segment
+            raise OSError(5, "Input/output error")
+        segments.sync(fd)
+
+    log = LocalLog(tmp_path, 3, sync_file=failing_sync)
+    await log.start()
+    try:
+        results = await asyncio.gather(
+            *(log.append(p, [b"s%d" % p]) for p in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(r, LogError) for r in results), results
+        with pytest.raises(LogError):
+            await log.append(0, [b"after"])
+    finally:
+        await log.close()
+
+
 # --- KafkaLog only ------------------------------------------------------------------------------
 
 

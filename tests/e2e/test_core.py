@@ -21,6 +21,9 @@ async def test_greeter(shared: Cluster, client: Client) -> None:
     assert response.status == 200, response.body
     assert response.json() == "Hello, Ada!"
     assert response.headers["x-restate-id"].startswith("inv_")
+    # Both processes serve on uvloop by default (issue 10: --event-loop auto, uvloop installed).
+    assert "event loop uvloop" in shared.node.process.output()
+    assert "event loop uvloop" in shared.endpoint.process.output()
 
 
 # ---------------------------------------------------------------- durable steps

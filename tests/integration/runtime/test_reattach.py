@@ -127,3 +127,29 @@ async def test_a_leader_change_before_any_answer_reattaches_at_once(tmp_path: Pa
         assert await asyncio.wait_for(call, 10) == result
     finally:
         await log.close()
+
+
+async def test_a_waiting_call_holds_no_task_of_its_own_until_something_is_due(
+    tmp_path: Path,
+) -> None:
+    """Issue 10: until a probe or a re-attach is due, a call waits on its result and on the
+    partition's leader change directly (it used to hold four tasks for that); a re-attach
+    interval shorter than half the leader timeout still re-attaches on time."""
+    log = LocalLog(tmp_path / "log", PARTITIONS)
+    await log.start()
+    try:
+        responses = PendingResponses()
+        gateway = _gateway(log, responses, reattach_interval_s=0.3)  # leader timeout: 600 s
+        before = len(asyncio.all_tasks())
+        call = asyncio.create_task(gateway.call(TARGET, HANDLER, b'"x"', [], None))
+        partition, invoke = await _invoke_in_log(log)
+        assert invoke.sink is not None
+        await asyncio.sleep(0.05)
+        assert len(asyncio.all_tasks()) == before + 1  # the call itself
+        attach = (await _record(log, partition, 1)).command  # after the interval, no probe
+        assert attach == Attach(invoke.invocation_id, invoke.sink, True, max_attached=8)
+        result = RespondToIngress(invoke.sink, invoke.invocation_id, Success(b'"hi"'))
+        responses.respond(result)
+        assert await asyncio.wait_for(call, 10) == result
+    finally:
+        await log.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from partition_processor import keys
+from partition_processor.actions import StartInvocation
 from partition_processor.commands import End, JournalAppend, Terminate
 from partition_processor.journal import Output, Success
 from partition_processor.values import ObjectLock
@@ -44,3 +45,16 @@ def test_a_lock_row_written_before_the_head_was_kept_still_reads() -> None:
     env.store.commit({keys.lock_key(0, "Counter", "k1"): b"inv_old"})
     assert env.tx().lock("Counter", "k1") == ObjectLock("inv_old", 0)
     assert env.tx().lock_holder("Counter", "k1") == "inv_old"
+
+
+def test_the_next_queued_call_starts_in_the_apply_of_the_holders_end() -> None:
+    """A hot key's hand-off costs no log round trip of its own (issue 10, item 3): applying the
+    holder's End record already asks the leader to start the next queued invocation."""
+    env = Env()
+    env.invoke("a", COUNTER, request="a")
+    env.invoke("b", COUNTER, request="b")
+    env.effect("a", 1, JournalAppend(1, Output(Success(b"1"))))
+    actions = env.effect("a", 1, End())
+    assert [a for a in actions if isinstance(a, StartInvocation)] == [StartInvocation("b", 1)]
+    status = env.status("b")
+    assert status is not None and (status.phase, status.attempt) == ("invoked", 1)
