@@ -80,6 +80,7 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
         work,
         replication=replication,
         fetch_max_wait_ms=args.kafka_fetch_max_wait_ms,
+        extra=args.server_arg,
     )
     endpoint = Endpoint(work)
     servers = [ServerNode(spec, f"n{i}") for i in range(nodes)]
@@ -128,7 +129,9 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
             elapsed = time.perf_counter() - started
             after = await _sample(http, servers, broker.process.pid, endpoint, log, args)
             counts = perf.stop()
-            probe_load = probes.cost(probe_from, probes.read())
+            probe_to = probes.read()
+            probe_load = probes.cost(probe_from, probe_to)
+            probe_cores = probes.cores(probe_from, probe_to, time.perf_counter() - started)
             perf_requests = max(stats.completed - perf_from, 1)
             views = [await s.cluster_view(http) for s in servers]
             stats.stop = True
@@ -147,6 +150,7 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
     result["probe_cpu_ms_per_unit_idle"] = probe_idle
     result["probe_cpu_ms_per_unit_load"] = probe_load
     result["burners"] = args.burners
+    result["probe_cores_load"] = probe_cores  # the share of a core each probe/burner used
     result["idle_node_cpu_s_per_s"] = round(sum(idle) / args.idle, 3) if args.idle else None
     # What each node says it applies (GET /cluster has "applying" once replicas are placed;
     # before that every node applies every partition).
@@ -170,7 +174,9 @@ async def _sample(
     sched = [schedstat(s.pid) for s in servers]
     voluntary = [ctxt_split(s.pid) for s in servers]
     broker_cpu, endpoint_cpu = cpu_seconds(broker_pid), endpoint.cpu()
-    applied = await asyncio.gather(*(s.records_applied(http) for s in servers))
+    metrics = await asyncio.gather(*(s.metrics(http) for s in servers))
+    applied = [m.get("cairn_records_applied_total", 0.0) for m in metrics]
+    batches = sum(m.get("cairn_partition_apply_batch_records_count", 0.0) for m in metrics)
     records = sum([await log.tail(p) for p in range(args.partitions)])
     return {
         "cpu": cpu,
@@ -183,7 +189,8 @@ async def _sample(
         "involuntary": sum(i for _, i in voluntary),
         "broker_cpu": broker_cpu,
         "endpoint_cpu": endpoint_cpu,
-        "applied": list(applied),
+        "applied": applied,
+        "apply_batches": batches,
         "records": records,
     }
 
@@ -209,6 +216,7 @@ def _result(
         "concurrency": args.concurrency,
         "route": args.route,
         "kafka_fetch_max_wait_ms": args.kafka_fetch_max_wait_ms,  # None: the server's default
+        "server_args": args.server_arg,
         "seconds": round(elapsed, 2),
         "requests": stats.ok,
         "failures": stats.failed,
@@ -244,6 +252,11 @@ def _result(
         ),
         "node_involuntary_switches_per_request": round(
             _delta(before, after, "involuntary") / requests, 1
+        ),
+        # Applied batches (one store write batch each) over all replicas: standby pacing
+        # (--standby-apply-interval-ms) makes them fewer and bigger.
+        "node_apply_batches_per_request": round(
+            (after["apply_batches"] - before["apply_batches"]) / requests, 2
         ),
         "machine_load": uptime(),
         "log_records": records,
@@ -317,6 +330,13 @@ def main() -> None:
     add_fetch_wait_flag(parser)
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="one more argument for every node (repeatable), e.g. "
+        "--server-arg=--standby-apply-interval-ms --server-arg=0",
+    )
+    parser.add_argument(
         "--burners",
         type=int,
         default=0,
@@ -360,7 +380,8 @@ def main() -> None:
             f"\n### {stamp}: {args.partitions} partitions, concurrency {args.concurrency}, "
             f"route {args.route}, fetch max wait "
             f"{args.kafka_fetch_max_wait_ms or 'default'} ms, "
-            f"{args.duration:g} s per node count\n\nLoad before: `{load_before}`  \n"
+            f"{args.duration:g} s per node count, server args {args.server_arg}, "
+            f"burners {args.burners}\n\nLoad before: `{load_before}`  \n"
             f"Load after: `{load_after}`\n\n{table}\n"
         )
     print(table)

@@ -104,6 +104,16 @@ class Probes:
             costs[name] = round((ns_now - ns_then) / units / 1e6, 4) if units > 0 else None
         return costs
 
+    @staticmethod
+    def cores(
+        before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], seconds: float
+    ) -> dict[str, float]:
+        """The share of a core each probe used between two readings ``seconds`` apart."""
+        return {
+            name: round((after[name][1] - ns_then) / 1e9 / seconds, 3)
+            for name, (_, ns_then) in before.items()
+        }
+
     def stop(self) -> None:
         for process in self._processes:
             process.terminate()
