@@ -68,9 +68,9 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
     # Fixed work timed in CPU time alongside (benchmarks/cpu_probe.py): what the machine's
     # contention does to the CPU time of work that does not change, in long runs ("coarse") and
     # in node-sized bursts ("fine"); --burners adds busy processes and nothing else.
-    sizes = {"coarse": (cpu_probe.LOOKUPS, cpu_probe.PERIOD_S), "fine": (100, 0.002)}
+    sizes = {"coarse": (cpu_probe.LOOKUPS, cpu_probe.PERIOD_S, 0.0), "fine": (100, 0.002, 0.0)}
     for i in range(args.burners):
-        sizes[f"burner{i}"] = (args.burner_lookups, 0.001)
+        sizes[f"burner{i}"] = (args.burner_lookups, 0.0, args.burner_duty)
     probes = cpu_probe.Probes(work, sizes)
     broker = TansuBroker.start(work)
     replication = replication_flag(args.replication, nodes)
@@ -344,7 +344,10 @@ def main() -> None:
         "without more nodes, e.g. --nodes 1 --burners 2 against --nodes 3",
     )
     parser.add_argument(
-        "--burner-lookups", type=int, default=250, help="work per burst of a burner (~1 µs each)"
+        "--burner-lookups", type=int, default=1000, help="work per burst of a burner (~1 µs each)"
+    )
+    parser.add_argument(
+        "--burner-duty", type=float, default=0.35, help="share of a core each burner uses"
     )
     parser.add_argument(
         "--no-perf", action="store_true", help="no perf stat (instructions, syscalls) per node"

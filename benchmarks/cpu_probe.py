@@ -1,6 +1,6 @@
 """A fixed amount of Python work, timed in CPU time: how much a busy machine inflates CPU time.
 
-    python -m benchmarks.cpu_probe FILE [LOOKUPS PERIOD_S]
+    python -m benchmarks.cpu_probe FILE [LOOKUPS PERIOD_S [DUTY]]
 
 This machine has no hardware instruction counter (a VM without a PMU), so the same work cannot be
 counted; it can be repeated. Every ``PERIOD_S`` the probe does one unit of interpreter work like
@@ -11,7 +11,8 @@ more busy processes it rises (caches, the scheduler), though the work did not ch
 of the default size takes a few ms of CPU (the probe uses about 5% of one core); a small unit
 (``LOOKUPS`` 100) takes about as long as a node's event-loop iteration under load (~0.15 ms):
 work that wakes, runs briefly and sleeps finds its caches cold more often than long runs do.
-Many small units at a short period also serve as a stand-in busy process (``--burners``).
+Small units with a ``DUTY`` (a share of one core: after each unit it sleeps as long as that
+share asks) serve as a stand-in busy process (``--burners``), woken as often as a node is.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main() -> None:
     out = Path(sys.argv[1])
     lookups = int(sys.argv[2]) if len(sys.argv) > 2 else LOOKUPS
     period_s = float(sys.argv[3]) if len(sys.argv) > 3 else PERIOD_S
+    duty = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
     keys = [f"key-{i:08d}" for i in range(_KEYS)]
     table = {key: [i, i * 3] for i, key in enumerate(keys)}
     units = 0
@@ -50,20 +52,21 @@ def main() -> None:
     while True:
         started = time.thread_time_ns()
         _unit(table, keys, lookups)
-        cpu_ns += time.thread_time_ns() - started
+        spent = time.thread_time_ns() - started
+        cpu_ns += spent
         units += 1
         tmp.write_text(f"{units} {cpu_ns}\n")
         os.replace(tmp, out)  # a reader never sees half a line
-        time.sleep(period_s)
+        time.sleep(spent / 1e9 * (1 - duty) / duty if duty > 0 else period_s)
 
 
 def spawn(
-    path: Path, lookups: int = LOOKUPS, period_s: float = PERIOD_S
+    path: Path, lookups: int = LOOKUPS, period_s: float = PERIOD_S, duty: float = 0.0
 ) -> subprocess.Popen[bytes]:
     """The probe as a process of its own, writing to ``path``; the caller stops it by PID."""
     root = Path(__file__).resolve().parents[1]
     argv = [sys.executable, "-m", "benchmarks.cpu_probe", str(path), str(lookups), str(period_s)]
-    return subprocess.Popen(argv, cwd=root)
+    return subprocess.Popen([*argv, str(duty)], cwd=root)
 
 
 def read(path: Path) -> tuple[int, int]:
@@ -80,13 +83,13 @@ if __name__ == "__main__":
 
 
 class Probes:
-    """Named probes (``name -> (lookups, period_s)``) as processes, read together."""
+    """Named probes (``name -> (lookups, period_s, duty)``) as processes, read together."""
 
-    def __init__(self, work: Path, sizes: dict[str, tuple[int, float]]) -> None:
+    def __init__(self, work: Path, sizes: dict[str, tuple[int, float, float]]) -> None:
         self._files = {name: work / f"probe-{name}" for name in sizes}
         self._processes = [
-            spawn(self._files[name], lookups, period_s)
-            for name, (lookups, period_s) in sizes.items()
+            spawn(self._files[name], lookups, period_s, duty)
+            for name, (lookups, period_s, duty) in sizes.items()
         ]
 
     def read(self) -> dict[str, tuple[int, int]]:
