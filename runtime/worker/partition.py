@@ -37,7 +37,7 @@ from runtime.invoker.channels import ChannelPool
 from runtime.invoker.invoker import PartitionInvoker
 from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
-from runtime.log import Log
+from runtime.log import Log, LogRecord
 from runtime.logs import invocation_fields
 from runtime.metadata import Registry
 from runtime.metrics import (
@@ -70,6 +70,11 @@ from runtime.worker.leader import (
 from runtime.worker.proposer import LeaderProposer, Term
 
 log = logging.getLogger(__name__)
+
+# A standby waits (``_pace``) only after a batch smaller than this (a quarter of what one read
+# of either log returns at most): a bigger one means records were waiting.
+_PACE_BELOW_RECORDS = 64
+_PACE_BELOW_BYTES = 256 * 1024
 
 Responder = Callable[[RespondToIngress], None]
 
@@ -257,18 +262,24 @@ class PartitionWorker:
                 # After the leader shell saw the batch, so ``is_leader`` is this batch's answer;
                 # the rows are read before the next batch is applied (this loop is the writer).
                 self._snapshots.after_batch(self.partition, outcome.applied_lsn, self.is_leader)
-            await self._pace()
+            await self._pace(batch)
 
-    async def _pace(self) -> None:
+    async def _pace(self, batch: list[LogRecord]) -> None:
         """A caught-up standby waits before its next batch: meanwhile the log's reader holds
         the records that arrive (one fetch of this partition per wait), so the next batch
         carries a whole interval's records and each batch's fixed costs (the apply, its store
         commit, the fetch) are paid once per interval instead of once per fetch. Nothing waits
         for a standby's position but a claim, which ends the wait; a leader, one handing over
-        and one catching up never wait."""
+        and one catching up never wait. Nor does a standby whose batch was big: records were
+        waiting (a backlog, or more per interval than one read returns), and waiting after
+        every such batch would cap how fast it can apply."""
         if self._standby_pace_s <= 0 or not self.synced.is_set():
             return
         if self.is_leader or self.owned:
+            return
+        if len(batch) >= _PACE_BELOW_RECORDS or sum(len(r.payload) for r in batch) >= (
+            _PACE_BELOW_BYTES
+        ):
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._unpaced.wait(), self._standby_pace_s)

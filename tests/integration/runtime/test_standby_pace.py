@@ -135,3 +135,22 @@ async def test_a_claim_ends_a_standby_wait_at_once(tmp_path: Path) -> None:
             assert worker.processor.fsm.leader_epoch == 2
     finally:
         await log.close()
+
+
+async def test_a_standby_with_records_waiting_applies_them_without_waiting(tmp_path: Path) -> None:
+    """A backlog comes in full reads (256 records): the standby waits after none of them, so
+    pacing never caps how fast a standby can apply (unpaced after each read, 2,000 records at one
+    5 s wait per read would take 40 s)."""
+    log = LocalLog(tmp_path / "log", 1)
+    await log.start()
+    batches: list[int] = []
+    backlog = 2000
+    try:
+        async with _standby(tmp_path, log, 5.0, batches) as worker:
+            await log.append(0, [_announcement(1)])
+            await _applied(worker, 0, timeout_s=30)  # now in its 5 s wait
+            await log.append(0, [_announcement(epoch) for epoch in range(2, backlog + 2)])
+            await _applied(worker, backlog, timeout_s=25)
+            assert worker.processor.fsm.leader_epoch == backlog + 1
+    finally:
+        await log.close()
