@@ -36,6 +36,7 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks import cpu_probe
 from benchmarks.cluster_support import (
     RESULTS,
     ClusterSpec,
@@ -56,6 +57,7 @@ from benchmarks.cluster_support import (
     uptime,
     wait_serving,
 )
+from benchmarks.cpu_counters import PerfCount, ctxt_split, perf_events, schedstat
 from runtime.log import KafkaLog
 from tests.support.broker import TansuBroker
 
@@ -63,6 +65,13 @@ TARGET_RATIO = 1.25
 
 
 async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str, Any]:
+    # Fixed work timed in CPU time alongside (benchmarks/cpu_probe.py): what the machine's
+    # contention does to the CPU time of work that does not change, in long runs ("coarse") and
+    # in node-sized bursts ("fine"); --burners adds busy processes and nothing else.
+    sizes = {"coarse": (cpu_probe.LOOKUPS, cpu_probe.PERIOD_S, 0.0), "fine": (100, 0.002, 0.0)}
+    for i in range(args.burners):
+        sizes[f"burner{i}"] = (args.burner_lookups, 0.0, args.burner_duty)
+    probes = cpu_probe.Probes(work, sizes)
     broker = TansuBroker.start(work)
     replication = replication_flag(args.replication, nodes)
     spec = ClusterSpec(
@@ -71,6 +80,7 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
         work,
         replication=replication,
         fetch_max_wait_ms=args.kafka_fetch_max_wait_ms,
+        extra=args.server_arg,
     )
     endpoint = Endpoint(work)
     servers = [ServerNode(spec, f"n{i}") for i in range(nodes)]
@@ -92,8 +102,10 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
             # What the nodes burn without requests (polling, heartbeats): it is part of every
             # request's share, more so when requests are few.
             idle_before = [s.cpu() for s in servers]
+            probe_from = probes.read()
             await asyncio.sleep(args.idle)
             idle = [s.cpu() - b for s, b in zip(servers, idle_before, strict=True)]
+            probe_idle = probes.cost(probe_from, probes.read())
             stats = LoadStats()
             ingresses = [s.ingress for s in servers]
             routes = None
@@ -103,6 +115,12 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
                 closed_loop(http, ingresses, args.concurrency, args.keys, stats, routes)
             )
             await asyncio.sleep(args.warmup)
+            # perf's window is its own (it starts and stops a few ms around the CPU window), so
+            # its counts are divided by the requests completed between its start and its stop.
+            perf = PerfCount([s.pid for s in servers], args.perf_events)
+            perf_from = stats.completed
+            perf.start()
+            probe_from = probes.read()
             before = await _sample(http, servers, broker.process.pid, endpoint, log, args)
             stats.counting = True
             started = time.perf_counter()
@@ -110,6 +128,11 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
             stats.counting = False
             elapsed = time.perf_counter() - started
             after = await _sample(http, servers, broker.process.pid, endpoint, log, args)
+            counts = perf.stop()
+            probe_to = probes.read()
+            probe_load = probes.cost(probe_from, probe_to)
+            probe_cores = probes.cores(probe_from, probe_to, time.perf_counter() - started)
+            perf_requests = max(stats.completed - perf_from, 1)
             views = [await s.cluster_view(http) for s in servers]
             stats.stop = True
             await asyncio.wait_for(load, 90)
@@ -118,7 +141,16 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
             await log.close()
         stop_all([*servers, endpoint])
         broker.stop()
+        probes.stop()
     result = _result(args, nodes, replication, stats, elapsed, before, after)
+    for name, count in counts.items():
+        per_request = None if count is None else round(count / perf_requests, 1)
+        result[f"node_{name}_per_request"] = per_request
+    # Each probe's CPU ms per unit of fixed work while the nodes idled and under the load.
+    result["probe_cpu_ms_per_unit_idle"] = probe_idle
+    result["probe_cpu_ms_per_unit_load"] = probe_load
+    result["burners"] = args.burners
+    result["probe_cores_load"] = probe_cores  # the share of a core each probe/burner used
     result["idle_node_cpu_s_per_s"] = round(sum(idle) / args.idle, 3) if args.idle else None
     # What each node says it applies (GET /cluster has "applying" once replicas are placed;
     # before that every node applies every partition).
@@ -139,16 +171,26 @@ async def _sample(
     cpu = [s.cpu() for s in servers]
     split = [cpu_split(s.pid) for s in servers]
     switches = [context_switches(s.pid) for s in servers]
+    sched = [schedstat(s.pid) for s in servers]
+    voluntary = [ctxt_split(s.pid) for s in servers]
     broker_cpu, endpoint_cpu = cpu_seconds(broker_pid), endpoint.cpu()
-    applied = await asyncio.gather(*(s.records_applied(http) for s in servers))
+    metrics = await asyncio.gather(*(s.metrics(http) for s in servers))
+    applied = [m.get("cairn_records_applied_total", 0.0) for m in metrics]
+    batches = sum(m.get("cairn_partition_apply_batch_records_count", 0.0) for m in metrics)
     records = sum([await log.tail(p) for p in range(args.partitions)])
     return {
         "cpu": cpu,
         "system_cpu": [system for _, system in split],
         "switches": switches,
+        "run_ns": sum(run for run, _, _ in sched),
+        "wait_ns": sum(wait for _, wait, _ in sched),
+        "slices": sum(count for _, _, count in sched),
+        "voluntary": sum(v for v, _ in voluntary),
+        "involuntary": sum(i for _, i in voluntary),
         "broker_cpu": broker_cpu,
         "endpoint_cpu": endpoint_cpu,
-        "applied": list(applied),
+        "applied": applied,
+        "apply_batches": batches,
         "records": records,
     }
 
@@ -174,6 +216,7 @@ def _result(
         "concurrency": args.concurrency,
         "route": args.route,
         "kafka_fetch_max_wait_ms": args.kafka_fetch_max_wait_ms,  # None: the server's default
+        "server_args": args.server_arg,
         "seconds": round(elapsed, 2),
         "requests": stats.ok,
         "failures": stats.failed,
@@ -196,17 +239,44 @@ def _result(
         "node_context_switches_per_request": round(
             (sum(after["switches"]) - sum(before["switches"])) / requests, 1
         ),
+        # Contention apart from work: the time the nodes' threads sat runnable waiting for a
+        # core (schedstat), against the time they ran; preemptions (involuntary switches) against
+        # blocking with nothing to do (voluntary).
+        "node_run_ms_per_request": round(_delta(before, after, "run_ns") / requests / 1e6, 3),
+        "node_runqueue_wait_ms_per_request": round(
+            _delta(before, after, "wait_ns") / requests / 1e6, 3
+        ),
+        "node_timeslices_per_request": round(_delta(before, after, "slices") / requests, 1),
+        "node_voluntary_switches_per_request": round(
+            _delta(before, after, "voluntary") / requests, 1
+        ),
+        "node_involuntary_switches_per_request": round(
+            _delta(before, after, "involuntary") / requests, 1
+        ),
+        # Applied batches (one store write batch each) over all replicas: standby pacing
+        # (--standby-apply-interval-ms) makes them fewer and bigger.
+        "node_apply_batches_per_request": round(
+            (after["apply_batches"] - before["apply_batches"]) / requests, 2
+        ),
+        "machine_load": uptime(),
         "log_records": records,
         "applied_share": [round(a / records, 3) if records else None for a in applied],
     }
+
+
+def _delta(before: dict[str, Any], after: dict[str, Any], name: str) -> int:
+    value: int = after[name] - before[name]
+    return value
 
 
 def _table(results: Sequence[dict[str, Any]]) -> str:
     lines = [
         "| nodes | R | req/s | p50 ms | CPU ms/req (nodes) | ratio to 1 node | broker CPU ms/req "
         "| endpoint CPU ms/req | applied share per node | partitions applied per node "
-        "| nodes' idle CPU s/s | failures |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| nodes' idle CPU s/s | failures | run / runqueue wait ms/req (nodes) "
+        "| syscalls/req | epoll_wait/req | futex/req | instructions/req "
+        "| probe CPU ms/unit idle / load: coarse; fine | burners |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         ratio = r.get("ratio_to_single_node")
@@ -216,9 +286,26 @@ def _table(results: Sequence[dict[str, Any]]) -> str:
             f"| {r['broker_cpu_ms_per_request']} | {r['endpoint_cpu_ms_per_request']} "
             f"| {', '.join(str(s) for s in r['applied_share'])} "
             f"| {', '.join(str(p) for p in r['partitions_applying'])} "
-            f"| {r['idle_node_cpu_s_per_s']} | {r['failures']} |"
+            f"| {r['idle_node_cpu_s_per_s']} | {r['failures']} "
+            f"| {r['node_run_ms_per_request']} / {r['node_runqueue_wait_ms_per_request']} "
+            f"| {_count(r, 'syscalls')} | {_count(r, 'epoll_waits', 'epoll_pwaits')} "
+            f"| {_count(r, 'futex')} | {_count(r, 'instructions')} "
+            f"| {_probe(r, 'coarse')}; {_probe(r, 'fine')} | {r['burners']} |"
         )
     return "\n".join(lines)
+
+
+def _probe(result: dict[str, Any], name: str) -> str:
+    idle = result["probe_cpu_ms_per_unit_idle"][name]
+    load = result["probe_cpu_ms_per_unit_load"][name]
+    return f"{idle} / {load}"
+
+
+def _count(result: dict[str, Any], *names: str) -> str:
+    """A perf count per request (several summed), or "n/a" where this machine has none."""
+    counts = [result.get(f"node_{name}_per_request") for name in names]
+    known = [c for c in counts if c is not None]
+    return f"{sum(known):.1f}" if known else "n/a"
 
 
 def main() -> None:
@@ -242,7 +329,33 @@ def main() -> None:
     )
     add_fetch_wait_flag(parser)
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="one more argument for every node (repeatable), e.g. "
+        "--server-arg=--standby-apply-interval-ms --server-arg=0",
+    )
+    parser.add_argument(
+        "--burners",
+        type=int,
+        default=0,
+        help="stand-in busy processes (cpu_probe in short bursts) beside the nodes: contention "
+        "without more nodes, e.g. --nodes 1 --burners 2 against --nodes 3",
+    )
+    parser.add_argument(
+        "--burner-lookups", type=int, default=1000, help="work per burst of a burner (~1 µs each)"
+    )
+    parser.add_argument(
+        "--burner-duty", type=float, default=0.35, help="share of a core each burner uses"
+    )
+    parser.add_argument(
+        "--no-perf", action="store_true", help="no perf stat (instructions, syscalls) per node"
+    )
     args = parser.parse_args()
+    args.perf_events = {} if args.no_perf else perf_events()
+    if not args.perf_events.get("instructions"):
+        print("perf cannot count instructions here (no PMU?): instructions/req is n/a")
     counts = [int(n) for n in args.nodes.split(",")]
     load_before = uptime()
     results: list[dict[str, Any]] = []
@@ -270,7 +383,8 @@ def main() -> None:
             f"\n### {stamp}: {args.partitions} partitions, concurrency {args.concurrency}, "
             f"route {args.route}, fetch max wait "
             f"{args.kafka_fetch_max_wait_ms or 'default'} ms, "
-            f"{args.duration:g} s per node count\n\nLoad before: `{load_before}`  \n"
+            f"{args.duration:g} s per node count, server args {args.server_arg}, "
+            f"burners {args.burners}\n\nLoad before: `{load_before}`  \n"
             f"Load after: `{load_after}`\n\n{table}\n"
         )
     print(table)

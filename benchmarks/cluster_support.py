@@ -336,6 +336,7 @@ class LoadStats:
 
     counting: bool = False
     ok: int = 0
+    completed: int = 0  # successes whether counting or not (a window of its own, e.g. perf's)
     failed: int = 0
     latencies: list[float] = field(default_factory=list)
     stop: bool = False
@@ -369,6 +370,7 @@ async def closed_loop(
                     ok = response.status == 200
             except (TimeoutError, aiohttp.ClientError):
                 ok = False
+            stats.completed += ok
             if stats.counting:
                 if ok:
                     stats.ok += 1

@@ -127,6 +127,13 @@ def _add_node_flags(parser: argparse.ArgumentParser, *, data_dir: str) -> None:
         "(default %(default)s)",
     )
     parser.add_argument(
+        "--standby-apply-interval-ms",
+        type=int,
+        default=_env_or_default("standby_apply_interval_ms"),
+        help="a standby applies its partitions at most this often, in bigger batches; 0: as "
+        "records arrive (default %(default)s)",
+    )
+    parser.add_argument(
         "--cluster-node-expiry-ms",
         type=int,
         default=_env_or_default("cluster_node_expiry_ms"),
@@ -296,6 +303,8 @@ def _config(args: argparse.Namespace) -> NodeConfig:
         raise SystemExit("cairn: --kafka-replication-factor must be at least 1")
     if args.applied_positions_interval_ms < 1:
         raise SystemExit("cairn: --applied-positions-interval-ms must be at least 1")
+    if args.standby_apply_interval_ms < 0:
+        raise SystemExit("cairn: --standby-apply-interval-ms must not be negative")
     clusters, properties = _kafka_clusters(args)
     optional: dict[str, Any] = {}
     if (shutdown_timeout_ms := _shutdown_timeout_ms(args.shutdown_timeout)) is not None:
@@ -357,6 +366,7 @@ def _node_config(
         cluster_secret_file=args.cluster_secret_file,
         cluster_node_expiry_ms=args.cluster_node_expiry_ms,
         applied_positions_interval_ms=args.applied_positions_interval_ms,
+        standby_apply_interval_ms=args.standby_apply_interval_ms,
         replication=args.replication,
         event_loop=args.event_loop,
         **optional,

@@ -20,6 +20,7 @@ shell never sees), takes it off the apply path and trims the log behind it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -36,7 +37,7 @@ from runtime.invoker.channels import ChannelPool
 from runtime.invoker.invoker import PartitionInvoker
 from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
-from runtime.log import Log
+from runtime.log import Log, LogRecord
 from runtime.logs import invocation_fields
 from runtime.metadata import Registry
 from runtime.metrics import (
@@ -69,6 +70,11 @@ from runtime.worker.leader import (
 from runtime.worker.proposer import LeaderProposer, Term
 
 log = logging.getLogger(__name__)
+
+# A standby waits (``_pace``) only after a batch smaller than this (a quarter of what one read
+# of either log returns at most): a bigger one means records were waiting.
+_PACE_BELOW_RECORDS = 64
+_PACE_BELOW_BYTES = 256 * 1024
 
 Responder = Callable[[RespondToIngress], None]
 
@@ -109,9 +115,14 @@ class PartitionWorker:
         clock: Clock | None = None,
         snapshots: Snapshotter | None = None,
         on_leader_change: Callable[[int], None] | None = None,
+        standby_pace_s: float = 0.0,
     ) -> None:
         """``on_leader_change(partition)``: called when an applied batch moved the partition's
-        leadership to a new epoch (the ingress re-attaches the calls waiting on it)."""
+        leadership to a new epoch (the ingress re-attaches the calls waiting on it).
+        ``standby_pace_s``: while a caught-up standby, wait this long between batches
+        (``NodeConfig.standby_apply_interval_ms``)."""
+        self._standby_pace_s = standby_pace_s
+        self._unpaced = asyncio.Event()  # set by a claim: a paced standby reads on at once
         self._on_leader_change = on_leader_change
         self._slots = slots
         self._timeouts = timeouts
@@ -149,6 +160,7 @@ class PartitionWorker:
 
     def claim(self) -> None:
         """Lead this partition: announce a new epoch once applied up to the log's tail."""
+        self._unpaced.set()
         self._queue_claim_steps(self.leader.claim())
 
     async def release(self) -> None:
@@ -250,6 +262,28 @@ class PartitionWorker:
                 # After the leader shell saw the batch, so ``is_leader`` is this batch's answer;
                 # the rows are read before the next batch is applied (this loop is the writer).
                 self._snapshots.after_batch(self.partition, outcome.applied_lsn, self.is_leader)
+            await self._pace(batch)
+
+    async def _pace(self, batch: list[LogRecord]) -> None:
+        """A caught-up standby waits before its next batch: meanwhile the log's reader holds
+        the records that arrive (one fetch of this partition per wait), so the next batch
+        carries a whole interval's records and each batch's fixed costs (the apply, its store
+        commit, the fetch) are paid once per interval instead of once per fetch. Nothing waits
+        for a standby's position but a claim, which ends the wait; a leader, one handing over
+        and one catching up never wait. Nor does a standby whose batch was big: records were
+        waiting (a backlog, or more per interval than one read returns), and waiting after
+        every such batch would cap how fast it can apply."""
+        if self._standby_pace_s <= 0 or not self.synced.is_set():
+            return
+        if self.is_leader or self.owned:
+            return
+        if len(batch) >= _PACE_BELOW_RECORDS or sum(len(r.payload) for r in batch) >= (
+            _PACE_BELOW_BYTES
+        ):
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._unpaced.wait(), self._standby_pace_s)
+        self._unpaced.clear()  # a claim set it; ``owned`` keeps a claimer from waiting again
 
     def _report_rejections(self, outcome: BatchOutcome) -> None:
         for rejection in outcome.rejected:

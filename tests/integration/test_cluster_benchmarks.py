@@ -37,9 +37,12 @@ def test_cluster_benchmark_measures_cpu_and_applied_share(tmp_path: Path) -> Non
         tmp_path,
         *("--nodes", "1", "--partitions", "2", "--duration", "1.5", "--warmup", "0.5"),
         *("--idle", "0.5"),
-        *("--concurrency", "4", "--keys", "8", "--route", "leader"),
+        *("--concurrency", "4", "--keys", "8", "--route", "leader", "--burners", "1"),
+        "--server-arg=--standby-apply-interval-ms",
+        "--server-arg=50",
     )
     assert result["nodes"] == 1 and result["route"] == "leader" and result["requests"] > 0
+    assert result["server_args"] == ["--standby-apply-interval-ms", "50"]
     assert result["cpu_ms_per_request"] > 0 and result["broker_cpu_ms_per_request"] > 0
     assert result["ratio_to_single_node"] == 1.0
     # One node applies every record of the window (give or take the requests in flight at
@@ -49,6 +52,19 @@ def test_cluster_benchmark_measures_cpu_and_applied_share(tmp_path: Path) -> Non
     assert result["partitions_applying"] == [2]
     assert result["idle_node_cpu_s_per_s"] >= 0
     assert "load average" in result["uptime_before"]
+    # Work apart from contention: the nodes' threads ran (schedstat); the fixed-work probes and
+    # the burner did units of work. perf counts are there where perf can count (else None).
+    assert (
+        result["node_run_ms_per_request"] > 0 and result["node_runqueue_wait_ms_per_request"] >= 0
+    )
+    assert result["node_voluntary_switches_per_request"] > 0 and result["burners"] == 1
+    load = result["probe_cpu_ms_per_unit_load"]
+    assert set(load) == {"coarse", "fine", "burner0"} and load["fine"] > 0
+    assert load["coarse"] is None or load["coarse"] > 0  # a unit every 0.1 s: maybe none
+    syscalls = result["node_syscalls_per_request"]
+    assert syscalls is None or syscalls > 0
+    assert "node_instructions_per_request" in result
+    assert result["node_apply_batches_per_request"] > 0 and result["probe_cores_load"]["fine"] > 0
 
 
 def test_failover_benchmark_times_a_kill(tmp_path: Path) -> None:

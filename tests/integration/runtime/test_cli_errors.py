@@ -99,6 +99,13 @@ def test_bad_replication(tmp_path: Path) -> None:
     _fails_clearly(_server(tmp_path, *_binds(), "--replication", "0"), "--replication")
 
 
+def test_bad_standby_apply_interval(tmp_path: Path) -> None:
+    _fails_clearly(
+        _server(tmp_path, *_binds(), "--standby-apply-interval-ms", "-1"),
+        "--standby-apply-interval-ms must not be negative",
+    )
+
+
 def test_bad_shutdown_timeout(tmp_path: Path) -> None:
     _fails_clearly(_server(tmp_path, *_binds(), "--shutdown-timeout", "soon"), "--shutdown-timeout")
     _fails_clearly(_server(tmp_path, *_binds(), "--shutdown-timeout", "0"), "more than 0")
