@@ -349,7 +349,7 @@ def _worker_main() -> None:
         format=f"%(asctime)s %(levelname)s [{config.node_name}] %(name)s: %(message)s",
     )
     # Imported here: the CLI imports this module (a cycle at import time otherwise).
-    from runtime.cli import serve_node
+    from runtime.cli_server import serve_node
 
     ready = os.fdopen(args.ready_fd, "wb", buffering=0)
 
