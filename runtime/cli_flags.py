@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from runtime.config import NodeConfig, config_default, split_bind
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.internal import advertised_host, read_cluster_secret
 from runtime.logs import LOG_FORMATS
-from runtime.node import NodeConfig, config_default, split_bind
 from runtime.security.flags import add_security_flags, security_options
 from runtime.snapshots.repository import open_repository
 from runtime.subscriptions.spec import parse_cluster, parse_cluster_property, parse_clusters

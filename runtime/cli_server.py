@@ -15,8 +15,9 @@ from collections.abc import Callable
 import msgspec
 
 from runtime.cli_flags import _config
+from runtime.config import NodeConfig
 from runtime.log import LogError
-from runtime.node import Node, NodeConfig
+from runtime.node import Node
 from runtime.security.errors import SecuritySetupError
 from runtime.workers import prepare_workers, run_workers
 

@@ -33,8 +33,8 @@ from pathlib import Path, PurePath
 
 import msgspec
 
+from runtime.config import NodeConfig, split_bind
 from runtime.internal import advertised_host, read_cluster_secret
-from runtime.node import NodeConfig, split_bind
 
 log = logging.getLogger(__name__)
 
