@@ -62,8 +62,8 @@ from benchmarks.cluster_support import (
     wait_serving,
 )
 from benchmarks.pp_bench import records as counter_records
+from runtime.config import config_default
 from runtime.log import KafkaLog
-from runtime.node import config_default
 from tests.support.broker import TansuBroker
 
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("invocation (gRPC to the endpoint)", ("runtime/invoker/",)),
     ("apply (state machine + RocksDB)", ("apply_batch",)),
     ("ingress HTTP", ("runtime/ingress/", "web_protocol.py")),
-    ("Kafka fetch", ("aiokafka/consumer/", "KafkaLog.read", "KafkaLog._fetch")),
+    ("Kafka fetch", ("aiokafka/consumer/", "KafkaReads.read", "KafkaReads._fetch")),
     ("Kafka produce", ("aiokafka/producer/", "KafkaLog.append")),
     ("Kafka client, other", ("aiokafka/",)),
     ("event loop select", ("EpollSelector.select",)),

@@ -30,9 +30,10 @@ from pathlib import Path
 import msgspec
 
 from benchmarks.pp_bench import records
+from runtime.config import NodeConfig
 from runtime.log import KafkaLog, LocalLog, Log
 from runtime.metrics import REGISTRY
-from runtime.node import Node, NodeConfig
+from runtime.node import Node
 
 RESULTS = Path(__file__).parent / "results" / "snapshot_restore.jsonl"
 

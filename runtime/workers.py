@@ -33,8 +33,8 @@ from pathlib import Path, PurePath
 
 import msgspec
 
+from runtime.config import NodeConfig, split_bind
 from runtime.internal import advertised_host, read_cluster_secret
-from runtime.node import NodeConfig, split_bind
 
 log = logging.getLogger(__name__)
 
@@ -349,7 +349,7 @@ def _worker_main() -> None:
         format=f"%(asctime)s %(levelname)s [{config.node_name}] %(name)s: %(message)s",
     )
     # Imported here: the CLI imports this module (a cycle at import time otherwise).
-    from runtime.cli import serve_node
+    from runtime.cli_server import serve_node
 
     ready = os.fdopen(args.ready_fd, "wb", buffering=0)
 

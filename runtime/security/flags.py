@@ -7,7 +7,7 @@ import argparse
 import os
 from typing import Any
 
-from runtime.node import config_default
+from runtime.config import config_default
 
 _FILES = {
     "admin_token_file": "bearer tokens of the admin API, one per line (several: rotation)",

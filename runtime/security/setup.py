@@ -14,7 +14,7 @@ from runtime.security.tls import deployment_credentials, server_ssl_context
 from runtime.security.tokens import BearerTokens, Middleware, token_middleware
 
 if TYPE_CHECKING:
-    from runtime.node import NodeConfig
+    from runtime.config import NodeConfig
 
 log = logging.getLogger(__name__)
 

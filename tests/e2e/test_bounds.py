@@ -396,7 +396,7 @@ async def test_idle_keep_alive_connections_are_closed(tmp_path: Path) -> None:
 
 
 def test_the_http_idle_timeout_defaults_to_75_s_and_limits_are_flags_and_env() -> None:
-    from runtime.node import NodeConfig, config_default
+    from runtime.config import NodeConfig, config_default
 
     assert config_default("http_idle_timeout_ms") == 75_000
     script = (

@@ -12,7 +12,7 @@ import pytest
 from runtime.internal.server import authorization
 from tests.e2e.harness import Client, Node, cluster_secret_file
 
-# Every node-to-node route (runtime/node.py ``_serve_internal``).
+# Every node-to-node route (runtime/node_serving.py ``serve_internal``).
 ROUTES = (
     "/internal/responses",
     "/internal/read",

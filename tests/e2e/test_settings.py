@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.node import NodeConfig
+from runtime.config import NodeConfig
 from tests.e2e.harness import ROOT, Client, Node
 
 MiB = 1024 * 1024

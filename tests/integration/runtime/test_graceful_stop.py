@@ -9,7 +9,8 @@ from pathlib import Path
 
 import aiohttp
 
-from runtime.node import Node, NodeConfig
+from runtime.config import NodeConfig
+from runtime.node import Node
 from tests.e2e.harness import free_port
 
 

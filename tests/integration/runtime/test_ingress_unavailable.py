@@ -6,7 +6,8 @@ from pathlib import Path
 
 import aiohttp
 
-from runtime.node import Node, NodeConfig
+from runtime.config import NodeConfig
+from runtime.node import Node
 from tests.e2e.harness import free_port
 from tests.integration.runtime.scripted_endpoint import start_scripted_endpoint
 

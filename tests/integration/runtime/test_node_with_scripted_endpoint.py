@@ -10,7 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from runtime.node import Node, NodeConfig
+from runtime.config import NodeConfig
+from runtime.node import Node
 from tests.integration.runtime.scripted_endpoint import ScriptedEndpoint, start_scripted_endpoint
 from tests.support.broker import unique_topic
 

@@ -33,13 +33,13 @@ from partition_processor.snapshot import encode_snapshot, partition_rows
 from partition_processor.store_rocksdb import RocksDBStore
 from partition_processor.tables import read_fsm
 from runtime.clock import now_ms
+from runtime.config import NodeConfig
 from runtime.invoker.attempt import StreamTimeouts
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.slots import RunningSlots
 from runtime.log import LocalLog, Log, LogError
 from runtime.metadata import Registry
 from runtime.metrics import RECORDS_APPLIED
-from runtime.node import NodeConfig
 from runtime.snapshots.manager import SnapshotError, Snapshotter, restore_partition
 from runtime.snapshots.repository import FileRepository
 from runtime.supervisor import Supervisor

@@ -18,12 +18,12 @@ import pytest
 from partition_processor.commands import AnnounceLeader, Envelope, IngressSource, encode_envelope
 from partition_processor.store_rocksdb import RocksDBStore
 from runtime.clock import now_ms
+from runtime.config import NodeConfig
 from runtime.invoker.attempt import StreamTimeouts
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.slots import RunningSlots
 from runtime.log import LocalLog
 from runtime.metadata import Registry
-from runtime.node import NodeConfig
 from runtime.supervisor import Supervisor
 from runtime.worker.partition import PartitionWorker
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from runtime.config import split_bind
 from runtime.internal import advertised_host, read_cluster_secret
-from runtime.node import split_bind
 from tests.unit.deploy.checks import (
     CAIRN_IMAGE,
     DEPLOY,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from runtime import cli
+from runtime.config import NodeConfig
 from runtime.internal import advertised_host, read_cluster_secret
-from runtime.node import NodeConfig
 
 
 @pytest.fixture

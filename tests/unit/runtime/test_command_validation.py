@@ -22,8 +22,8 @@ from partition_processor.journal import (
     Sleep,
     Success,
 )
+from runtime.config import NodeConfig
 from runtime.invoker.validation import InvalidCommand, check_command, check_index
-from runtime.node import NodeConfig
 
 POLICY = NodeConfig(data_dir=Path("unused"), ingress_max_body_bytes=1000).size_policy()
 LONG = "k" * (POLICY.key_bytes + 1)

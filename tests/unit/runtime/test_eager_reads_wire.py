@@ -10,9 +10,9 @@ import pytest
 from partition_processor import codes
 from partition_processor.journal import GetState, GetStateKeys, Run, StateKeys, Success, Void
 from proto import endpoint_pb2 as pb
+from runtime.config import NodeConfig
 from runtime.invoker.codec import ProtocolViolation, eager_read_from_pb
 from runtime.invoker.validation import InvalidCommand, check_eager_read
-from runtime.node import NodeConfig
 
 
 def test_reads_carry_answers_of_their_kind() -> None:

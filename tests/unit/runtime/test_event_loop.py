@@ -13,7 +13,7 @@ import pytest
 import uvloop
 
 from runtime import cli
-from runtime.node import NodeConfig
+from runtime.config import NodeConfig
 from sdk import endpoint
 from sdk.event_loop import loop_name, run
 

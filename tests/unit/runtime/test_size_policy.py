@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from runtime.config import NodeConfig
 from runtime.ingress.durations import InvalidDuration, parse_duration_ms
 from runtime.ingress.validation import (
     MAX_JSON_DEPTH,
@@ -19,7 +20,6 @@ from runtime.ingress.validation import (
     json_depth,
 )
 from runtime.invoker.discovery import DiscoveryError, grpc_target
-from runtime.node import NodeConfig
 from sdk._transport.server import DEFAULT_MAX_MESSAGE_BYTES
 
 POLICY = NodeConfig(data_dir=Path("unused")).size_policy()

@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from runtime import cli
-from runtime.node import NodeConfig
+from runtime.config import NodeConfig
 from runtime.subscriptions.spec import KafkaCluster, parse_cluster_property
 
 # A self-signed CA certificate (CN "Cairn test CA"), only ever loaded as a trust anchor.

@@ -8,9 +8,9 @@ import pytest
 
 from partition_processor.commands import IngressSink, Invoke, ProducerDedup, decode_envelope
 from partition_processor.ids import subscription_invocation_id, workflow_run_id
+from runtime.config import NodeConfig
 from runtime.ingress.validation import MAX_JSON_DEPTH
 from runtime.metadata import HandlerInfo, InputRules, ServiceInfo
-from runtime.node import NodeConfig
 from runtime.subscriptions.records import SourceRecord, map_record
 from runtime.subscriptions.spec import (
     SubscriptionError,

@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from runtime.node import NodeConfig
+from runtime.config import NodeConfig
 from runtime.workers import decode_config, encode_config, prepare_workers, worker_config
 from tests.e2e.harness import free_port
 
