@@ -112,7 +112,9 @@ class Context:
         start = session.machine.start
         self._invocation_id = start.invocation_id
         self._key = start.key
-        self._random = _random.Random(start.random_seed)
+        # Seeded on first use: most handlers never ask, and seeding costs more than the rest of
+        # the context (issue 10).
+        self._random: _random.Random | None = None
 
     # ------------------------------------------------------------------ request & determinism
 
@@ -123,11 +125,13 @@ class Context:
 
     def random(self) -> _random.Random:
         """A random generator seeded per invocation: the same sequence on every replay."""
+        if self._random is None:
+            self._random = _random.Random(self._session.machine.start.random_seed)
         return self._random
 
     def uuid(self) -> _uuid.UUID:
         """A UUID v4 from ``random()``: the same on every replay."""
-        return _uuid.UUID(int=self._random.getrandbits(128), version=4)
+        return _uuid.UUID(int=self.random().getrandbits(128), version=4)
 
     def time(self) -> RestateDurableFuture[float]:
         """The current time (seconds since the epoch), journaled so replays see the same value."""
