@@ -292,6 +292,10 @@ class WorkerSet:
         if live:
             log.info("stopping %d worker process(es)", len(live))
         timeout_s = self._config.shutdown_timeout_ms / 1000 + _STOP_MARGIN_S
+        if not live:
+            # Every worker had already exited (say, all failed at start): asyncio.wait refuses
+            # an empty set ("Set of Tasks/Futures is empty"), which ended the parent with a trace.
+            return all(w.process is None or w.process.returncode == 0 for w in self._workers)
         _, pending = await asyncio.wait(
             [asyncio.ensure_future(p.wait()) for p in live], timeout=timeout_s
         )

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from runtime.config import NodeConfig
-from runtime.workers import decode_config, encode_config, prepare_workers, worker_config
+from runtime.workers import (
+    WorkerSet,
+    decode_config,
+    encode_config,
+    prepare_workers,
+    worker_config,
+)
 from tests.e2e.harness import free_port
 
 
@@ -71,3 +78,17 @@ def test_a_config_reaches_the_worker_unchanged() -> None:
         shutdown_timeout_ms=2500,
     )
     assert decode_config(encode_config(config)) == config
+
+
+async def test_stopping_when_every_worker_has_already_exited(tmp_path: Path) -> None:
+    """All workers gone (say, each failed at start): stopping reports their exit codes instead
+    of raising (asyncio.wait refuses an empty set; the parent ended with a traceback)."""
+    workers = WorkerSet(_config(tmp_path))
+    codes = []
+    for worker, command in zip(workers._workers, ("true", "false"), strict=True):
+        worker.process = await asyncio.create_subprocess_exec(command)
+        codes.append(await worker.process.wait())
+    assert codes == [0, 1]
+    assert await workers._stop_all() is False  # one exited with 1: not a clean stop
+    workers._workers[1].process = workers._workers[0].process
+    assert await workers._stop_all() is True
