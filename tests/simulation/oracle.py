@@ -36,7 +36,8 @@ class Oracle:
     attempts: dict[str, int] = field(default_factory=dict)
     # Per virtual object (service, key): the exclusive invocations and state patches that reach
     # it, in log order (an invocation once: a repeated id is a duplicate). The object's inbox
-    # runs them in this order, so the object's state follows from this list alone.
+    # runs them in this order, so the object's state follows from this list alone. (A delayed
+    # invocation queues when its timer fires, not here: the patched objects get none.)
     object_queues: dict[tuple[str, str], list[Invoke | PatchState]] = field(default_factory=dict)
     invoked: set[str] = field(default_factory=set)
 
