@@ -41,6 +41,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("last_failure", "VARCHAR"),
         ("idempotency_key", "VARCHAR"),
         ("deployment", "VARCHAR"),
+        ("pinned", "BOOLEAN"),
     ],
     "sys_journal": [
         ("partition", "INTEGER"),
@@ -143,7 +144,10 @@ def _invocation_rows(
             failure.code if failure else None,
             failure.message if failure else None,
             status.idempotency_key,
-            deployment_of(target.service),
+            # Its attempts run on the deployment it is pinned to (README, Versions); one not yet
+            # started will start on the one serving its service now.
+            status.deployment_id or deployment_of(target.service),
+            status.deployment_id is not None,
         )
 
 
@@ -261,7 +265,7 @@ def metadata_rows(registry: Registry, table: str) -> list[Row]:
 
 
 def deployment_lookup(registry: Registry) -> Callable[[str], str | None]:
-    """The deployment now serving a service (an invocation's status does not record one)."""
+    """The deployment now serving a service (for the invocations not pinned to one yet)."""
 
     def deployment_of(service: str) -> str | None:
         info = registry.service(service)

@@ -67,6 +67,22 @@ async def _go(client: Client, key: str) -> None:
     assert response.status == 200, response.body
 
 
+async def _sql_deployments(
+    client: Client, invocation_ids: list[str]
+) -> dict[str, tuple[str, bool]]:
+    """``sys_invocation``'s deployment and pinned columns of each invocation, once all are in."""
+    ids = ", ".join(f"'{i}'" for i in invocation_ids)
+    query = f"SELECT id, deployment, pinned FROM sys_invocation WHERE id IN ({ids})"
+
+    async def rows() -> Any:
+        response = await client.admin("POST", "/query", {"query": query})
+        assert response.status == 200, response.body
+        found = response.json()["rows"]
+        return found if len(found) == len(invocation_ids) else None
+
+    return {row["id"]: (row["deployment"], row["pinned"]) for row in await client.wait_for(rows)}
+
+
 def _endpoint(app: str, tmp_path: Path) -> Endpoint:
     endpoint = Endpoint(f"tests.e2e.apps.versions:{app}", tmp_path)
     endpoint.start()
@@ -110,6 +126,16 @@ async def test_a_started_invocation_finishes_on_its_deployment_after_an_upgrade(
         new = await _start_waiting(client, "new", new_path)
         assert (await client.invocation(new))["deployment_id"] == v2
         assert _lines(new_path) == ["v2:two", "v2:one"]
+        # SQL shows each invocation's own deployment: the one it is pinned to, and for one not
+        # started yet (a run delayed by an hour) the one serving its service now.
+        later = await client.call("/Upgrade/later/run/send?delay=1h", str(tmp_path / "later.txt"))
+        assert later.status == 202, later.body
+        later_id = later.json()["invocationId"]
+        assert await _sql_deployments(client, [old, new, later_id]) == {
+            old: (v1["id"], True),
+            new: (v2, True),
+            later_id: (v2, False),
+        }
         # The pin is in the log: it holds across a kill -9 of the node.
         await cluster.node.restart()
         await _go(client, "old")

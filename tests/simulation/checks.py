@@ -11,6 +11,7 @@ from __future__ import annotations
 from partition_processor import keys
 from partition_processor.journal import Failure, Success
 from partition_processor.values import InvocationStatus
+from tests.simulation.patches import check_patches
 from tests.simulation.workload import OBJECT_KEYS, Facts
 from tests.simulation.world import World
 
@@ -63,6 +64,8 @@ def check_safety(world: World, facts: Facts) -> None:
             and isinstance(s.result, Success)
         )
         assert results == list(range(1, want + 1)), f"{key} results {results}"
+
+    check_patches(world, statuses)
 
     # A workflow's promise resolves once: one signal succeeds, the other gets 409; the run saw
     # the value and kept it in its state.

@@ -42,6 +42,18 @@ def counter_add(argument: bytes, now_ms: int) -> Script:
     yield Output(Success(str(n + 1).encode()))
 
 
+def tally_add(argument: bytes, now_ms: int) -> Script:
+    """Tally/add (exclusive), the counter the simulation also patches: n += 1, then reads n
+    back. A patch applied while it runs shows in its result (``torn:`` and what it read)."""
+    current = yield GetState("n")
+    n = int(current.value) if isinstance(current, Success) else 0
+    mine = str(n + 1).encode()
+    yield SetState("n", mine)
+    again = yield GetState("n")
+    seen = again.value if isinstance(again, Success) else b"(none)"
+    yield Output(Success(mine if seen == mine else b"torn:" + seen))
+
+
 def _counter(key: str) -> ResolvedTarget:
     target = Target("Counter", "add", "virtual_object", "exclusive", key)
     return ResolvedTarget(target, FAST_RETRY, RETAIN_MS)
@@ -116,6 +128,7 @@ def flow_signal(argument: bytes, now_ms: int) -> Script:
 
 SCRIPTS: dict[tuple[str, str], Callable[[bytes, int], Script]] = {
     ("Counter", "add"): counter_add,
+    ("Tally", "add"): tally_add,
     ("Caller", "call"): caller_call,
     ("Sender", "send"): sender_send,
     ("Drawer", "draw"): drawer_draw,

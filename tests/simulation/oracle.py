@@ -9,8 +9,10 @@ from partition_processor.commands import (
     AnnounceLeader,
     CompleteRun,
     Failed,
+    Invoke,
     InvokerEffect,
     LeaderDedup,
+    PatchState,
     ProducerDedup,
     Suspended,
     decode_envelope,
@@ -32,6 +34,12 @@ class Oracle:
     # The attempt whose effects count, per invocation: one that failed or suspended is over
     # (the next is one higher), and a shell may still propose for it (it learns that late).
     attempts: dict[str, int] = field(default_factory=dict)
+    # Per virtual object (service, key): the exclusive invocations and state patches that reach
+    # it, in log order (an invocation once: a repeated id is a duplicate). The object's inbox
+    # runs them in this order, so the object's state follows from this list alone. (A delayed
+    # invocation queues when its timer fires, not here: the patched objects get none.)
+    object_queues: dict[tuple[str, str], list[Invoke | PatchState]] = field(default_factory=dict)
+    invoked: set[str] = field(default_factory=set)
 
     def see(self, partition: int, payload: bytes) -> None:
         envelope = decode_envelope(payload)
@@ -49,6 +57,14 @@ class Oracle:
             self.producer_seqs[key] = dedup.seq
         if isinstance(command, InvokerEffect):
             self._see_effect(command)
+        elif isinstance(command, PatchState):
+            self.object_queues.setdefault((command.service, command.key), []).append(command)
+        elif isinstance(command, Invoke) and command.invocation_id not in self.invoked:
+            self.invoked.add(command.invocation_id)
+            target = command.target
+            if target.key is not None and target.handler_kind == "exclusive":
+                queue = self.object_queues.setdefault((target.service, target.key), [])
+                queue.append(command)
 
     def _see_effect(self, command: InvokerEffect) -> None:
         attempt = self.attempts.setdefault(command.invocation_id, 1)

@@ -1,5 +1,6 @@
 """Seeded simulations: crashes, duplicated records, zombie leaders, lost acks, suspensions and
-retries lose nothing and apply nothing twice (DESIGN §9).
+retries lose nothing and apply nothing twice (DESIGN §9); state patches apply once, in their place
+in the log, never with a stale version or under a running invocation (``patches.py``).
 
 ``CAIRN_SIM_SEEDS=N`` runs seeds 0..N-1 in each world (one node; two nodes handing partitions
 over); ``CAIRN_SIM_SEED=S`` replays exactly seed S. A failure names its seed and the command that
@@ -13,6 +14,7 @@ import os
 import pytest
 
 from tests.simulation.checks import check_faults, check_liveness, check_safety
+from tests.simulation.patches import expected_by_key
 from tests.simulation.workload import run_world
 from tests.simulation.world import World
 
@@ -67,3 +69,18 @@ def test_zombie_leaders_propose_records_that_are_fenced() -> None:
     ``check_faults`` verifies per seed)."""
     fenced = [run_world(seed, nodes=2)[0].oracle.stale_epoch for seed in range(10)]
     assert sum(1 for count in fenced if count > 0) >= 8, fenced
+
+
+def test_state_patches_are_queued_refused_and_applied() -> None:
+    """Guards the patch checks against a workload whose patches stopped meeting the cases they
+    are there for: across a few seeds, patches were appended while an invocation of their key
+    ran, some were refused (a stale version) and some applied (each checked per seed by
+    ``check_safety``)."""
+    queued = refused = applied = 0
+    for seed in range(10):
+        world, facts = run_world(seed, nodes=seed % 2 + 1)
+        queued += facts.patches.queued
+        for expected in expected_by_key(world).values():
+            refused += expected.refused
+            applied += expected.applied
+    assert queued >= 10 and refused >= 5 and applied >= 10, (queued, refused, applied)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from partition_processor.commands import Target, Terminate
 from partition_processor.ids import awakeable_id, workflow_run_id
+from tests.simulation.patches import PATCHED_KEYS, PatchFacts, patch_requests, tally_target
 from tests.simulation.world import World
 
 OBJECT_KEYS = ["alpha", "beta", "gamma", "delta"]
@@ -69,6 +70,8 @@ def run_world(
                 return [retry] * chooser.randint(1, 3)  # the client retries (crash or not)
             case "draw":
                 return [now(kind, Target("Drawer", "draw"), b"")]
+            case "tally":  # a counter that state patches also write
+                return [now(kind, tally_target(chooser.choice(PATCHED_KEYS)), b"")]
             case "awakeable":
                 return _awakeable(world, facts)
             case _:
@@ -85,11 +88,14 @@ def run_world(
         "workflow",
         "idempotent_add",
         "draw",
+        "tally",
+        "tally",
     ]
     # Every run has calls, sends and naps: its outbox ships and its timers fire (the checks
     # demand that the faults injected into both happened).
     chosen = ["call", "send", "nap"] + [chooser.choice(kinds) for _ in range(invocations - 3)]
     requests = [r for kind in chosen for r in request(kind)]
+    requests += patch_requests(world, facts.patches, chooser)
     chooser.shuffle(requests)  # retries and signals land anywhere, also after crashes
     world.run(requests)
     return world, facts
@@ -105,6 +111,7 @@ class Facts:
     expected_adds: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     submitted: dict[str, tuple[str, object]] = dataclasses.field(default_factory=dict)
     workflows: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # run → signals
+    patches: PatchFacts = dataclasses.field(default_factory=PatchFacts)
 
 
 def _terminated_nap(world: World, facts: Facts, nap_ms: int, mode: str) -> list[Request]:

@@ -146,6 +146,7 @@ class World:
         self.oracle = Oracle()
         self.run_executions: collections.Counter[tuple[str, int]] = collections.Counter()
         self.callers: list[Caller] = []
+        self.patch_callers: list[Caller] = []  # state patches' requests (by their sink)
         self.trace: list[str] = []
         self.requests = 0
         self.announcements = [0] * PARTITIONS
@@ -208,6 +209,10 @@ class World:
         source = IngressSource(self.random.choice(self.nodes).node_id)
         envelope = Envelope(source, self.now_ms, command)
         self.append(self.partition_of(route), [encode_envelope(envelope)])
+
+    @staticmethod
+    def object_partition(service: str, key: str) -> int:
+        return partition_of(object_partition_key(service, key), PARTITIONS)
 
     @staticmethod
     def partition_of(invocation_id: str) -> int:
@@ -287,7 +292,7 @@ class World:
                 case AbortAttempt(invocation_id=invocation_id):
                     view.attempts.pop(invocation_id, None)
                 case Respond(action=action):
-                    for caller in self.callers:
+                    for caller in [*self.callers, *self.patch_callers]:
                         if caller.sink == action.sink and self.alive(caller.sink.node):
                             caller.heard.append(action.result)
                 case Propose(records=records) | FireTimers(records=records):
@@ -519,5 +524,5 @@ class World:
         ]
 
     def state(self, service: str, key: str, name: str) -> bytes | None:
-        p = partition_of(object_partition_key(service, key), PARTITIONS)
+        p = self.object_partition(service, key)
         return self.store.get(keys.state_key(p, service, key, name))

@@ -9,14 +9,16 @@ import argparse
 import pytest
 
 from runtime.admin.sql import Limits, QueryError, check_read_only, run_query
+from runtime.admin.sql_tables import COLUMNS as TABLE_COLUMNS
 from runtime.cli_bulk import _condition
 
-COLUMNS = 16  # sys_invocation's
+COLUMNS = len(TABLE_COLUMNS["sys_invocation"])
 
 
 def _row(n: int, service: str, status: str) -> tuple[object, ...]:
     row: list[object] = [0, f"inv_{n}", f"{service}/run", service, "run", None, status]
-    row += [n, n, 1, 0, 0, None, None, None, None]
+    row += [n, n, 1, 0, 0, None, None, None]
+    row += [None] * (COLUMNS - len(row))  # the columns these tests do not filter on
     assert len(row) == COLUMNS
     return tuple(row)
 
