@@ -11,10 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
-import pyarrow as pa
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
 
 FORMATS = ("json", "csv", "arrow")
 ARROW_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
@@ -55,6 +57,8 @@ def fetch_arrow(con: duckdb.DuckDBPyConnection, query: str, max_rows: int) -> tu
     """Up to ``max_rows`` rows of the query's result as an Arrow table, and whether more were
     left off. Read batch by batch from a relation (``con.sql``), which streams its result: a
     large result is never held whole (an ``execute`` result would first copy every row)."""
+    import pyarrow as pa  # imported on use: see runtime/admin/sql.py
+
     reader = con.sql(query).to_arrow_reader(min(max_rows + 1, 10_000))
     batches: list[pa.RecordBatch] = []
     kept = 0
@@ -71,6 +75,8 @@ def fetch_arrow(con: duckdb.DuckDBPyConnection, query: str, max_rows: int) -> tu
 
 def arrow_stream(table: pa.Table) -> bytes:
     """The table as an Arrow IPC stream (``pyarrow.ipc.open_stream`` reads it back)."""
+    import pyarrow as pa
+
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
