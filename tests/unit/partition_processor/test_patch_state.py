@@ -3,21 +3,26 @@ invocation of the object."""
 
 from __future__ import annotations
 
+import msgspec
+
 from partition_processor import keys
 from partition_processor.actions import Action, RespondToIngress, StartInvocation
 from partition_processor.commands import (
     End,
+    Envelope,
     IngressSink,
+    IngressSource,
     JournalAppend,
     PatchState,
     Target,
     Terminate,
+    decode_envelope,
 )
 from partition_processor.journal import Failure, GetState, Output, Result, SetState, Success
 from partition_processor.processor import LogEntry, PartitionProcessor
 from partition_processor.state_machine.on_patch_state import PATCH_DEDUP_RETENTION_MS
 from partition_processor.store_memory import MemoryStore
-from partition_processor.tables import Transaction, read_state, state_version
+from partition_processor.tables import Transaction, decode_inbox, read_state, state_version
 from partition_processor.values import QueuedPatch
 from runtime.admin.sql_tables import partition_rows
 from tests.unit.partition_processor.env import COUNTER, NODE, Env
@@ -261,6 +266,28 @@ def test_a_patch_without_an_id_applies_every_copy_as_before() -> None:
     env.apply_raw(record)
     assert _state(env) == {"count": b"5"}
     assert env.tx().seen_patches("Counter", "k1").patches == []
+
+
+class _PatchStateBeforeIds(msgspec.Struct, tag="patch_state", frozen=True):
+    service: str
+    key: str
+    new_state: dict[str, bytes]
+    version: str | None = None
+    sink: IngressSink | None = None
+
+
+class _QueuedPatchBeforeIds(msgspec.Struct, array_like=True, frozen=True):
+    new_state: dict[str, bytes]
+    version: str | None = None
+    sink: IngressSink | None = None
+
+
+def test_records_and_inbox_rows_written_before_patch_ids_decode_with_an_empty_id() -> None:
+    old = Envelope(IngressSource(NODE), 1, _PatchStateBeforeIds("Counter", "k1", {"a": b"1"}))
+    command = decode_envelope(msgspec.msgpack.encode(old)).command
+    assert command == PatchState("Counter", "k1", {"a": b"1"}, patch_id="")
+    row = msgspec.msgpack.encode(_QueuedPatchBeforeIds({"a": b"1"}, "v"))
+    assert decode_inbox(row) == QueuedPatch({"a": b"1"}, "v", None, "")
 
 
 def test_replaying_a_log_with_repeated_patches_on_a_fresh_store_gives_the_same_store() -> None:
