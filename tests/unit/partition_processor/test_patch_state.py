@@ -9,7 +9,6 @@ from partition_processor import keys
 from partition_processor.actions import Action, RespondToIngress, StartInvocation
 from partition_processor.commands import (
     End,
-    Envelope,
     IngressSink,
     IngressSource,
     JournalAppend,
@@ -276,6 +275,12 @@ class _PatchStateBeforeIds(msgspec.Struct, tag="patch_state", frozen=True):
     sink: IngressSink | None = None
 
 
+class _EnvelopeBeforeIds(msgspec.Struct, frozen=True):
+    source: IngressSource
+    timestamp_ms: int
+    command: _PatchStateBeforeIds
+
+
 class _QueuedPatchBeforeIds(msgspec.Struct, array_like=True, frozen=True):
     new_state: dict[str, bytes]
     version: str | None = None
@@ -283,7 +288,9 @@ class _QueuedPatchBeforeIds(msgspec.Struct, array_like=True, frozen=True):
 
 
 def test_records_and_inbox_rows_written_before_patch_ids_decode_with_an_empty_id() -> None:
-    old = Envelope(IngressSource(NODE), 1, _PatchStateBeforeIds("Counter", "k1", {"a": b"1"}))
+    old = _EnvelopeBeforeIds(
+        IngressSource(NODE), 1, _PatchStateBeforeIds("Counter", "k1", {"a": b"1"})
+    )
     command = decode_envelope(msgspec.msgpack.encode(old)).command
     assert command == PatchState("Counter", "k1", {"a": b"1"}, patch_id="")
     row = msgspec.msgpack.encode(_QueuedPatchBeforeIds({"a": b"1"}, "v"))
