@@ -299,6 +299,11 @@ class PatchState(msgspec.Struct, tag="patch_state", frozen=True):
     running invocation of the object: while its lock is held the patch waits in the object's
     inbox behind the invocations queued before it. ``sink`` gets Success (the new version, as
     UTF-8) or Failure 409 (version mismatch; nothing changed).
+
+    ``patch_id`` names the request (the ingress draws it once): a second record of the same
+    patch (a producer retry, an append repeated after a timeout) is dropped, its sink told the
+    first one's outcome, for ``PATCH_DEDUP_RETENTION_MS`` after that one was decided. Records
+    written before patches had ids carry "" and are applied as every copy comes.
     """
 
     service: str
@@ -306,6 +311,7 @@ class PatchState(msgspec.Struct, tag="patch_state", frozen=True):
     new_state: dict[str, bytes]
     version: str | None = None
     sink: IngressSink | None = None
+    patch_id: str = ""
 
 
 class TruncateOutbox(msgspec.Struct, tag="truncate_outbox", frozen=True):

@@ -22,6 +22,7 @@ class Kind(IntEnum):
     OUTBOX = 8  # reserved: cross-partition messages
     PROMISE = 9  # reserved: workflow promises
     DEDUP = 10  # reserved: per-producer sequence watermarks
+    PATCHES = 11  # per object: the state patches decided lately (a repeated record is dropped)
 
 
 # A string field is prefixed by its u16 length; the edges keep keys and names far below this
@@ -134,6 +135,10 @@ def outbox_seq_of(key: bytes) -> int:
 
 def dedup_key(partition: int, producer_id: str) -> bytes:
     return partition_prefix(Kind.DEDUP, partition) + _text(producer_id)
+
+
+def patches_key(partition: int, service: str, key: str) -> bytes:
+    return partition_prefix(Kind.PATCHES, partition) + _text(service) + _text(key)
 
 
 def promise_prefix(partition: int, service: str, key: str) -> bytes:

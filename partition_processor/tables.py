@@ -23,6 +23,7 @@ from partition_processor.values import (
     OutboxMessage,
     PromiseValue,
     QueuedPatch,
+    SeenPatches,
     TimerValue,
 )
 
@@ -55,6 +56,7 @@ _outbox_decoder = msgspec.msgpack.Decoder(OutboxMessage)
 _promise_decoder = msgspec.msgpack.Decoder(PromiseValue)
 _lock_decoder = msgspec.msgpack.Decoder(ObjectLock)
 _patch_decoder = msgspec.msgpack.Decoder(QueuedPatch)
+_seen_patches_decoder = msgspec.msgpack.Decoder(SeenPatches)
 
 
 def decode_outbox(raw: bytes) -> OutboxMessage:
@@ -340,6 +342,17 @@ class Transaction:
 
     def set_producer_seq(self, producer_id: str, seq: int) -> None:
         self.put(keys.dedup_key(self.partition, producer_id), seq.to_bytes(8, "big"))
+
+    def seen_patches(self, service: str, key: str) -> SeenPatches:
+        raw = self.get(keys.patches_key(self.partition, service, key))
+        return SeenPatches() if raw is None else _seen_patches_decoder.decode(raw)
+
+    def put_seen_patches(self, service: str, key: str, seen: SeenPatches) -> None:
+        row = keys.patches_key(self.partition, service, key)
+        if seen.patches:
+            self.put(row, _encoder.encode(seen))
+        else:
+            self.delete(row)
 
     def promise(self, service: str, key: str, name: str) -> PromiseValue | None:
         raw = self.get(keys.promise_key(self.partition, service, key, name))

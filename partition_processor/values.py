@@ -81,6 +81,23 @@ class QueuedPatch(msgspec.Struct, array_like=True, frozen=True):
     new_state: dict[str, bytes]
     version: str | None = None
     sink: IngressSink | None = None
+    patch_id: str = ""  # "" for a patch queued before patches had ids
+
+
+class SeenPatch(msgspec.Struct, array_like=True, frozen=True):
+    """A state patch this object has seen: queued (``outcome`` None) or decided at ``at_ms``
+    (the timestamp of the record that queued or decided it), with the outcome its sink got."""
+
+    patch_id: str
+    at_ms: int
+    outcome: Result | None = None
+
+
+class SeenPatches(msgspec.Struct, frozen=True):
+    """The state patches an object saw lately, so that a repeated ``PatchState`` record (a
+    producer retry, an ingress appending again) is dropped instead of applied again."""
+
+    patches: list[SeenPatch] = []
 
 
 InboxEntry = str | QueuedPatch  # an invocation id, or a queued state patch
@@ -157,6 +174,8 @@ __all__ = [
     "Phase",
     "PurgeTimer",
     "QueuedPatch",
+    "SeenPatch",
+    "SeenPatches",
     "InboxEntry",
     "RetryTimer",
     "TimerValue",

@@ -94,6 +94,6 @@ def _dispatch(tx: Transaction, envelope: Envelope, actions: list[Action]) -> boo
         case DeploymentGone():
             return on_deployment_gone(tx, now_ms, command, actions)
         case PatchState():
-            return on_patch_state(tx, command, actions)
+            return on_patch_state(tx, now_ms, command, actions)
         case _:
             assert_never(command)

@@ -189,7 +189,7 @@ def release_lock(
         next_id, seq = popped
         head = seq + 1
         if isinstance(next_id, QueuedPatch):
-            apply_patch(tx, service, key, next_id, actions)
+            apply_patch(tx, service, key, next_id, now_ms, actions)
             continue
         queued = tx.status(next_id)
         if queued is None or queued.phase != "inboxed":

@@ -18,6 +18,8 @@ import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 
+import msgspec
+
 from partition_processor.actions import RespondToIngress, SendReceipt
 from partition_processor.commands import (
     Attach,
@@ -391,11 +393,15 @@ class InvocationGateway:
     async def patch_state(self, command_of: Callable[[IngressSink], PatchState]) -> Result:
         """Append a state patch to its object's partition and return its outcome, once it is
         applied (which waits for the object's running and queued invocations: the leader
-        timeout bounds the wait, past it ``PatchNotConfirmed``)."""
+        timeout bounds the wait, past it ``PatchNotConfirmed``).
+
+        The patch gets its id here, once: every record of this request carries it, so the
+        partition applies the patch once however often the log holds it."""
         request_id = uuid.uuid4().hex
         outcome = self._responses.expect(request_id)
         try:
             command = command_of(IngressSink(self._node_id, request_id))
+            command = msgspec.structs.replace(command, patch_id=uuid.uuid4().hex)
             key = object_partition_key(command.service, command.key)
             partition = partition_of(key, self._log.partitions)
             await self._append_to(partition, command)

@@ -35,11 +35,12 @@ class Oracle:
     # (the next is one higher), and a shell may still propose for it (it learns that late).
     attempts: dict[str, int] = field(default_factory=dict)
     # Per virtual object (service, key): the exclusive invocations and state patches that reach
-    # it, in log order (an invocation once: a repeated id is a duplicate). The object's inbox
+    # it, in log order (each once: a repeated invocation or patch id is a copy). The object's inbox
     # runs them in this order, so the object's state follows from this list alone. (A delayed
     # invocation queues when its timer fires, not here: the patched objects get none.)
     object_queues: dict[tuple[str, str], list[Invoke | PatchState]] = field(default_factory=dict)
     invoked: set[str] = field(default_factory=set)
+    patch_ids: set[str] = field(default_factory=set)  # a patch applies once, however often logged
 
     def see(self, partition: int, payload: bytes) -> None:
         envelope = decode_envelope(payload)
@@ -57,7 +58,9 @@ class Oracle:
             self.producer_seqs[key] = dedup.seq
         if isinstance(command, InvokerEffect):
             self._see_effect(command)
-        elif isinstance(command, PatchState):
+        elif isinstance(command, PatchState) and command.patch_id not in self.patch_ids:
+            # (The simulated time stays far inside the processor's retention of patch ids.)
+            self.patch_ids.add(command.patch_id)
             self.object_queues.setdefault((command.service, command.key), []).append(command)
         elif isinstance(command, Invoke) and command.invocation_id not in self.invoked:
             self.invoked.add(command.invocation_id)

@@ -4,6 +4,8 @@ of the same keys run, the model of what each key's state must be, and its check.
 The model follows the log alone (``Oracle.object_queues``): an object runs its exclusive
 invocations and applies its patches one at a time in log order, a patch whose version is not the
 state's at its turn is refused, and nothing changes an object's state under a running invocation.
+Some patches' records are appended again later, after other records of their key (``_copy``): a
+patch applies once, at its first record, however often the log holds it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ TALLY = "Tally"
 PATCHED_KEYS = ["epsilon", "zeta"]
 PATCHES = 5  # per run, besides the Tally adds the workload mixes in
 BUSY_TRIES = 200  # a patch meant for a running invocation waits this many turns for one
+COPY_RATE = 0.5  # of the patches, this share have their record appended again later
 
 Request = Callable[[], bool]
 
@@ -44,16 +47,17 @@ def tally_target(key: str) -> Target:
 
 def append_patch(
     world: World, service: str, key: str, new_state: dict[str, bytes], version: str | None
-) -> IngressSink:
+) -> bytes:
     """What the admin's state patch appends (``Gateway.patch_state``): to the object's
-    partition, from the ingress, with a sink for its outcome."""
+    partition, from the ingress, with a sink for its outcome and an id of its own. Returns the
+    record (to append again later)."""
     world.requests += 1
     sink = IngressSink(world.random.choice(world.nodes).node_id, f"request-{world.requests}")
     world.patch_callers.append(Caller(f"patch {service}/{key}", sink, 0))
-    command = PatchState(service, key, new_state, version, sink)
-    envelope = Envelope(IngressSource(sink.node), world.now_ms, command)
-    world.append(world.object_partition(service, key), [encode_envelope(envelope)])
-    return sink
+    command = PatchState(service, key, new_state, version, sink, f"patch-{world.requests}")
+    payload = encode_envelope(Envelope(IngressSource(sink.node), world.now_ms, command))
+    world.append(world.object_partition(service, key), [payload])
+    return payload
 
 
 def object_state(world: World, service: str, key: str) -> dict[str, bytes]:
@@ -83,6 +87,8 @@ class PatchFacts:
 
     sent: int = 0
     queued: int = 0  # sent while an invocation of the key ran (the record finds the lock held)
+    copies: int = 0  # records of patches appended again later
+    copies_after_others: int = 0  # … after other records of the same key (adds, patches)
     versions: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # seen, per key
 
 
@@ -96,12 +102,46 @@ def patch_requests(world: World, facts: PatchFacts, chooser: random.Random) -> l
         mode = chooser.choice(["current", "current", "stale", "unconditional"])
         busy = chooser.random() < 0.5
         value = str(chooser.randint(100, 10_000)).encode()
-        requests.append(_patch(world, facts, key, mode, busy, value, f"p{number}"))
+        sent: list[bytes] = []  # the patch's record, once appended
+        requests.append(_patch(world, facts, key, mode, busy, value, f"p{number}", sent))
+        if chooser.random() < COPY_RATE:
+            requests.append(_copy(world, facts, key, sent))
     return requests
 
 
+def _copy(world: World, facts: PatchFacts, key: str, sent: list[bytes]) -> Request:
+    """Append the patch's record again once other records of its key followed it (a counter
+    add: a copy that applied again would undo it), or after ``BUSY_TRIES`` turns anyway."""
+    tries = [0]
+    others_before = [0]
+
+    def send() -> bool:
+        if not sent:
+            return False
+        queue = world.oracle.object_queues.get((TALLY, key), [])
+        if not tries[0]:
+            others_before[0] = len(queue)
+        others = len(queue) > others_before[0]
+        if not others and tries[0] < BUSY_TRIES:
+            tries[0] += 1
+            return False
+        world.append_again(world.object_partition(TALLY, key), sent[0])
+        facts.copies += 1
+        facts.copies_after_others += others
+        return True
+
+    return send
+
+
 def _patch(
-    world: World, facts: PatchFacts, key: str, mode: str, busy: bool, value: bytes, label: str
+    world: World,
+    facts: PatchFacts,
+    key: str,
+    mode: str,
+    busy: bool,
+    value: bytes,
+    label: str,
+    sent: list[bytes],
 ) -> Request:
     tries = [0]
 
@@ -114,7 +154,7 @@ def _patch(
         now = state_version(object_state(world, TALLY, key).items())
         version = {"current": now, "stale": seen[0], "unconditional": None}[mode]
         seen.append(now)
-        append_patch(world, TALLY, key, {"n": value, "patch": label.encode()}, version)
+        sent.append(append_patch(world, TALLY, key, {"n": value, "patch": label.encode()}, version))
         facts.sent += 1
         facts.queued += locked
         return True

@@ -1,6 +1,7 @@
 """Seeded simulations: crashes, duplicated records, zombie leaders, lost acks, suspensions and
-retries lose nothing and apply nothing twice (DESIGN §9); state patches apply once, in their place
-in the log, never with a stale version or under a running invocation (``patches.py``).
+retries lose nothing and apply nothing twice (DESIGN §9); state patches apply once (also when
+their record is appended again later), in their place in the log, never with a stale version or
+under a running invocation (``patches.py``).
 
 ``CAIRN_SIM_SEEDS=N`` runs seeds 0..N-1 in each world (one node; two nodes handing partitions
 over); ``CAIRN_SIM_SEED=S`` replays exactly seed S. A failure names its seed and the command that
@@ -74,13 +75,16 @@ def test_zombie_leaders_propose_records_that_are_fenced() -> None:
 def test_state_patches_are_queued_refused_and_applied() -> None:
     """Guards the patch checks against a workload whose patches stopped meeting the cases they
     are there for: across a few seeds, patches were appended while an invocation of their key
-    ran, some were refused (a stale version) and some applied (each checked per seed by
+    ran, some were refused (a stale version) and some applied, and records of patches were
+    appended again after other records of their key (each checked per seed by
     ``check_safety``)."""
-    queued = refused = applied = 0
+    queued = refused = applied = copies = 0
     for seed in range(10):
         world, facts = run_world(seed, nodes=seed % 2 + 1)
         queued += facts.patches.queued
+        copies += facts.patches.copies_after_others
         for expected in expected_by_key(world).values():
             refused += expected.refused
             applied += expected.applied
-    assert queued >= 10 and refused >= 5 and applied >= 10, (queued, refused, applied)
+    counts = (queued, refused, applied, copies)
+    assert queued >= 10 and refused >= 5 and applied >= 10 and copies >= 5, counts

@@ -174,6 +174,13 @@ class World:
                 log.append(payload)
                 self.oracle.see(partition, payload)
 
+    def append_again(self, partition: int, payload: bytes) -> None:
+        """A record appended once more, long after it was first: an ingress that appends its
+        request again after a timeout, or a producer retry that lands late (DESIGN §10)."""
+        self.faults_done["late_copy"] += 1
+        self.logs[partition].append(payload)
+        self.oracle.see(partition, payload)
+
     def submit(self, target: Target, argument: bytes, idempotency_key: str | None = None) -> str:
         """What the ingress appends for a request (a workflow run has its key's fixed id, an
         idempotent request the id of its target and key)."""
