@@ -7,7 +7,6 @@ promises. Every action is a journal entry, so a replayed handler sees the same r
 
 from __future__ import annotations
 
-import base64
 import random as _random
 import time as _time
 import typing
@@ -19,6 +18,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from proto import endpoint_pb2 as pb
 from sdk import _clock
+from sdk.awakeable_ids import awakeable_id_of, check_awakeable_id
 from sdk.definitions import handler_of
 from sdk.errors import TerminalError
 from sdk.futures import (
@@ -51,8 +51,6 @@ __all__ = [
     "WorkflowSharedContext",
 ]
 
-_AWAKEABLE_PREFIX = "sign_1"
-
 
 @dataclass(frozen=True)
 class Request:
@@ -62,25 +60,6 @@ class Request:
     headers: dict[str, str]
     attempt_headers: dict[str, str]
     body: bytes
-
-
-def awakeable_id_of(invocation_id: str, index: int) -> str:
-    raw = invocation_id.encode() + index.to_bytes(4, "big")
-    return _AWAKEABLE_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def check_awakeable_id(awakeable_id: str) -> None:
-    """Reject ids that cannot have come from ``ctx.awakeable()`` (TerminalError 400)."""
-    if not isinstance(awakeable_id, str) or not awakeable_id.startswith(_AWAKEABLE_PREFIX):
-        raise TerminalError(f"invalid awakeable id {awakeable_id!r}", 400)
-    body = awakeable_id[len(_AWAKEABLE_PREFIX) :]
-    try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        raw[:-4].decode()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise TerminalError(f"invalid awakeable id {awakeable_id!r}", 400) from exc
-    if len(raw) <= 4:
-        raise TerminalError(f"invalid awakeable id {awakeable_id!r}", 400)
 
 
 def _decoder(serde: Serde[Any]) -> Callable[[pb.Completion], Any]:

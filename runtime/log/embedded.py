@@ -11,12 +11,13 @@ Layout of ``directory``::
 Segments (their frame format and file operations are in ``runtime.log.segments``) exist only so
 that ``trim`` can drop whole files; the active (last) segment is the only one ever written to.
 
-Durability: one writer task (under the node's ``Supervisor`` when given one) takes every queued
-append, hands the writes to a worker thread and fsyncs each touched file once (group commit),
-the files of different partitions in parallel; the LSNs become visible to readers and ``append``
-returns only after that fsync. Memory: one ``array('q')`` of frame offsets per segment (8 bytes
-per record) and a small per-partition cache of recent payloads so that tailing readers do no I/O;
-older records are read back from disk in a worker thread.
+Durability (the writer side is in ``runtime.log.embedded_writer``): one writer task (under the
+node's ``Supervisor`` when given one) takes every queued append, hands the writes to a worker
+thread and fsyncs each touched file once (group commit), the files of different partitions in
+parallel; the LSNs become visible to readers and ``append`` returns only after that fsync.
+Memory: one ``array('q')`` of frame offsets per segment (8 bytes per record) and a small
+per-partition cache of recent payloads so that tailing readers do no I/O; older records are read
+back from disk in a worker thread.
 """
 
 from __future__ import annotations
@@ -24,9 +25,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
-import logging
 import os
-from array import array
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,25 +33,20 @@ from itertools import islice
 from pathlib import Path
 
 from runtime.log.base import Log, LogError, LogRecord
+from runtime.log.embedded_writer import LocalLogWrites, _Append
 from runtime.log.segments import (
     HEADER,
     RECORD_BYTES_MAX,
     Segment,
-    create_segment_sync,
     delete_segments_sync,
-    frame,
     open_directory_sync,
     read_frames_sync,
     sync,
-    write_all,
-    write_fd,
 )
 from runtime.metrics import AppendMeter
 from runtime.supervisor import SupervisedTask, Supervisor
 
 __all__ = ["LocalLog"]
-
-_log = logging.getLogger(__name__)
 
 # One yielded batch stays below both caps (a single larger record is yielded alone).
 _BATCH_RECORDS_MAX = 256
@@ -93,26 +87,7 @@ class _Partition:
             self.recent_start += 1
 
 
-@dataclass(eq=False)
-class _Append:
-    partition: int
-    payloads: list[bytes]
-    future: asyncio.Future[int]
-
-
-@dataclass(eq=False)
-class _PartitionWrite:
-    """What one commit round writes to one partition (built on the loop, run in the thread)."""
-
-    partition: _Partition
-    active: Segment
-    first_lsn: int
-    appends: list[_Append] = field(default_factory=list)
-    # Filled by the writer thread: (segment, new frame offsets, new durable size) per segment.
-    written: list[tuple[Segment, array[int], int]] = field(default_factory=list)
-
-
-class LocalLog(Log):
+class LocalLog(LocalLogWrites, Log):
     """An embedded, durable, single-process log with group commit.
 
     Args:
@@ -340,148 +315,6 @@ class LocalLog(Log):
         if not self._started:
             raise LogError("the log is not started")
 
-    # --- writer -------------------------------------------------------------------------------
-
-    async def _run_own_writer(self) -> None:
-        """The writer without a supervisor: a failed write is logged and ends it."""
-        try:
-            await self._run_writer()
-        except LogError as exc:
-            _log.error("LocalLog write failed; appends refused until restart", exc_info=exc)
-
-    async def _run_writer(self) -> None:
-        """Commit whatever is queued, one round at a time, until close() and the queue is empty.
-
-        Appends queued while a round is being fsynced form the next round: that is the group
-        commit. A failed write raises ``LogError`` (after failing its appends); started again
-        while the log refuses appends, the writer fails again at once, so that a supervisor
-        keeps reporting it until the node restarts.
-        """
-        try:
-            if self._failure is not None and not self._closing:
-                raise LogError(f"{self._failure}; appends refused until restart") from self._failure
-            while self._queue or not self._closing:
-                if not self._queue:
-                    await self._work_ready.wait()
-                    self._work_ready.clear()
-                    continue
-                batch, self._queue = self._queue, []
-                await self._commit(batch)
-        except asyncio.CancelledError:
-            self._writer_cancelled = True  # appends are refused from now on
-            await self._write_queued()
-            raise
-        finally:
-            # Whatever ended the writer, nobody else will commit what is still queued.
-            _fail(self._queue, LogError("the log writer stopped"))
-            self._queue = []
-
-    async def _write_queued(self) -> None:
-        """Stopped by a supervisor's shutdown: still write what was queued, as close() does
-        (a node stops its tasks before it closes the log)."""
-        while self._queue and self._failure is None:
-            batch, self._queue = self._queue, []
-            try:
-                await self._commit(batch)
-            except (LogError, asyncio.CancelledError):
-                return  # the caller re-raises the first cancellation
-
-    async def _commit(self, batch: list[_Append]) -> None:
-        if self._failure is not None:
-            _fail(batch, self._failure)
-            return
-        plan: dict[int, _PartitionWrite] = {}
-        for item in batch:
-            write = plan.get(item.partition)
-            if write is None:
-                part = self._parts[item.partition]
-                write = _PartitionWrite(part, part.segments[-1], part.end_lsn)
-                plan[item.partition] = write
-            write.appends.append(item)
-        writes = list(plan.values())
-        # The thread cannot be stopped and writes these files: a cancellation meanwhile waits
-        # for it (so close() never closes a file under it, and what it made durable is
-        # acknowledged), then propagates.
-        work = asyncio.ensure_future(asyncio.to_thread(self._write_sync, writes))
-        cancelled = False
-        while not work.done():
-            try:
-                await asyncio.wait([work])
-            except asyncio.CancelledError:
-                cancelled = True
-        exc = work.exception()
-        failure: LogError | None = None
-        if exc is not None:
-            failure = LogError(f"log write failed: {exc!r}")
-            failure.__cause__ = exc
-            self._failure = failure
-            _fail(batch, failure)
-            _close_unpublished(writes)
-        else:
-            for write in writes:
-                self._publish(write)
-        if cancelled:
-            raise asyncio.CancelledError
-        if failure is not None:
-            raise failure
-
-    def _publish(self, write: _PartitionWrite) -> None:
-        """Make a fsynced round visible: extend indexes, cache, resolve appends, wake readers."""
-        part = write.partition
-        for seg, positions, size in write.written:
-            if seg is not part.segments[-1]:
-                part.segments.append(seg)
-                part.bases.append(seg.base_lsn)
-            seg.positions.extend(positions)
-            seg.size = size
-        lsn = write.first_lsn
-        for item in write.appends:
-            lsn += len(item.payloads)
-            part.remember(item.payloads)
-            if not item.future.done():
-                item.future.set_result(lsn - 1)
-        part.end_lsn = lsn
-        part.notify()
-
-    def _write_sync(self, writes: list[_PartitionWrite]) -> None:
-        """Worker thread: write every partition's frames, then fsync each touched file once."""
-        to_sync = [self._write_partition_sync(write) for write in writes]
-        if len(to_sync) == 1:
-            self._sync_file(to_sync[0])
-            return
-        if self._syncers is None:
-            self._syncers = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="cairn-fsync")
-        # The device flushes several files' data at once (3x faster for 24 files here): the
-        # round is durable when every one of them is (an error raises from the iteration).
-        for _ in self._syncers.map(self._sync_file, to_sync):
-            pass
-
-    def _write_partition_sync(self, write: _PartitionWrite) -> int:
-        """Worker thread: append one partition's frames, rolling segments; return the fd to sync."""
-        seg, size, lsn = write.active, write.active.size, write.first_lsn
-        positions: array[int] = array("q")
-        chunks: list[bytes] = []
-        for item in write.appends:
-            for payload in item.payloads:
-                framed = frame(payload)
-                if size > 0 and size + len(framed) > self._segment_bytes:
-                    # Seal the full segment durably before the next one exists, so that only
-                    # the last segment can ever have a torn tail.
-                    write_all(write_fd(seg), chunks)
-                    self._sync_file(write_fd(seg))
-                    os.close(write_fd(seg))
-                    seg.wfd = None
-                    write.written.append((seg, positions, size))
-                    seg = create_segment_sync(write.partition.path, lsn)
-                    size, positions, chunks = 0, array("q"), []
-                positions.append(size)
-                chunks.append(framed)
-                size += len(framed)
-                lsn += 1
-        write_all(write_fd(seg), chunks)
-        write.written.append((seg, positions, size))
-        return write_fd(seg)
-
     # --- reads --------------------------------------------------------------------------------
 
     async def _read_batch(self, part: _Partition, lsn: int) -> list[LogRecord]:
@@ -505,27 +338,7 @@ class LocalLog(Log):
         return [LogRecord(lsn=lsn + i, payload=p) for i, p in enumerate(payloads)]
 
 
-# Most fsyncs in flight at once: past about 8 a virtual disk gains nothing more.
-_SYNC_THREADS = 8
-
-
-# --- helpers (pure or worker-thread) ----------------------------------------------------------
-
-
-def _fail(items: list[_Append], error: LogError) -> None:
-    """Fail the appends still waiting (a cancelled caller's future is already done)."""
-    for item in items:
-        if not item.future.done():
-            item.future.set_exception(error)
-
-
-def _close_unpublished(writes: list[_PartitionWrite]) -> None:
-    """After a failed round: close segments the thread created but nobody will publish."""
-    for write in writes:
-        for seg, _, _ in write.written:
-            if seg not in write.partition.segments and seg.wfd is not None:
-                os.close(seg.wfd)
-                seg.wfd = None
+# --- helpers (pure) ----------------------------------------------------------
 
 
 def _take_capped(payloads: Iterable[bytes]) -> list[bytes]:
