@@ -33,17 +33,13 @@ from partition_processor.snapshot import encode_snapshot, partition_rows
 from partition_processor.store_rocksdb import RocksDBStore
 from partition_processor.tables import read_fsm
 from runtime.clock import now_ms
-from runtime.config import NodeConfig
-from runtime.invoker.attempt import StreamTimeouts
-from runtime.invoker.channels import ChannelPool
-from runtime.invoker.slots import RunningSlots
 from runtime.log import LocalLog, Log, LogError
 from runtime.metadata import Registry
 from runtime.metrics import RECORDS_APPLIED
 from runtime.snapshots.manager import SnapshotError, Snapshotter, restore_partition
 from runtime.snapshots.repository import FileRepository
 from runtime.supervisor import Supervisor
-from runtime.worker.partition import PartitionWorker
+from tests.support.worker_parts import worker_parts
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -345,56 +341,25 @@ async def test_a_worker_restored_to_the_tail_claims_and_leads(tmp_path: Path, lo
     assert await _snapshot(source, repo) == await log.tail(0) - 1
     source.close()
 
-    metadata = LocalLog(tmp_path / "metadata", 1)
-    await metadata.start()
-    registry = Registry(metadata)
-    supervisor = Supervisor()
-    await registry.start(supervisor)
-    config = NodeConfig(data_dir=tmp_path)
-    channels = ChannelPool(
-        config.size_policy().message_bytes,
-        keepalive_time_ms=config.grpc_keepalive_time_ms,
-        keepalive_timeout_ms=config.grpc_keepalive_timeout_ms,
-    )
-    slots = RunningSlots(config.max_running_invocations, idle_suspend_s=1.0)
-    store = RocksDBStore(tmp_path / "fresh")
-    snapshotter = Snapshotter(
-        repository=repo,
-        store=store,
-        log_=log,
-        partitions=PARTITIONS,
-        node_id=NODE,
-        interval_records=0,
-    )
-    worker = PartitionWorker(
-        0,
-        log_=log,
-        store=store,
-        node_id=NODE,
-        registry=registry,
-        channels=channels,
-        respond=lambda action: None,
-        limits=config.size_policy(),
-        supervisor=supervisor,
-        slots=slots,
-        timeouts=StreamTimeouts(config.inactivity_timeout_ms, config.abort_timeout_ms),
-        snapshots=snapshotter,
-    )
-    applied_before = RECORDS_APPLIED._value.get()
-    running = asyncio.create_task(worker.run())
-    try:
-        await asyncio.wait_for(worker.caught_up.wait(), timeout=30)
-        assert worker.is_leader
-        fsm = read_fsm(store, 0)
-        assert fsm.leader_epoch == 2 and fsm.applied_lsn == 1
-        assert RECORDS_APPLIED._value.get() - applied_before == 1  # its own announcement only
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await supervisor.shutdown()
-        await snapshotter.close()
-        await slots.close()
-        await channels.close()
-        store.close()
-        await registry.stop()
-        await metadata.close()
+    async with worker_parts(tmp_path, RocksDBStore(tmp_path / "fresh")) as parts:
+        snapshotter = Snapshotter(
+            repository=repo,
+            store=parts.store,
+            log_=log,
+            partitions=PARTITIONS,
+            node_id=NODE,
+            interval_records=0,
+        )
+        parts.closers.append(snapshotter.close)
+        worker = parts.worker(0, log, NODE, snapshots=snapshotter)
+        applied_before = RECORDS_APPLIED._value.get()
+        running = asyncio.create_task(worker.run())
+        try:
+            await asyncio.wait_for(worker.caught_up.wait(), timeout=30)
+            assert worker.is_leader
+            fsm = read_fsm(parts.store, 0)
+            assert fsm.leader_epoch == 2 and fsm.applied_lsn == 1
+            assert RECORDS_APPLIED._value.get() - applied_before == 1  # its own announcement only
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)

@@ -18,14 +18,9 @@ import pytest
 from partition_processor.commands import AnnounceLeader, Envelope, IngressSource, encode_envelope
 from partition_processor.store_rocksdb import RocksDBStore
 from runtime.clock import now_ms
-from runtime.config import NodeConfig
-from runtime.invoker.attempt import StreamTimeouts
-from runtime.invoker.channels import ChannelPool
-from runtime.invoker.slots import RunningSlots
 from runtime.log import LocalLog
-from runtime.metadata import Registry
-from runtime.supervisor import Supervisor
 from runtime.worker.partition import PartitionWorker
+from tests.support.worker_parts import worker_parts
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,48 +37,17 @@ def _announcement(epoch: int) -> bytes:
 async def _standby(
     tmp_path: Path, log: LocalLog, pace_s: float, batches: list[int]
 ) -> AsyncIterator[PartitionWorker]:
-    metadata = LocalLog(tmp_path / "metadata", 1)
-    await metadata.start()
-    registry = Registry(metadata)
-    supervisor = Supervisor()
-    await registry.start(supervisor)
-    config = NodeConfig(data_dir=tmp_path)
-    channels = ChannelPool(
-        config.size_policy().message_bytes,
-        keepalive_time_ms=config.grpc_keepalive_time_ms,
-        keepalive_timeout_ms=config.grpc_keepalive_timeout_ms,
-    )
-    slots = RunningSlots(config.max_running_invocations, idle_suspend_s=1.0)
-    store = RocksDBStore(tmp_path / "store")
-    worker = PartitionWorker(
-        0,
-        log_=log,
-        store=store,
-        node_id=NODE,
-        registry=registry,
-        channels=channels,
-        respond=lambda action: None,
-        limits=config.size_policy(),
-        supervisor=supervisor,
-        slots=slots,
-        timeouts=StreamTimeouts(config.inactivity_timeout_ms, config.abort_timeout_ms),
-        owned=False,
-        on_leader_change=batches.append,
-        standby_pace_s=pace_s,
-    )
-    running = asyncio.create_task(worker.run())
-    try:
-        await asyncio.wait_for(worker.synced.wait(), timeout=30)
-        yield worker
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await supervisor.shutdown()
-        await slots.close()
-        await channels.close()
-        store.close()
-        await registry.stop()
-        await metadata.close()
+    async with worker_parts(tmp_path, RocksDBStore(tmp_path / "store")) as parts:
+        worker = parts.worker(
+            0, log, NODE, owned=False, on_leader_change=batches.append, standby_pace_s=pace_s
+        )
+        running = asyncio.create_task(worker.run())
+        try:
+            await asyncio.wait_for(worker.synced.wait(), timeout=30)
+            yield worker
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
 
 
 async def _applied(worker: PartitionWorker, lsn: int, timeout_s: float) -> None:
