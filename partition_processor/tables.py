@@ -271,9 +271,15 @@ class Transaction:
         prefix = keys.state_prefix(self.partition, service, key)
         return {keys.state_name_of(k, prefix): v for k, v in self.scan(prefix)}
 
-    def replace_state(self, service: str, key: str, new_state: Mapping[str, bytes]) -> None:
-        """Make the object's state exactly ``new_state``: names not in it are deleted."""
-        current = self.object_state(service, key)
+    def replace_state(
+        self,
+        service: str,
+        key: str,
+        current: Mapping[str, bytes],
+        new_state: Mapping[str, bytes],
+    ) -> None:
+        """Make the object's state, ``current`` (as ``object_state`` read it), exactly
+        ``new_state``: names not in it are deleted, unchanged values are not written."""
         for name in current.keys() - new_state.keys():
             self.delete_state_value(service, key, name)
         for name, value in new_state.items():

@@ -63,12 +63,12 @@ def apply_patch(
 ) -> bool:
     """Apply a patch that reached the object (lock free): check the version, replace the state,
     answer the sink. Returns whether the state was replaced."""
-    current = state_version(tx.object_state(service, key).items())
+    current = tx.object_state(service, key)
     outcome: Result
-    if patch.version is not None and patch.version != current:
+    if patch.version is not None and patch.version != state_version(current.items()):
         outcome = Failure(codes.STATE_VERSION_MISMATCH, VERSION_MISMATCH)
     else:
-        tx.replace_state(service, key, patch.new_state)
+        tx.replace_state(service, key, current, patch.new_state)
         outcome = Success(state_version(patch.new_state.items()).encode())
     _remember(tx, service, key, SeenPatch(patch.patch_id, now_ms, outcome), now_ms)
     if patch.sink is not None:
