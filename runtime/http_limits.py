@@ -126,6 +126,20 @@ def timed_out(error: BodyTimeout, *, source: ErrorSource | None) -> web.Response
     return response
 
 
+async def read_body_or_error(
+    request: web.Request, timeout_s: float, limit: int | None
+) -> bytes | web.Response:
+    """The body as ``read_body`` reads it, or the answer to send instead on the admin and
+    internal APIs (no error source): 408 (connection closed) if it came too slowly, 413 if it
+    is over ``limit``."""
+    try:
+        return await read_body(request, timeout_s, limit)
+    except BodyTimeout as exc:
+        return timed_out(exc, source=None)
+    except BodyTooLarge as exc:
+        return error_response(413, str(exc))
+
+
 class HeaderDeadline(asyncio.Protocol):
     """Wraps the protocol aiohttp's ``web.Server`` makes for a connection: a connection that has
     not sent its first request's line and headers within ``timeout_s`` is closed (a slowloris

@@ -43,7 +43,7 @@ from runtime.admin.sql_tables import (
     partition_rows,
 )
 from runtime.http_errors import error_response
-from runtime.http_limits import BodyTimeout, BodyTooLarge, read_body, timed_out
+from runtime.http_limits import read_body_or_error
 from runtime.internal import InternalClient, InternalRoutes, PeerError, RejectedRequest
 from runtime.metadata import Registry
 
@@ -292,12 +292,9 @@ class SqlQueries:
         routes.add(ROWS_PATH, self._serve_rows)
 
     async def _query(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await read_body(request, self._body_timeout_s, self._max_body_bytes)
-        except BodyTimeout as exc:
-            return timed_out(exc, source=None)
-        except BodyTooLarge as exc:
-            return error_response(413, str(exc))
+        body = await read_body_or_error(request, self._body_timeout_s, self._max_body_bytes)
+        if isinstance(body, web.Response):
+            return body
         try:
             fields = msgspec.json.decode(body, type=dict[str, str])
         except msgspec.DecodeError:

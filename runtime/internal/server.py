@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from runtime.http_errors import error_response
-from runtime.http_limits import BodyTimeout, BodyTooLarge, read_body, timed_out
+from runtime.http_limits import read_body_or_error
 
 # A route's handler: the request body in, the response body out (None: 204 No Content).
 InternalHandler = Callable[[bytes], Awaitable[bytes | None]]
@@ -99,12 +99,9 @@ class InternalServer:
 
     def _serve(self, handler: InternalHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def serve(request: web.Request) -> web.Response:
-            try:
-                body = await read_body(request, self._body_timeout_s, self._max_body_bytes)
-            except BodyTimeout as exc:
-                return timed_out(exc, source=None)
-            except BodyTooLarge as exc:
-                return error_response(413, str(exc))
+            body = await read_body_or_error(request, self._body_timeout_s, self._max_body_bytes)
+            if isinstance(body, web.Response):
+                return body
             try:
                 answer = await handler(body)
             except RejectedRequest as exc:
