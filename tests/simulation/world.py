@@ -19,10 +19,9 @@ from __future__ import annotations
 import collections
 import functools
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from partition_processor import keys
 from partition_processor.commands import (
     Attach,
     Command,
@@ -39,7 +38,6 @@ from partition_processor.commands import (
 )
 from partition_processor.ids import (
     invocation_id_for,
-    object_partition_key,
     parse_partition_key,
     partition_of,
     workflow_run_id,
@@ -49,7 +47,7 @@ from partition_processor.journal import (
 )
 from partition_processor.processor import ApplyStats, LogEntry, PartitionProcessor
 from partition_processor.store_memory import MemoryStore
-from partition_processor.tables import decode_status, read_journal, read_status
+from partition_processor.tables import read_journal, read_status
 from partition_processor.values import InvocationStatus
 from runtime.worker.leader import (
     AbortAttempt,
@@ -74,6 +72,7 @@ from tests.simulation.handlers import (
 )
 from tests.simulation.oracle import PARTITIONS, Oracle
 from tests.simulation.scripted import ScriptedAttempt
+from tests.simulation.world_reads import WorldReads
 
 TIMER_CAPACITY = 2  # tiny, so the leader's timer windows are loaded again and again
 FAULT_RATE = 0.02  # per step, while planned crashes and handoffs remain
@@ -122,7 +121,7 @@ class Caller:
     heard: list[Result] = field(default_factory=list)
 
 
-class World:
+class World(WorldReads[SimNode]):
     """Partitions' logs shared by ``nodes`` nodes. Each node applies every partition, as a
     follower does; the owner of a partition claims it, and its leader shell runs its
     invocations, outbox and timers."""
@@ -157,11 +156,6 @@ class World:
         self.releases: list[tuple[SimNode, int]] = []  # revocations on their way to old owners
         for node in self.nodes:
             self._restart(node)
-
-    @property
-    def store(self) -> MemoryStore:
-        """The first node's store (all converge: the checks compare them)."""
-        return self.nodes[0].store
 
     # -- the log
 
@@ -216,10 +210,6 @@ class World:
         source = IngressSource(self.random.choice(self.nodes).node_id)
         envelope = Envelope(source, self.now_ms, command)
         self.append(self.partition_of(route), [encode_envelope(envelope)])
-
-    @staticmethod
-    def object_partition(service: str, key: str) -> int:
-        return partition_of(object_partition_key(service, key), PARTITIONS)
 
     @staticmethod
     def partition_of(invocation_id: str) -> int:
@@ -499,37 +489,3 @@ class World:
             self.ingress(caller.invocation_id, Attach(caller.invocation_id, caller.sink))
         self.run([])
         return waiting
-
-    # -- what the checks read
-
-    def replayed(self) -> tuple[MemoryStore, ApplyStats]:
-        """A follower's store: every partition's whole log applied in random batch sizes."""
-        store = MemoryStore()
-        stats = ApplyStats()
-        chooser = random.Random(self.seed + 1)
-        for p, log in enumerate(self.logs):
-            processor = PartitionProcessor(store, p, "follower")
-            lsn = 0
-            while lsn < len(log):
-                upto = min(len(log), lsn + chooser.randint(1, 8))
-                stats += processor.apply_batch(
-                    [LogEntry(i, log[i]) for i in range(lsn, upto)]
-                ).stats
-                lsn = upto
-        return store, stats
-
-    def statuses(self) -> Iterator[InvocationStatus]:
-        for p in range(PARTITIONS):
-            for _, raw in self.store.scan(keys.partition_prefix(keys.Kind.STATUS, p)):
-                yield decode_status(raw)
-
-    def rows(self, kind: keys.Kind) -> list[bytes]:
-        return [
-            key
-            for p in range(PARTITIONS)
-            for key, _ in self.store.scan(keys.partition_prefix(kind, p))
-        ]
-
-    def state(self, service: str, key: str, name: str) -> bytes | None:
-        p = self.object_partition(service, key)
-        return self.store.get(keys.state_key(p, service, key, name))
