@@ -327,7 +327,7 @@ class LocalLog(LocalLogWrites, Log):
     async def _read_batch(self, part: _Partition, lsn: int) -> list[LogRecord]:
         """Up to one capped batch from ``lsn`` (which must be durable and not trimmed)."""
         if lsn >= part.recent_start:
-            payloads = _take_capped(islice(part.recent, lsn - part.recent_start, None))
+            payloads = _take_capped(_recent_from(part.recent, lsn - part.recent_start))
         else:
             seg = part.segments[bisect.bisect_right(part.bases, lsn) - 1]
             index = lsn - seg.base_lsn
@@ -346,6 +346,18 @@ class LocalLog(LocalLogWrites, Log):
 
 
 # --- helpers (pure) ----------------------------------------------------------
+
+
+def _recent_from(recent: collections.deque[bytes], skip: int) -> Iterable[bytes]:
+    """The cached payloads from index ``skip`` on. A tailing reader wants the newest few of a
+    full cache: taken from the right end, they cost their own count rather than a walk over the
+    hundreds before them (issue 10: that walk was 2% of the event loop under load)."""
+    newer = len(recent) - skip
+    if newer > skip:
+        return islice(recent, skip, None)
+    wanted = list(islice(reversed(recent), newer))
+    wanted.reverse()
+    return wanted
 
 
 def _take_capped(payloads: Iterable[bytes]) -> list[bytes]:

@@ -480,6 +480,11 @@ async def test_local_reads_beyond_the_recent_cache(tmp_path: Path) -> None:
         await log.append(0, [b"%d" % i for i in range(2000)])
         assert payloads(await collect(log, 0, 0, 2000)) == [b"%d" % i for i in range(2000)]
         assert payloads(await collect(log, 0, 1000, 3)) == [b"1000", b"1001", b"1002"]
+        # From the cache (its newest 512): near its oldest end, and near its newest (taken from
+        # the right end), up to the last record.
+        for start in (1488, 1500, 1743, 1744, 1990, 1999):
+            expected = [b"%d" % i for i in range(start, 2000)]
+            assert payloads(await collect(log, 0, start, 2000 - start)) == expected
     finally:
         await log.close()
 
