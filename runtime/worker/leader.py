@@ -115,7 +115,7 @@ class FireTimers:
 
 @dataclass(frozen=True, slots=True)
 class WakeTimers:
-    """A timer was registered: the next wake-up may be earlier."""
+    """A timer was registered ahead of the earliest one: the next wake-up is earlier."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,8 +338,9 @@ class PartitionLeader:
             case RespondToIngress():
                 return [Respond(action)]
             case RegisterTimer(wake_ms=wake_ms, timer_id=timer_id):
-                leading.timers.register(wake_ms, timer_id)
-                return [WakeTimers()]
+                # Only a new earliest timer moves the driver's wake-up: a sleep, a retry or a
+                # retention timer due after the head costs no wake-up of the timer task.
+                return [WakeTimers()] if leading.timers.register(wake_ms, timer_id) else []
             case ShipOutbox():
                 return [WakeOutbox()]
             case _:

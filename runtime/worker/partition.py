@@ -379,6 +379,7 @@ class PartitionWorker:
             unwatch()
 
     async def _fire_due_timers(self, wakeup: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             wakeup.clear()
             fire = self.leader.tick(self._clock.now_ms())
@@ -398,10 +399,13 @@ class PartitionWorker:
                 continue
             delay_s = (wake_ms - self._clock.now_ms()) / 1000
             if delay_s > 0:
+                # A timer handle setting the event, not wait_for (a task, a future and a timer
+                # per wait): the head is due, or an earlier timer was registered.
+                due = loop.call_later(delay_s, wakeup.set)
                 try:
-                    await asyncio.wait_for(wakeup.wait(), timeout=delay_s)
-                except TimeoutError:
-                    pass
+                    await wakeup.wait()
+                finally:
+                    due.cancel()
 
     async def _ship_outbox(self, leadership: _Leadership) -> None:
         """Deliver outbox rows to their partitions, then truncate them (one shipment at a time)."""

@@ -43,12 +43,16 @@ class TimerQueue:
         """How many timers are in memory."""
         return len(self._heap)
 
-    def register(self, wake_ms: int, timer_id: str) -> None:
+    def register(self, wake_ms: int, timer_id: str) -> bool:
+        """Hold a newly written timer row; True if it is now the earliest held (a driver
+        sleeping until the earlier head has to wake sooner; otherwise its sleep stands)."""
         if self._horizon is not None and self._key(wake_ms, timer_id) > self._horizon:
-            return  # in the store: loaded with its window
-        heapq.heappush(self._heap, (wake_ms, timer_id))
+            return False  # in the store: loaded with its window
+        timer = (wake_ms, timer_id)
+        heapq.heappush(self._heap, timer)
         if len(self._heap) > 2 * self._capacity:
             self._shrink()
+        return self._heap[0] == timer
 
     def next_timer(self) -> Timer | None:
         """The earliest timer (loading the next window from the store when the heap ran dry)."""

@@ -480,6 +480,11 @@ async def test_local_reads_beyond_the_recent_cache(tmp_path: Path) -> None:
         await log.append(0, [b"%d" % i for i in range(2000)])
         assert payloads(await collect(log, 0, 0, 2000)) == [b"%d" % i for i in range(2000)]
         assert payloads(await collect(log, 0, 1000, 3)) == [b"1000", b"1001", b"1002"]
+        # From the cache (its newest 512): near its oldest end, and near its newest (taken from
+        # the right end), up to the last record.
+        for start in (1488, 1500, 1743, 1744, 1990, 1999):
+            expected = [b"%d" % i for i in range(start, 2000)]
+            assert payloads(await collect(log, 0, start, 2000 - start)) == expected
     finally:
         await log.close()
 
@@ -547,6 +552,42 @@ async def test_local_round_fsyncs_its_partitions_files_in_parallel(tmp_path: Pat
             await log.append(0, [b"after"])
     finally:
         await log.close()
+
+
+async def test_local_rounds_run_on_one_writing_thread_that_close_ends(tmp_path: Path) -> None:
+    """Every round runs on one writing thread that lives as long as the log and is gone after
+    close (issue 10: no executor hand-off per round, no thread left behind); while a round's
+    fsync is held, neither its append nor the tail a reader sees has moved."""
+    syncing = threading.Event()
+    release = threading.Event()
+
+    def held_sync(fd: int) -> None:
+        syncing.set()
+        release.wait(20)
+        segments.sync(fd)
+
+    def writer_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "cairn-log-writer"]
+
+    before = len(writer_threads())  # (another test's log, if it were still open)
+    log = LocalLog(tmp_path, 1, sync_file=held_sync)
+    await log.start()
+    try:
+        append = asyncio.create_task(log.append(0, [b"a"]))
+        assert await asyncio.to_thread(syncing.wait, 20)  # the round is in its fsync
+        await asyncio.sleep(0.05)
+        assert not append.done()
+        assert await log.tail(0) == 0
+        release.set()
+        assert await asyncio.wait_for(append, 20) == 0
+        assert await log.tail(0) == 1
+        for i in range(5):  # more rounds, still the one thread
+            await log.append(0, [b"%d" % i])
+        assert len(writer_threads()) == before + 1
+    finally:
+        release.set()
+        await log.close()
+    assert len(writer_threads()) == before
 
 
 # --- KafkaLog only ------------------------------------------------------------------------------

@@ -102,6 +102,31 @@ def test_a_newer_announcement_deposes_the_leader_and_an_owner_claims_again() -> 
     assert outcome.stats.stale_epoch == 1 and outcome.stats.applied == 0
 
 
+def test_only_a_timer_due_before_the_earliest_wakes_the_timer_driver() -> None:
+    """A sleep due after the earliest held timer leaves the driver's wake-up as it is (issue
+    10: no wake-up of the timer task per sleep); one due before it moves the wake-up."""
+    shell = Shell()
+    shell.lead()
+    term = shell.leader.term
+    assert term is not None
+
+    def sleep(invocation_id: str, wake_up_ms: int) -> list[Output]:
+        shell.append(shell.ingress(Invoke(invocation_id, GREETER, b'"x"')))
+        shell.apply()
+        effect = JournalAppend(1, Sleep(wake_up_ms=wake_up_ms))
+        shell.append(*term.stamp([InvokerEffect(invocation_id, 1, effect)], NOW_MS))
+        return shell.apply()
+
+    assert WakeTimers() in sleep("inv-1", NOW_MS + 100)  # the first: the driver had none
+    assert WakeTimers() not in sleep("inv-2", NOW_MS + 200)
+    assert WakeTimers() not in sleep("inv-3", NOW_MS + 100)  # due with the head, sorted after
+    assert shell.leader.next_wake_ms() == NOW_MS + 100
+    assert WakeTimers() in sleep("inv-4", NOW_MS + 50)
+    assert shell.leader.next_wake_ms() == NOW_MS + 50
+    fire = shell.leader.tick(NOW_MS + 200)
+    assert fire is not None and len(fire.timers) == 4  # every one still fires
+
+
 def test_an_attempt_starts_and_its_timer_and_outbox_rows_are_fired_and_shipped() -> None:
     shell = Shell()
     shell.lead()

@@ -69,7 +69,19 @@ def test_a_small_set_stays_whole_in_memory() -> None:
     queue = TimerQueue(
         PARTITION, PartitionProcessor(store, PARTITION, "node").pending_timers, CAPACITY
     )
-    queue.register(wake + 10, "t10")
+    assert not queue.register(wake + 10, "t10")  # not the earliest: no earlier wake-up
     assert queue.held == 6
     assert queue.pop_due(wake - 1) == []
     assert queue.pop_due(wake + 1) == [(wake, "t0"), (wake + 1, "t1")]
+
+
+def test_register_says_whether_the_timer_is_now_the_earliest_held() -> None:
+    store = MemoryStore()
+    queue = TimerQueue(
+        PARTITION, PartitionProcessor(store, PARTITION, "node").pending_timers, CAPACITY
+    )
+    assert queue.register(NOW_MS + 100, "a")  # the first
+    assert not queue.register(NOW_MS + 200, "b")
+    assert not queue.register(NOW_MS + 100, "b")  # same time, sorted after "a"
+    assert queue.register(NOW_MS + 50, "c")
+    assert queue.next_wake_ms() == NOW_MS + 50
