@@ -133,8 +133,9 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
             elapsed = time.perf_counter() - started
             after = await _sample(http, servers, broker.process.pid, endpoint, log, args)
             counts = perf.stop()
-            for spy in spies:
-                spy.wait(30)
+            for spy, server in zip(spies, servers, strict=False):
+                if spy.wait(30) != 0:
+                    print(f"py-spy on node {server.name} failed (exit {spy.returncode})")
             probe_to = probes.read()
             probe_load = probes.cost(probe_from, probe_to)
             probe_cores = probes.cores(probe_from, probe_to, time.perf_counter() - started)
@@ -175,7 +176,7 @@ def _profile(
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     args.profile_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        spy, "record", "--duration", str(int(args.duration)), "--rate", "50",
+        spy, "record", "--duration", str(max(1, round(args.duration))), "--rate", "50",
         "--format", "raw", "--nonblocking",
     ]  # fmt: skip
     return [
