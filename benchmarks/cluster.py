@@ -28,6 +28,9 @@ import argparse
 import asyncio
 import datetime
 import json
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -120,6 +123,7 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
             perf = PerfCount([s.pid for s in servers], args.perf_events)
             perf_from = stats.completed
             perf.start()
+            spies = _profile(args, nodes, servers)
             probe_from = probes.read()
             before = await _sample(http, servers, broker.process.pid, endpoint, log, args)
             stats.counting = True
@@ -129,6 +133,9 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
             elapsed = time.perf_counter() - started
             after = await _sample(http, servers, broker.process.pid, endpoint, log, args)
             counts = perf.stop()
+            for spy, server in zip(spies, servers, strict=False):
+                if spy.wait(30) != 0:
+                    print(f"py-spy on node {server.name} failed (exit {spy.returncode})")
             probe_to = probes.read()
             probe_load = probes.cost(probe_from, probe_to)
             probe_cores = probes.cores(probe_from, probe_to, time.perf_counter() - started)
@@ -157,6 +164,35 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
     applying = [view.get("applying") for view in views]
     result["partitions_applying"] = [args.partitions if a is None else len(a) for a in applying]
     return result
+
+
+def _profile(
+    args: argparse.Namespace, nodes: int, servers: Sequence[ServerNode]
+) -> list[subprocess.Popen[bytes]]:
+    """With ``--profile-dir``: py-spy on every node over the measured window (raw collapsed
+    stacks, one file per node, for ``python -m benchmarks.profile_parts``)."""
+    if args.profile_dir is None:
+        return []
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    args.profile_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        spy, "record", "--duration", str(max(1, round(args.duration))), "--rate", "50",
+        "--format", "raw", "--nonblocking",
+    ]  # fmt: skip
+    return [
+        subprocess.Popen(
+            [
+                *argv,
+                "--pid",
+                str(s.pid),
+                "-o",
+                str(args.profile_dir / f"{args.route}-n{nodes}-{s.name}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for s in servers
+    ]
 
 
 async def _sample(
@@ -348,6 +384,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--burner-duty", type=float, default=0.35, help="share of a core each burner uses"
+    )
+    parser.add_argument(
+        "--profile-dir",
+        type=Path,
+        default=None,
+        help="py-spy every node over the measured window (--rate 50, raw) into DIR "
+        "(ROUTE-nN-NODE.txt); split them with python -m benchmarks.profile_parts",
     )
     parser.add_argument(
         "--no-perf", action="store_true", help="no perf stat (instructions, syscalls) per node"

@@ -40,8 +40,11 @@ def test_cluster_benchmark_measures_cpu_and_applied_share(tmp_path: Path) -> Non
         *("--concurrency", "4", "--keys", "8", "--route", "leader", "--burners", "1"),
         "--server-arg=--standby-apply-interval-ms",
         "--server-arg=50",
+        *("--profile-dir", str(tmp_path / "profiles")),
     )
     assert result["nodes"] == 1 and result["route"] == "leader" and result["requests"] > 0
+    # py-spy sampled the node over the window: raw collapsed stacks, one file per node.
+    assert (tmp_path / "profiles" / "leader-n1-n0.txt").exists()
     assert result["server_args"] == ["--standby-apply-interval-ms", "50"]
     assert result["cpu_ms_per_request"] > 0 and result["broker_cpu_ms_per_request"] > 0
     assert result["ratio_to_single_node"] == 1.0
