@@ -36,6 +36,7 @@ from partition_processor.journal import (
 from partition_processor.tables import KeyValueReader, read_journal, read_state, read_status
 from partition_processor.values import InvocationStatus
 from proto import endpoint_pb2 as pb
+from proto.batches import pack, runtime_batch
 from runtime.faults import fault_point
 from runtime.invoker import codec
 from runtime.invoker.channels import ChannelPool
@@ -151,6 +152,8 @@ class Attempt(AttemptMessages):
         self._effects: asyncio.Queue[InvokerEffect] = asyncio.Queue()
         self._effect_added = asyncio.Event()
         self._pin: InvokerEffect | None = None
+        # The endpoint reads batched messages (its deployment's manifest said so).
+        self._batches = False
 
     def notify(self, index: int, completion: Completion, completion_seq: int) -> None:
         notification = pb.Notification(
@@ -213,6 +216,7 @@ class Attempt(AttemptMessages):
             await self._propose_loop()
             return
         deployment, handler = pinned
+        self._batches = deployment.message_batches
         if status.deployment_id is None:
             # The first attempt: pin the invocation here, so that every later attempt (retry,
             # resume, another leader) replays on the same code. The pin leads the attempt's first
@@ -240,6 +244,7 @@ class Attempt(AttemptMessages):
                     attempt=self.number,
                     cancel_seq=status.cancel_seq,
                     eager_state=eager,
+                    message_batches=True,  # _read takes SdkMessage.batch apart
                 )
             )
         )
@@ -334,9 +339,28 @@ class Attempt(AttemptMessages):
         return expired
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
-        while (message := await self._outgoing.get()) is not None:
-            await call.write(message)
+        """Send what is queued, in order; to an endpoint that reads batches, everything queued
+        by the time the writer runs goes in one message (Start with the journal and the early
+        notifications; notifications applied together), split at the size policy's limit."""
+        outgoing = self._outgoing
+        while (message := await outgoing.get()) is not None:
+            if not self._batches or outgoing.empty():
+                await call.write(message)
+                self._active()
+                continue
+            messages = [message]
+            closing = False
+            while not outgoing.empty():
+                queued = outgoing.get_nowait()
+                if queued is None:
+                    closing = True  # nothing after the suspension request is sent
+                    break
+                messages.append(queued)
+            for packed in pack(messages, self._limits.message_bytes, runtime_batch):
+                await call.write(packed)
             self._active()
+            if closing:
+                break
         await call.done_writing()  # asked to suspend (see request_suspension)
 
     async def _read(self, call: grpc.aio.StreamStreamCall, uri: str) -> None:
@@ -364,16 +388,28 @@ class Attempt(AttemptMessages):
                 reason = f"endpoint {uri} sent a message that is not an SdkMessage"
                 self._emit(Failed(PROTOCOL_ERROR_CODE, reason, True))
                 return
-            try:
-                effect = self._effect_of(message, message.WhichOneof("kind"))
-            except codec.ProtocolViolation as exc:
-                effect = Failed(PROTOCOL_ERROR_CODE, str(exc), True)
-            except InvalidCommand as exc:
-                log.warning("%s: refused from the endpoint: %s", self.invocation_id, exc.message)
-                effect = Failed(exc.code, exc.message, False)
-            self._emit(effect)
-            if isinstance(effect, End | Failed | Suspended):
-                return
+            kind = message.WhichOneof("kind")
+            if kind != "batch":
+                if self._take(message, kind):
+                    return
+                continue
+            # The messages of a batch are taken as if they had come one by one (a batch inside
+            # is refused by _effect_of); what follows the attempt's last word is not read.
+            for inner in message.batch.messages:
+                if self._take(inner, inner.WhichOneof("kind")):
+                    return
+
+    def _take(self, message: pb.SdkMessage, kind: str | None) -> bool:
+        """Emit the effect of one SDK message; True when it ends the attempt."""
+        try:
+            effect = self._effect_of(message, kind)
+        except codec.ProtocolViolation as exc:
+            effect = Failed(PROTOCOL_ERROR_CODE, str(exc), True)
+        except InvalidCommand as exc:
+            log.warning("%s: refused from the endpoint: %s", self.invocation_id, exc.message)
+            effect = Failed(exc.code, exc.message, False)
+        self._emit(effect)
+        return isinstance(effect, End | Failed | Suspended)
 
     def _emit(self, effect: Effect) -> None:
         self._effects.put_nowait(InvokerEffect(self.invocation_id, self.number, effect))
