@@ -110,9 +110,10 @@ class InvocationSession:
         self._send_scheduled = False
         self._step_just_started = False
         output = self.machine.take_output()
-        if output:
-            for message in pack(output, self._max_message_bytes, sdk_batch):
-                self.outgoing.put_nowait(message)
+        if self._batches and len(output) > 1:
+            output = pack(output, self._max_message_bytes, sdk_batch)
+        for message in output:
+            self.outgoing.put_nowait(message)
 
     # ------------------------------------------------------------------ context side
 
