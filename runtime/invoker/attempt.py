@@ -36,12 +36,12 @@ from partition_processor.journal import (
 from partition_processor.tables import KeyValueReader, read_journal, read_state, read_status
 from partition_processor.values import InvocationStatus
 from proto import endpoint_pb2 as pb
-from proto.batches import pack, runtime_batch
 from runtime.faults import fault_point
 from runtime.invoker import codec
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.sdk_messages import AttemptMessages
 from runtime.invoker.slots import RunningSlots
+from runtime.invoker.stream_writer import AttemptWriter
 from runtime.invoker.validation import InvalidCommand
 from runtime.limits import SizePolicy
 from runtime.log import LogError
@@ -119,7 +119,7 @@ def pinned_deployment(
     return deployment, served.handlers.get(target.handler) if served is not None else None
 
 
-class Attempt(AttemptMessages):
+class Attempt(AttemptMessages, AttemptWriter):
     """Runs attempt ``number`` of ``invocation_id`` until it ends, fails or is cancelled."""
 
     def __init__(
@@ -149,6 +149,11 @@ class Attempt(AttemptMessages):
         self._channels = channels
         self._proposer = proposer
         self._outgoing: asyncio.Queue[pb.RuntimeMessage | None] = asyncio.Queue()
+        # The stream, once its opening messages are written (by the reader, see _open), and the
+        # task writing what is queued after them: started by the first such message (counter
+        # and greet attempts to an endpoint that batches queue none, so they have no writer).
+        self._call: grpc.aio.StreamStreamCall | None = None
+        self._writer: asyncio.Task[None] | None = None
         self._effects: asyncio.Queue[InvokerEffect] = asyncio.Queue()
         self._effect_added = asyncio.Event()
         self._pin: InvokerEffect | None = None
@@ -161,14 +166,14 @@ class Attempt(AttemptMessages):
             completion=codec.completion_to_pb(completion),
             completion_seq=completion_seq,
         )
-        self._outgoing.put_nowait(pb.RuntimeMessage(notification=notification))
+        self._send(pb.RuntimeMessage(notification=notification))
 
     def cancel(self, cancel_seq: int) -> None:
-        self._outgoing.put_nowait(pb.RuntimeMessage(cancel=pb.Cancel(cancel_seq=cancel_seq)))
+        self._send(pb.RuntimeMessage(cancel=pb.Cancel(cancel_seq=cancel_seq)))
 
     def notify_invocation_id(self, index: int, callee_id: str) -> None:
         notification = pb.Notification(index=index, invocation_id=callee_id)
-        self._outgoing.put_nowait(pb.RuntimeMessage(notification=notification))
+        self._send(pb.RuntimeMessage(notification=notification))
 
     def quiet_s(self) -> float:
         """Seconds since the last message on this attempt's stream."""
@@ -184,7 +189,7 @@ class Attempt(AttemptMessages):
         Nothing more is sent on this attempt (its completions reach the next one)."""
         if not self._suspension_requested:
             self._suspension_requested = True
-            self._outgoing.put_nowait(None)
+            self._send(None)
 
     def _active(self) -> None:
         self._last_activity = asyncio.get_running_loop().time()
@@ -261,7 +266,6 @@ class Attempt(AttemptMessages):
             metadata=self._channels.security.invoke_metadata(self.invocation_id, deployment.id)
         )
         opened = asyncio.get_running_loop().time()
-        writer = asyncio.create_task(self._write(call))
         proposer = asyncio.create_task(self._propose_loop())
         reader = asyncio.create_task(self._read(call, deployment.uri))
         watchdog = self._watch(inactivity_s, abort_s)
@@ -292,13 +296,16 @@ class Attempt(AttemptMessages):
                 reader.result()
             # The SDK has said how the attempt ended: close the stream now (the endpoint keeps it
             # open until we do), then append what it said.
-            writer.cancel()
+            if self._writer is not None:
+                self._writer.cancel()
             call.cancel()
             await proposer
         finally:
-            for task in (writer, proposer, reader, watchdog):
+            self._call = None  # (no writer starts now)
+            tasks = [proposer, reader] if self._writer is None else [proposer, reader, self._writer]
+            for task in (*tasks, watchdog):
                 task.cancel()  # (the watchdog's timer too: see _watch)
-            await asyncio.gather(writer, proposer, reader, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             call.cancel()
             STREAM_DURATION.observe(asyncio.get_running_loop().time() - opened)
 
@@ -338,33 +345,9 @@ class Attempt(AttemptMessages):
         check()
         return expired
 
-    async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
-        """Send what is queued, in order; to an endpoint that reads batches, everything queued
-        by the time the writer runs goes in one message (Start with the journal and the early
-        notifications; notifications applied together), split at the size policy's limit."""
-        outgoing = self._outgoing
-        while (message := await outgoing.get()) is not None:
-            if not self._batches or outgoing.empty():
-                await call.write(message)
-                self._active()
-                continue
-            messages = [message]
-            closing = False
-            while not outgoing.empty():
-                queued = outgoing.get_nowait()
-                if queued is None:
-                    closing = True  # nothing after the suspension request is sent
-                    break
-                messages.append(queued)
-            for packed in pack(messages, self._limits.message_bytes, runtime_batch):
-                await call.write(packed)
-            self._active()
-            if closing:
-                break
-        await call.done_writing()  # asked to suspend (see request_suspension)
-
     async def _read(self, call: grpc.aio.StreamStreamCall, uri: str) -> None:
         """Turn SDK messages into effects until the attempt ends one way or another."""
+        await self._open(call)
         while True:
             try:
                 message = await call.read()
