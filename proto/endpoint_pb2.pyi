@@ -120,12 +120,14 @@ class ServiceManifest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[ServiceType, str]] = ..., handlers: _Optional[_Iterable[_Union[HandlerManifest, _Mapping]]] = ..., documentation: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Manifest(_message.Message):
-    __slots__ = ("protocol_version", "services")
+    __slots__ = ("protocol_version", "services", "message_batches")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SERVICES_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_BATCHES_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     services: _containers.RepeatedCompositeFieldContainer[ServiceManifest]
-    def __init__(self, protocol_version: _Optional[int] = ..., services: _Optional[_Iterable[_Union[ServiceManifest, _Mapping]]] = ...) -> None: ...
+    message_batches: bool
+    def __init__(self, protocol_version: _Optional[int] = ..., services: _Optional[_Iterable[_Union[ServiceManifest, _Mapping]]] = ..., message_batches: _Optional[bool] = ...) -> None: ...
 
 class Empty(_message.Message):
     __slots__ = ()
@@ -367,7 +369,7 @@ class JournalEntry(_message.Message):
     def __init__(self, index: _Optional[int] = ..., command: _Optional[_Union[JournalCommand, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., completion_seq: _Optional[int] = ...) -> None: ...
 
 class Start(_message.Message):
-    __slots__ = ("invocation_id", "service", "handler", "key", "known_entries", "random_seed", "attempt", "cancel_seq", "eager_state", "replay_only")
+    __slots__ = ("invocation_id", "service", "handler", "key", "known_entries", "random_seed", "attempt", "cancel_seq", "eager_state", "replay_only", "message_batches")
     INVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
@@ -378,6 +380,7 @@ class Start(_message.Message):
     CANCEL_SEQ_FIELD_NUMBER: _ClassVar[int]
     EAGER_STATE_FIELD_NUMBER: _ClassVar[int]
     REPLAY_ONLY_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_BATCHES_FIELD_NUMBER: _ClassVar[int]
     invocation_id: str
     service: str
     handler: str
@@ -388,7 +391,8 @@ class Start(_message.Message):
     cancel_seq: int
     eager_state: EagerState
     replay_only: bool
-    def __init__(self, invocation_id: _Optional[str] = ..., service: _Optional[str] = ..., handler: _Optional[str] = ..., key: _Optional[str] = ..., known_entries: _Optional[int] = ..., random_seed: _Optional[int] = ..., attempt: _Optional[int] = ..., cancel_seq: _Optional[int] = ..., eager_state: _Optional[_Union[EagerState, _Mapping]] = ..., replay_only: _Optional[bool] = ...) -> None: ...
+    message_batches: bool
+    def __init__(self, invocation_id: _Optional[str] = ..., service: _Optional[str] = ..., handler: _Optional[str] = ..., key: _Optional[str] = ..., known_entries: _Optional[int] = ..., random_seed: _Optional[int] = ..., attempt: _Optional[int] = ..., cancel_seq: _Optional[int] = ..., eager_state: _Optional[_Union[EagerState, _Mapping]] = ..., replay_only: _Optional[bool] = ..., message_batches: _Optional[bool] = ...) -> None: ...
 
 class StateEntry(_message.Message):
     __slots__ = ("key", "value")
@@ -424,17 +428,25 @@ class Notification(_message.Message):
     invocation_id: str
     def __init__(self, index: _Optional[int] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., completion_seq: _Optional[int] = ..., invocation_id: _Optional[str] = ...) -> None: ...
 
+class RuntimeBatch(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[RuntimeMessage]
+    def __init__(self, messages: _Optional[_Iterable[_Union[RuntimeMessage, _Mapping]]] = ...) -> None: ...
+
 class RuntimeMessage(_message.Message):
-    __slots__ = ("start", "replay_entry", "notification", "cancel")
+    __slots__ = ("start", "replay_entry", "notification", "cancel", "batch")
     START_FIELD_NUMBER: _ClassVar[int]
     REPLAY_ENTRY_FIELD_NUMBER: _ClassVar[int]
     NOTIFICATION_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     start: Start
     replay_entry: JournalEntry
     notification: Notification
     cancel: Cancel
-    def __init__(self, start: _Optional[_Union[Start, _Mapping]] = ..., replay_entry: _Optional[_Union[JournalEntry, _Mapping]] = ..., notification: _Optional[_Union[Notification, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ...) -> None: ...
+    batch: RuntimeBatch
+    def __init__(self, start: _Optional[_Union[Start, _Mapping]] = ..., replay_entry: _Optional[_Union[JournalEntry, _Mapping]] = ..., notification: _Optional[_Union[Notification, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., batch: _Optional[_Union[RuntimeBatch, _Mapping]] = ...) -> None: ...
 
 class ProposedCommand(_message.Message):
     __slots__ = ("index", "command", "completion")
@@ -478,16 +490,24 @@ class Suspension(_message.Message):
     awaiting_entries: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, awaiting_entries: _Optional[_Iterable[int]] = ...) -> None: ...
 
+class SdkBatch(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[SdkMessage]
+    def __init__(self, messages: _Optional[_Iterable[_Union[SdkMessage, _Mapping]]] = ...) -> None: ...
+
 class SdkMessage(_message.Message):
-    __slots__ = ("command", "run_completion", "error", "end", "suspension")
+    __slots__ = ("command", "run_completion", "error", "end", "suspension", "batch")
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     RUN_COMPLETION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     SUSPENSION_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     command: ProposedCommand
     run_completion: ProposeRunCompletion
     error: Error
     end: End
     suspension: Suspension
-    def __init__(self, command: _Optional[_Union[ProposedCommand, _Mapping]] = ..., run_completion: _Optional[_Union[ProposeRunCompletion, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., end: _Optional[_Union[End, _Mapping]] = ..., suspension: _Optional[_Union[Suspension, _Mapping]] = ...) -> None: ...
+    batch: SdkBatch
+    def __init__(self, command: _Optional[_Union[ProposedCommand, _Mapping]] = ..., run_completion: _Optional[_Union[ProposeRunCompletion, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., end: _Optional[_Union[End, _Mapping]] = ..., suspension: _Optional[_Union[Suspension, _Mapping]] = ..., batch: _Optional[_Union[SdkBatch, _Mapping]] = ...) -> None: ...

@@ -108,6 +108,10 @@ class Deployment(msgspec.Struct, frozen=True):
     uri: str
     services: list[ServiceInfo]
     registered_ms: int = 0
+    # The endpoint reads batched stream messages (its manifest's message_batches). False for
+    # records from before batches: such a deployment gets one message per gRPC message until
+    # it is registered again.
+    message_batches: bool = False
 
 
 def _same_services(registered: Deployment, discovered: Deployment) -> bool:
@@ -343,7 +347,15 @@ class Registry:
         """
         existing = self._deployments.get(deployment.id)
         if existing is not None and _same_services(existing, deployment) and not force:
-            return existing, False
+            if existing.message_batches == deployment.message_batches:
+                return existing, False
+            # The same handlers on an endpoint that now speaks (or no longer speaks) batches:
+            # nothing running meets other code, so no force is needed and revisions stay. It is
+            # recorded again, so it becomes the newest registration (as any registration).
+            updated = msgspec.structs.replace(existing, message_batches=deployment.message_batches)
+            lsn = await self._append([DeploymentRegistered(updated)])
+            await self.wait_applied(lsn)
+            return self._deployments[deployment.id], True
         if existing is not None and not force:
             raise DeploymentConflict(
                 f"a deployment at {deployment.uri} is already registered ({existing.id}) with "

@@ -33,9 +33,16 @@ async def _serve_until_signalled(
     identity_keys: Sequence[str] = (),
     tls: TlsFiles | None = None,
     event_loop: str = "auto",
+    message_batches: bool = True,
 ) -> None:
     endpoint = await start_server(
-        app, host, port, max_message_bytes, identity_keys=identity_keys, tls=tls
+        app,
+        host,
+        port,
+        max_message_bytes,
+        identity_keys=identity_keys,
+        tls=tls,
+        message_batches=message_batches,
     )
     print(
         f"cairn endpoint: serving {', '.join(app.services)} on {host}:{endpoint.port} "
@@ -61,17 +68,21 @@ def serve(
     identity_keys: Sequence[str] = (),
     tls: TlsFiles | None = None,
     event_loop: str = "auto",
+    message_batches: bool = True,
 ) -> None:
     """Serve ``app`` until SIGINT/SIGTERM (blocking).
 
     ``identity_keys``: serve only calls signed by one of these runtime keys (``publickeyv1_...``;
     added to the app's own). ``tls``: serve gRPC over TLS. ``event_loop``: ``auto`` (uvloop when
-    installed), ``uvloop`` or ``asyncio``.
+    installed), ``uvloop`` or ``asyncio``. ``message_batches=False``: never send or accept
+    batched stream messages (as endpoints before them).
     """
     for key in identity_keys:
         parse_public_key(key)
     run(
-        _serve_until_signalled(app, host, port, max_message_bytes, identity_keys, tls, event_loop),
+        _serve_until_signalled(
+            app, host, port, max_message_bytes, identity_keys, tls, event_loop, message_batches
+        ),
         event_loop,
     )
 
@@ -125,6 +136,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=os.environ.get("CAIRN_EVENT_LOOP", "auto"),
         help="auto (default: uvloop when installed), uvloop or asyncio; env CAIRN_EVENT_LOOP",
     )
+    parser.add_argument(
+        "--no-message-batches",
+        action="store_true",
+        default=os.environ.get("CAIRN_MESSAGE_BATCHES", "1") == "0",
+        help="one protocol message per gRPC message both ways, as endpoints before batches "
+        "(env CAIRN_MESSAGE_BATCHES=0)",
+    )
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     if args.event_loop not in EVENT_LOOPS:  # (CAIRN_EVENT_LOOP skips argparse's choices)
@@ -152,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             identity_keys=[k.strip() for k in args.identity_key],
             tls=tls,
             event_loop=args.event_loop,
+            message_batches=not args.no_message_batches,
         )
     except (OSError, ValueError) as exc:
         raise SystemExit(f"cairn endpoint: {exc}") from exc

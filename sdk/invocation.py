@@ -16,6 +16,7 @@ import contextvars
 from collections.abc import Iterable
 
 from proto import endpoint_pb2 as pb
+from proto.batches import pack, sdk_batch
 from sdk._engine.machine import InvocationMachine
 from sdk.errors import AttemptClosed, Suspended, TerminalError
 
@@ -28,10 +29,33 @@ current_session: contextvars.ContextVar[InvocationSession | None] = contextvars.
 )
 
 
+# The largest message the endpoint sends with default settings (sdk/_transport/server.py's
+# DEFAULT_MAX_MESSAGE_BYTES, which passes its own): a batch is split to stay under it.
+_DEFAULT_MESSAGE_BYTES = 2 * 10 * 1024 * 1024 + 256 * 1024
+
+
 class InvocationSession:
-    def __init__(self, machine: InvocationMachine, inactivity_timeout_s: float) -> None:
+    """``batches``: the runtime reads batched messages (``Start.message_batches``) and this
+    endpoint may send them: what the handler emits is sent once per event-loop turn, and before
+    the handler waits, as one message (split at ``max_message_bytes``). Without, each message is
+    queued as it is emitted."""
+
+    def __init__(
+        self,
+        machine: InvocationMachine,
+        inactivity_timeout_s: float,
+        *,
+        batches: bool = False,
+        max_message_bytes: int = _DEFAULT_MESSAGE_BYTES,
+    ) -> None:
         self.machine = machine
         self.outgoing: asyncio.Queue[pb.SdkMessage | None] = asyncio.Queue()
+        self._batches = batches
+        self._max_message_bytes = max_message_bytes
+        self._send_scheduled = False
+        # A step was started since the last send: the scheduled send waits one more turn, so
+        # that a step finishing in its first turn sends its result with its RunCommand.
+        self._step_just_started = False
         self._inactivity_timeout_s = inactivity_timeout_s
         self._changed = asyncio.Event()
         self._waiting: dict[object, frozenset[int]] = {}
@@ -55,7 +79,40 @@ class InvocationSession:
         self._wake()
 
     def flush(self) -> None:
-        for message in self.machine.take_output():
+        """The machine has emitted messages: send them now, or (batches) at the end of this
+        event-loop turn, so that what the handler does until it yields travels together."""
+        if not self._batches:
+            for message in self.machine.take_output():
+                self.outgoing.put_nowait(message)
+        elif self.machine.closed:
+            self.send()  # End, Error or Suspension: nothing follows them
+        else:
+            self._send_soon()
+
+    def _send_soon(self) -> None:
+        if not self._send_scheduled:
+            self._send_scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_send)
+
+    def _scheduled_send(self) -> None:
+        if not self._send_scheduled:
+            return  # sent meanwhile
+        if self._step_just_started:
+            # The step's task runs its first turn before this one: once only, so that a step
+            # that never runs cannot hold what the handler sent.
+            self._step_just_started = False
+            asyncio.get_running_loop().call_soon(self._scheduled_send)
+            return
+        self.send()
+
+    def send(self) -> None:
+        """Queue everything emitted so far, in order, as few messages as the size limit allows."""
+        self._send_scheduled = False
+        self._step_just_started = False
+        output = self.machine.take_output()
+        if self._batches and len(output) > 1:
+            output = pack(output, self._max_message_bytes, sdk_batch)
+        for message in output:
             self.outgoing.put_nowait(message)
 
     # ------------------------------------------------------------------ context side
@@ -73,6 +130,7 @@ class InvocationSession:
 
     def step_started(self) -> None:
         self._steps_running += 1
+        self._step_just_started = True
 
     def step_finished(self) -> None:
         self._steps_running -= 1
@@ -123,6 +181,12 @@ class InvocationSession:
         return min(done)[1] if done else None
 
     async def _wait_for_change(self, wanted: frozenset[int], suspendable: bool = True) -> None:
+        # What the handler did before this wait goes out now (the runtime may need it to
+        # answer), or, when it waits for a step just started, right after the step's first turn.
+        if self._step_just_started and self._batches:
+            self._send_soon()
+        else:
+            self.send()
         changed = self._changed
         token = object()
         self._waiting[token] = wanted

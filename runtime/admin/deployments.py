@@ -55,6 +55,8 @@ def _deployment_json(deployment: Deployment, pinned: int = 0) -> dict[str, Any]:
         "id": deployment.id,
         "uri": deployment.uri,
         "services": [_service_json(s) for s in deployment.services],
+        # The endpoint reads batched stream messages (its manifest says so; README, Endpoints).
+        "message_batches": deployment.message_batches,
         # Unfinished invocations that started here and stay here (README, Versions).
         "pinned_invocations": pinned,
     }

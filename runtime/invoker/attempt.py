@@ -41,6 +41,7 @@ from runtime.invoker import codec
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.sdk_messages import AttemptMessages
 from runtime.invoker.slots import RunningSlots
+from runtime.invoker.stream_writer import AttemptWriter
 from runtime.invoker.validation import InvalidCommand
 from runtime.limits import SizePolicy
 from runtime.log import LogError
@@ -118,7 +119,7 @@ def pinned_deployment(
     return deployment, served.handlers.get(target.handler) if served is not None else None
 
 
-class Attempt(AttemptMessages):
+class Attempt(AttemptMessages, AttemptWriter):
     """Runs attempt ``number`` of ``invocation_id`` until it ends, fails or is cancelled."""
 
     def __init__(
@@ -148,9 +149,16 @@ class Attempt(AttemptMessages):
         self._channels = channels
         self._proposer = proposer
         self._outgoing: asyncio.Queue[pb.RuntimeMessage | None] = asyncio.Queue()
+        # The stream, once its opening messages are written (by the reader, see _open), and the
+        # task writing what is queued after them: started by the first such message (counter
+        # and greet attempts to an endpoint that batches queue none, so they have no writer).
+        self._call: grpc.aio.StreamStreamCall | None = None
+        self._writer: asyncio.Task[None] | None = None
         self._effects: asyncio.Queue[InvokerEffect] = asyncio.Queue()
         self._effect_added = asyncio.Event()
         self._pin: InvokerEffect | None = None
+        # The endpoint reads batched messages (its deployment's manifest said so).
+        self._batches = False
 
     def notify(self, index: int, completion: Completion, completion_seq: int) -> None:
         notification = pb.Notification(
@@ -158,14 +166,14 @@ class Attempt(AttemptMessages):
             completion=codec.completion_to_pb(completion),
             completion_seq=completion_seq,
         )
-        self._outgoing.put_nowait(pb.RuntimeMessage(notification=notification))
+        self._send(pb.RuntimeMessage(notification=notification))
 
     def cancel(self, cancel_seq: int) -> None:
-        self._outgoing.put_nowait(pb.RuntimeMessage(cancel=pb.Cancel(cancel_seq=cancel_seq)))
+        self._send(pb.RuntimeMessage(cancel=pb.Cancel(cancel_seq=cancel_seq)))
 
     def notify_invocation_id(self, index: int, callee_id: str) -> None:
         notification = pb.Notification(index=index, invocation_id=callee_id)
-        self._outgoing.put_nowait(pb.RuntimeMessage(notification=notification))
+        self._send(pb.RuntimeMessage(notification=notification))
 
     def quiet_s(self) -> float:
         """Seconds since the last message on this attempt's stream."""
@@ -181,7 +189,7 @@ class Attempt(AttemptMessages):
         Nothing more is sent on this attempt (its completions reach the next one)."""
         if not self._suspension_requested:
             self._suspension_requested = True
-            self._outgoing.put_nowait(None)
+            self._send(None)
 
     def _active(self) -> None:
         self._last_activity = asyncio.get_running_loop().time()
@@ -213,6 +221,7 @@ class Attempt(AttemptMessages):
             await self._propose_loop()
             return
         deployment, handler = pinned
+        self._batches = deployment.message_batches
         if status.deployment_id is None:
             # The first attempt: pin the invocation here, so that every later attempt (retry,
             # resume, another leader) replays on the same code. The pin leads the attempt's first
@@ -240,6 +249,7 @@ class Attempt(AttemptMessages):
                     attempt=self.number,
                     cancel_seq=status.cancel_seq,
                     eager_state=eager,
+                    message_batches=True,  # _read takes SdkMessage.batch apart
                 )
             )
         )
@@ -256,7 +266,6 @@ class Attempt(AttemptMessages):
             metadata=self._channels.security.invoke_metadata(self.invocation_id, deployment.id)
         )
         opened = asyncio.get_running_loop().time()
-        writer = asyncio.create_task(self._write(call))
         proposer = asyncio.create_task(self._propose_loop())
         reader = asyncio.create_task(self._read(call, deployment.uri))
         watchdog = self._watch(inactivity_s, abort_s)
@@ -287,13 +296,16 @@ class Attempt(AttemptMessages):
                 reader.result()
             # The SDK has said how the attempt ended: close the stream now (the endpoint keeps it
             # open until we do), then append what it said.
-            writer.cancel()
+            if self._writer is not None:
+                self._writer.cancel()
             call.cancel()
             await proposer
         finally:
-            for task in (writer, proposer, reader, watchdog):
+            self._call = None  # (no writer starts now)
+            tasks = [proposer, reader] if self._writer is None else [proposer, reader, self._writer]
+            for task in (*tasks, watchdog):
                 task.cancel()  # (the watchdog's timer too: see _watch)
-            await asyncio.gather(writer, proposer, reader, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             call.cancel()
             STREAM_DURATION.observe(asyncio.get_running_loop().time() - opened)
 
@@ -333,14 +345,9 @@ class Attempt(AttemptMessages):
         check()
         return expired
 
-    async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
-        while (message := await self._outgoing.get()) is not None:
-            await call.write(message)
-            self._active()
-        await call.done_writing()  # asked to suspend (see request_suspension)
-
     async def _read(self, call: grpc.aio.StreamStreamCall, uri: str) -> None:
         """Turn SDK messages into effects until the attempt ends one way or another."""
+        await self._open(call)
         while True:
             try:
                 message = await call.read()
@@ -364,16 +371,28 @@ class Attempt(AttemptMessages):
                 reason = f"endpoint {uri} sent a message that is not an SdkMessage"
                 self._emit(Failed(PROTOCOL_ERROR_CODE, reason, True))
                 return
-            try:
-                effect = self._effect_of(message, message.WhichOneof("kind"))
-            except codec.ProtocolViolation as exc:
-                effect = Failed(PROTOCOL_ERROR_CODE, str(exc), True)
-            except InvalidCommand as exc:
-                log.warning("%s: refused from the endpoint: %s", self.invocation_id, exc.message)
-                effect = Failed(exc.code, exc.message, False)
-            self._emit(effect)
-            if isinstance(effect, End | Failed | Suspended):
-                return
+            kind = message.WhichOneof("kind")
+            if kind != "batch":
+                if self._take(message, kind):
+                    return
+                continue
+            # The messages of a batch are taken as if they had come one by one (a batch inside
+            # is refused by _effect_of); what follows the attempt's last word is not read.
+            for inner in message.batch.messages:
+                if self._take(inner, inner.WhichOneof("kind")):
+                    return
+
+    def _take(self, message: pb.SdkMessage, kind: str | None) -> bool:
+        """Emit the effect of one SDK message; True when it ends the attempt."""
+        try:
+            effect = self._effect_of(message, kind)
+        except codec.ProtocolViolation as exc:
+            effect = Failed(PROTOCOL_ERROR_CODE, str(exc), True)
+        except InvalidCommand as exc:
+            log.warning("%s: refused from the endpoint: %s", self.invocation_id, exc.message)
+            effect = Failed(exc.code, exc.message, False)
+        self._emit(effect)
+        return isinstance(effect, End | Failed | Suspended)
 
     def _emit(self, effect: Effect) -> None:
         self._effects.put_nowait(InvokerEffect(self.invocation_id, self.number, effect))

@@ -192,7 +192,9 @@ def deployment_from_manifest(uri: str, manifest: pb.Manifest) -> Deployment:
                 metadata=dict(service.metadata),
             )
         )
-    return Deployment(id=deployment_id, uri=uri, services=services)
+    return Deployment(
+        id=deployment_id, uri=uri, services=services, message_batches=manifest.message_batches
+    )
 
 
 def _input_rules(handler: pb.HandlerManifest) -> InputRules:

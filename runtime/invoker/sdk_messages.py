@@ -89,6 +89,9 @@ class AttemptMessages:
                 if len(awaiting) > 10_000:
                     raise InvalidCommand(codes.INVALID_COMMAND, "a suspension awaits too much")
                 return Suspended(awaiting)
+            case "batch":
+                # (A batch is taken apart by Attempt._read: one here is inside another.)
+                raise codec.ProtocolViolation("a batch must not hold another batch")
             case _:
                 raise codec.ProtocolViolation(f"unexpected SDK message {which!r}")
 

@@ -125,9 +125,10 @@ def _output_payload(handler: Handler) -> pb.OutputPayload:
     return pb.OutputPayload(content_type=handler.content_type, set_content_type_if_empty=False)
 
 
-def manifest_of(app: App) -> pb.Manifest:
+def manifest_of(app: App, *, message_batches: bool = True) -> pb.Manifest:
     return pb.Manifest(
         protocol_version=PROTOCOL_VERSION,
+        message_batches=message_batches,
         services=[
             pb.ServiceManifest(
                 name=service.name,
@@ -142,10 +143,19 @@ def manifest_of(app: App) -> pb.Manifest:
 
 
 class EndpointServicer(endpoint_pb2_grpc.EndpointServicer):
-    def __init__(self, app: App, verifier: IdentityVerifier | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        verifier: IdentityVerifier | None = None,
+        *,
+        message_batches: bool = True,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
         self._app = app
-        self._manifest = manifest_of(app)
+        self._manifest = manifest_of(app, message_batches=message_batches)
         self._verifier = verifier
+        self._message_batches = message_batches
+        self._max_message_bytes = max_message_bytes
 
     def _refusal(self, context: Any, subject: str | None) -> tuple[dict[str, Any] | None, str]:
         """The signed token's claims (None without identity keys) and why the call must be
@@ -177,7 +187,8 @@ class EndpointServicer(endpoint_pb2_grpc.EndpointServicer):
             # ending a call while the client still writes turns its status into INTERNAL
             # (grpc/grpc#36066), and the runtime should learn it was UNAUTHENTICATED.
             async with asyncio.timeout(REFUSAL_DRAIN_S if refusal else None):
-                start, journal = await _read_start(requests, context, keep=not refusal)
+                messages = _unbatched(requests, context, self._message_batches)
+                start, journal = await _read_start(messages, context, keep=not refusal)
         except (TimeoutError, StopAsyncIteration):
             start, journal = None, []  # (the caller stopped sending, or took too long)
         if start is not None and claims is not None and claims["sub"] != start.invocation_id:
@@ -197,8 +208,13 @@ class EndpointServicer(endpoint_pb2_grpc.EndpointServicer):
             )
             return
         timeout = inactivity_timeout_of(handler)
-        session = InvocationSession(InvocationMachine(start, journal), timeout.total_seconds())
-        reader = asyncio.create_task(_read(requests, session))
+        session = InvocationSession(
+            InvocationMachine(start, journal),
+            timeout.total_seconds(),
+            batches=self._message_batches and start.message_batches,
+            max_message_bytes=self._max_message_bytes,
+        )
+        reader = asyncio.create_task(_read(messages, session))
         attempt = asyncio.create_task(run_attempt(session, handler))
         attempt.add_done_callback(lambda _: session.outgoing.put_nowait(None))
         try:
@@ -264,7 +280,7 @@ async def run_attempt(session: InvocationSession, handler: Handler) -> None:
         )
         detail = "".join(traceback.format_exception_only(exc)).strip()
         machine.sys_error(500, detail)
-    session.flush()
+    session.send()
 
 
 class TlsFiles:
@@ -285,6 +301,28 @@ class TlsFiles:
             root_certificates=self._client_ca,
             require_client_auth=self._client_ca is not None,
         )
+
+
+async def _unbatched(
+    requests: AsyncIterator[pb.RuntimeMessage], context: Any, batches: bool
+) -> AsyncIterator[pb.RuntimeMessage]:
+    """The runtime's messages one by one, out of the batches they came in. A batch where none
+    may be (this endpoint does not declare them, or one inside a batch) ends the call."""
+    async for message in requests:
+        if message.WhichOneof("kind") != "batch":
+            yield message
+            continue
+        if not batches:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "this endpoint does not read batched messages (its manifest says so)",
+            )
+        for inner in message.batch.messages:
+            if inner.WhichOneof("kind") == "batch":
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, "a batch must not hold another batch"
+                )
+            yield inner
 
 
 async def _read_start(
@@ -324,11 +362,14 @@ async def start_server(
     *,
     identity_keys: Sequence[str] | None = None,
     tls: TlsFiles | None = None,
+    message_batches: bool = True,
 ) -> RunningEndpoint:
     """Start serving ``app`` over gRPC on ``host:port`` (port 0 picks a free one).
 
     ``identity_keys`` (with the app's own): only calls signed by one of them are served.
     ``tls``: serve gRPC over TLS (the runtime registers it as ``grpcs://`` or ``https://``).
+    ``message_batches=False``: speak the protocol without batches, as endpoints before them did
+    (the manifest does not declare them; one message per gRPC message both ways).
     """
     keys = [*app.identity_keys, *(identity_keys or ())]
     verifier = IdentityVerifier(keys) if keys else None
@@ -340,7 +381,10 @@ async def start_server(
             *KEEPALIVE_OPTIONS,
         ]
     )
-    endpoint_pb2_grpc.add_EndpointServicer_to_server(EndpointServicer(app, verifier), server)
+    servicer = EndpointServicer(
+        app, verifier, message_batches=message_batches, max_message_bytes=max_message_bytes
+    )
+    endpoint_pb2_grpc.add_EndpointServicer_to_server(servicer, server)
     try:
         address = f"{host}:{port}"
         bound = (

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,10 +90,13 @@ class Process:
 class Endpoint:
     """``python -m sdk MODULE:app --port P``."""
 
-    def __init__(self, app: str, log_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, app: str, log_dir: Path, port: int | None = None, args: Sequence[str] = ()
+    ) -> None:
         self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         argv = [sys.executable, "-m", "sdk", app, "--port", str(self.port), "--log-level", "info"]
+        argv += args  # e.g. --no-message-batches
         self.process = Process(argv, log_dir / f"endpoint-{self.port}.log")
 
     def start(self) -> None:
