@@ -8,7 +8,6 @@ state and the result must be the same; what the runtime sends it must follow its
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +21,7 @@ from proto import endpoint_pb2 as pb
 from proto import endpoint_pb2_grpc
 from runtime.config import NodeConfig
 from runtime.node import Node
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.e2e.harness import free_port
 
 
 def _command(index: int, command: pb.JournalCommand) -> pb.SdkMessage:
@@ -179,8 +173,8 @@ async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     await server.start()
     config = NodeConfig(
         data_dir=tmp_path / "node",
-        ingress_bind=f"127.0.0.1:{_free_port()}",
-        admin_bind=f"127.0.0.1:{_free_port()}",
+        ingress_bind=f"127.0.0.1:{free_port()}",
+        admin_bind=f"127.0.0.1:{free_port()}",
         partitions=2,
     )
     node = Node(config)

@@ -13,6 +13,7 @@ from sdk._engine.machine import InvocationMachine
 from sdk._transport.server import run_attempt
 from sdk.definitions import handler_of
 from sdk.invocation import InvocationSession
+from tests.support.sdk_sessions import sent_messages
 
 counter = restate.VirtualObject("Counter")
 steps_service = restate.Service("Steps")
@@ -77,15 +78,6 @@ def _session(
     )
 
 
-def _sent(session: InvocationSession) -> list[pb.SdkMessage]:
-    sent = []
-    while not session.outgoing.empty():
-        message = session.outgoing.get_nowait()
-        assert message is not None
-        sent.append(message)
-    return sent
-
-
 def _kinds(message: pb.SdkMessage) -> list[str]:
     """The kinds of a message's contents: a batch's messages, or the one message."""
     if message.WhichOneof("kind") == "batch":
@@ -104,19 +96,19 @@ def describe(message: pb.SdkMessage) -> str:
 async def test_a_counter_attempt_sends_one_message() -> None:
     session = _session("Counter", "add", b"5")
     await run_attempt(session, handler_of(add))
-    [message] = _sent(session)
+    [message] = sent_messages(session)
     assert message.WhichOneof("kind") == "batch"
     assert _kinds(message) == ["get_state", "set_state", "output", "end"]
     assert [m.command.index for m in message.batch.messages[:3]] == [1, 2, 3]
     await asyncio.sleep(0)  # (the send scheduled by the first command finds nothing left)
-    assert _sent(session) == []
+    assert sent_messages(session) == []
 
 
 async def test_a_single_message_is_sent_as_itself() -> None:
     session = _session("Counter", "add", b"5")
     session.command(pb.JournalCommand(clear_state=pb.ClearStateCommand(key="x")))
     await asyncio.sleep(0)  # the end of the turn
-    [message] = _sent(session)
+    [message] = sent_messages(session)
     assert message.WhichOneof("kind") == "command"
 
 
@@ -125,7 +117,7 @@ async def test_what_the_handler_did_goes_out_before_it_waits() -> None:
     attempt = asyncio.create_task(run_attempt(session, handler_of(nap_then_set)))
     await asyncio.sleep(0.05)
     assert not attempt.done()  # waiting for the timer
-    [first] = _sent(session)
+    [first] = sent_messages(session)
     assert _kinds(first) == ["set_state", "sleep"]
     session.on_runtime_message(
         pb.RuntimeMessage(
@@ -135,7 +127,7 @@ async def test_what_the_handler_did_goes_out_before_it_waits() -> None:
         )
     )
     await asyncio.wait_for(attempt, 5)
-    [last] = _sent(session)
+    [last] = sent_messages(session)
     assert _kinds(last) == ["set_state", "output", "end"]
 
 
@@ -161,7 +153,7 @@ async def test_a_step_sends_its_command_and_result_together_then_waits() -> None
             )
         )
     await asyncio.wait_for(attempt, 5)
-    [last] = _sent(session)
+    [last] = sent_messages(session)
     assert _kinds(last) == ["output", "end"]
     assert last.batch.messages[0].command.command.output.value == b"3"
 
@@ -170,7 +162,7 @@ async def test_a_batch_over_the_size_limit_is_split_in_order() -> None:
     limit = 2500
     session = _session("Counter", "many", b"1000", max_message_bytes=limit)
     await run_attempt(session, handler_of(many))
-    sent = _sent(session)
+    sent = sent_messages(session)
     assert len(sent) > 1
     assert all(message.ByteSize() <= limit for message in sent)
     flat = [kind for message in sent for kind in _kinds(message)]
@@ -188,7 +180,7 @@ async def test_without_the_start_flag_every_message_goes_alone() -> None:
     # An older runtime: Start without message_batches.
     session = _session("Counter", "add", b"5", flag=False)
     await run_attempt(session, handler_of(add))
-    sent = _sent(session)
+    sent = sent_messages(session)
     assert [message.WhichOneof("kind") for message in sent] == [
         "command",
         "command",
@@ -200,7 +192,7 @@ async def test_without_the_start_flag_every_message_goes_alone() -> None:
 async def test_an_endpoint_without_batches_ignores_the_start_flag() -> None:
     session = _session("Counter", "add", b"5", batches=False)
     await run_attempt(session, handler_of(add))
-    assert [describe(message) for message in _sent(session)] == [
+    assert [describe(message) for message in sent_messages(session)] == [
         "get_state",
         "set_state",
         "output",

@@ -9,6 +9,7 @@ from sdk._engine.machine import InvocationMachine
 from sdk._transport.server import run_attempt
 from sdk.definitions import handler_of
 from sdk.invocation import InvocationSession
+from tests.support.sdk_sessions import sent_messages
 
 
 def _session(*steps: str, completed: int) -> InvocationSession:
@@ -25,15 +26,6 @@ def _session(*steps: str, completed: int) -> InvocationSession:
         journal.append(entry)
     start = pb.Start(invocation_id="inv_test", known_entries=len(journal), replay_only=True)
     return InvocationSession(InvocationMachine(start, journal), 60.0)
-
-
-def _sent(session: InvocationSession) -> list[pb.SdkMessage]:
-    sent = []
-    while not session.outgoing.empty():
-        message = session.outgoing.get_nowait()
-        assert message is not None
-        sent.append(message)
-    return sent
 
 
 svc = restate.Service("Steps")
@@ -53,7 +45,7 @@ async def test_a_journal_that_replays_cleanly_ends_without_running_anything() ->
     session = _session("one", "two", completed=1)
     await run_attempt(session, handler_of(steps))
     assert ran == []
-    assert [m.WhichOneof("kind") for m in _sent(session)] == ["end"]
+    assert [m.WhichOneof("kind") for m in sent_messages(session)] == ["end"]
 
 
 async def test_a_mismatch_is_reported_with_its_entry() -> None:
@@ -61,6 +53,6 @@ async def test_a_mismatch_is_reported_with_its_entry() -> None:
     session = _session("one", "other", completed=2)
     await run_attempt(session, handler_of(steps))
     assert ran == []
-    [error] = _sent(session)
+    [error] = sent_messages(session)
     assert error.error.code == 570 and error.error.related_entry == 2
     assert "run('two')" in error.error.message and "run('other')" in error.error.message
