@@ -29,9 +29,11 @@ current_session: contextvars.ContextVar[InvocationSession | None] = contextvars.
 )
 
 
-# The largest message the endpoint sends with default settings (sdk/_transport/server.py's
-# DEFAULT_MAX_MESSAGE_BYTES, which passes its own): a batch is split to stay under it.
-_DEFAULT_MESSAGE_BYTES = 2 * 10 * 1024 * 1024 + 256 * 1024
+# The largest gRPC message either way (a batch is split to stay under it): the runtime's size
+# policy for a node with default settings (NodeConfig.size_policy().message_bytes; a test pins
+# the two together). gRPC's own default (4 MiB) is below what the ingress accepts. Raise both
+# together. The endpoint's server (sdk/_transport/server.py) serves with it unless told otherwise.
+DEFAULT_MAX_MESSAGE_BYTES = 2 * 10 * 1024 * 1024 + 256 * 1024
 
 
 class InvocationSession:
@@ -46,7 +48,7 @@ class InvocationSession:
         inactivity_timeout_s: float,
         *,
         batches: bool = False,
-        max_message_bytes: int = _DEFAULT_MESSAGE_BYTES,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.machine = machine
         self.outgoing: asyncio.Queue[pb.SdkMessage | None] = asyncio.Queue()

@@ -19,7 +19,7 @@ from sdk._transport.identity import DISCOVER_SUBJECT, IdentityError, IdentityVer
 from sdk.context import context_class
 from sdk.definitions import App, Handler
 from sdk.errors import AttemptClosed, JournalMismatch, ReplayExhausted, Suspended, TerminalError
-from sdk.invocation import InvocationSession, current_session
+from sdk.invocation import DEFAULT_MAX_MESSAGE_BYTES, InvocationSession, current_session
 from sdk.serde import JsonSerde
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,6 @@ UNKNOWN_HANDLER_CODE = 501
 RUNTIME_CLOSE_TIMEOUT_S = 30.0
 # How long a refused (unauthenticated) stream may take to send what it announced.
 REFUSAL_DRAIN_S = 5.0
-# The largest gRPC message either way: the runtime's size policy for a node with default
-# settings (NodeConfig.size_policy().message_bytes; a test pins the two together). gRPC's own
-# default (4 MiB) is below what the ingress accepts. Raise both together.
-DEFAULT_MAX_MESSAGE_BYTES = 2 * 10 * 1024 * 1024 + 256 * 1024
 # The runtime pings its streams (keepalive) to notice a peer that stopped answering; accept its
 # pings down to every 5 s (a server refuses pings more frequent than it allows with GOAWAY), and
 # ping back, so a runtime that vanished does not hold the attempt either.
