@@ -156,7 +156,17 @@ class KafkaReads:
 
     async def _start_lane_consumer(self) -> Any:
         """A started consumer with every partition assigned, at offset 0 and paused."""
-        consumer = self._new_consumer()
+        consumer = await self._start_consumer(self._new_consumer())
+        tps = [TopicPartition(self._topic, p) for p in range(self._partition_count)]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, 0)  # a valid position, so no offset reset is ever attempted
+        consumer.pause(*tps)
+        return consumer
+
+    async def _start_consumer(self, consumer: Any) -> Any:
+        """``consumer``, started; stopped again (LogError) if it cannot start or the log closed
+        meanwhile."""
         try:
             await consumer.start()
         except KafkaError as exc:
@@ -165,11 +175,6 @@ class KafkaReads:
         if self._closing:
             await _quietly(consumer.stop())
             raise LogError("the log is closed")
-        tps = [TopicPartition(self._topic, p) for p in range(self._partition_count)]
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, 0)  # a valid position, so no offset reset is ever attempted
-        consumer.pause(*tps)
         return consumer
 
     def _release(self, lane: _Lane, partition: int) -> None:
@@ -212,18 +217,11 @@ class KafkaReads:
         if self._probe is None:
             # "earliest": if the probe position was trimmed away, reset and fetch anyway; only
             # the highwater matters.
-            probe = self._new_consumer(
-                auto_offset_reset="earliest", fetch_max_wait_ms=_PROBE_FETCH_WAIT_MS
+            self._probe = await self._start_consumer(
+                self._new_consumer(
+                    auto_offset_reset="earliest", fetch_max_wait_ms=_PROBE_FETCH_WAIT_MS
+                )
             )
-            try:
-                await probe.start()
-            except KafkaError as exc:
-                await _quietly(probe.stop())
-                raise LogError(f"cannot start a consumer for {self._topic}: {exc!r}") from exc
-            if self._closing:
-                await _quietly(probe.stop())
-                raise LogError("the log is closed")
-            self._probe = probe
         return self._probe
 
 
