@@ -10,8 +10,9 @@ import pytest
 
 from partition_processor.commands import PatchState, decode_envelope
 from partition_processor.ids import object_partition_key, partition_of
-from runtime.ingress.gateway import InvocationGateway, PatchNotConfirmed, PendingResponses
+from runtime.ingress.gateway import PatchNotConfirmed
 from runtime.log import LocalLog
+from tests.support.gateways import bare_gateway
 
 
 async def test_each_patch_request_appends_a_record_with_an_id_of_its_own(tmp_path: Path) -> None:
@@ -19,16 +20,7 @@ async def test_each_patch_request_appends_a_record_with_an_id_of_its_own(tmp_pat
     log = LocalLog(tmp_path / "log", 2)
     await log.start()
     try:
-        gateway = InvocationGateway(
-            log,
-            "node-a",
-            PendingResponses(),
-            max_record_bytes=1 << 20,
-            max_attached=8,
-            receipt_timeout_s=0.2,
-            leader_timeout_s=0.2,
-            reattach_interval_s=600,
-        )
+        gateway = bare_gateway(log, receipt_timeout_s=0.2, leader_timeout_s=0.2)
         for _ in range(2):
             with pytest.raises(PatchNotConfirmed):
                 await gateway.patch_state(

@@ -13,26 +13,14 @@ from partition_processor.actions import RespondToIngress
 from partition_processor.commands import Attach, Envelope, Invoke, Target, decode_envelope
 from partition_processor.ids import parse_partition_key, partition_of
 from partition_processor.journal import Failure, Success
-from runtime.ingress.gateway import InvocationGateway, NoLeader, PendingResponses
+from runtime.ingress.gateway import NoLeader, PendingResponses
 from runtime.log import LocalLog
 from runtime.metadata import HandlerInfo
+from tests.support.gateways import bare_gateway
 
 TARGET = Target("Greeter", "greet")
 HANDLER = HandlerInfo("greet", "none")
 PARTITIONS = 2
-
-
-def _gateway(log: LocalLog, responses: PendingResponses, **timeouts: float) -> InvocationGateway:
-    return InvocationGateway(
-        log,
-        "node-a",
-        responses,
-        max_record_bytes=1 << 20,
-        max_attached=8,
-        receipt_timeout_s=600,
-        leader_timeout_s=timeouts.get("leader_timeout_s", 600),
-        reattach_interval_s=timeouts.get("reattach_interval_s", 600),
-    )
 
 
 async def _record(log: LocalLog, partition: int, lsn: int) -> Envelope:
@@ -60,7 +48,7 @@ async def test_a_call_no_leader_takes_gets_no_leader_with_its_id(tmp_path: Path)
     log = LocalLog(tmp_path / "log", PARTITIONS)
     await log.start()
     try:
-        gateway = _gateway(log, PendingResponses(), leader_timeout_s=0.4)
+        gateway = bare_gateway(log, PendingResponses(), leader_timeout_s=0.4)
         started = asyncio.get_running_loop().time()
         with pytest.raises(NoLeader) as refused:
             await gateway.call(TARGET, HANDLER, b'"x"', [], "key-1")
@@ -83,7 +71,7 @@ async def test_a_waiting_call_reattaches_at_a_leader_change_and_periodically(
     await log.start()
     try:
         responses = PendingResponses()
-        gateway = _gateway(log, responses, leader_timeout_s=0.2, reattach_interval_s=1.0)
+        gateway = bare_gateway(log, responses, leader_timeout_s=0.2, reattach_interval_s=1.0)
         call = asyncio.create_task(gateway.call(TARGET, HANDLER, b'"x"', [], None))
         partition, invoke = await _invoke_in_log(log)
         assert invoke.sink is not None and invoke.receipt_sink is None
@@ -114,7 +102,7 @@ async def test_a_leader_change_before_any_answer_reattaches_at_once(tmp_path: Pa
     await log.start()
     try:
         responses = PendingResponses()
-        gateway = _gateway(log, responses)  # leader timeout and interval: 600 s
+        gateway = bare_gateway(log, responses)  # leader timeout and interval: 600 s
         call = asyncio.create_task(gateway.call(TARGET, HANDLER, b'"x"', [], None))
         partition, invoke = await _invoke_in_log(log)
         assert invoke.sink is not None
@@ -139,7 +127,7 @@ async def test_a_waiting_call_holds_no_task_of_its_own_until_something_is_due(
     await log.start()
     try:
         responses = PendingResponses()
-        gateway = _gateway(log, responses, reattach_interval_s=0.3)  # leader timeout: 600 s
+        gateway = bare_gateway(log, responses, reattach_interval_s=0.3)  # leader timeout: 600 s
         before = len(asyncio.all_tasks())
         call = asyncio.create_task(gateway.call(TARGET, HANDLER, b'"x"', [], None))
         partition, invoke = await _invoke_in_log(log)

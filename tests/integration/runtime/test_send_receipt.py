@@ -11,9 +11,10 @@ import pytest
 from partition_processor.actions import SendReceipt
 from partition_processor.commands import Target
 from partition_processor.ids import parse_partition_key, partition_of
-from runtime.ingress.gateway import InvocationGateway, PendingResponses, ShuttingDown
+from runtime.ingress.gateway import PendingResponses, ShuttingDown
 from runtime.log import LocalLog
 from runtime.metadata import HandlerInfo
+from tests.support.gateways import bare_gateway
 
 TARGET = Target("Greeter", "greet")
 HANDLER = HandlerInfo("greet", "none")
@@ -26,16 +27,7 @@ async def test_a_send_without_a_receipt_is_accepted_once_its_record_is_durable(
     log = LocalLog(tmp_path / "log", 2)
     await log.start()
     try:
-        gateway = InvocationGateway(
-            log,
-            "node-a",
-            PendingResponses(),
-            max_record_bytes=1 << 20,
-            max_attached=8,
-            receipt_timeout_s=0.2,
-            leader_timeout_s=600,
-            reattach_interval_s=600,
-        )
+        gateway = bare_gateway(log, receipt_timeout_s=0.2)
         invocation_id, receipt = await gateway.send(TARGET, HANDLER, b'"x"', [], "key-1")
         assert receipt == SendReceipt(True, 0)
         partition = partition_of(parse_partition_key(invocation_id), 2)
@@ -53,16 +45,7 @@ async def test_a_send_waiting_for_its_receipt_when_the_node_stops_is_accepted(
     await log.start()
     try:
         responses = PendingResponses()
-        gateway = InvocationGateway(
-            log,
-            "node-a",
-            responses,
-            max_record_bytes=1 << 20,
-            max_attached=8,
-            receipt_timeout_s=600,
-            leader_timeout_s=600,
-            reattach_interval_s=600,
-        )
+        gateway = bare_gateway(log, responses)
         sending = asyncio.create_task(gateway.send(TARGET, HANDLER, b'"x"', [], "key-1"))
         for _ in range(1000):  # until the Invoke is in the log (the receipt never comes)
             if sum([await log.tail(p) for p in range(2)]) == 1:
