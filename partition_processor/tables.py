@@ -313,19 +313,29 @@ class Transaction:
         return None if lock is None else lock.holder
 
     def set_lock(
-        self, service: str, key: str, invocation_id: str | None, inbox_head: int = 0
+        self,
+        service: str,
+        key: str,
+        invocation_id: str | None,
+        inbox_head: int = 0,
+        inbox_tail: int = 0,
     ) -> None:
+        """Give the object's lock to ``invocation_id`` (None frees it). The defaults are a lock
+        taken while free: the inbox is empty then (see ``ObjectLock.inbox_tail``)."""
         lock = keys.lock_key(self.partition, service, key)
         if invocation_id is None:
             self.delete(lock)
         else:
-            self.put(lock, _encoder.encode(ObjectLock(invocation_id, inbox_head)))
+            self.put(lock, _encoder.encode(ObjectLock(invocation_id, inbox_head, inbox_tail)))
 
     def enqueue_inbox(self, service: str, key: str, entry: InboxEntry) -> None:
         """Queue an invocation (its id) or a state patch behind the object's lock holder."""
         seq = self.fsm.inbox_seq
         self.fsm = msgspec.structs.replace(self.fsm, inbox_seq=seq + 1)
         self.put(keys.inbox_key(self.partition, service, key, seq), encode_inbox(entry))
+        lock = self.lock(service, key)
+        if lock is not None and lock.inbox_tail >= 0:
+            self.set_lock(service, key, lock.holder, lock.inbox_head, seq + 1)
 
     def pop_inbox(self, service: str, key: str, from_seq: int = 0) -> tuple[InboxEntry, int] | None:
         """The oldest queued entry of the object at or after ``from_seq`` (below it every
