@@ -65,10 +65,16 @@ class ObjectLock(msgspec.Struct, array_like=True, frozen=True):
     ``inbox_head``: every queued entry below this sequence number was already popped. Popping
     from there, not from the start of the object's inbox, keeps a hot key's hand-off from
     stepping over the deleted rows (tombstones) of every invocation it ever queued.
+    ``inbox_tail``: no entry at or above this sequence number is queued (entries are queued
+    only while the lock is held, and the lock is freed only with an empty inbox), so a release
+    with ``inbox_head >= inbox_tail`` frees the lock without a scan of the inbox (issue 10: an
+    object's every invocation paid one). -1: unknown (a row written before the field existed):
+    the inbox is scanned.
     """
 
     holder: str
     inbox_head: int = 0
+    inbox_tail: int = -1
 
 
 class QueuedPatch(msgspec.Struct, array_like=True, frozen=True):

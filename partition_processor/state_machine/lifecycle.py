@@ -184,8 +184,9 @@ def release_lock(
     lock = tx.lock(service, key)
     if lock is None or lock.holder != holder:
         return
-    head = lock.inbox_head
-    while (popped := tx.pop_inbox(service, key, head)) is not None:
+    head, tail = lock.inbox_head, lock.inbox_tail
+    # (A known tail at or below the head: nothing is queued, no scan.)
+    while (tail < 0 or head < tail) and (popped := tx.pop_inbox(service, key, head)) is not None:
         next_id, seq = popped
         head = seq + 1
         if isinstance(next_id, QueuedPatch):
@@ -194,7 +195,7 @@ def release_lock(
         queued = tx.status(next_id)
         if queued is None or queued.phase != "inboxed":
             continue  # purged or killed while queued
-        tx.set_lock(service, key, next_id, head)
+        tx.set_lock(service, key, next_id, head, tail)
         start(tx, queued, now_ms, actions)
         return
     tx.set_lock(service, key, None)

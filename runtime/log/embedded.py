@@ -28,13 +28,12 @@ import bisect
 import collections
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
 from runtime.log.base import Log, LogError, LogRecord
-from runtime.log.embedded_writer import LocalLogWrites, WriterThread, _Append
+from runtime.log.embedded_writer import LocalLogWrites, SyncCrew, WriterThread, _Append
 from runtime.log.segments import (
     HEADER,
     RECORD_BYTES_MAX,
@@ -129,7 +128,7 @@ class LocalLog(LocalLogWrites, Log):
         self._sync_file = sync_file
         # Threads that fsync one round's files at once: a round that touches many partitions
         # (the node's 24, under load) waits for the slowest fsync rather than for their sum.
-        self._syncers: ThreadPoolExecutor | None = None
+        self._syncers: SyncCrew | None = None
         # The thread that runs each round's writes and fsyncs (started with the first round).
         self._writer_thread: WriterThread | None = None
         self._parts: list[_Partition] = []
@@ -216,7 +215,7 @@ class LocalLog(LocalLogWrites, Log):
                         os.close(seg.wfd)
                         seg.wfd = None
             if self._syncers is not None:
-                self._syncers.shutdown()
+                self._syncers.stop()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)  # releases the flock
                 self._lock_fd = None

@@ -19,7 +19,6 @@ import queue
 import threading
 from array import array
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,8 +30,9 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-# Most fsyncs in flight at once: past about 8 a virtual disk gains nothing more.
-_SYNC_THREADS = 8
+# Most fsyncs in flight at once (the writing thread's own and its crew's): past about 8 a
+# virtual disk gains nothing more.
+_SYNCS_IN_FLIGHT = 8
 
 
 @dataclass(eq=False)
@@ -107,6 +107,65 @@ def _settle(done: asyncio.Future[_Outcome], outcome: _Outcome) -> None:
         done.set_result(outcome)
 
 
+class SyncCrew:
+    """Threads that fsync a round's other files while the writing thread syncs one itself.
+
+    A job is one queue put and its outcome one queue put back, both C-level ``SimpleQueue``s: a
+    ``ThreadPoolExecutor.map`` paid a ``Future``, a work item, a ``Condition`` wait and notify
+    and the executor's bookkeeping per file, all holding the GIL that the event loop needs
+    (issue 10). Threads start as rounds first need them and end with ``stop``.
+    """
+
+    def __init__(self, sync_file: Callable[[int], None]) -> None:
+        self._sync_file = sync_file
+        # Only the writing thread hands out jobs, one round at a time: one outcome queue.
+        self._jobs: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._outcomes: queue.SimpleQueue[_Outcome] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def sync_all(self, fds: list[int]) -> None:
+        """Sync every file of ``fds`` at once (the first on this thread); return when all
+        have returned, raising the first failure (after the others are done: none is still
+        syncing a file when the caller goes on, say to close it)."""
+        others = fds[1:]
+        while len(self._threads) < min(len(others), _SYNCS_IN_FLIGHT - 1):
+            thread = threading.Thread(
+                target=self._run, name=f"cairn-fsync-{len(self._threads)}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        for fd in others:
+            self._jobs.put(fd)
+        failure: _Outcome = None
+        try:
+            self._sync_file(fds[0])
+        except BaseException as exc:  # noqa: BLE001 - raised below, once the others are done
+            failure = exc
+        for _ in others:
+            outcome = self._outcomes.get()
+            if failure is None:
+                failure = outcome
+        if failure is not None:
+            raise failure
+
+    def stop(self) -> None:
+        """End the threads (idle: every round waits for its own jobs) and wait for them."""
+        for _ in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+
+    def _run(self) -> None:
+        while (fd := self._jobs.get()) is not None:
+            try:
+                self._sync_file(fd)
+            except BaseException as exc:  # noqa: BLE001 - handed to the round, which raises
+                self._outcomes.put(exc)
+            else:
+                self._outcomes.put(None)
+
+
 class LocalLogWrites:
     """The writing methods of ``LocalLog`` (a mixin: ``LocalLog.__init__`` sets these)."""
 
@@ -116,7 +175,7 @@ class LocalLogWrites:
     _closing: bool
     _failure: LogError | None
     _writer_cancelled: bool
-    _syncers: ThreadPoolExecutor | None
+    _syncers: SyncCrew | None
     _writer_thread: WriterThread | None
     _sync_file: Callable[[int], None]
     _segment_bytes: int
@@ -231,11 +290,10 @@ class LocalLogWrites:
             self._sync_file(to_sync[0])
             return
         if self._syncers is None:
-            self._syncers = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="cairn-fsync")
+            self._syncers = SyncCrew(self._sync_file)
         # The device flushes several files' data at once (3x faster for 24 files here): the
-        # round is durable when every one of them is (an error raises from the iteration).
-        for _ in self._syncers.map(self._sync_file, to_sync):
-            pass
+        # round is durable when every one of them is (a failure raises once all returned).
+        self._syncers.sync_all(to_sync)
 
     def _write_partition_sync(self, write: _PartitionWrite) -> int:
         """Worker thread: append one partition's frames, rolling segments; return the fd to sync."""

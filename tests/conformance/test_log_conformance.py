@@ -590,6 +590,46 @@ async def test_local_rounds_run_on_one_writing_thread_that_close_ends(tmp_path: 
     assert len(writer_threads()) == before
 
 
+async def test_local_round_fails_only_once_every_fsync_of_it_returned(tmp_path: Path) -> None:
+    """A round whose one fsync fails while another is still syncing fails its appends only
+    after that other fsync returned (no file of the round is in use when the writer goes on),
+    and the fsync threads end with the log (issue 10: a crew of plain threads instead of an
+    executor's futures)."""
+    slow_started = threading.Event()
+    release = threading.Event()
+
+    def sync(fd: int) -> None:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if "p0001" in name:
+            raise OSError(5, "Input/output error")
+        if "p0002" in name:
+            slow_started.set()
+            release.wait(20)
+        segments.sync(fd)
+
+    def crew() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("cairn-fsync-")]
+
+    before = len(crew())
+    log = LocalLog(tmp_path, 3, sync_file=sync)
+    await log.start()
+    try:
+        appends = asyncio.gather(
+            *(log.append(p, [b"r%d" % p]) for p in range(3)), return_exceptions=True
+        )
+        assert await asyncio.to_thread(slow_started.wait, 20)
+        await asyncio.sleep(0.1)  # partition 1's fsync failed by now; partition 2's is held
+        assert not appends.done()
+        assert len(crew()) == before + 2
+        release.set()
+        results = await asyncio.wait_for(appends, 20)
+        assert all(isinstance(r, LogError) for r in results), results
+    finally:
+        release.set()
+        await log.close()
+    assert len(crew()) == before
+
+
 # --- KafkaLog only ------------------------------------------------------------------------------
 
 
