@@ -31,6 +31,7 @@ class ChannelPool:
         keepalive_time_ms: int,
         keepalive_timeout_ms: int,
         security: EndpointSecurity | None = None,
+        rotate_after_s: float = ROTATE_AFTER_S,
     ) -> None:
         self.security = security or EndpointSecurity()
         # The size policy's message limit, the same as the endpoint's (sdk start_server).
@@ -44,6 +45,7 @@ class ChannelPool:
         # The open Attempts stream of each (uri, deployment id), and every stream's task (a
         # rotated one runs until its attempts end): owned here, awaited by close.
         self._shared: dict[tuple[str, str], SharedStream] = {}
+        self._rotate_after_s = rotate_after_s
         self._stream_tasks: set[asyncio.Task[None]] = set()
 
     def get(self, uri: str) -> grpc.aio.Channel:
@@ -84,11 +86,11 @@ class ChannelPool:
 
     def shared(self, uri: str, deployment_id: str) -> SharedStream:
         """The ``Attempts`` stream new attempts to this deployment go to (opened on demand,
-        again after it failed, a new one once it is ``ROTATE_AFTER_S`` old)."""
+        again after it failed, a new one once it is ``rotate_after_s`` old)."""
         key = (uri, deployment_id)
         stream = self._shared.get(key)
         if stream is not None and stream.usable:
-            if asyncio.get_running_loop().time() - stream.opened < ROTATE_AFTER_S:
+            if asyncio.get_running_loop().time() - stream.opened < self._rotate_after_s:
                 return stream
             stream.drain()
         method = self.get(uri).stream_stream(

@@ -100,9 +100,13 @@ async def _eventually(check: Callable[[], bool]) -> None:
     raise AssertionError("not within 10 s")
 
 
-def _pool(security: EndpointSecurity | None = None) -> ChannelPool:
+def _pool(security: EndpointSecurity | None = None, rotate_after_s: float = 60.0) -> ChannelPool:
     return ChannelPool(
-        LIMIT, keepalive_time_ms=20_000, keepalive_timeout_ms=10_000, security=security
+        LIMIT,
+        keepalive_time_ms=20_000,
+        keepalive_timeout_ms=10_000,
+        security=security,
+        rotate_after_s=rotate_after_s,
     )
 
 
@@ -260,3 +264,27 @@ async def test_an_unsigned_or_misdirected_stream_is_refused() -> None:
             await pool.close()
     finally:
         await running.stop(0)
+
+
+async def test_a_stream_is_rotated_and_closes_when_its_attempts_end(endpoint: str) -> None:
+    pool = _pool(rotate_after_s=0.2)
+    try:
+        old_attempt = await _open(pool, endpoint, 500, "double")
+        old = pool.shared(endpoint, DEPLOYMENT)
+        await _read_until(old_attempt, "run_completion")
+        await asyncio.sleep(0.3)
+        new_attempt = await _open(pool, endpoint, 501, "double")
+        new = pool.shared(endpoint, DEPLOYMENT)
+        assert new is not old and new_attempt.id == 1 and old.draining
+        await _read_until(new_attempt, "run_completion")
+        assert not old.task.done()  # its attempt still runs on it
+        completion = pb.Completion(value=json.dumps(1000).encode())
+        notification = pb.Notification(index=1, completion=completion, completion_seq=1)
+        await old_attempt.write(pb.RuntimeMessage(notification=notification))
+        assert _output(await _read_until(old_attempt, "end")) == 1001
+        old_attempt.cancel()
+        async with asyncio.timeout(10):
+            await old.task  # closed (half-closed, then ended by the endpoint), not failed
+        assert new.usable and not new.task.done()
+    finally:
+        await pool.close()
