@@ -83,7 +83,9 @@ class SharedAttempt:
         stream.queue(self.id, data)
         # Bound what one attempt holds in the stream's outbox: past a full gRPC message, wait
         # for the stream to write it (a journal is written in limit-sized pieces).
-        while stream.queued_bytes(self.id) > stream.limit_bytes and not self._gone:
+        while stream.queued_bytes(self.id) > stream.limit_bytes:
+            if self._gone or self._error is not None:
+                return  # (the stream failed: read says so)
             await stream.written()
 
     async def done_writing(self) -> None:

@@ -45,6 +45,14 @@ async def hold(ctx: sdk.Context, n: int) -> int:
 
 
 @steps.handler()
+async def many(ctx: sdk.Context, n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += len(await ctx.run(f"step-{i}", lambda: "z" * 1000))
+    return total
+
+
+@steps.handler()
 async def huge(ctx: sdk.Context, n: int) -> str:
     return "x" * (LIMIT * 2)
 
@@ -288,3 +296,23 @@ async def test_a_stream_is_rotated_and_closes_when_its_attempts_end(endpoint: st
         assert new.usable and not new.task.done()
     finally:
         await pool.close()
+
+
+async def test_a_journal_larger_than_a_message_is_written_in_pieces(
+    endpoint: str, pool: ChannelPool
+) -> None:
+    steps_done = 3 * LIMIT // 1000  # three gRPC messages' worth of journal
+    attempt = pool.shared(endpoint, DEPLOYMENT).attempt()
+    start = _start(600, "many")
+    start.start.known_entries = 1 + steps_done
+    await attempt.write(start)
+    await attempt.write(_input(steps_done))
+    for index in range(1, steps_done + 1):
+        entry = pb.JournalEntry(
+            index=index,
+            command=pb.JournalCommand(run=pb.RunCommand(name=f"step-{index - 1}")),
+            completion=pb.Completion(value=json.dumps("z" * 1000).encode()),
+            completion_seq=index,
+        )
+        await attempt.write(pb.RuntimeMessage(replay_entry=entry))
+    assert _output(await _read_until(attempt, "end")) == 1000 * steps_done  # all replayed
