@@ -71,6 +71,13 @@ class FrameOutbox:
         frame = self._frames.get(attempt)
         return 0 if frame is None else frame.size
 
+    def open(self, attempt: int) -> None:
+        """Reserve the attempt's place: frames leave in the order of their first ``open``, ``add``
+        or ``flag`` (the runtime opens attempts in id order, and the endpoint takes an unknown
+        id at or below the highest it has seen for one that ended)."""
+        if attempt not in self._frames:
+            self._frames[attempt] = _Frame()
+
     def add(self, attempt: int, message: bytes) -> None:
         """Queue a serialized message (the caller checked it ``fits``)."""
         frame = self._frames.get(attempt)

@@ -165,6 +165,8 @@ class SharedStream:
         attempt = SharedAttempt(self, self._next_id)
         self._next_id += 1
         self._attempts[attempt.id] = attempt
+        # Its first frame goes out before any of a later attempt's, whatever they write first.
+        self._outbox.open(attempt.id)
         return attempt
 
     def drain(self) -> None:

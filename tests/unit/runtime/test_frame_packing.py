@@ -83,3 +83,14 @@ def test_a_message_that_fits_alone_fits_in_a_frame() -> None:
     assert len(data) <= limit
     [frame] = pb.RuntimeFrames.FromString(data).frames
     assert frame.attempt == 123456 and frame.abandon
+
+
+def test_frames_leave_in_the_order_attempts_were_opened() -> None:
+    outbox = FrameOutbox(1 << 20)
+    outbox.open(1)
+    outbox.open(2)
+    outbox.add(2, _notification(2).SerializeToString())
+    outbox.add(1, _notification(1).SerializeToString())
+    outbox.open(1)  # (again: keeps what it holds)
+    frames = _decoded(outbox.take())
+    assert [(f.attempt, len(f.messages)) for f in frames] == [(1, 1), (2, 1)]
