@@ -133,5 +133,15 @@ async def test_an_endpoint_without_multiplexing_works_and_upgrades_in_place(
         assert (response.status, response.json()) == (200, ["one", "two", "three"])
         assert path.read_text().splitlines() == ["one", "two", "three"]  # nothing ran twice
         assert (await client.call("/Counter/nm-0/add", 1)).json() == 11
+
+        # And back: the same address without multiplexing again, registered again (201).
+        upgraded.kill()
+        downgraded = Endpoint(APP, tmp_path, port=upgraded.port, args=["--no-multiplex"])
+        single_calls.endpoint = downgraded
+        downgraded.start()
+        registered = await client.admin("POST", "/deployments", {"uri": downgraded.uri})
+        assert registered.status == 201, registered.body
+        assert await _multiplex_flag(client) is False
+        assert (await client.call("/Counter/nm-0/add", 1)).json() == 12
     finally:
         await client.close()
