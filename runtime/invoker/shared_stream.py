@@ -198,7 +198,7 @@ class SharedStream:
     # -- the stream
 
     async def _run(self) -> None:
-        reader: asyncio.Task[None] | None = None
+        tasks: list[asyncio.Task[None]] = []
         error: grpc.aio.AioRpcError | None = None
         try:
             # The endpoint answers with its initial metadata once it accepted the stream's
@@ -213,9 +213,13 @@ class SharedStream:
                 )
             reader = asyncio.create_task(self._read())
             writer = asyncio.create_task(self._write())
-            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_EXCEPTION)
+            tasks = [reader, writer]
+            # Either failing ends the stream (below), and so does the reader meeting its end;
+            # the writer ends by itself only once it half-closed a drained stream, whose end
+            # the reader then meets.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                task.result()  # (an exception ends the stream: below)
+                task.result()
             if not reader.done():
                 await reader
         except grpc.aio.AioRpcError as exc:
@@ -228,9 +232,9 @@ class SharedStream:
         finally:
             self.failed = True
             self._call.cancel()
-            if reader is not None and not reader.done():
-                reader.cancel()
-                await asyncio.gather(reader, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             if self._attempts:
                 if error is None:
                     error = rpc_error(grpc.StatusCode.UNAVAILABLE, "the endpoint ended the stream")

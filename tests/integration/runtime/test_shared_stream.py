@@ -316,3 +316,38 @@ async def test_a_journal_larger_than_a_message_is_written_in_pieces(
         )
         await attempt.write(pb.RuntimeMessage(replay_entry=entry))
     assert _output(await _read_until(attempt, "end")) == 1000 * steps_done  # all replayed
+
+
+async def test_an_endpoint_ending_the_stream_early_fails_its_attempts() -> None:
+    """A misbehaving endpoint (a bare gRPC server, not the SDK) that accepts the stream, reads one
+    message and ends it: the attempt on it fails at once, as an Invoke call ended early does."""
+
+    async def attempts(
+        requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        await context.send_initial_metadata(())
+        async for _ in requests:
+            return  # (ends the call: OK, with nothing sent)
+        yield b""  # (never: makes this a response stream)
+
+    handler = grpc.stream_stream_rpc_method_handler(attempts)
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("cairn.endpoint.v1.Endpoint", {"Attempts": handler}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    pool = _pool()
+    try:
+        attempt = await _open(pool, f"grpc://127.0.0.1:{port}", 1, "double")
+        stream = pool.shared(f"grpc://127.0.0.1:{port}", DEPLOYMENT)
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            async with asyncio.timeout(10):
+                await attempt.read()
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+        async with asyncio.timeout(10):
+            await stream.task  # over, its writer too
+        assert stream.failed
+    finally:
+        await pool.close()
+        await server.stop(0)
