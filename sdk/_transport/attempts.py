@@ -142,9 +142,11 @@ class AttemptsStream:
                     self._on_frame(frame)
         finally:
             self._requests_done = True
-            for attempt in self._attempts.values():
+            for attempt in list(self._attempts.values()):
                 if attempt.session is not None:
                     attempt.session.on_runtime_gone()
+                else:
+                    self.end(attempt.id)  # its journal will not be complete now: it cannot run
             self._wake.set()
 
     def _on_frame(self, frame: pb.RuntimeFrame) -> None:

@@ -133,11 +133,16 @@ async def test_attempts_are_demultiplexed_and_fail_alone() -> None:
         runtime.send(_open(3, "again"), _resolve(5, "y"))
         await runtime.until(5, "end")
         assert not any(f.attempt == 3 for f in runtime.received[before:])
-        # The runtime closes the stream; with no attempt left, so does the endpoint.
+        # The runtime closes the stream, one attempt's journal incomplete (it cannot run now):
+        # with no attempt left, the endpoint ends the stream too.
+        incomplete = _open(6, "f")
+        del incomplete.messages[1:]
+        runtime.send(incomplete)
         runtime.frames.put_nowait(None)
         async with asyncio.timeout(10):
             await collecting
         assert not any(f.attempt == 2 for f in runtime.received if f.end)
+        assert runtime.ended(6)
     finally:
         collecting.cancel()
         await asyncio.gather(collecting, return_exceptions=True)
