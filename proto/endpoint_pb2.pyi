@@ -120,14 +120,16 @@ class ServiceManifest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[ServiceType, str]] = ..., handlers: _Optional[_Iterable[_Union[HandlerManifest, _Mapping]]] = ..., documentation: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Manifest(_message.Message):
-    __slots__ = ("protocol_version", "services", "message_batches")
+    __slots__ = ("protocol_version", "services", "message_batches", "multiplex")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SERVICES_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    MULTIPLEX_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     services: _containers.RepeatedCompositeFieldContainer[ServiceManifest]
     message_batches: bool
-    def __init__(self, protocol_version: _Optional[int] = ..., services: _Optional[_Iterable[_Union[ServiceManifest, _Mapping]]] = ..., message_batches: _Optional[bool] = ...) -> None: ...
+    multiplex: bool
+    def __init__(self, protocol_version: _Optional[int] = ..., services: _Optional[_Iterable[_Union[ServiceManifest, _Mapping]]] = ..., message_batches: _Optional[bool] = ..., multiplex: _Optional[bool] = ...) -> None: ...
 
 class Empty(_message.Message):
     __slots__ = ()
@@ -511,3 +513,37 @@ class SdkMessage(_message.Message):
     suspension: Suspension
     batch: SdkBatch
     def __init__(self, command: _Optional[_Union[ProposedCommand, _Mapping]] = ..., run_completion: _Optional[_Union[ProposeRunCompletion, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., end: _Optional[_Union[End, _Mapping]] = ..., suspension: _Optional[_Union[Suspension, _Mapping]] = ..., batch: _Optional[_Union[SdkBatch, _Mapping]] = ...) -> None: ...
+
+class RuntimeFrame(_message.Message):
+    __slots__ = ("attempt", "messages", "close", "abandon")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    ABANDON_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    messages: _containers.RepeatedCompositeFieldContainer[RuntimeMessage]
+    close: bool
+    abandon: bool
+    def __init__(self, attempt: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[RuntimeMessage, _Mapping]]] = ..., close: _Optional[bool] = ..., abandon: _Optional[bool] = ...) -> None: ...
+
+class RuntimeFrames(_message.Message):
+    __slots__ = ("frames",)
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    frames: _containers.RepeatedCompositeFieldContainer[RuntimeFrame]
+    def __init__(self, frames: _Optional[_Iterable[_Union[RuntimeFrame, _Mapping]]] = ...) -> None: ...
+
+class SdkFrame(_message.Message):
+    __slots__ = ("attempt", "messages", "end")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    messages: _containers.RepeatedCompositeFieldContainer[SdkMessage]
+    end: bool
+    def __init__(self, attempt: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[SdkMessage, _Mapping]]] = ..., end: _Optional[bool] = ...) -> None: ...
+
+class SdkFrames(_message.Message):
+    __slots__ = ("frames",)
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    frames: _containers.RepeatedCompositeFieldContainer[SdkFrame]
+    def __init__(self, frames: _Optional[_Iterable[_Union[SdkFrame, _Mapping]]] = ...) -> None: ...

@@ -44,6 +44,11 @@ class EndpointStub:
                 request_serializer=proto_dot_endpoint__pb2.RuntimeMessage.SerializeToString,
                 response_deserializer=proto_dot_endpoint__pb2.SdkMessage.FromString,
                 _registered_method=True)
+        self.Attempts = channel.stream_stream(
+                '/cairn.endpoint.v1.Endpoint/Attempts',
+                request_serializer=proto_dot_endpoint__pb2.RuntimeFrames.SerializeToString,
+                response_deserializer=proto_dot_endpoint__pb2.SdkFrames.FromString,
+                _registered_method=True)
 
 
 class EndpointServicer:
@@ -61,6 +66,13 @@ class EndpointServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Attempts(self, request_iterator, context):
+        """Many attempts on one stream (only to an endpoint with Manifest.multiplex; see above).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EndpointServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +85,11 @@ def add_EndpointServicer_to_server(servicer, server):
                     servicer.Invoke,
                     request_deserializer=proto_dot_endpoint__pb2.RuntimeMessage.FromString,
                     response_serializer=proto_dot_endpoint__pb2.SdkMessage.SerializeToString,
+            ),
+            'Attempts': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attempts,
+                    request_deserializer=proto_dot_endpoint__pb2.RuntimeFrames.FromString,
+                    response_serializer=proto_dot_endpoint__pb2.SdkFrames.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +146,33 @@ class Endpoint:
             '/cairn.endpoint.v1.Endpoint/Invoke',
             proto_dot_endpoint__pb2.RuntimeMessage.SerializeToString,
             proto_dot_endpoint__pb2.SdkMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attempts(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/cairn.endpoint.v1.Endpoint/Attempts',
+            proto_dot_endpoint__pb2.RuntimeFrames.SerializeToString,
+            proto_dot_endpoint__pb2.SdkFrames.FromString,
             options,
             channel_credentials,
             insecure,

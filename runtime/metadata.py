@@ -112,6 +112,9 @@ class Deployment(msgspec.Struct, frozen=True):
     # records from before batches: such a deployment gets one message per gRPC message until
     # it is registered again.
     message_batches: bool = False
+    # The endpoint serves many attempts on one stream (its manifest's multiplex). False for
+    # records from before: such a deployment gets a call per attempt until registered again.
+    multiplex: bool = False
 
 
 def _same_services(registered: Deployment, discovered: Deployment) -> bool:
@@ -347,12 +350,20 @@ class Registry:
         """
         existing = self._deployments.get(deployment.id)
         if existing is not None and _same_services(existing, deployment) and not force:
-            if existing.message_batches == deployment.message_batches:
+            if (existing.message_batches, existing.multiplex) == (
+                deployment.message_batches,
+                deployment.multiplex,
+            ):
                 return existing, False
-            # The same handlers on an endpoint that now speaks (or no longer speaks) batches:
-            # nothing running meets other code, so no force is needed and revisions stay. It is
-            # recorded again, so it becomes the newest registration (as any registration).
-            updated = msgspec.structs.replace(existing, message_batches=deployment.message_batches)
+            # The same handlers on an endpoint that now speaks (or no longer speaks) batches or
+            # multiplexing: nothing running meets other code, so no force is needed and
+            # revisions stay. It is recorded again, so it becomes the newest registration (as
+            # any registration).
+            updated = msgspec.structs.replace(
+                existing,
+                message_batches=deployment.message_batches,
+                multiplex=deployment.multiplex,
+            )
             lsn = await self._append([DeploymentRegistered(updated)])
             await self.wait_applied(lsn)
             return self._deployments[deployment.id], True

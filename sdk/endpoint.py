@@ -34,6 +34,7 @@ async def _serve_until_signalled(
     tls: TlsFiles | None = None,
     event_loop: str = "auto",
     message_batches: bool = True,
+    multiplex: bool = True,
 ) -> None:
     endpoint = await start_server(
         app,
@@ -43,6 +44,7 @@ async def _serve_until_signalled(
         identity_keys=identity_keys,
         tls=tls,
         message_batches=message_batches,
+        multiplex=multiplex,
     )
     print(
         f"cairn endpoint: serving {', '.join(app.services)} on {host}:{endpoint.port} "
@@ -69,19 +71,29 @@ def serve(
     tls: TlsFiles | None = None,
     event_loop: str = "auto",
     message_batches: bool = True,
+    multiplex: bool = True,
 ) -> None:
     """Serve ``app`` until SIGINT/SIGTERM (blocking).
 
     ``identity_keys``: serve only calls signed by one of these runtime keys (``publickeyv1_...``;
     added to the app's own). ``tls``: serve gRPC over TLS. ``event_loop``: ``auto`` (uvloop when
     installed), ``uvloop`` or ``asyncio``. ``message_batches=False``: never send or accept
-    batched stream messages (as endpoints before them).
+    batched stream messages (as endpoints before them). ``multiplex=False``: one gRPC call per
+    attempt, never many attempts on one stream (as endpoints before it).
     """
     for key in identity_keys:
         parse_public_key(key)
     run(
         _serve_until_signalled(
-            app, host, port, max_message_bytes, identity_keys, tls, event_loop, message_batches
+            app,
+            host,
+            port,
+            max_message_bytes,
+            identity_keys,
+            tls,
+            event_loop,
+            message_batches,
+            multiplex,
         ),
         event_loop,
     )
@@ -143,6 +155,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="one protocol message per gRPC message both ways, as endpoints before batches "
         "(env CAIRN_MESSAGE_BATCHES=0)",
     )
+    parser.add_argument(
+        "--no-multiplex",
+        action="store_true",
+        default=os.environ.get("CAIRN_MULTIPLEX", "1") == "0",
+        help="one gRPC call per attempt, never many attempts on one stream, as endpoints before "
+        "it (env CAIRN_MULTIPLEX=0)",
+    )
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     if args.event_loop not in EVENT_LOOPS:  # (CAIRN_EVENT_LOOP skips argparse's choices)
@@ -171,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             tls=tls,
             event_loop=args.event_loop,
             message_batches=not args.no_message_batches,
+            multiplex=not args.no_multiplex,
         )
     except (OSError, ValueError) as exc:
         raise SystemExit(f"cairn endpoint: {exc}") from exc

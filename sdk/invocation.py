@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Iterable
+from typing import Protocol
 
 from proto import endpoint_pb2 as pb
 from proto.batches import pack, sdk_batch
@@ -36,11 +37,19 @@ current_session: contextvars.ContextVar[InvocationSession | None] = contextvars.
 DEFAULT_MAX_MESSAGE_BYTES = 2 * 10 * 1024 * 1024 + 256 * 1024
 
 
+class Outbox(Protocol):
+    """Where a session's messages go: a queue its ``Invoke`` call drains, or the attempt's frame
+    on a shared stream. None: the attempt has nothing more to say."""
+
+    def put_nowait(self, message: pb.SdkMessage | None, /) -> None: ...
+
+
 class InvocationSession:
     """``batches``: the runtime reads batched messages (``Start.message_batches``) and this
     endpoint may send them: what the handler emits is sent once per event-loop turn, and before
     the handler waits, as one message (split at ``max_message_bytes``). Without, each message is
-    queued as it is emitted."""
+    queued as it is emitted. ``framed``: sent at the same moments, but as the single messages of
+    the attempt's frame on a shared stream (the frame is their batch)."""
 
     def __init__(
         self,
@@ -49,10 +58,15 @@ class InvocationSession:
         *,
         batches: bool = False,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        outgoing: Outbox | None = None,
+        framed: bool = False,
     ) -> None:
         self.machine = machine
+        # What an Invoke call drains (unused when ``outgoing`` is given).
         self.outgoing: asyncio.Queue[pb.SdkMessage | None] = asyncio.Queue()
-        self._batches = batches
+        self._out: Outbox = self.outgoing if outgoing is None else outgoing
+        self._batches = batches or framed
+        self._pack = batches and not framed
         self._max_message_bytes = max_message_bytes
         self._send_scheduled = False
         # A step was started since the last send: the scheduled send waits one more turn, so
@@ -85,7 +99,7 @@ class InvocationSession:
         event-loop turn, so that what the handler does until it yields travels together."""
         if not self._batches:
             for message in self.machine.take_output():
-                self.outgoing.put_nowait(message)
+                self._out.put_nowait(message)
         elif self.machine.closed:
             self.send()  # End, Error or Suspension: nothing follows them
         else:
@@ -112,10 +126,10 @@ class InvocationSession:
         self._send_scheduled = False
         self._step_just_started = False
         output = self.machine.take_output()
-        if self._batches and len(output) > 1:
+        if self._pack and len(output) > 1:
             output = pack(output, self._max_message_bytes, sdk_batch)
         for message in output:
-            self.outgoing.put_nowait(message)
+            self._out.put_nowait(message)
 
     # ------------------------------------------------------------------ context side
 

@@ -57,6 +57,8 @@ def _deployment_json(deployment: Deployment, pinned: int = 0) -> dict[str, Any]:
         "services": [_service_json(s) for s in deployment.services],
         # The endpoint reads batched stream messages (its manifest says so; README, Endpoints).
         "message_batches": deployment.message_batches,
+        # The endpoint serves many attempts on one stream (README, Endpoints).
+        "multiplex": deployment.multiplex,
         # Unfinished invocations that started here and stay here (README, Versions).
         "pinned_invocations": pinned,
     }

@@ -40,6 +40,7 @@ from runtime.faults import fault_point
 from runtime.invoker import codec
 from runtime.invoker.channels import ChannelPool
 from runtime.invoker.sdk_messages import AttemptMessages
+from runtime.invoker.shared_stream import AttemptCall
 from runtime.invoker.slots import RunningSlots
 from runtime.invoker.stream_writer import AttemptWriter
 from runtime.invoker.validation import InvalidCommand
@@ -152,7 +153,7 @@ class Attempt(AttemptMessages, AttemptWriter):
         # The stream, once its opening messages are written (by the reader, see _open), and the
         # task writing what is queued after them: started by the first such message (counter
         # and greet attempts to an endpoint that batches queue none, so they have no writer).
-        self._call: grpc.aio.StreamStreamCall | None = None
+        self._call: AttemptCall | None = None
         self._writer: asyncio.Task[None] | None = None
         self._effects: asyncio.Queue[InvokerEffect] = asyncio.Queue()
         self._effect_added = asyncio.Event()
@@ -221,7 +222,9 @@ class Attempt(AttemptMessages, AttemptWriter):
             await self._propose_loop()
             return
         deployment, handler = pinned
-        self._batches = deployment.message_batches
+        # On a shared stream each message is its own part of the attempt's frame (the frames
+        # of a turn travel together already): no batch to build.
+        self._batches = deployment.message_batches and not deployment.multiplex
         if status.deployment_id is None:
             # The first attempt: pin the invocation here, so that every later attempt (retry,
             # resume, another leader) replays on the same code. The pin leads the attempt's first
@@ -262,9 +265,13 @@ class Attempt(AttemptMessages, AttemptWriter):
             )
         for message in early:
             self._outgoing.put_nowait(message)
-        call = self._channels.invoke(deployment.uri)(
-            metadata=self._channels.security.invoke_metadata(self.invocation_id, deployment.id)
-        )
+        call: AttemptCall
+        if deployment.multiplex:
+            call = self._channels.shared(deployment.uri, deployment.id).attempt()
+        else:
+            call = self._channels.invoke(deployment.uri)(
+                metadata=self._channels.security.invoke_metadata(self.invocation_id, deployment.id)
+            )
         opened = asyncio.get_running_loop().time()
         proposer = asyncio.create_task(self._propose_loop())
         reader = asyncio.create_task(self._read(call, deployment.uri))
@@ -345,7 +352,7 @@ class Attempt(AttemptMessages, AttemptWriter):
         check()
         return expired
 
-    async def _read(self, call: grpc.aio.StreamStreamCall, uri: str) -> None:
+    async def _read(self, call: AttemptCall, uri: str) -> None:
         """Turn SDK messages into effects until the attempt ends one way or another."""
         await self._open(call)
         while True:

@@ -193,7 +193,11 @@ def deployment_from_manifest(uri: str, manifest: pb.Manifest) -> Deployment:
             )
         )
     return Deployment(
-        id=deployment_id, uri=uri, services=services, message_batches=manifest.message_batches
+        id=deployment_id,
+        uri=uri,
+        services=services,
+        message_batches=manifest.message_batches,
+        multiplex=manifest.multiplex,
     )
 
 

@@ -15,6 +15,7 @@ import grpc
 
 from proto import endpoint_pb2 as pb
 from proto.batches import pack, runtime_batch
+from runtime.invoker.shared_stream import AttemptCall
 from runtime.limits import SizePolicy
 
 
@@ -22,7 +23,7 @@ class AttemptWriter:
     """The stream-writing methods of ``Attempt``."""
 
     _outgoing: asyncio.Queue[pb.RuntimeMessage | None]
-    _call: grpc.aio.StreamStreamCall | None
+    _call: AttemptCall | None
     _writer: asyncio.Task[None] | None
     _batches: bool
     _limits: SizePolicy
@@ -36,7 +37,7 @@ class AttemptWriter:
         if self._call is not None and self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write(self._call))
 
-    async def _open(self, call: grpc.aio.StreamStreamCall) -> None:
+    async def _open(self, call: AttemptCall) -> None:
         """Write Start and what was queued with it (one message to an endpoint that reads
         batches), then leave what follows to a writer task (_send starts it)."""
         try:
@@ -50,15 +51,13 @@ class AttemptWriter:
         if not self._outgoing.empty():
             self._writer = asyncio.get_running_loop().create_task(self._write(call))
 
-    async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
+    async def _write(self, call: AttemptCall) -> None:
         while (message := await self._outgoing.get()) is not None:
             if not await self._write_some(call, message):
                 break
         await call.done_writing()  # asked to suspend (see request_suspension)
 
-    async def _write_some(
-        self, call: grpc.aio.StreamStreamCall, message: pb.RuntimeMessage
-    ) -> bool:
+    async def _write_some(self, call: AttemptCall, message: pb.RuntimeMessage) -> bool:
         """Write ``message``; to an endpoint that reads batches, with everything queued after it
         in one message (notifications applied together), split at the size policy's limit.
         False when the sending side is to be closed (nothing after that is sent)."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import grpc
 
 from runtime.security.headers import HeaderSeal
-from runtime.security.identity import DISCOVER_SUBJECT, RequestSigner
+from runtime.security.identity import ATTEMPTS_SUBJECT, DISCOVER_SUBJECT, RequestSigner
 
 ChannelOptions = Sequence[tuple[str, int | str]]
 
@@ -41,6 +41,12 @@ class EndpointSecurity:
         if self._signer is None:
             return ()
         return self._signer.metadata(invocation_id, deployment_id)
+
+    def attempts_metadata(self, deployment_id: str) -> tuple[tuple[str, str], ...]:
+        """The metadata of a deployment's ``Attempts`` stream (many attempts: its own subject)."""
+        if self._signer is None:
+            return ()
+        return self._signer.metadata(ATTEMPTS_SUBJECT, deployment_id)
 
     def discover_metadata(self, deployment_id: str) -> tuple[tuple[str, str], ...]:
         if self._signer is None:

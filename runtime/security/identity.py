@@ -28,6 +28,8 @@ JWT_HEADER = "x-restate-jwt-v1"
 SCHEME = "v1"
 AUDIENCE = "cairn-endpoint"
 DISCOVER_SUBJECT = "discover"
+# The subject of an Attempts stream's token (it carries many invocations; the SDK has its copy).
+ATTEMPTS_SUBJECT = "attempts"
 # A stream is verified once, when it opens: the token only has to outlive the trip there (and
 # clocks a little apart). Short, so a token that leaks is soon worthless.
 TOKEN_LIFETIME_S = 60

@@ -3,9 +3,10 @@
 With identity keys configured (``sdk.app(..., identity_keys=[...])``, ``sdk.serve(app,
 identity_keys=[...])``, ``python -m sdk ... --identity-key KEY``), a call is served only when its
 gRPC metadata carries a JWT (``x-restate-jwt-v1``, scheme ``v1``) signed with EdDSA by one of the
-keys, not expired, meant for this kind of call (``sub``: ``discover``, or the id of the
-invocation the ``Invoke`` stream starts), and not seen before (``jti``). Keys are written as
-Restate writes them: ``publickeyv1_`` + base58 of the 32 raw ed25519 key bytes.
+keys, not expired, meant for this kind of call (``sub``: ``discover``, ``attempts`` for a stream
+of many attempts, or the id of the invocation the ``Invoke`` stream starts), and not seen before
+(``jti``). Keys are written as Restate writes them: ``publickeyv1_`` + base58 of the 32 raw
+ed25519 key bytes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ SCHEME_HEADER = "x-restate-signature-scheme"
 JWT_HEADER = "x-restate-jwt-v1"
 AUDIENCE = "cairn-endpoint"
 DISCOVER_SUBJECT = "discover"
+# An Attempts stream's subject: it carries many invocations (their Starts are not checked).
+ATTEMPTS_SUBJECT = "attempts"
 # Clocks of the node and the endpoint a little apart.
 LEEWAY_S = 5
 # A token longer than this is not one of ours (the runtime's are ~400 characters).

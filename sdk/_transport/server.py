@@ -1,4 +1,5 @@
-"""The endpoint's gRPC server: ``Discover`` answers the manifest, ``Invoke`` runs one attempt."""
+"""The endpoint's gRPC server: ``Discover`` answers the manifest, ``Invoke`` runs one attempt,
+``Attempts`` many (sdk/_transport/attempts.py)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,17 @@ import grpc
 from proto import endpoint_pb2 as pb
 from proto import endpoint_pb2_grpc
 from sdk._engine.machine import JOURNAL_MISMATCH_CODE, InvocationMachine
-from sdk._transport.identity import DISCOVER_SUBJECT, IdentityError, IdentityVerifier
+from sdk._transport.attempts import AttemptsStream, Launched
+from sdk._transport.identity import (
+    ATTEMPTS_SUBJECT,
+    DISCOVER_SUBJECT,
+    IdentityError,
+    IdentityVerifier,
+)
 from sdk.context import context_class
 from sdk.definitions import App, Handler
 from sdk.errors import AttemptClosed, JournalMismatch, ReplayExhausted, Suspended, TerminalError
-from sdk.invocation import DEFAULT_MAX_MESSAGE_BYTES, InvocationSession, current_session
+from sdk.invocation import DEFAULT_MAX_MESSAGE_BYTES, InvocationSession, Outbox, current_session
 from sdk.serde import JsonSerde
 
 log = logging.getLogger(__name__)
@@ -121,10 +128,11 @@ def _output_payload(handler: Handler) -> pb.OutputPayload:
     return pb.OutputPayload(content_type=handler.content_type, set_content_type_if_empty=False)
 
 
-def manifest_of(app: App, *, message_batches: bool = True) -> pb.Manifest:
+def manifest_of(app: App, *, message_batches: bool = True, multiplex: bool = True) -> pb.Manifest:
     return pb.Manifest(
         protocol_version=PROTOCOL_VERSION,
         message_batches=message_batches,
+        multiplex=multiplex,
         services=[
             pb.ServiceManifest(
                 name=service.name,
@@ -146,11 +154,13 @@ class EndpointServicer(endpoint_pb2_grpc.EndpointServicer):
         *,
         message_batches: bool = True,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        multiplex: bool = True,
     ) -> None:
         self._app = app
-        self._manifest = manifest_of(app, message_batches=message_batches)
+        self._manifest = manifest_of(app, message_batches=message_batches, multiplex=multiplex)
         self._verifier = verifier
         self._message_batches = message_batches
+        self._multiplex = multiplex
         self._max_message_bytes = max_message_bytes
 
     def _refusal(self, context: Any, subject: str | None) -> tuple[dict[str, Any] | None, str]:
@@ -195,13 +205,7 @@ class EndpointServicer(endpoint_pb2_grpc.EndpointServicer):
             return
         handler = self._app.handler(start.service, start.handler)
         if handler is None:
-            yield pb.SdkMessage(
-                error=pb.Error(
-                    code=UNKNOWN_HANDLER_CODE,
-                    message=f"this endpoint has no handler {start.service}/{start.handler}",
-                    retryable=True,
-                )
-            )
+            yield _unknown_handler(start)
             return
         timeout = inactivity_timeout_of(handler)
         session = InvocationSession(
@@ -224,6 +228,75 @@ class EndpointServicer(endpoint_pb2_grpc.EndpointServicer):
             for task in (reader, attempt):
                 task.cancel()
             await asyncio.gather(reader, attempt, return_exceptions=True)
+
+    async def Attempts(
+        self, request_iterator: AsyncIterator[pb.RuntimeFrames], context: Any
+    ) -> AsyncIterator[bytes]:
+        if not self._multiplex:
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                "this endpoint serves one Invoke call per attempt (its manifest says so)",
+            )
+        _, refusal = self._refusal(context, ATTEMPTS_SUBJECT)
+        if refusal:
+            await self._refuse(context, refusal)
+        # Accepted: the runtime writes nothing before it has these (see proto, "Multiplexed").
+        await context.send_initial_metadata(())
+        stream = AttemptsStream(self._launch, self._max_message_bytes)
+        async for message in stream.serve(request_iterator):
+            yield message
+
+    def _launch(
+        self, start: pb.Start, journal: list[pb.JournalEntry], outgoing: Outbox
+    ) -> Launched | pb.SdkMessage:
+        """An attempt on an Attempts stream: its session and handler task, as Invoke's."""
+        handler = self._app.handler(start.service, start.handler)
+        if handler is None:
+            return _unknown_handler(start)
+        session = InvocationSession(
+            InvocationMachine(start, journal),
+            inactivity_timeout_of(handler).total_seconds(),
+            batches=start.message_batches,
+            max_message_bytes=self._max_message_bytes,
+            outgoing=outgoing,
+            framed=True,
+        )
+        return session, asyncio.create_task(run_attempt(session, handler))
+
+
+def _unknown_handler(start: pb.Start) -> pb.SdkMessage:
+    return pb.SdkMessage(
+        error=pb.Error(
+            code=UNKNOWN_HANDLER_CODE,
+            message=f"this endpoint has no handler {start.service}/{start.handler}",
+            retryable=True,
+        )
+    )
+
+
+def add_servicer(servicer: EndpointServicer, server: grpc.aio.Server) -> None:
+    """As the generated ``add_EndpointServicer_to_server``, except that ``Attempts`` yields
+    SdkFrames already encoded (proto/frames.py)."""
+    handlers = {
+        "Discover": grpc.unary_unary_rpc_method_handler(
+            servicer.Discover,
+            request_deserializer=pb.DiscoverRequest.FromString,
+            response_serializer=pb.Manifest.SerializeToString,
+        ),
+        "Invoke": grpc.stream_stream_rpc_method_handler(
+            servicer.Invoke,
+            request_deserializer=pb.RuntimeMessage.FromString,
+            response_serializer=pb.SdkMessage.SerializeToString,
+        ),
+        "Attempts": grpc.stream_stream_rpc_method_handler(
+            servicer.Attempts,
+            request_deserializer=pb.RuntimeFrames.FromString,
+            response_serializer=None,
+        ),
+    }
+    service = "cairn.endpoint.v1.Endpoint"
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)
 
 
 async def _read(requests: AsyncIterator[pb.RuntimeMessage], session: InvocationSession) -> None:
@@ -359,6 +432,7 @@ async def start_server(
     identity_keys: Sequence[str] | None = None,
     tls: TlsFiles | None = None,
     message_batches: bool = True,
+    multiplex: bool = True,
 ) -> RunningEndpoint:
     """Start serving ``app`` over gRPC on ``host:port`` (port 0 picks a free one).
 
@@ -366,6 +440,8 @@ async def start_server(
     ``tls``: serve gRPC over TLS (the runtime registers it as ``grpcs://`` or ``https://``).
     ``message_batches=False``: speak the protocol without batches, as endpoints before them did
     (the manifest does not declare them; one message per gRPC message both ways).
+    ``multiplex=False``: serve one ``Invoke`` call per attempt only (the manifest does not declare
+    ``Attempts``), as endpoints before it did.
     """
     keys = [*app.identity_keys, *(identity_keys or ())]
     verifier = IdentityVerifier(keys) if keys else None
@@ -378,9 +454,13 @@ async def start_server(
         ]
     )
     servicer = EndpointServicer(
-        app, verifier, message_batches=message_batches, max_message_bytes=max_message_bytes
+        app,
+        verifier,
+        message_batches=message_batches,
+        max_message_bytes=max_message_bytes,
+        multiplex=multiplex,
     )
-    endpoint_pb2_grpc.add_EndpointServicer_to_server(servicer, server)
+    add_servicer(servicer, server)
     try:
         address = f"{host}:{port}"
         bound = (
