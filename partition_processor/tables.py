@@ -328,12 +328,14 @@ class Transaction:
         else:
             self.put(lock, _encoder.encode(ObjectLock(invocation_id, inbox_head, inbox_tail)))
 
-    def enqueue_inbox(self, service: str, key: str, entry: InboxEntry) -> None:
-        """Queue an invocation (its id) or a state patch behind the object's lock holder."""
+    def enqueue_inbox(
+        self, service: str, key: str, entry: InboxEntry, lock: ObjectLock | None
+    ) -> None:
+        """Queue an invocation (its id) or a state patch behind the object's lock holder;
+        ``lock`` is the object's lock as the caller just read it (its tail moves on)."""
         seq = self.fsm.inbox_seq
         self.fsm = msgspec.structs.replace(self.fsm, inbox_seq=seq + 1)
         self.put(keys.inbox_key(self.partition, service, key, seq), encode_inbox(entry))
-        lock = self.lock(service, key)
         if lock is not None and lock.inbox_tail >= 0:
             self.set_lock(service, key, lock.holder, lock.inbox_head, seq + 1)
 

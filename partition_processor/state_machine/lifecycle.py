@@ -52,9 +52,10 @@ def admit(tx: Transaction, status: InvocationStatus, now_ms: int, actions: list[
     """Start an invocation, or queue it behind the holder of its object's lock."""
     target = status.target
     if holds_lock(status) and target.key is not None:
-        if tx.lock_holder(target.service, target.key) is not None:
+        lock = tx.lock(target.service, target.key)
+        if lock is not None:
             tx.put_status(msgspec.structs.replace(status, phase="inboxed", modified_ms=now_ms))
-            tx.enqueue_inbox(target.service, target.key, status.invocation_id)
+            tx.enqueue_inbox(target.service, target.key, status.invocation_id, lock)
             return
         tx.set_lock(target.service, target.key, status.invocation_id)
     start(tx, status, now_ms, actions)

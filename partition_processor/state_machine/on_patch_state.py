@@ -46,8 +46,9 @@ def on_patch_state(
                 actions.append(RespondToIngress(command.sink, "", seen.outcome))
             return False
     patch = QueuedPatch(command.new_state, command.version, command.sink, command.patch_id)
-    if tx.lock(service, key) is not None:
-        tx.enqueue_inbox(service, key, patch)
+    lock = tx.lock(service, key)
+    if lock is not None:
+        tx.enqueue_inbox(service, key, patch, lock)
         _remember(tx, service, key, SeenPatch(command.patch_id, now_ms), now_ms)
         return True
     return apply_patch(tx, service, key, patch, now_ms, actions)

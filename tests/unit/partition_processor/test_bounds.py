@@ -37,7 +37,7 @@ def _queued(count: int) -> MemoryStore:
     store = MemoryStore()
     tx = Transaction(store, 0)
     for n in range(count):
-        tx.enqueue_inbox("Counter", "k1", f"inv{n}")
+        tx.enqueue_inbox("Counter", "k1", f"inv{n}", tx.lock("Counter", "k1"))
     fsm_key, fsm = tx.encoded_fsm()
     store.commit({**tx.writes, fsm_key: fsm})
     return store
@@ -82,7 +82,7 @@ def test_pops_in_one_batch_skip_the_rows_the_batch_deleted_and_stay_fifo() -> No
         # One row plus, at most, one per row this batch already deleted: never the whole queue.
         assert reader.rows_read - before <= 1 + n
     assert popped == [f"inv{n}" for n in range(10)]
-    tx.enqueue_inbox("Counter", "k1", "late")
+    tx.enqueue_inbox("Counter", "k1", "late", tx.lock("Counter", "k1"))
     rest = MemoryStore()
     rest.commit(dict(reader.store.snapshot()))
     rest.commit(tx.writes)

@@ -175,8 +175,8 @@ def test_replaying_the_log_on_a_fresh_store_gives_the_same_state() -> None:
 
 def test_inbox_rows_of_patches_and_invocation_ids_read_back_apart() -> None:
     tx = Transaction(MemoryStore(), 0)
-    tx.enqueue_inbox("Counter", "k1", "inv_x")
-    tx.enqueue_inbox("Counter", "k1", QueuedPatch({"a": b"1"}, "v"))
+    tx.enqueue_inbox("Counter", "k1", "inv_x", tx.lock("Counter", "k1"))
+    tx.enqueue_inbox("Counter", "k1", QueuedPatch({"a": b"1"}, "v"), tx.lock("Counter", "k1"))
     assert tx.pop_inbox("Counter", "k1") == ("inv_x", 0)
     assert tx.pop_inbox("Counter", "k1") == (QueuedPatch({"a": b"1"}, "v"), 1)
 
