@@ -61,9 +61,6 @@ class FrameOutbox:
     def __bool__(self) -> bool:
         return bool(self._frames)
 
-    def __contains__(self, attempt: int) -> bool:
-        return attempt in self._frames
-
     def attempts(self) -> list[int]:
         return list(self._frames)
 
@@ -71,26 +68,24 @@ class FrameOutbox:
         frame = self._frames.get(attempt)
         return 0 if frame is None else frame.size
 
-    def open(self, attempt: int) -> None:
-        """Reserve the attempt's place: frames leave in the order of their first ``open``, ``add``
-        or ``flag`` (the runtime opens attempts in id order, and the endpoint takes an unknown
-        id at or below the highest it has seen for one that ended)."""
-        if attempt not in self._frames:
-            self._frames[attempt] = _Frame()
-
-    def add(self, attempt: int, message: bytes) -> None:
-        """Queue a serialized message (the caller checked it ``fits``)."""
+    def open(self, attempt: int) -> _Frame:
+        """The attempt's frame, its place reserved: frames leave in the order of their first
+        ``open``, ``add`` or ``flag`` (the runtime opens attempts in id order, and the endpoint
+        takes an unknown id at or below the highest it has seen for one that ended)."""
         frame = self._frames.get(attempt)
         if frame is None:
             frame = self._frames[attempt] = _Frame()
+        return frame
+
+    def add(self, attempt: int, message: bytes) -> None:
+        """Queue a serialized message (the caller checked it ``fits``)."""
+        frame = self.open(attempt)
         frame.parts.append(message)
         frame.size += len(message) + _PER_MESSAGE_BYTES
 
     def flag(self, attempt: int, flag: bytes) -> None:
         """Set ``flag`` (FLAG_3 or FLAG_4) on the attempt's frame: it follows its messages."""
-        frame = self._frames.get(attempt)
-        if frame is None:
-            frame = self._frames[attempt] = _Frame()
+        frame = self.open(attempt)
         if flag not in frame.flags:
             frame.flags += flag
 
