@@ -12,6 +12,10 @@ from hypothesis import settings
 from tests.support.broker import BrokerUnavailable, TansuBroker
 from tests.support.s3 import S3Server
 
+# A test still running well past its timeout ends the process, naming it (pytest-timeout alone
+# leaves the teardown of a failed test unbounded): tests/support/hard_timeout.py.
+pytest_plugins = ["tests.support.hard_timeout"]
+
 # No per-example deadline: speed is measured by benchmarks, never by tests, and a loaded CI
 # machine must not fail a property test for being slow.
 settings.register_profile("cairn", deadline=None)
