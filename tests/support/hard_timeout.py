@@ -45,7 +45,12 @@ def limit_s(item: pytest.Item) -> float | None:
     if marker is not None:
         value = marker.args[0] if marker.args else marker.kwargs.get("timeout")
     if value is None:
-        value = item.config.getoption("timeout", None) or item.config.getini("timeout")
+        value = item.config.getoption("timeout", None)
+    if value is None:
+        try:
+            value = item.config.getini("timeout")
+        except ValueError:  # pytest-timeout is not loaded (-p no:timeout)
+            return None
     if value in (None, ""):
         return None
     seconds = float(str(value))
