@@ -191,7 +191,7 @@ async def test_output_attach_kill_and_purge_over_http(running: Running) -> None:
         assert r.status == 400
 
 
-async def test_the_node_stop_closes_the_stream_of_an_attempt_still_running(
+async def test_the_nodes_stop_closes_the_stream_of_an_attempt_still_running(
     running: Running,
 ) -> None:
     async with running.session.post(f"{running.ingress}/Comms/hold/send", json=None) as r:
