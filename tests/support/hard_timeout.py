@@ -5,10 +5,12 @@ main thread (SIGALRM). It has two holes, and a CI run once hung for 20 minutes, 
 outside, in the teardown of a test that had failed:
 
 - it cancels its timer as soon as a phase of a test fails (its ``pytest_exception_interact``
-  hook, meant for a debugger), so the teardown of a failed test runs with no bound at all;
-- its exception is lost where Python cannot raise it: in a ``__del__`` or ``__dealloc__``
-  (grpc.aio shuts its process-wide completion queue down in one when its last channel or server
-  goes, and waits there for every call still open), or in an event-loop callback.
+  hook, meant for a debugger), so the teardown of a failed test runs with no bound at all (there
+  grpc.aio can wait forever: it shuts its process-wide completion queue down, in a destructor,
+  when the last channel or server goes, and waits for every call still open on it);
+- its exception is raised only where the main thread runs Python code: a C call that never
+  returns to it is not interrupted, and one raised in a destructor or an event-loop callback is
+  printed and dropped (the wait ends, the test may pass).
 
 So a watchdog thread is armed for each test (setup, call and teardown together) at
 pytest-timeout's limit plus a grace period (``GRACE_S``). When it fires it writes the test's id
