@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from runtime.config import NodeConfig
+from runtime.console.app import STATIC
 from runtime.node import Node
 from tests.e2e.harness import free_port
 from tests.integration.runtime.scripted_endpoint import ScriptedEndpoint, start_scripted_endpoint
@@ -211,3 +212,15 @@ async def test_snapshot_endpoints_say_when_no_repository_is_configured(running: 
             assert r.status == 409
             body = await r.json()
             assert body == {"code": 409, "message": "no snapshot repository is configured"}
+
+
+async def test_console_static_files_and_names_too_long_for_the_file_system(
+    running: Running,
+) -> None:
+    async with running.session.get(f"{running.admin}/ui/static/console.css") as r:
+        assert r.status == 200 and r.content_type == "text/css"
+        assert await r.read() == (STATIC / "console.css").read_bytes()
+    # Found by the admin fuzz: a name longer than a file name may be was a 500.
+    for name in ("k" * 256, "nope.css", "..%2Fapp.py"):
+        async with running.session.get(f"{running.admin}/ui/static/{name}") as r:
+            assert r.status == 404, (name, await r.text())
