@@ -25,7 +25,9 @@ async def bounded(
 ) -> None:
     """``await stop()``; fail the test naming ``what`` if it has not ended in ``timeout_s``."""
     try:
-        async with asyncio.timeout(timeout_s):
+        async with asyncio.timeout(timeout_s) as deadline:
             await stop()
     except TimeoutError:
+        if not deadline.expired():
+            raise  # the stop's own error, not this bound
         pytest.fail(f"teardown: {what} did not end within {timeout_s:g} s", pytrace=False)
