@@ -44,6 +44,7 @@ from runtime.peers import READ_TIMEOUT_S, PeerClient
 from runtime.security.setup import NodeSecurity
 from runtime.snapshots.manager import SnapshotInfo, Snapshotter
 from runtime.snapshots.repository import SnapshotRef, open_repository
+from runtime.stopping import StopOnce, StopStep
 from runtime.subscriptions.consumer import ConsumerContext
 from runtime.subscriptions.manager import SubscriptionManager
 from runtime.subscriptions.spec import KafkaCluster
@@ -103,7 +104,7 @@ class Node:
             log_problems=self._log_problems,
         )
         self._http = NodeServers(config, self.security)
-        self._stopped = False
+        self._stop = StopOnce()
         self._delivery: ResponseDelivery | None = None
         self._client: InternalClient | None = None
         self._sql: SqlQueries | None = None
@@ -417,36 +418,50 @@ class Node:
         New requests get 503 from now on, callers still waiting for a result get 503 with the
         invocation id (the invocation goes on; they attach later), then the invoker streams end
         with the partition tasks, and the log and store are flushed and closed.
+
+        Every step runs even if one before it fails (the first failure is raised at the end),
+        and a caller that stops waiting does not cut the stop short: a later ``stop`` waits for
+        the same one (runtime/stopping.py). Also the way to release what a ``start`` that failed
+        had opened already.
         """
-        if self._stopped:
-            return
-        self._stopped = True
-        self.health.phase = "stopping"
+        await self._stop.run(self._stop_steps)
+
+    def _stop_steps(self) -> list[StopStep]:
+        steps: list[StopStep] = [("health", self._stopping)]
         if self._subscriptions is not None:
             # Before the waiters are answered: no record is taken in while the node stops, and
             # the consumers leave their groups, so their partitions move at once.
-            await self._subscriptions.stop()
-        self._responses.shut_down()
+            steps.append(("subscriptions", self._subscriptions.stop))
+        steps.append(("waiting callers", self._responses.shut_down))
         if self._membership is not None:
-            await self._membership.leave()  # leave the group: the partitions move at once
+            # Leave the group: the partitions move at once.
+            steps.append(("membership", self._membership.leave))
         if self._membership_task is not None:
-            await self._membership_task.stop()  # no heartbeat after the node said it left
+            # No heartbeat after the node said it left.
+            steps.append(("heartbeat", self._membership_task.stop))
         if self.config.cluster:
-            await leave_cluster(self.registry, self.node_id)
-        if self._delivery is not None:
-            await self._delivery.close()
-        if self._notices is not None:
-            await self._notices.close()
-        if self._peers is not None:
-            await self._peers.close()
-        await self._http.close()  # no new connections; open ones are closed
-        await self._supervisor.shutdown()
+            steps.append(("cluster", lambda: leave_cluster(self.registry, self.node_id)))
+        for name, closing in (
+            ("result delivery", self._delivery),
+            ("leader notices", self._notices),
+            ("peers", self._peers),
+        ):
+            if closing is not None:
+                steps.append((name, closing.close))
+        # No new connections; open ones are closed.
+        steps += [("http servers", self._http.close), ("tasks", self._supervisor.shutdown)]
         if self._snapshotter is not None:
-            await self._snapshotter.close()
-        await self.registry.stop()
-        await self._slots.close()
-        await self._channels.close()
-        await self._log.close()
-        await self._metadata_log.close()
+            steps.append(("snapshots", self._snapshotter.close))
+        steps += [
+            ("registry", self.registry.stop),
+            ("running slots", self._slots.close),
+            ("endpoint channels", self._channels.close),
+            ("log", self._log.close),
+            ("metadata log", self._metadata_log.close),
+        ]
         if self._store is not None:
-            self._store.close()
+            steps.append(("store", self._store.close))
+        return steps
+
+    def _stopping(self) -> None:
+        self.health.phase = "stopping"

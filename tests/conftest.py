@@ -12,6 +12,12 @@ from hypothesis import settings
 from tests.support.broker import BrokerUnavailable, TansuBroker
 from tests.support.s3 import S3Server
 
+# A test still running well past its timeout ends the process, naming it (pytest-timeout alone
+# leaves the teardown of a failed test unbounded): tests/support/hard_timeout.py. One grpc.aio
+# reference held for the run, so that a gRPC server a test leaked cannot hang a later test in
+# grpc.aio's completion queue shutdown: tests/support/grpc_runtime.py.
+pytest_plugins = ["tests.support.hard_timeout", "tests.support.grpc_runtime"]
+
 # No per-example deadline: speed is measured by benchmarks, never by tests, and a loaded CI
 # machine must not fail a property test for being slow.
 settings.register_profile("cairn", deadline=None)

@@ -25,6 +25,9 @@ from runtime.metadata import Registry
 
 PREFIX = "/ui"
 STATIC = Path(__file__).parent / "static"
+# The console's own static files, listed once: only these are served. (aiohttp's static route
+# looked any name up on disk, and one too long for the file system was a 500.)
+_STATIC_FILES = {path.name: path for path in STATIC.iterdir() if path.is_file()}
 # Injected markup cannot run even if a value escaped the templates: scripts and styles come
 # only from the console's own static files, and no other site may frame it.
 _HEADERS = {
@@ -83,7 +86,7 @@ class Console:
         router.add_get(f"{PREFIX}/state", self._state)
         router.add_post(f"{PREFIX}/state", self._edit_state)
         router.add_get(f"{PREFIX}/subscriptions", self._subscriptions)
-        router.add_static(f"{PREFIX}/static", STATIC, append_version=False)
+        router.add_get(f"{PREFIX}/static/{{name}}", _static)
 
     # -- rendering
 
@@ -255,3 +258,10 @@ class Console:
             "subscriptions.html",
             {"page": "subscriptions", "subscriptions": views.subscriptions(self._registry)},
         )
+
+
+async def _static(request: web.Request) -> web.StreamResponse:
+    path = _STATIC_FILES.get(request.match_info["name"])
+    if path is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(path)

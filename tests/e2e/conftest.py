@@ -56,8 +56,10 @@ def start_cluster(
 
 def stop_cluster(cluster: Cluster) -> None:
     print(cluster.logs())  # pytest shows it only when the test failed
-    cluster.endpoint.stop()
-    cluster.node.stop()
+    try:
+        cluster.endpoint.stop()
+    finally:
+        cluster.node.stop()  # (each bounded: SIGTERM, then SIGKILL after 15 s)
 
 
 @pytest.fixture(scope="module", params=["local", "kafka"])

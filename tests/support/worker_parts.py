@@ -5,7 +5,7 @@ in order. For integration tests that drive one worker over a real log and store.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from runtime.log import LocalLog, Log
 from runtime.metadata import Registry
 from runtime.supervisor import Supervisor
 from runtime.worker.partition import PartitionWorker
+from tests.support.teardown import bounded
 
 
 @dataclass
@@ -55,28 +56,36 @@ class WorkerParts:
 
 @asynccontextmanager
 async def worker_parts(tmp_path: Path, store: RocksDBStore) -> AsyncIterator[WorkerParts]:
-    """The parts, with ``store`` (closed on the way out, with everything else)."""
-    metadata = LocalLog(tmp_path / "metadata", 1)
-    await metadata.start()
-    registry = Registry(metadata)
-    supervisor = Supervisor()
-    await registry.start(supervisor)
-    config = NodeConfig(data_dir=tmp_path)
-    channels = ChannelPool(
-        config.size_policy().message_bytes,
-        keepalive_time_ms=config.grpc_keepalive_time_ms,
-        keepalive_timeout_ms=config.grpc_keepalive_timeout_ms,
-    )
-    slots = RunningSlots(config.max_running_invocations, idle_suspend_s=1.0)
-    parts = WorkerParts(metadata, registry, supervisor, config, channels, slots, store)
-    try:
+    """The parts, with ``store`` (closed on the way out, with everything else).
+
+    Each close is registered as its part starts and runs last first, bounded, even if one run
+    before it failed (tests/support/teardown.py).
+    """
+    async with AsyncExitStack() as teardown:
+        teardown.callback(store.close)
+        metadata = LocalLog(tmp_path / "metadata", 1)
+        teardown.push_async_callback(bounded, "the metadata log's close", metadata.close)
+        await metadata.start()
+        registry = Registry(metadata)
+        teardown.push_async_callback(bounded, "the registry's stop", registry.stop)
+        config = NodeConfig(data_dir=tmp_path)
+        channels = ChannelPool(
+            config.size_policy().message_bytes,
+            keepalive_time_ms=config.grpc_keepalive_time_ms,
+            keepalive_timeout_ms=config.grpc_keepalive_timeout_ms,
+        )
+        teardown.push_async_callback(bounded, "the channel pool's close", channels.close)
+        slots = RunningSlots(config.max_running_invocations, idle_suspend_s=1.0)
+        teardown.push_async_callback(bounded, "the running slots' close", slots.close)
+        supervisor = Supervisor()
+        parts = WorkerParts(metadata, registry, supervisor, config, channels, slots, store)
+
+        async def close_parts() -> None:
+            for close in parts.closers:
+                await bounded("a part's close", close)
+
+        teardown.push_async_callback(close_parts)
+        # First of all: the tasks, which use every part above.
+        teardown.push_async_callback(bounded, "the supervisor's shutdown", supervisor.shutdown)
+        await registry.start(supervisor)
         yield parts
-    finally:
-        await supervisor.shutdown()
-        for close in parts.closers:
-            await close()
-        await slots.close()
-        await channels.close()
-        store.close()
-        await registry.stop()
-        await metadata.close()

@@ -6,13 +6,15 @@ error after journaling the run, to exercise retry + replay.
 ``Comms/call`` (service): call Counter/{arg}/add(1) → output the callee's result.
 ``Comms/nap`` (service): sleep 300 ms, suspend; resumed by replay → output "rested".
 ``Comms/wait`` (service): awakeable, suspend; resumed when resolved → output its value.
+``Comms/hold`` (service): keeps its stream open, sending nothing, until the runtime closes it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -24,6 +26,27 @@ class ScriptedEndpoint(endpoint_pb2_grpc.EndpointServicer):
     def __init__(self) -> None:
         self.attempts: list[tuple[str, int, int]] = []  # (handler, attempt, known entries)
         self.run_executions = 0
+        # Invoke streams whose handler has not ended (a runtime that went away without closing
+        # its stream leaves one here until the server's stop aborts it).
+        self.open_streams = 0
+        self._streams_changed = asyncio.Event()
+
+    async def streams_ended(self) -> None:
+        """Return once no Invoke stream is open (the caller bounds the wait)."""
+        await self._streams_until(lambda open_streams: open_streams == 0)
+
+    async def stream_opened(self) -> None:
+        """Return once an Invoke stream is open (the caller bounds the wait)."""
+        await self._streams_until(lambda open_streams: open_streams > 0)
+
+    async def _streams_until(self, condition: Callable[[int], bool]) -> None:
+        while not condition(self.open_streams):
+            self._streams_changed.clear()
+            await self._streams_changed.wait()
+
+    def _count_stream(self, change: int) -> None:
+        self.open_streams += change
+        self._streams_changed.set()
 
     async def Discover(self, request: pb.DiscoverRequest, context: object) -> pb.Manifest:
         return pb.Manifest(
@@ -41,6 +64,7 @@ class ScriptedEndpoint(endpoint_pb2_grpc.EndpointServicer):
                         pb.HandlerManifest(name="call"),
                         pb.HandlerManifest(name="nap"),
                         pb.HandlerManifest(name="wait"),
+                        pb.HandlerManifest(name="hold"),
                     ],
                 ),
                 pb.ServiceManifest(
@@ -60,6 +84,16 @@ class ScriptedEndpoint(endpoint_pb2_grpc.EndpointServicer):
 
     async def Invoke(
         self, requests: AsyncIterator[pb.RuntimeMessage], context: object
+    ) -> AsyncIterator[pb.SdkMessage]:
+        self._count_stream(1)
+        try:
+            async for message in self._attempt(requests):
+                yield message
+        finally:
+            self._count_stream(-1)
+
+    async def _attempt(
+        self, requests: AsyncIterator[pb.RuntimeMessage]
     ) -> AsyncIterator[pb.SdkMessage]:
         iterator = requests.__aiter__()
         start = (await iterator.__anext__()).start
@@ -103,6 +137,8 @@ class ScriptedEndpoint(endpoint_pb2_grpc.EndpointServicer):
                 value = entries[1].completion.value
             yield _command(2, pb.JournalCommand(output=pb.OutputCommand(value=value)))
             yield pb.SdkMessage(end=pb.End())
+        elif start.handler == "hold":
+            await iterator.__anext__()  # (nothing comes: the runtime cancels the stream)
         elif start.handler in ("nap", "wait"):
             if start.known_entries == 1:
                 if start.handler == "nap":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from proto import endpoint_pb2_grpc
 from runtime.config import NodeConfig
 from runtime.node import Node
 from tests.e2e.harness import free_port
+from tests.support.teardown import bounded
 
 
 def _command(index: int, command: pb.JournalCommand) -> pb.SdkMessage:
@@ -166,29 +168,31 @@ class Running:
 
 @pytest.fixture(params=[True, False], ids=["batching", "single"])
 async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Running]:
-    server = grpc.aio.server()
-    endpoint = BatchingEndpoint(request.param)
-    endpoint_pb2_grpc.add_EndpointServicer_to_server(endpoint, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    config = NodeConfig(
-        data_dir=tmp_path / "node",
-        ingress_bind=f"127.0.0.1:{free_port()}",
-        admin_bind=f"127.0.0.1:{free_port()}",
-        partitions=2,
-    )
-    node = Node(config)
-    await node.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            async with session.post(
-                f"{node_admin(config)}/deployments", json={"uri": f"http://127.0.0.1:{port}"}
-            ) as response:
-                assert response.status == 201, await response.text()
-            yield Running(node, endpoint, session)
-    finally:
-        await node.stop()
-        await server.stop(None)
+    # Each stop registered as soon as its server or node exists (tests/support/teardown.py).
+    async with AsyncExitStack() as teardown:
+        server = grpc.aio.server()
+        endpoint = BatchingEndpoint(request.param)
+        endpoint_pb2_grpc.add_EndpointServicer_to_server(endpoint, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        teardown.push_async_callback(
+            bounded, "the batching endpoint's gRPC server stop", lambda: server.stop(None)
+        )
+        config = NodeConfig(
+            data_dir=tmp_path / "node",
+            ingress_bind=f"127.0.0.1:{free_port()}",
+            admin_bind=f"127.0.0.1:{free_port()}",
+            partitions=2,
+        )
+        node = Node(config)
+        teardown.push_async_callback(bounded, "the node's stop", node.stop)
+        await node.start()
+        session = await teardown.enter_async_context(aiohttp.ClientSession())
+        async with session.post(
+            f"{node_admin(config)}/deployments", json={"uri": f"http://127.0.0.1:{port}"}
+        ) as response:
+            assert response.status == 201, await response.text()
+        yield Running(node, endpoint, session)
 
 
 def node_admin(config: NodeConfig) -> str:

@@ -4,10 +4,12 @@ endpoints; ``stop`` is idempotent and finishes within the shutdown timeout."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from runtime.config import NodeConfig
 from runtime.node import Node
@@ -54,3 +56,44 @@ async def test_a_stopping_node_refuses_new_requests_and_stops_in_time(tmp_path: 
         await asyncio.wait_for(node.stop(), 5)
         await node.stop()  # idempotent
     assert time.monotonic() - started < 5
+
+
+def _config(data_dir: Path, admin_port: int | None = None) -> NodeConfig:
+    return NodeConfig(
+        data_dir=data_dir,
+        ingress_bind=f"127.0.0.1:{free_port()}",
+        admin_bind=f"127.0.0.1:{admin_port or free_port()}",
+        partitions=2,
+    )
+
+
+async def test_a_stop_whose_caller_gave_up_still_closes_the_ports_log_and_store(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    node = Node(config)
+    await node.start()
+    stopping = asyncio.ensure_future(node.stop())
+    await asyncio.sleep(0)  # the stop is under way, at its first wait
+    stopping.cancel()  # as a wait_for whose time is up, or a test's teardown cut short
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    await node.stop()  # waits for that same stop to end
+    # The same ports and data dir (its store and log) are free: a second node starts on them.
+    again = Node(config)
+    await again.start()
+    await again.stop()
+
+
+async def test_stop_undoes_a_start_that_failed(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = _config(tmp_path, admin_port=taken.getsockname()[1])
+        node = Node(config)
+        with pytest.raises(OSError):
+            await node.start()  # the admin port is taken: after the log and store opened
+        await node.stop()
+    again = Node(config)
+    await again.start()
+    await again.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
@@ -10,31 +11,33 @@ from runtime.config import NodeConfig
 from runtime.node import Node
 from tests.e2e.harness import free_port
 from tests.integration.runtime.scripted_endpoint import start_scripted_endpoint
+from tests.support.teardown import bounded
 
 
 async def test_a_closed_log_gets_503_with_a_reason(tmp_path: Path) -> None:
-    server, _, port = await start_scripted_endpoint()
-    config = NodeConfig(
-        data_dir=tmp_path / "node",
-        ingress_bind=f"127.0.0.1:{free_port()}",
-        admin_bind=f"127.0.0.1:{free_port()}",
-        partitions=2,
-    )
-    node = Node(config)
-    await node.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            uri = {"uri": f"http://127.0.0.1:{port}"}
-            async with session.post(f"http://{config.admin_bind}/deployments", json=uri) as r:
-                assert r.status == 201
-            await node._log.close()  # the log goes away under a running node
-            async with session.post(f"http://{config.ingress_bind}/Counter/k/add", json=1) as r:
-                assert r.status == 503
-                body = await r.json()
-                assert body["code"] == 503 and "retry" in body["message"]
-            kill = f"http://{config.admin_bind}/invocations/inv_{'0' * 48}/kill"
-            async with session.patch(kill) as r:
-                assert r.status == 503
-    finally:
-        await node.stop()
-        await server.stop(None)
+    async with AsyncExitStack() as teardown:
+        server, _, port = await start_scripted_endpoint()
+        teardown.push_async_callback(
+            bounded, "the scripted endpoint's gRPC server stop", lambda: server.stop(None)
+        )
+        config = NodeConfig(
+            data_dir=tmp_path / "node",
+            ingress_bind=f"127.0.0.1:{free_port()}",
+            admin_bind=f"127.0.0.1:{free_port()}",
+            partitions=2,
+        )
+        node = Node(config)
+        teardown.push_async_callback(bounded, "the node's stop", node.stop)
+        await node.start()
+        session = await teardown.enter_async_context(aiohttp.ClientSession())
+        uri = {"uri": f"http://127.0.0.1:{port}"}
+        async with session.post(f"http://{config.admin_bind}/deployments", json=uri) as r:
+            assert r.status == 201
+        await node._log.close()  # the log goes away under a running node
+        async with session.post(f"http://{config.ingress_bind}/Counter/k/add", json=1) as r:
+            assert r.status == 503
+            body = await r.json()
+            assert body["code"] == 503 and "retry" in body["message"]
+        kill = f"http://{config.admin_bind}/invocations/inv_{'0' * 48}/kill"
+        async with session.patch(kill) as r:
+            assert r.status == 503

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from runtime.config import NodeConfig
+from runtime.console.app import STATIC
 from runtime.node import Node
+from tests.e2e.harness import free_port
 from tests.integration.runtime.scripted_endpoint import ScriptedEndpoint, start_scripted_endpoint
 from tests.support.broker import unique_topic
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.teardown import bounded
 
 
 class Running:
@@ -33,36 +30,44 @@ class Running:
 
 @pytest.fixture(params=["local", "kafka"])
 async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Running]:
-    server, endpoint, port = await start_scripted_endpoint()
-    kafka = (
-        {
-            "log": "kafka",
-            "kafka_bootstrap": request.getfixturevalue("kafka_bootstrap"),
-            "kafka_topic_prefix": unique_topic("node"),
-            "kafka_fetch_max_wait_ms": 10,
-        }
-        if request.param == "kafka"
-        else {}
-    )
-    config = NodeConfig(
-        data_dir=tmp_path / "node",
-        ingress_bind=f"127.0.0.1:{_free_port()}",
-        admin_bind=f"127.0.0.1:{_free_port()}",
-        partitions=4,
-        **kafka,  # type: ignore[arg-type]
-    )
-    node = Node(config)
-    await node.start()
-    async with aiohttp.ClientSession() as session:
+    # Each stop is registered as soon as its server or node exists: a failure later on (the
+    # node's start, the deployment's registration) or a stop that fails still stops the rest.
+    async with AsyncExitStack() as teardown:
+        server, endpoint, port = await start_scripted_endpoint()
+        teardown.push_async_callback(
+            bounded, "the scripted endpoint's gRPC server stop", lambda: server.stop(None)
+        )
+        kafka = (
+            {
+                "log": "kafka",
+                "kafka_bootstrap": request.getfixturevalue("kafka_bootstrap"),
+                "kafka_topic_prefix": unique_topic("node"),
+                "kafka_fetch_max_wait_ms": 10,
+            }
+            if request.param == "kafka"
+            else {}
+        )
+        config = NodeConfig(
+            data_dir=tmp_path / "node",
+            ingress_bind=f"127.0.0.1:{free_port()}",
+            admin_bind=f"127.0.0.1:{free_port()}",
+            partitions=4,
+            **kafka,  # type: ignore[arg-type]
+        )
+        # After the node's stop (they run last first): it must have closed every stream it
+        # opened, or the endpoint's stop has calls to abort (the state a hung run was left in).
+        teardown.push_async_callback(
+            bounded, "the Invoke streams' end after the node's stop", endpoint.streams_ended
+        )
+        node = Node(config)
+        teardown.push_async_callback(bounded, "the node's stop", node.stop)
+        await node.start()
+        session = await teardown.enter_async_context(aiohttp.ClientSession())
         async with session.post(
             f"http://{config.admin_bind}/deployments", json={"uri": f"http://127.0.0.1:{port}"}
         ) as response:
             assert response.status == 201, await response.text()
-        try:
-            yield Running(node, endpoint, session)
-        finally:
-            await node.stop()
-            await server.stop(None)
+        yield Running(node, endpoint, session)
 
 
 async def test_object_state_is_applied_once_per_call(running: Running) -> None:
@@ -131,12 +136,15 @@ async def test_awakeable_resolved_over_http_resumes_the_waiter(running: Running)
     )
     awakeable = awakeable_id(invocation_id, 1)
     url = f"{running.ingress}/restate/awakeables/{awakeable}/resolve"
-    for _ in range(100):  # until the handler has created its awakeable
-        async with running.session.post(url, json={"ok": 1}) as r:
-            if r.status == 202:
-                break
-            assert r.status == 404, await r.text()
-        await asyncio.sleep(0.05)
+    # Until the handler has created its awakeable (a deadline, not a count of tries: a loaded
+    # machine may take seconds, and a waiter never resolved would hang the test).
+    async with asyncio.timeout(60):
+        while True:
+            async with running.session.post(url, json={"ok": 1}) as r:
+                if r.status == 202:
+                    break
+                assert r.status == 404, await r.text()
+            await asyncio.sleep(0.05)
     response = await waiter
     assert response.status == 200 and await response.json() == {"ok": 1}
     response.release()
@@ -157,13 +165,14 @@ async def test_output_attach_kill_and_purge_over_http(running: Running) -> None:
     ) as r:
         assert r.status == 202 and (await r.json())["invocationId"] == invocation_id
     output = f"{running.ingress}/restate/invocation/{invocation_id}/output"
-    for _ in range(100):
-        async with running.session.get(output) as r:
-            assert r.status == 470, await r.text()
-        async with running.session.get(f"{running.admin}/invocations/{invocation_id}") as r:
-            if (await r.json())["status"] == "suspended":
-                break
-        await asyncio.sleep(0.05)
+    async with asyncio.timeout(60):  # until it waits for its awakeable
+        while True:
+            async with running.session.get(output) as r:
+                assert r.status == 470, await r.text()
+            async with running.session.get(f"{running.admin}/invocations/{invocation_id}") as r:
+                if (await r.json())["status"] == "suspended":
+                    break
+            await asyncio.sleep(0.05)
     by_key = f"{running.ingress}/restate/invocation/Comms/wait/w2/attach"
     attacher = asyncio.create_task(running.session.get(by_key))
     async with running.session.patch(f"{running.admin}/invocations/{invocation_id}/purge") as r:
@@ -183,9 +192,35 @@ async def test_output_attach_kill_and_purge_over_http(running: Running) -> None:
         assert r.status == 400
 
 
+async def test_the_nodes_stop_closes_the_stream_of_an_attempt_still_running(
+    running: Running,
+) -> None:
+    async with running.session.post(f"{running.ingress}/Comms/hold/send", json=None) as r:
+        assert r.status == 202, await r.text()
+    async with asyncio.timeout(30):
+        await running.endpoint.stream_opened()
+    await running.node.stop()
+    # Closed by the node, not aborted by the endpoint's stop (the fixture's, afterwards): a call
+    # left open holds grpc.aio's completion queue when this process's last channel closes.
+    async with asyncio.timeout(30):
+        await running.endpoint.streams_ended()
+
+
 async def test_snapshot_endpoints_say_when_no_repository_is_configured(running: Running) -> None:
     for method in ("GET", "POST"):
         async with running.session.request(method, f"{running.admin}/snapshots") as r:
             assert r.status == 409
             body = await r.json()
             assert body == {"code": 409, "message": "no snapshot repository is configured"}
+
+
+async def test_console_static_files_and_names_too_long_for_the_file_system(
+    running: Running,
+) -> None:
+    async with running.session.get(f"{running.admin}/ui/static/console.css") as r:
+        assert r.status == 200 and r.content_type == "text/css"
+        assert await r.read() == (STATIC / "console.css").read_bytes()
+    # Found by the admin fuzz: a name longer than a file name may be was a 500.
+    for name in ("k" * 256, "nope.css", "..%2Fapp.py"):
+        async with running.session.get(f"{running.admin}/ui/static/{name}") as r:
+            assert r.status == 404, (name, await r.text())

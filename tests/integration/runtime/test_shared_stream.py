@@ -20,6 +20,7 @@ from runtime.invoker.shared_stream import SharedAttempt
 from runtime.security.endpoints import EndpointSecurity
 from runtime.security.identity import RequestSigner, public_key_id
 from sdk._transport.server import start_server
+from tests.support.teardown import bounded
 
 LIMIT = 64 * 1024
 DEPLOYMENT = "dp_test"
@@ -122,14 +123,14 @@ def _pool(security: EndpointSecurity | None = None, rotate_after_s: float = 60.0
 async def endpoint() -> AsyncIterator[str]:
     running = await start_server(sdk.app([steps]), port=0, max_message_bytes=LIMIT)
     yield f"grpc://127.0.0.1:{running.port}"
-    await running.stop(0)
+    await bounded("the endpoint's stop", lambda: running.stop(0))
 
 
 @pytest.fixture
 async def pool() -> AsyncIterator[ChannelPool]:
     channels = _pool()
     yield channels
-    await channels.close()
+    await bounded("the channel pool's close", channels.close)
 
 
 async def test_many_attempts_interleave_on_one_stream(endpoint: str, pool: ChannelPool) -> None:

@@ -13,6 +13,7 @@ import sdk
 from proto import endpoint_pb2 as pb
 from proto import endpoint_pb2_grpc
 from sdk._transport.server import start_server
+from tests.support.teardown import bounded
 
 counter = sdk.VirtualObject("Counter")
 
@@ -33,14 +34,14 @@ async def _endpoint(message_batches: bool) -> tuple[str, sdk.RunningEndpoint]:
 async def batching() -> AsyncIterator[str]:
     target, running = await _endpoint(True)
     yield target
-    await running.stop(0)
+    await bounded("the batching endpoint's stop", lambda: running.stop(0))
 
 
 @pytest.fixture
 async def single() -> AsyncIterator[str]:
     target, running = await _endpoint(False)
     yield target
-    await running.stop(0)
+    await bounded("the endpoint's stop", lambda: running.stop(0))
 
 
 def _start(flag: bool) -> pb.RuntimeMessage:

@@ -27,6 +27,7 @@ from runtime.security.identity import (
     public_key_id,
 )
 from sdk._transport.server import start_server
+from tests.support.teardown import bounded
 
 INVOCATION = "inv_" + "1" * 48
 greeter = sdk.Service("Greeter")
@@ -48,7 +49,7 @@ async def endpoint() -> AsyncIterator[tuple[str, RequestSigner]]:
     app = sdk.app([greeter], identity_keys=[other])
     running = await start_server(app, port=0, identity_keys=[public_key_id(key)])
     yield f"127.0.0.1:{running.port}", RequestSigner(key)
-    await running.stop(0)
+    await bounded("the endpoint's stop", lambda: running.stop(0))
 
 
 async def _discover(target: str, metadata: Metadata) -> pb.Manifest:
