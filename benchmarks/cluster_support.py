@@ -211,6 +211,12 @@ class ServerNode(Child):
             argv += ["--cluster-secret-file", str(spec.secret_file())]
             argv += ["--internal-bind", "127.0.0.1:0"]
         argv += [*spec.extra, *extra]
+        census = os.environ.get("CAIRN_LOOP_CENSUS_DIR")
+        if census:
+            # A diagnostic run (benchmarks/loop_census.py): what each node's loop runs, counted.
+            out = Path(census) / f"{spec.prefix}-{name}.jsonl"
+            argv[1:3] = ["-m", "benchmarks.loop_census", str(out), "-m", "runtime.cli"]
+            argv += ["--event-loop", "asyncio"]
         super().__init__(argv, spec.work / f"{name}.log")
 
     async def wait_ready(self, http: aiohttp.ClientSession) -> float:

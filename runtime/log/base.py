@@ -9,7 +9,7 @@ that order. Everything above this seam treats records as bytes.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import msgspec
 
@@ -23,6 +23,28 @@ class LogRecord(msgspec.Struct, frozen=True):
 
     lsn: int
     payload: bytes
+
+
+class ReadHint:
+    """What a reader tells its log between batches: ``idle`` while it will take no records for
+    a while (a paced standby between its batches), so that a log fetching ahead of its readers
+    (Kafka) leaves the partition out of its fetches meanwhile, and fetches it again once the
+    reader is ``idle`` no more. Only a hint: records are never lost or skipped by it, and a log
+    that reads on demand (LocalLog) ignores it."""
+
+    def __init__(self) -> None:
+        self.idle = False
+        self._listener: Callable[[bool], None] | None = None
+
+    def set_idle(self, idle: bool) -> None:
+        if idle != self.idle:
+            self.idle = idle
+            if self._listener is not None:
+                self._listener(idle)
+
+    def listen(self, listener: Callable[[bool], None] | None) -> None:
+        """(The log's side, while a read uses this hint) called with each change of ``idle``."""
+        self._listener = listener
 
 
 class Log(abc.ABC):
@@ -58,7 +80,9 @@ class Log(abc.ABC):
         """
 
     @abc.abstractmethod
-    def read(self, partition: int, from_lsn: int) -> AsyncIterator[list[LogRecord]]:
+    def read(
+        self, partition: int, from_lsn: int, hint: ReadHint | None = None
+    ) -> AsyncIterator[list[LogRecord]]:
         """Tail the partition from ``from_lsn``: yield non-empty batches in LSN order, forever.
 
         The iterator waits for new records when it reaches the end; it stops when the log is
@@ -66,6 +90,7 @@ class Log(abc.ABC):
         Batches are capped (about 256 records or 1 MiB). ``from_lsn`` must be at most
         ``tail(partition)``, else the iterator raises ``LogError``; below a trim point it raises
         ``LogError`` where records were deleted (LocalLog always, Kafka if the broker trimmed).
+        ``hint``: the reader's ``ReadHint`` (``idle`` between batches it takes late on purpose).
         """
 
     @abc.abstractmethod

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from runtime.log.base import Log, LogError, LogRecord
+from runtime.log.base import Log, LogError, LogRecord, ReadHint
 from runtime.log.embedded_writer import LocalLogWrites, SyncCrew, WriterThread, _Append
 from runtime.log.segments import (
     HEADER,
@@ -251,11 +251,14 @@ class LocalLog(LocalLogWrites, Log):
         self._meter.observe(loop.time() - started, len(payloads))
         return last
 
-    async def read(self, partition: int, from_lsn: int) -> AsyncIterator[list[LogRecord]]:
+    async def read(
+        self, partition: int, from_lsn: int, hint: ReadHint | None = None
+    ) -> AsyncIterator[list[LogRecord]]:
         """Yield durable records from ``from_lsn`` on, then wait for new ones until close.
 
         ``from_lsn`` may be at most ``tail(partition)``; reading below the trim point raises
-        ``LogError``.
+        ``LogError``. ``hint`` is ignored: records are read from the files when taken, nothing
+        is fetched ahead.
         """
         self._check_partition(partition)
         if from_lsn < 0:

@@ -13,6 +13,7 @@ Reading (lanes of consumers, the tail from a fetch's highwater) is in
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -187,6 +188,7 @@ class KafkaLog(KafkaReads, Log):
             for client in clients:
                 if client is not None:
                     await _quietly(client.stop())
+            await self._stop_pumps()
             if self._admin is not None:
                 await _quietly(self._admin.close())
         finally:
@@ -223,9 +225,7 @@ class KafkaLog(KafkaReads, Log):
                 except KafkaError as exc:
                     error = exc
                     break
-        if futures:
-            # asyncio.wait never cancels the delivery futures; aiokafka owns them.
-            await asyncio.wait(futures)
+        await _all_done(futures)
         for future in futures:
             if error is None:
                 error = asyncio.CancelledError() if future.cancelled() else future.exception()
@@ -341,6 +341,23 @@ class KafkaLog(KafkaReads, Log):
             request_timeout_ms=self._request_timeout_ms,
             **({} if self._max_bytes is None else {"max_request_size": self._max_bytes}),
         )
+
+
+async def _all_done(futures: list[asyncio.Future[Any]]) -> None:
+    """Until every delivery future is done, never cancelling one (aiokafka owns them; a
+    cancelled caller leaves them be). One waiter on the last future not done yet: aiokafka
+    resolves a batch's futures together, in order, so when the last is done the others mostly
+    are too; asyncio.wait would add a callback to each (a record's, per append: issue 7)."""
+    loop = asyncio.get_running_loop()
+    while pending := [future for future in futures if not future.done()]:
+        waiter: asyncio.Future[None] = loop.create_future()
+        pending[-1].add_done_callback(functools.partial(_wake, waiter))
+        await waiter
+
+
+def _wake(waiter: asyncio.Future[None], _done: asyncio.Future[Any]) -> None:
+    if not waiter.done():  # (cancelled with its caller)
+        waiter.set_result(None)
 
 
 def _quiet_probe(record: logging.LogRecord) -> bool:

@@ -20,7 +20,6 @@ shell never sees), takes it off the apply path and trims the log behind it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -37,7 +36,7 @@ from runtime.invoker.channels import ChannelPool
 from runtime.invoker.invoker import PartitionInvoker
 from runtime.invoker.slots import RunningSlots
 from runtime.limits import SizePolicy
-from runtime.log import Log, LogRecord
+from runtime.log import Log, LogRecord, ReadHint
 from runtime.logs import invocation_fields
 from runtime.metadata import Registry
 from runtime.metrics import (
@@ -123,6 +122,8 @@ class PartitionWorker:
         (``NodeConfig.standby_apply_interval_ms``)."""
         self._standby_pace_s = standby_pace_s
         self._unpaced = asyncio.Event()  # set by a claim: a paced standby reads on at once
+        # Idle while paced: a log fetching ahead (Kafka) leaves the partition out meanwhile.
+        self._read_hint = ReadHint()
         self._on_leader_change = on_leader_change
         self._slots = slots
         self._timeouts = timeouts
@@ -241,7 +242,7 @@ class PartitionWorker:
         tail = await self._log.tail(self.partition)
         if applied >= tail - 1:
             self.synced.set()
-        async for batch in self._log.read(self.partition, applied + 1):
+        async for batch in self._log.read(self.partition, applied + 1, self._read_hint):
             fault_point("worker.apply")
             started = time.perf_counter()
             outcome = self.processor.apply_batch([LogEntry(r.lsn, r.payload) for r in batch])
@@ -265,10 +266,11 @@ class PartitionWorker:
             await self._pace(batch)
 
     async def _pace(self, batch: list[LogRecord]) -> None:
-        """A caught-up standby waits before its next batch: meanwhile the log's reader holds
-        the records that arrive (one fetch of this partition per wait), so the next batch
-        carries a whole interval's records and each batch's fixed costs (the apply, its store
-        commit, the fetch) are paid once per interval instead of once per fetch. Nothing waits
+        """A caught-up standby waits before its next batch: meanwhile the records that arrive
+        stay in the log (its reader says it is idle: Kafka leaves the partition out of its
+        fetches), so the next batch carries a whole interval's records and each batch's fixed
+        costs (the fetch, the apply, its store commit, the wake-up) are paid once per interval
+        instead of once per fetch. Nothing waits
         for a standby's position but a claim, which ends the wait; a leader, one handing over
         and one catching up never wait. Nor does a standby whose batch was big: records were
         waiting (a backlog, or more per interval than one read returns), and waiting after
@@ -281,9 +283,16 @@ class PartitionWorker:
             _PACE_BELOW_BYTES
         ):
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._unpaced.wait(), self._standby_pace_s)
-        self._unpaced.clear()  # a claim set it; ``owned`` keeps a claimer from waiting again
+        # A timer handle setting the event, not wait_for (a task, a future and a timer per
+        # wait, each wait of each standby partition: issue 7's loop iterations).
+        due = asyncio.get_running_loop().call_later(self._standby_pace_s, self._unpaced.set)
+        self._read_hint.set_idle(True)
+        try:
+            await self._unpaced.wait()
+        finally:
+            due.cancel()
+            self._read_hint.set_idle(False)
+        self._unpaced.clear()  # (a claim sets it too: ``owned`` keeps a claimer from waiting)
 
     def _report_rejections(self, outcome: BatchOutcome) -> None:
         for rejection in outcome.rejected:

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,9 @@ import pytest
 from partition_processor.commands import AnnounceLeader, Envelope, IngressSource, encode_envelope
 from partition_processor.store_rocksdb import RocksDBStore
 from runtime.clock import now_ms
-from runtime.log import LocalLog
+from runtime.log import KafkaLog, LocalLog, Log
 from runtime.worker.partition import PartitionWorker
+from tests.support.broker import unique_topic
 from tests.support.worker_parts import worker_parts
 
 pytestmark = pytest.mark.timeout(120)
@@ -35,7 +37,7 @@ def _announcement(epoch: int) -> bytes:
 
 @asynccontextmanager
 async def _standby(
-    tmp_path: Path, log: LocalLog, pace_s: float, batches: list[int]
+    tmp_path: Path, log: Log, pace_s: float, batches: list[int]
 ) -> AsyncIterator[PartitionWorker]:
     async with worker_parts(tmp_path, RocksDBStore(tmp_path / "store")) as parts:
         worker = parts.worker(
@@ -83,9 +85,7 @@ async def test_a_standby_applies_records_arriving_one_by_one_in_paced_batches(
     assert len(batches) < records / 2
 
 
-async def test_a_claim_ends_a_standby_wait_at_once(tmp_path: Path) -> None:
-    log = LocalLog(tmp_path / "log", 1)
-    await log.start()
+async def _claim_ends_the_wait(tmp_path: Path, log: Log) -> None:
     batches: list[int] = []
     try:
         # A wait far longer than the test's patience: only the claim can end it in time.
@@ -93,12 +93,31 @@ async def test_a_claim_ends_a_standby_wait_at_once(tmp_path: Path) -> None:
             await log.append(0, [_announcement(1)])
             await _applied(worker, 0, timeout_s=30)
             await asyncio.sleep(0.2)  # the worker is in its wait now
+            # Records that arrive during the wait (on Kafka its partition is left out of the
+            # fetches meanwhile: ReadHint) are applied once the claim ends it, before it leads.
+            await log.append(0, [_announcement(2), _announcement(3)])
             worker.claim()
             await asyncio.wait_for(worker.caught_up.wait(), timeout=30)
             assert worker.is_leader
-            assert worker.processor.fsm.leader_epoch == 2
+            assert worker.processor.fsm.leader_epoch == 4
     finally:
         await log.close()
+
+
+async def test_a_claim_ends_a_standby_wait_at_once(tmp_path: Path) -> None:
+    log = LocalLog(tmp_path / "log", 1)
+    await log.start()
+    await _claim_ends_the_wait(tmp_path, log)
+
+
+async def test_a_claim_ends_a_standby_wait_at_once_on_kafka(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    log = KafkaLog(
+        kafka_bootstrap, unique_topic("pace"), 1, fetch_max_wait=timedelta(milliseconds=10)
+    )
+    await log.start()
+    await _claim_ends_the_wait(tmp_path, log)
 
 
 async def test_a_standby_with_records_waiting_applies_them_without_waiting(tmp_path: Path) -> None:
