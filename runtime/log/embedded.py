@@ -11,11 +11,11 @@ Layout of ``directory``::
 Segments (their frame format and file operations are in ``runtime.log.segments``) exist only so
 that ``trim`` can drop whole files; the active (last) segment is the only one ever written to.
 
-Durability (the writer side is in ``runtime.log.embedded_writer``): one writer task (under the
-node's ``Supervisor`` when given one) takes every queued append, hands the writes to the log's
-writing thread and fsyncs each touched file once (group commit), the files of different
-partitions in parallel; the LSNs become visible to readers and ``append`` returns only after that
-fsync.
+Durability (the writer side is in ``runtime.log.embedded_writer``): each round takes every queued
+append, hands the writes to the log's writing thread and fsyncs each touched file once (group
+commit), the files of different partitions in parallel; the LSNs become visible to readers and
+``append`` returns only after that fsync. A writer task (under the node's ``Supervisor`` when
+given one) reports a failed write.
 Memory: one ``array('q')`` of frame offsets per segment (8 bytes per record) and a small
 per-partition cache of recent payloads so that tailing readers do no I/O; older records are read
 back from disk in a worker thread.
@@ -33,7 +33,13 @@ from itertools import islice
 from pathlib import Path
 
 from runtime.log.base import Log, LogError, LogRecord
-from runtime.log.embedded_writer import LocalLogWrites, SyncCrew, WriterThread, _Append
+from runtime.log.embedded_writer import (
+    LocalLogWrites,
+    SyncCrew,
+    WriterThread,
+    _Append,
+    _PartitionWrite,
+)
 from runtime.log.segments import (
     HEADER,
     RECORD_BYTES_MAX,
@@ -134,7 +140,12 @@ class LocalLog(LocalLogWrites, Log):
         self._parts: list[_Partition] = []
         self._lock_fd: int | None = None
         self._queue: list[_Append] = []
-        self._work_ready = asyncio.Event()
+        self._round: tuple[list[_Append], list[_PartitionWrite]] | None = None
+        self._kick_pending = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._writer_wake = asyncio.Event()
+        self._files_closed = False
         self._supervisor = supervisor
         self._writer: asyncio.Task[None] | None = None
         self._supervised_writer: SupervisedTask | None = None
@@ -196,7 +207,11 @@ class LocalLog(LocalLogWrites, Log):
             return
         self._closing = True
         try:
-            self._work_ready.set()
+            # Write what is queued (its round may not have started yet), then end the writer.
+            if self._round is None:
+                self._start_round()
+            await self._idle.wait()
+            self._writer_wake.set()
             if self._writer is not None:
                 await self._writer
             elif self._supervised_writer is not None:
@@ -205,9 +220,10 @@ class LocalLog(LocalLogWrites, Log):
                 await self._writer_ended.wait()
         finally:
             if self._writer_thread is not None:
-                # Idle by now (a round in flight is always waited for, even by a cancelled writer
-                # task), so this returns at once; before the files close, all the same.
+                # Idle by now unless close() itself was cancelled while a round was in flight:
+                # then this waits for the thread, so that it never writes a closed file.
                 self._writer_thread.stop()
+            self._files_closed = True
             for part in self._parts:
                 part.notify()
                 for seg in part.segments:
@@ -244,8 +260,7 @@ class LocalLog(LocalLogWrites, Log):
             raise LogError("the log writer stopped")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
-        self._queue.append(_Append(partition, payloads, future))
-        self._work_ready.set()
+        self._enqueue(_Append(partition, payloads, future))
         started = loop.time()
         last = await future
         self._meter.observe(loop.time() - started, len(payloads))
