@@ -33,13 +33,7 @@ from itertools import islice
 from pathlib import Path
 
 from runtime.log.base import Log, LogError, LogRecord
-from runtime.log.embedded_writer import (
-    LocalLogWrites,
-    SyncCrew,
-    WriterThread,
-    _Append,
-    _PartitionWrite,
-)
+from runtime.log.embedded_writer import LocalLogWrites, SyncCrew, WriterThread, _Append
 from runtime.log.segments import (
     HEADER,
     RECORD_BYTES_MAX,
@@ -139,13 +133,12 @@ class LocalLog(LocalLogWrites, Log):
         self._writer_thread: WriterThread | None = None
         self._parts: list[_Partition] = []
         self._lock_fd: int | None = None
-        self._queue: list[_Append] = []
-        self._round: tuple[list[_Append], list[_PartitionWrite]] | None = None
-        self._kick_pending = False
+        self._pending: list[_Append] = []
+        self._flush_scheduled = False
+        self._outstanding = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self._writer_wake = asyncio.Event()
-        self._files_closed = False
         self._supervisor = supervisor
         self._writer: asyncio.Task[None] | None = None
         self._supervised_writer: SupervisedTask | None = None
@@ -207,23 +200,27 @@ class LocalLog(LocalLogWrites, Log):
             return
         self._closing = True
         try:
-            # Write what is queued (its round may not have started yet), then end the writer.
-            if self._round is None:
-                self._start_round()
+            # Write what is queued (some may not be with the thread yet), then end the writer.
+            self._flush()
             await self._idle.wait()
             self._writer_wake.set()
             if self._writer is not None:
                 await self._writer
             elif self._supervised_writer is not None:
-                # It returns once the queue is empty (a restart pending after a failure returns
-                # at once); a supervisor's shutdown may have stopped it already.
+                # It returns at the close (a restart pending after a failure returns at once); a
+                # supervisor's shutdown may have stopped it already.
                 await self._writer_ended.wait()
         finally:
             if self._writer_thread is not None:
-                # Idle by now unless close() itself was cancelled while a round was in flight:
-                # then this waits for the thread, so that it never writes a closed file.
-                self._writer_thread.stop()
-            self._files_closed = True
+                # Idle by now unless close() itself was cancelled while the thread still had
+                # appends: then this waits for them, so that it never writes a closed file.
+                self._writer_thread.finish()
+                self._writer_thread.join()
+                # (and a segment it rolled to, whose round was not published by then)
+                for seg in self._writer_thread.segments():
+                    if seg.wfd is not None:
+                        os.close(seg.wfd)
+                        seg.wfd = None
             for part in self._parts:
                 part.notify()
                 for seg in part.segments:

@@ -1,14 +1,19 @@
-"""LocalLog's writing side: its rounds of group commit and the writer task (DESIGN §3).
+"""LocalLog's writing side: the writing thread, its rounds of group commit, and the writer task
+(DESIGN §3).
 
-Each round takes every queued append, hands the writes to the log's writing thread and fsyncs
-each touched file once (group commit), the files of different partitions in parallel; the LSNs
-become visible to readers and ``append`` returns only after that fsync. Appends queued while a
-round is in flight form the next round, handed over as the previous one comes back.
+Appends go to one long-lived writing thread (``WriterThread``) through a thread-safe queue. The
+thread takes everything queued as one round, assigns the LSNs (it keeps each partition's write
+position), writes the frames and fsyncs each touched file once (group commit), the files of
+different partitions in parallel, hands the round back to the loop with one
+``call_soon_threadsafe`` and at once takes what was queued meanwhile as the next round. On the
+loop that one callback publishes the round: the LSNs become visible to readers, readers are
+woken and ``append`` returns, only after that fsync.
 
-The writing thread lives as long as the log (``WriterThread``): a round is handed over with one
-queue put and comes back with one ``call_soon_threadsafe``, where ``asyncio.to_thread`` paid an
-executor submit, a context copy, a concurrent future and its asyncio wrapper every round (issue
-10: 9.6% of the event loop's samples under counter load).
+Issue 10: a round used to go loop → writer task → thread → loop future → shield → writer task,
+which published and only then handed over the next round: three loop iterations per round
+(~0.5-1 ms each under load) on every append's latency, and each round waited for the loop
+before it could start. Now a round never waits for the loop, and its appends and readers wake
+one iteration after it is durable.
 """
 
 from __future__ import annotations
@@ -44,62 +49,131 @@ class _Append:
 
 
 @dataclass(eq=False)
+class _Cursor:
+    """Where the next frame of a partition goes: owned by the writing thread (the loop's
+    ``_Partition`` trails it by the rounds not yet published)."""
+
+    segment: Segment
+    size: int
+    next_lsn: int
+
+
+@dataclass(eq=False)
 class _PartitionWrite:
-    """What one commit round writes to one partition (built on the loop, run in the thread)."""
+    """What one round writes to one partition (built and run by the writing thread)."""
 
     partition: _Partition
     active: Segment
+    size: int
     first_lsn: int
     appends: list[_Append] = field(default_factory=list)
-    # Filled by the writer thread: (segment, new frame offsets, new durable size) per segment.
+    # Filled by the writing thread: (segment, new frame offsets, new durable size) per segment.
     written: list[tuple[Segment, array[int], int]] = field(default_factory=list)
 
 
 # What the writing thread hands back for a round: None when it is durable, else what it raised.
 _Outcome = BaseException | None
-# Called on the loop with a round's outcome.
-_OnDone = Callable[[_Outcome], None]
+# Called on the loop with a round: its appends, its writes (none if it was not written), outcome.
+_OnDone = Callable[[list[_Append], list[_PartitionWrite], _Outcome], None]
 
 
 class WriterThread:
-    """One long-lived thread that runs each round's writes and fsyncs (``work``) off the loop.
+    """One long-lived thread that takes queued appends in rounds and writes them (``work``).
 
-    It never stops on a failure: whatever ``work`` raises is handed back to the round's callback
-    on the loop, which fails the round. ``stop`` ends it once the rounds handed
-    over before are done; ``LocalLog.close`` stops it, so no thread outlives the log.
+    After a failed round it writes nothing more: every later round is handed back with that
+    failure (the files may end in a partial frame until a restart truncates it). ``finish``
+    ends it after the appends put before; ``LocalLog.close`` ends it, so no thread outlives
+    the log.
     """
 
-    def __init__(self, name: str, work: Callable[[list[_PartitionWrite]], None]) -> None:
+    def __init__(
+        self,
+        name: str,
+        parts: list[_Partition],
+        work: Callable[[list[_PartitionWrite]], None],
+        on_done: _OnDone,
+    ) -> None:
+        """Start the thread; ``parts`` are read once, for each partition's write position, when
+        the thread first writes to it (nothing of it is published before)."""
+        self._parts = parts
+        self._cursors: dict[int, _Cursor] = {}
         self._work = work
-        self._rounds: queue.SimpleQueue[
-            tuple[list[_PartitionWrite], asyncio.AbstractEventLoop, _OnDone] | None
-        ] = queue.SimpleQueue()
+        self._on_done = on_done
+        self._loop = asyncio.get_running_loop()
+        self._appends: queue.SimpleQueue[list[_Append] | None] = queue.SimpleQueue()
+        self._failure: BaseException | None = None
         # A daemon, so that a log never closed (a crashed test) does not keep a process alive.
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, writes: list[_PartitionWrite], on_done: _OnDone) -> None:
-        """Run ``work(writes)`` on the thread, then ``on_done(outcome)`` on the running loop."""
-        self._rounds.put((writes, asyncio.get_running_loop(), on_done))
+    def put(self, appends: list[_Append]) -> None:
+        """Queue appends for the next round the thread takes (from any thread)."""
+        self._appends.put(appends)
 
-    def stop(self) -> None:
-        """End the thread after the rounds already handed over, and wait for it."""
-        if self._thread.is_alive():
-            self._rounds.put(None)
-            self._thread.join()
+    def finish(self) -> None:
+        """Let the thread end once it has handed back every append put before."""
+        self._appends.put(None)
+
+    def join(self) -> None:
+        """Wait until the thread has ended (after ``finish``)."""
+        self._thread.join()
+
+    def segments(self) -> list[Segment]:
+        """The segment each partition writes to next (read once the thread has ended)."""
+        return [cursor.segment for cursor in self._cursors.values()]
 
     def _run(self) -> None:
-        while (round_ := self._rounds.get()) is not None:
-            writes, loop, on_done = round_
-            outcome: _Outcome = None
+        finished = False
+        while not finished:
+            first = self._appends.get()
+            if first is None:
+                return
+            batch = list(first)
+            while True:  # everything queued meanwhile joins the round
+                try:
+                    more = self._appends.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    finished = True
+                    break
+                batch.extend(more)
+            writes: list[_PartitionWrite] = []
+            outcome = self._failure
+            if outcome is None:
+                writes = self._plan(batch)
+                try:
+                    self._work(writes)
+                except BaseException as exc:  # noqa: BLE001 - handed back: fails on the loop
+                    outcome = self._failure = exc
+                else:
+                    self._advance(writes)
             try:
-                self._work(writes)
-            except BaseException as exc:  # noqa: BLE001 - handed back: the round fails on the loop
-                outcome = exc
-            try:
-                loop.call_soon_threadsafe(on_done, outcome)
+                self._loop.call_soon_threadsafe(self._on_done, batch, writes, outcome)
             except RuntimeError:
-                pass  # the loop is closed: nobody waits for this round any more
+                return  # the loop is closed: nobody waits for these appends any more
+
+    def _plan(self, batch: list[_Append]) -> list[_PartitionWrite]:
+        plan: dict[int, _PartitionWrite] = {}
+        for item in batch:
+            write = plan.get(item.partition)
+            if write is None:
+                cursor = self._cursors.get(item.partition)
+                part = self._parts[item.partition]
+                if cursor is None:
+                    seg = part.segments[-1]
+                    cursor = self._cursors[item.partition] = _Cursor(seg, seg.size, part.end_lsn)
+                write = _PartitionWrite(part, cursor.segment, cursor.size, cursor.next_lsn)
+                plan[item.partition] = write
+            write.appends.append(item)
+        return list(plan.values())
+
+    def _advance(self, writes: list[_PartitionWrite]) -> None:
+        """After a durable round: the next one writes after it."""
+        for write in writes:
+            cursor = self._cursors[write.partition.index]
+            cursor.segment, _, cursor.size = write.written[-1]
+            cursor.next_lsn = write.first_lsn + sum(len(a.payloads) for a in write.appends)
 
 
 class SyncCrew:
@@ -164,27 +238,24 @@ class SyncCrew:
 class LocalLogWrites:
     """The writing methods of ``LocalLog`` (a mixin: ``LocalLog.__init__`` sets these).
 
-    Rounds are driven by callbacks on the loop, not by a task: the first append of an idle log
-    schedules ``_kick`` (one loop iteration, so that the appends of that iteration share the
-    round), and the writing thread's hand-back (``_round_done``) publishes the round (resolves
-    its appends, wakes its readers) and hands every append queued meanwhile to the thread as
-    the next round, in that one callback. A task that awaited the round, through a shielded
-    future, paid three more loop iterations per round (issue 10: ~0.5-1 ms each under load, on
-    every append's latency). The writer task only supervises: it raises a failed write for the
-    supervisor and, when a shutdown cancels it, waits for the rounds still owed.
+    An append is queued on the loop and put to the writing thread: at once while the thread
+    has appends of ours (it takes them with its next round), else at the end of the loop
+    iteration, so that the appends of one iteration share the round of an idle thread. The
+    writer task only supervises: it raises a failed write for the supervisor and, when a
+    shutdown cancels it, waits for the appends already queued to be written.
     """
 
     _parts: list[_Partition]
-    _queue: list[_Append]
-    # The round handed to the writing thread: its appends and writes (None while idle).
-    _round: tuple[list[_Append], list[_PartitionWrite]] | None
-    _kick_pending: bool
-    # Set while no round is in flight (close() and a cancelled writer wait for it).
+    # Appends of this loop iteration, put to an idle thread at its end.
+    _pending: list[_Append]
+    _flush_scheduled: bool
+    # Appends put to the thread and not yet handed back.
+    _outstanding: int
+    # Set while ``_outstanding`` is 0 (close() and a cancelled writer wait for it).
     _idle: asyncio.Event
     # Set on a failed write and at close: the writer task's cue to raise or to end.
     _writer_wake: asyncio.Event
     _closing: bool
-    _files_closed: bool
     _failure: LogError | None
     _writer_cancelled: bool
     _syncers: SyncCrew | None
@@ -193,16 +264,50 @@ class LocalLogWrites:
     _segment_bytes: int
 
     def _enqueue(self, item: _Append) -> None:
-        """Queue an append; an idle log starts its round one loop iteration later."""
-        self._queue.append(item)
-        if self._round is None and not self._kick_pending:
-            self._kick_pending = True
-            asyncio.get_running_loop().call_soon(self._kick)
+        """Queue an append for the writing thread (on the loop)."""
+        if self._outstanding:
+            self._outstanding += 1
+            self._thread().put([item])
+            return
+        self._pending.append(item)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
-    def _kick(self) -> None:
-        self._kick_pending = False
-        if self._round is None:
-            self._start_round()
+    def _flush(self) -> None:
+        """Put the appends of this iteration to the thread, as one round if it is idle."""
+        self._flush_scheduled = False
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._outstanding += len(batch)
+            self._idle.clear()
+            self._thread().put(batch)
+
+    def _thread(self) -> WriterThread:
+        if self._writer_thread is None:
+            self._writer_thread = WriterThread(
+                "cairn-log-writer", self._parts, self._write_sync, self._round_done
+            )
+        return self._writer_thread
+
+    def _round_done(
+        self, batch: list[_Append], writes: list[_PartitionWrite], outcome: _Outcome
+    ) -> None:
+        """The thread handed a round back (on the loop, in round order): publish or fail it."""
+        self._outstanding -= len(batch)
+        if outcome is None:
+            for write in writes:
+                self._publish(write)
+        else:
+            if self._failure is None:
+                failure = LogError(f"log write failed: {outcome!r}")
+                failure.__cause__ = outcome
+                self._failure = failure
+                self._writer_wake.set()
+            _fail(batch, self._failure)
+            _close_unpublished(writes)
+        if not self._outstanding:
+            self._idle.set()
 
     async def _run_own_writer(self) -> None:
         """The writer without a supervisor: a failed write is logged and ends it."""
@@ -216,9 +321,8 @@ class LocalLogWrites:
 
         Started again while the log refuses appends, it fails again at once, so that a
         supervisor keeps reporting it until the node restarts. Cancelled (a supervisor's
-        shutdown), it refuses appends from then on and returns only once the rounds of the
-        appends already queued are written, as close() would (a node stops its tasks before it
-        closes the log).
+        shutdown), it refuses appends from then on and returns only once the appends already
+        queued are written, as close() would (a node stops its tasks before it closes the log).
         """
         if self._failure is not None and not self._closing:
             raise LogError(f"{self._failure}; appends refused until restart") from self._failure
@@ -226,65 +330,21 @@ class LocalLogWrites:
             await self._writer_wake.wait()
         except asyncio.CancelledError:
             self._writer_cancelled = True
+            self._flush()
             await self._until_idle()
             raise
         if self._failure is not None and not self._closing:
             raise LogError(f"{self._failure}; appends refused until restart") from self._failure
 
     async def _until_idle(self) -> None:
-        """Wait until no round is in flight, through cancellations (the thread cannot be
-        stopped: what it makes durable is acknowledged, and no file is closed under it)."""
+        """Wait until the thread has handed back every append, through cancellations (it
+        cannot be stopped: what it makes durable is acknowledged, and no file is closed under
+        it)."""
         while not self._idle.is_set():
             try:
                 await asyncio.shield(self._idle.wait())
             except asyncio.CancelledError:
                 continue  # the caller re-raises its own cancellation
-
-    def _start_round(self) -> None:
-        """Hand every queued append to the writing thread as one round (on the loop)."""
-        batch, self._queue = self._queue, []
-        if not batch:
-            return
-        if self._failure is not None:
-            _fail(batch, self._failure)
-            return
-        if self._files_closed:  # a close() cancelled while it waited for a round
-            _fail(batch, LogError("the log is closed"))
-            return
-        plan: dict[int, _PartitionWrite] = {}
-        for item in batch:
-            write = plan.get(item.partition)
-            if write is None:
-                part = self._parts[item.partition]
-                write = _PartitionWrite(part, part.segments[-1], part.end_lsn)
-                plan[item.partition] = write
-            write.appends.append(item)
-        writes = list(plan.values())
-        if self._writer_thread is None:
-            self._writer_thread = WriterThread("cairn-log-writer", self._write_sync)
-        self._round = (batch, writes)
-        self._idle.clear()
-        self._writer_thread.submit(writes, self._round_done)
-
-    def _round_done(self, outcome: _Outcome) -> None:
-        """The thread handed a round back (on the loop): publish it or fail it, then hand over
-        the appends queued meanwhile (publish first: the next round starts at the new ends)."""
-        assert self._round is not None
-        batch, writes = self._round
-        self._round = None
-        if outcome is None:
-            for write in writes:
-                self._publish(write)
-        else:
-            failure = LogError(f"log write failed: {outcome!r}")
-            failure.__cause__ = outcome
-            self._failure = failure
-            _fail(batch, failure)
-            _close_unpublished(writes)
-            self._writer_wake.set()
-        self._start_round()  # after a failure: fails what was queued behind the round
-        if self._round is None:
-            self._idle.set()
 
     def _publish(self, write: _PartitionWrite) -> None:
         """Make a fsynced round visible: extend indexes, cache, resolve appends, wake readers."""
@@ -318,7 +378,7 @@ class LocalLogWrites:
 
     def _write_partition_sync(self, write: _PartitionWrite) -> int:
         """Worker thread: append one partition's frames, rolling segments; return the fd to sync."""
-        seg, size, lsn = write.active, write.active.size, write.first_lsn
+        seg, size, lsn = write.active, write.size, write.first_lsn
         positions: array[int] = array("q")
         chunks: list[bytes] = []
         for item in write.appends:
