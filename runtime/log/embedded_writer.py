@@ -238,15 +238,17 @@ class SyncCrew:
 class LocalLogWrites:
     """The writing methods of ``LocalLog`` (a mixin: ``LocalLog.__init__`` sets these).
 
-    An append is queued on the loop and put to the writing thread: at once while the thread
-    has appends of ours (it takes them with its next round), else at the end of the loop
-    iteration, so that the appends of one iteration share the round of an idle thread. The
+    The appends of one loop iteration are put to the writing thread together, by one callback
+    after them: they share a round (an idle thread's, or the next one of a busy thread). Put
+    one by one, a busy thread's next round took whatever had arrived mid-iteration and the
+    rest went in yet another round: more, smaller rounds and partition batches (greet node CPU
+    per request 1.01-1.05x against the previous writer, 1.01x with one put per iteration). The
     writer task only supervises: it raises a failed write for the supervisor and, when a
     shutdown cancels it, waits for the appends already queued to be written.
     """
 
     _parts: list[_Partition]
-    # Appends of this loop iteration, put to an idle thread at its end.
+    # Appends of this loop iteration, put to the thread by ``_flush`` after them.
     _pending: list[_Append]
     _flush_scheduled: bool
     # Appends put to the thread and not yet handed back.
@@ -264,18 +266,15 @@ class LocalLogWrites:
     _segment_bytes: int
 
     def _enqueue(self, item: _Append) -> None:
-        """Queue an append for the writing thread (on the loop)."""
-        if self._outstanding:
-            self._outstanding += 1
-            self._thread().put([item])
-            return
+        """Queue an append for the writing thread (on the loop): put with the others of this
+        iteration."""
         self._pending.append(item)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Put the appends of this iteration to the thread, as one round if it is idle."""
+        """Put the appends of this iteration to the thread (one round if it is idle)."""
         self._flush_scheduled = False
         if self._pending:
             batch, self._pending = self._pending, []
