@@ -11,8 +11,8 @@ Layout of ``directory``::
 Segments (their frame format and file operations are in ``runtime.log.segments``) exist only so
 that ``trim`` can drop whole files; the active (last) segment is the only one ever written to.
 
-Durability (the writer side is in ``runtime.log.embedded_writer``): each round takes every queued
-append, hands the writes to the log's writing thread and fsyncs each touched file once (group
+Durability (the writer side is in ``runtime.log.embedded_writer``): the log's writing thread
+takes every queued append as one round, writes it and fsyncs each touched file once (group
 commit), the files of different partitions in parallel; the LSNs become visible to readers and
 ``append`` returns only after that fsync. A writer task (under the node's ``Supervisor`` when
 given one) reports a failed write.

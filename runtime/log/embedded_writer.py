@@ -141,13 +141,12 @@ class WriterThread:
             writes: list[_PartitionWrite] = []
             outcome = self._failure
             if outcome is None:
-                writes = self._plan(batch)
                 try:
+                    writes = self._plan(batch)
                     self._work(writes)
+                    self._advance(writes)
                 except BaseException as exc:  # noqa: BLE001 - handed back: fails on the loop
                     outcome = self._failure = exc
-                else:
-                    self._advance(writes)
             try:
                 self._loop.call_soon_threadsafe(self._on_done, batch, writes, outcome)
             except RuntimeError:
