@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,49 @@ async def test_a_cancelled_close_still_lets_the_thread_finish_before_the_files_c
         assert await _read(reopened, 0, 3) == [(0, b"a"), (1, b"b" * 30), (2, b"c" * 30)]
     finally:
         await reopened.close()
+
+
+async def test_the_appends_of_one_loop_iteration_share_the_next_round_of_a_busy_thread(
+    tmp_path: Path,
+) -> None:
+    """Appends made in one loop iteration while a round is in flight reach the thread together
+    and form its next round, even if the round in flight ends between them: their three files
+    are synced at once (a barrier of 3 in the seam). Put one by one, the thread took the first
+    as a round of its own (the barrier broke: the appends failed)."""
+    first_started = threading.Event()
+    release = threading.Event()
+    barrier = threading.Barrier(3, timeout=20)
+    calls: list[int] = []
+
+    def sync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            first_started.set()
+            release.wait(30)
+        elif len(calls) <= 4:
+            barrier.wait()
+        segments.sync(fd)
+
+    async def end_the_round_in_flight() -> None:
+        release.set()
+        # Blocks the loop mid-iteration (the point of it) while the thread ends the held round.
+        time.sleep(0.2)  # noqa: ASYNC251
+
+    log = LocalLog(tmp_path, 3, sync_file=sync)
+    await log.start()
+    try:
+        held = asyncio.create_task(log.append(0, [b"held"]))
+        assert await asyncio.to_thread(first_started.wait, 20)
+        # Their first steps run in one iteration, in this order.
+        results = await asyncio.gather(
+            log.append(0, [b"a"]),
+            end_the_round_in_flight(),
+            log.append(1, [b"b"]),
+            log.append(2, [b"c"]),
+        )
+        assert await held == 0
+        assert [results[0], results[2], results[3]] == [1, 0, 0]
+        assert len(calls) == 4
+    finally:
+        release.set()
+        await log.close()
