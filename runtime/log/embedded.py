@@ -11,11 +11,11 @@ Layout of ``directory``::
 Segments (their frame format and file operations are in ``runtime.log.segments``) exist only so
 that ``trim`` can drop whole files; the active (last) segment is the only one ever written to.
 
-Durability (the writer side is in ``runtime.log.embedded_writer``): the log's writing thread
-takes every queued append as one round, writes it and fsyncs each touched file once (group
-commit), the files of different partitions in parallel; the LSNs become visible to readers and
-``append`` returns only after that fsync. A writer task (under the node's ``Supervisor`` when
-given one) reports a failed write.
+Durability (the writer side is in ``runtime.log.embedded_writer``): one writer task (under the
+node's ``Supervisor`` when given one) takes every queued append, hands the writes to the log's
+writing thread and fsyncs each touched file once (group commit), the files of different
+partitions in parallel; the LSNs become visible to readers and ``append`` returns only after that
+fsync.
 Memory: one ``array('q')`` of frame offsets per segment (8 bytes per record) and a small
 per-partition cache of recent payloads so that tailing readers do no I/O; older records are read
 back from disk in a worker thread.
@@ -133,12 +133,8 @@ class LocalLog(LocalLogWrites, Log):
         self._writer_thread: WriterThread | None = None
         self._parts: list[_Partition] = []
         self._lock_fd: int | None = None
-        self._pending: list[_Append] = []
-        self._flush_scheduled = False
-        self._outstanding = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._writer_wake = asyncio.Event()
+        self._queue: list[_Append] = []
+        self._work_ready = asyncio.Event()
         self._supervisor = supervisor
         self._writer: asyncio.Task[None] | None = None
         self._supervised_writer: SupervisedTask | None = None
@@ -200,27 +196,18 @@ class LocalLog(LocalLogWrites, Log):
             return
         self._closing = True
         try:
-            # Write what is queued (some may not be with the thread yet), then end the writer.
-            self._flush()
-            await self._idle.wait()
-            self._writer_wake.set()
+            self._work_ready.set()
             if self._writer is not None:
                 await self._writer
             elif self._supervised_writer is not None:
-                # It returns at the close (a restart pending after a failure returns at once); a
-                # supervisor's shutdown may have stopped it already.
+                # It returns once the queue is empty (a restart pending after a failure returns
+                # at once); a supervisor's shutdown may have stopped it already.
                 await self._writer_ended.wait()
         finally:
             if self._writer_thread is not None:
-                # Idle by now unless close() itself was cancelled while the thread still had
-                # appends: then this waits for them, so that it never writes a closed file.
-                self._writer_thread.finish()
-                self._writer_thread.join()
-                # (and a segment it rolled to, whose round was not published by then)
-                for seg in self._writer_thread.segments():
-                    if seg.wfd is not None:
-                        os.close(seg.wfd)
-                        seg.wfd = None
+                # Idle by now (a round in flight is always waited for, even by a cancelled writer
+                # task), so this returns at once; before the files close, all the same.
+                self._writer_thread.stop()
             for part in self._parts:
                 part.notify()
                 for seg in part.segments:
@@ -257,7 +244,8 @@ class LocalLog(LocalLogWrites, Log):
             raise LogError("the log writer stopped")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
-        self._enqueue(_Append(partition, payloads, future))
+        self._queue.append(_Append(partition, payloads, future))
+        self._work_ready.set()
         started = loop.time()
         last = await future
         self._meter.observe(loop.time() - started, len(payloads))

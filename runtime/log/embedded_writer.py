@@ -1,19 +1,13 @@
-"""LocalLog's writing side: the writing thread, its rounds of group commit, and the writer task
-(DESIGN §3).
+"""LocalLog's writing side: the writer task and its group commit (DESIGN §3).
 
-Appends go to one long-lived writing thread (``WriterThread``) through a thread-safe queue. The
-thread takes everything queued as one round, assigns the LSNs (it keeps each partition's write
-position), writes the frames and fsyncs each touched file once (group commit), the files of
-different partitions in parallel, hands the round back to the loop with one
-``call_soon_threadsafe`` and at once takes what was queued meanwhile as the next round. On the
-loop that one callback publishes the round: the LSNs become visible to readers, readers are
-woken and ``append`` returns, only after that fsync.
+One writer task takes every queued append, hands the writes to the log's writing thread and
+fsyncs each touched file once (group commit), the files of different partitions in parallel; the
+LSNs become visible to readers and ``append`` returns only after that fsync.
 
-Issue 10: a round used to go loop → writer task → thread → loop future → shield → writer task,
-which published and only then handed over the next round: three loop iterations per round
-(~0.5-1 ms each under load) on every append's latency, and each round waited for the loop
-before it could start. Now a round never waits for the loop, and its appends and readers wake
-one iteration after it is durable.
+The writing thread lives as long as the log (``WriterThread``): a round is handed over with one
+queue put and comes back with one ``call_soon_threadsafe``, where ``asyncio.to_thread`` paid an
+executor submit, a context copy, a concurrent future and its asyncio wrapper every round (issue
+10: 9.6% of the event loop's samples under counter load).
 """
 
 from __future__ import annotations
@@ -49,130 +43,68 @@ class _Append:
 
 
 @dataclass(eq=False)
-class _Cursor:
-    """Where the next frame of a partition goes: owned by the writing thread (the loop's
-    ``_Partition`` trails it by the rounds not yet published)."""
-
-    segment: Segment
-    size: int
-    next_lsn: int
-
-
-@dataclass(eq=False)
 class _PartitionWrite:
-    """What one round writes to one partition (built and run by the writing thread)."""
+    """What one commit round writes to one partition (built on the loop, run in the thread)."""
 
     partition: _Partition
     active: Segment
-    size: int
     first_lsn: int
     appends: list[_Append] = field(default_factory=list)
-    # Filled by the writing thread: (segment, new frame offsets, new durable size) per segment.
+    # Filled by the writer thread: (segment, new frame offsets, new durable size) per segment.
     written: list[tuple[Segment, array[int], int]] = field(default_factory=list)
 
 
 # What the writing thread hands back for a round: None when it is durable, else what it raised.
 _Outcome = BaseException | None
-# Called on the loop with a round: its appends, its writes (none if it was not written), outcome.
-_OnDone = Callable[[list[_Append], list[_PartitionWrite], _Outcome], None]
 
 
 class WriterThread:
-    """One long-lived thread that takes queued appends in rounds and writes them (``work``).
+    """One long-lived thread that runs each round's writes and fsyncs (``work``) off the loop.
 
-    After a failed round it writes nothing more: every later round is handed back with that
-    failure (the files may end in a partial frame until a restart truncates it). ``finish``
-    ends it after the appends put before; ``LocalLog.close`` ends it, so no thread outlives
-    the log.
+    It never stops on a failure: whatever ``work`` raises is handed back to the round's future,
+    where the (supervised) writer task fails the round. ``stop`` ends it once the rounds handed
+    over before are done; ``LocalLog.close`` stops it, so no thread outlives the log.
     """
 
-    def __init__(
-        self,
-        name: str,
-        parts: list[_Partition],
-        work: Callable[[list[_PartitionWrite]], None],
-        on_done: _OnDone,
-    ) -> None:
-        """Start the thread; ``parts`` are read once, for each partition's write position, when
-        the thread first writes to it (nothing of it is published before)."""
-        self._parts = parts
-        self._cursors: dict[int, _Cursor] = {}
+    def __init__(self, name: str, work: Callable[[list[_PartitionWrite]], None]) -> None:
         self._work = work
-        self._on_done = on_done
-        self._loop = asyncio.get_running_loop()
-        self._appends: queue.SimpleQueue[list[_Append] | None] = queue.SimpleQueue()
-        self._failure: BaseException | None = None
+        self._rounds: queue.SimpleQueue[
+            tuple[list[_PartitionWrite], asyncio.AbstractEventLoop, asyncio.Future[_Outcome]] | None
+        ] = queue.SimpleQueue()
         # A daemon, so that a log never closed (a crashed test) does not keep a process alive.
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def put(self, appends: list[_Append]) -> None:
-        """Queue appends for the next round the thread takes (from any thread)."""
-        self._appends.put(appends)
+    def submit(self, writes: list[_PartitionWrite]) -> asyncio.Future[_Outcome]:
+        """Run ``work(writes)`` on the thread; the future resolves (on the loop) once it has."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[_Outcome] = loop.create_future()
+        self._rounds.put((writes, loop, done))
+        return done
 
-    def finish(self) -> None:
-        """Let the thread end once it has handed back every append put before."""
-        self._appends.put(None)
-
-    def join(self) -> None:
-        """Wait until the thread has ended (after ``finish``)."""
-        self._thread.join()
-
-    def segments(self) -> list[Segment]:
-        """The segment each partition writes to next (read once the thread has ended)."""
-        return [cursor.segment for cursor in self._cursors.values()]
+    def stop(self) -> None:
+        """End the thread after the rounds already handed over, and wait for it."""
+        if self._thread.is_alive():
+            self._rounds.put(None)
+            self._thread.join()
 
     def _run(self) -> None:
-        finished = False
-        while not finished:
-            first = self._appends.get()
-            if first is None:
-                return
-            batch = list(first)
-            while True:  # everything queued meanwhile joins the round
-                try:
-                    more = self._appends.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    finished = True
-                    break
-                batch.extend(more)
-            writes: list[_PartitionWrite] = []
-            outcome = self._failure
-            if outcome is None:
-                try:
-                    writes = self._plan(batch)
-                    self._work(writes)
-                    self._advance(writes)
-                except BaseException as exc:  # noqa: BLE001 - handed back: fails on the loop
-                    outcome = self._failure = exc
+        while (round_ := self._rounds.get()) is not None:
+            writes, loop, done = round_
+            outcome: _Outcome = None
             try:
-                self._loop.call_soon_threadsafe(self._on_done, batch, writes, outcome)
+                self._work(writes)
+            except BaseException as exc:  # noqa: BLE001 - handed to the writer task, which raises
+                outcome = exc
+            try:
+                loop.call_soon_threadsafe(_settle, done, outcome)
             except RuntimeError:
-                return  # the loop is closed: nobody waits for these appends any more
+                pass  # the loop is closed: nobody waits for this round any more
 
-    def _plan(self, batch: list[_Append]) -> list[_PartitionWrite]:
-        plan: dict[int, _PartitionWrite] = {}
-        for item in batch:
-            write = plan.get(item.partition)
-            if write is None:
-                cursor = self._cursors.get(item.partition)
-                part = self._parts[item.partition]
-                if cursor is None:
-                    seg = part.segments[-1]
-                    cursor = self._cursors[item.partition] = _Cursor(seg, seg.size, part.end_lsn)
-                write = _PartitionWrite(part, cursor.segment, cursor.size, cursor.next_lsn)
-                plan[item.partition] = write
-            write.appends.append(item)
-        return list(plan.values())
 
-    def _advance(self, writes: list[_PartitionWrite]) -> None:
-        """After a durable round: the next one writes after it."""
-        for write in writes:
-            cursor = self._cursors[write.partition.index]
-            cursor.segment, _, cursor.size = write.written[-1]
-            cursor.next_lsn = write.first_lsn + sum(len(a.payloads) for a in write.appends)
+def _settle(done: asyncio.Future[_Outcome], outcome: _Outcome) -> None:
+    if not done.done():
+        done.set_result(outcome)
 
 
 class SyncCrew:
@@ -235,27 +167,11 @@ class SyncCrew:
 
 
 class LocalLogWrites:
-    """The writing methods of ``LocalLog`` (a mixin: ``LocalLog.__init__`` sets these).
-
-    The appends of one loop iteration are put to the writing thread together, by one callback
-    after them: they share a round (an idle thread's, or the next one of a busy thread). Put
-    one by one, a busy thread's next round took whatever had arrived mid-iteration and the
-    rest went in yet another round: more, smaller rounds and partition batches (greet node CPU
-    per request 1.01-1.05x against the previous writer, 1.01x with one put per iteration). The
-    writer task only supervises: it raises a failed write for the supervisor and, when a
-    shutdown cancels it, waits for the appends already queued to be written.
-    """
+    """The writing methods of ``LocalLog`` (a mixin: ``LocalLog.__init__`` sets these)."""
 
     _parts: list[_Partition]
-    # Appends of this loop iteration, put to the thread by ``_flush`` after them.
-    _pending: list[_Append]
-    _flush_scheduled: bool
-    # Appends put to the thread and not yet handed back.
-    _outstanding: int
-    # Set while ``_outstanding`` is 0 (close() and a cancelled writer wait for it).
-    _idle: asyncio.Event
-    # Set on a failed write and at close: the writer task's cue to raise or to end.
-    _writer_wake: asyncio.Event
+    _queue: list[_Append]
+    _work_ready: asyncio.Event
     _closing: bool
     _failure: LogError | None
     _writer_cancelled: bool
@@ -263,49 +179,6 @@ class LocalLogWrites:
     _writer_thread: WriterThread | None
     _sync_file: Callable[[int], None]
     _segment_bytes: int
-
-    def _enqueue(self, item: _Append) -> None:
-        """Queue an append for the writing thread (on the loop): put with the others of this
-        iteration."""
-        self._pending.append(item)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """Put the appends of this iteration to the thread (one round if it is idle)."""
-        self._flush_scheduled = False
-        if self._pending:
-            batch, self._pending = self._pending, []
-            self._outstanding += len(batch)
-            self._idle.clear()
-            self._thread().put(batch)
-
-    def _thread(self) -> WriterThread:
-        if self._writer_thread is None:
-            self._writer_thread = WriterThread(
-                "cairn-log-writer", self._parts, self._write_sync, self._round_done
-            )
-        return self._writer_thread
-
-    def _round_done(
-        self, batch: list[_Append], writes: list[_PartitionWrite], outcome: _Outcome
-    ) -> None:
-        """The thread handed a round back (on the loop, in round order): publish or fail it."""
-        self._outstanding -= len(batch)
-        if outcome is None:
-            for write in writes:
-                self._publish(write)
-        else:
-            if self._failure is None:
-                failure = LogError(f"log write failed: {outcome!r}")
-                failure.__cause__ = outcome
-                self._failure = failure
-                self._writer_wake.set()
-            _fail(batch, self._failure)
-            _close_unpublished(writes)
-        if not self._outstanding:
-            self._idle.set()
 
     async def _run_own_writer(self) -> None:
         """The writer without a supervisor: a failed write is logged and ends it."""
@@ -315,34 +188,82 @@ class LocalLogWrites:
             _log.error("LocalLog write failed; appends refused until restart", exc_info=exc)
 
     async def _run_writer(self) -> None:
-        """Raise a failed write (``LogError``) or return at close.
+        """Commit whatever is queued, one round at a time, until close() and the queue is empty.
 
-        Started again while the log refuses appends, it fails again at once, so that a
-        supervisor keeps reporting it until the node restarts. Cancelled (a supervisor's
-        shutdown), it refuses appends from then on and returns only once the appends already
-        queued are written, as close() would (a node stops its tasks before it closes the log).
+        Appends queued while a round is being fsynced form the next round: that is the group
+        commit. A failed write raises ``LogError`` (after failing its appends); started again
+        while the log refuses appends, the writer fails again at once, so that a supervisor
+        keeps reporting it until the node restarts.
         """
-        if self._failure is not None and not self._closing:
-            raise LogError(f"{self._failure}; appends refused until restart") from self._failure
         try:
-            await self._writer_wake.wait()
+            if self._failure is not None and not self._closing:
+                raise LogError(f"{self._failure}; appends refused until restart") from self._failure
+            while self._queue or not self._closing:
+                if not self._queue:
+                    await self._work_ready.wait()
+                    self._work_ready.clear()
+                    continue
+                batch, self._queue = self._queue, []
+                await self._commit(batch)
         except asyncio.CancelledError:
-            self._writer_cancelled = True
-            self._flush()
-            await self._until_idle()
+            self._writer_cancelled = True  # appends are refused from now on
+            await self._write_queued()
             raise
-        if self._failure is not None and not self._closing:
-            raise LogError(f"{self._failure}; appends refused until restart") from self._failure
+        finally:
+            # Whatever ended the writer, nobody else will commit what is still queued.
+            _fail(self._queue, LogError("the log writer stopped"))
+            self._queue = []
 
-    async def _until_idle(self) -> None:
-        """Wait until the thread has handed back every append, through cancellations (it
-        cannot be stopped: what it makes durable is acknowledged, and no file is closed under
-        it)."""
-        while not self._idle.is_set():
+    async def _write_queued(self) -> None:
+        """Stopped by a supervisor's shutdown: still write what was queued, as close() does
+        (a node stops its tasks before it closes the log)."""
+        while self._queue and self._failure is None:
+            batch, self._queue = self._queue, []
             try:
-                await asyncio.shield(self._idle.wait())
+                await self._commit(batch)
+            except (LogError, asyncio.CancelledError):
+                return  # the caller re-raises the first cancellation
+
+    async def _commit(self, batch: list[_Append]) -> None:
+        if self._failure is not None:
+            _fail(batch, self._failure)
+            return
+        plan: dict[int, _PartitionWrite] = {}
+        for item in batch:
+            write = plan.get(item.partition)
+            if write is None:
+                part = self._parts[item.partition]
+                write = _PartitionWrite(part, part.segments[-1], part.end_lsn)
+                plan[item.partition] = write
+            write.appends.append(item)
+        writes = list(plan.values())
+        if self._writer_thread is None:
+            self._writer_thread = WriterThread("cairn-log-writer", self._write_sync)
+        # The thread cannot be stopped and writes these files: a cancellation meanwhile waits
+        # for it (so close() never closes a file under it, and what it made durable is
+        # acknowledged), then propagates. (Shielded: a cancelled future would lose the outcome.)
+        work = self._writer_thread.submit(writes)
+        cancelled = False
+        while not work.done():
+            try:
+                await asyncio.shield(work)
             except asyncio.CancelledError:
-                continue  # the caller re-raises its own cancellation
+                cancelled = True
+        exc = work.result()
+        failure: LogError | None = None
+        if exc is not None:
+            failure = LogError(f"log write failed: {exc!r}")
+            failure.__cause__ = exc
+            self._failure = failure
+            _fail(batch, failure)
+            _close_unpublished(writes)
+        else:
+            for write in writes:
+                self._publish(write)
+        if cancelled:
+            raise asyncio.CancelledError
+        if failure is not None:
+            raise failure
 
     def _publish(self, write: _PartitionWrite) -> None:
         """Make a fsynced round visible: extend indexes, cache, resolve appends, wake readers."""
@@ -376,7 +297,7 @@ class LocalLogWrites:
 
     def _write_partition_sync(self, write: _PartitionWrite) -> int:
         """Worker thread: append one partition's frames, rolling segments; return the fd to sync."""
-        seg, size, lsn = write.active, write.size, write.first_lsn
+        seg, size, lsn = write.active, write.active.size, write.first_lsn
         positions: array[int] = array("q")
         chunks: list[bytes] = []
         for item in write.appends:
