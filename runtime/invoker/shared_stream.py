@@ -64,19 +64,6 @@ class SharedAttempt:
         self._ended = False
         self._gone = False
 
-    def write_now(self, message: pb.RuntimeMessage) -> bool:
-        """Queue ``message`` on the stream at once if that needs no wait (the attempt open,
-        the message and what the attempt has queued within one gRPC message); False when
-        ``write`` has to handle it (it waits, or fails the attempt)."""
-        if self._gone or self._error is not None:
-            return False
-        data = message.SerializeToString()
-        stream = self._stream
-        if stream.queued_bytes(self.id) + len(data) > stream.limit_bytes:
-            return False
-        stream.queue(self.id, data)
-        return True
-
     async def write(self, message: pb.RuntimeMessage) -> None:
         if self._gone or self._error is not None:
             raise asyncio.InvalidStateError("the attempt's stream is closed")

@@ -3,9 +3,7 @@
 Start, the journal and the notifications queued with them are written by the reader task before
 it reads (``_open``); a writer task is started only when something is queued after them (a
 notification, a cancellation, a suspension request), so an attempt that needs none (a counter's
-or a greeter's, to an endpoint that batches) runs without one. On a shared stream (multiplex) a
-message that can be queued there without waiting is, at once, by ``_send``: a sleep's
-completion needs no writer task either. To an endpoint that reads batches,
+or a greeter's, to an endpoint that batches) runs without one. To an endpoint that reads batches,
 what is queued when a write starts goes in one message (proto/endpoint.proto, "Batches").
 """
 
@@ -17,7 +15,7 @@ import grpc
 
 from proto import endpoint_pb2 as pb
 from proto.batches import pack, runtime_batch
-from runtime.invoker.shared_stream import AttemptCall, SharedAttempt
+from runtime.invoker.shared_stream import AttemptCall
 from runtime.limits import SizePolicy
 
 
@@ -35,19 +33,6 @@ class AttemptWriter:
 
     def _send(self, message: pb.RuntimeMessage | None) -> None:
         """Queue ``message`` for the endpoint (None: close the sending side)."""
-        call = self._call
-        if (
-            self._writer is None
-            and message is not None
-            and isinstance(call, SharedAttempt)
-            and call.write_now(message)
-        ):
-            # Nothing is queued before it (a writer would have started): onto the shared
-            # stream at once, without a writer task and the loop iteration it waits for (issue
-            # 10: a sleep's completion reached the SDK one iteration later, with a task per
-            # attempt).
-            self._active()
-            return
         self._outgoing.put_nowait(message)
         if self._call is not None and self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write(self._call))

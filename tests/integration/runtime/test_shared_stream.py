@@ -191,29 +191,6 @@ async def test_one_attempt_abandoned_or_failing_leaves_the_others(
     await _read_until(fresh, "run_completion")
 
 
-async def test_a_notification_is_queued_on_the_stream_at_once_when_it_needs_no_wait(
-    endpoint: str, pool: ChannelPool
-) -> None:
-    """``write_now`` (what an attempt's ``_send`` uses, issue 10) queues a message on the shared
-    stream in the caller's loop turn, with no task; it leaves to ``write`` what would wait
-    (past the stream's outbox limit) or fail (a message over the limit, a given-up attempt),
-    queueing nothing then."""
-    stream = pool.shared(endpoint, DEPLOYMENT)
-    attempt = await _open(pool, endpoint, 400, "hold")
-    await _read_until(attempt, "command")  # the sleep, proposed
-    big = pb.Notification(index=1, completion=pb.Completion(value=b"y" * LIMIT))
-    assert not attempt.write_now(pb.RuntimeMessage(notification=big))
-    assert stream.queued_bytes(attempt.id) == 0
-    fired = pb.Notification(index=1, completion_seq=1)
-    fired.completion.void.SetInParent()
-    assert attempt.write_now(pb.RuntimeMessage(notification=fired))
-    assert stream.queued_bytes(attempt.id) > 0  # on the stream already, no await in between
-    assert _output(await _read_until(attempt, "end")) == 400
-    assert await attempt.read() is grpc.aio.EOF
-    attempt.cancel()
-    assert not attempt.write_now(pb.RuntimeMessage(notification=fired))  # given up
-
-
 async def test_closing_an_attempts_side_asks_it_to_suspend(
     endpoint: str, pool: ChannelPool
 ) -> None:
