@@ -23,7 +23,7 @@ from proto import endpoint_pb2_grpc
 from runtime.config import NodeConfig
 from runtime.node import Node
 from tests.e2e.harness import free_port
-from tests.support.teardown import bounded
+from tests.support.teardown import bounded, start_node_with_endpoint
 
 
 def _command(index: int, command: pb.JournalCommand) -> pb.SdkMessage:
@@ -184,14 +184,7 @@ async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             admin_bind=f"127.0.0.1:{free_port()}",
             partitions=2,
         )
-        node = Node(config)
-        teardown.push_async_callback(bounded, "the node's stop", node.stop)
-        await node.start()
-        session = await teardown.enter_async_context(aiohttp.ClientSession())
-        async with session.post(
-            f"{node_admin(config)}/deployments", json={"uri": f"http://127.0.0.1:{port}"}
-        ) as response:
-            assert response.status == 201, await response.text()
+        node, session = await start_node_with_endpoint(teardown, config, port)
         yield Running(node, endpoint, session)
 
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-import aiohttp
-
 from runtime.config import NodeConfig
-from runtime.node import Node
 from tests.e2e.harness import free_port
 from tests.integration.runtime.scripted_endpoint import start_scripted_endpoint
-from tests.support.teardown import bounded
+from tests.support.teardown import bounded, start_node_with_endpoint
 
 
 async def test_a_closed_log_gets_503_with_a_reason(tmp_path: Path) -> None:
@@ -26,13 +23,7 @@ async def test_a_closed_log_gets_503_with_a_reason(tmp_path: Path) -> None:
             admin_bind=f"127.0.0.1:{free_port()}",
             partitions=2,
         )
-        node = Node(config)
-        teardown.push_async_callback(bounded, "the node's stop", node.stop)
-        await node.start()
-        session = await teardown.enter_async_context(aiohttp.ClientSession())
-        uri = {"uri": f"http://127.0.0.1:{port}"}
-        async with session.post(f"http://{config.admin_bind}/deployments", json=uri) as r:
-            assert r.status == 201
+        node, session = await start_node_with_endpoint(teardown, config, port)
         await node._log.close()  # the log goes away under a running node
         async with session.post(f"http://{config.ingress_bind}/Counter/k/add", json=1) as r:
             assert r.status == 503

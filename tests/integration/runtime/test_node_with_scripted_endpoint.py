@@ -16,7 +16,7 @@ from runtime.node import Node
 from tests.e2e.harness import free_port
 from tests.integration.runtime.scripted_endpoint import ScriptedEndpoint, start_scripted_endpoint
 from tests.support.broker import unique_topic
-from tests.support.teardown import bounded
+from tests.support.teardown import bounded, start_node_with_endpoint
 
 
 class Running:
@@ -59,14 +59,7 @@ async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         teardown.push_async_callback(
             bounded, "the Invoke streams' end after the node's stop", endpoint.streams_ended
         )
-        node = Node(config)
-        teardown.push_async_callback(bounded, "the node's stop", node.stop)
-        await node.start()
-        session = await teardown.enter_async_context(aiohttp.ClientSession())
-        async with session.post(
-            f"http://{config.admin_bind}/deployments", json={"uri": f"http://127.0.0.1:{port}"}
-        ) as response:
-            assert response.status == 201, await response.text()
+        node, session = await start_node_with_endpoint(teardown, config, port)
         yield Running(node, endpoint, session)
 
 
