@@ -154,8 +154,9 @@ async def test_a_frozen_leader_is_fenced_and_a_leaderless_call_gets_503(
     tmp_path: Path, kafka_bootstrap: str
 ) -> None:
     """SIGSTOP the leader a: a call to its partition gets 503 + Retry-After after the leader
-    timeout; its partitions move to b; after SIGCONT a's late records are dropped (counted),
-    it leads nothing b leads, and every count is exact."""
+    timeout; its partitions move to b; after SIGCONT a is fenced (its late records dropped,
+    counted, or none proposed once it read b's epoch), it leads nothing b leads, and every count
+    is exact."""
     flags = ["--ingress-leader-timeout", "1"]
     async with _pair(tmp_path, kafka_bootstrap, flags=flags) as pair:
         await _frozen_leader(pair, tmp_path)
@@ -187,8 +188,13 @@ async def _frozen_leader(pair: Pair, tmp_path: Path) -> None:
     assert 1 <= waited < SESSION_TIMEOUT_S, waited  # the leader timeout, before any move
     await pair.cb.wait_for(lambda: _b_leads_all(pair), timeout_s=30)
     os.kill(pair.a.process.process.pid, signal.SIGCONT)
-    # a's late records (proposed for attempts b has taken over) are dropped on apply.
-    await pair.cb.wait_for(lambda: _more_stale(pair.cb, stale_before), timeout_s=30)
+    # a's late records (proposed for attempts b has taken over) are dropped on apply. Once a runs
+    # again, its attempts' messages (in its socket since the gates opened) race its reads of b's
+    # epoch; when the epoch is read first, a gives those attempts up and proposes nothing: the
+    # same fence, earlier (a clean-clone CI run saw that order). Either way the counts below
+    # are exact; the drop itself is covered deterministically by tests/unit/runtime/test_leader.py
+    # and the crash simulation.
+    await pair.cb.wait_for(lambda: _fenced(pair, stale_before), timeout_s=30)
     # It stops acting: it rejoins and the partitions are split again, one leader each.
     await pair.ca.wait_for(lambda: _split(pair), timeout_s=30)
     for invocation_id in ids:
@@ -201,5 +207,8 @@ async def _frozen_leader(pair: Pair, tmp_path: Path) -> None:
             assert await client.wait_for(lambda c=client, k=key: _count(c, k)) == 1
 
 
-async def _more_stale(client: Client, before: float) -> bool:
-    return await _stale_dropped(client) > before
+async def _fenced(pair: Pair, stale_before: float) -> bool:
+    """b dropped records of a's old epoch, or a has read b's epoch: it leads none of b's."""
+    if await _stale_dropped(pair.cb) > stale_before:
+        return True
+    return not set(await _leading(pair.ca)) & set(await _leading(pair.cb))
