@@ -49,10 +49,6 @@ class StopOnce:
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def started(self) -> bool:
-        return self._task is not None
-
     async def run(self, steps: Callable[[], Sequence[StopStep]]) -> None:
         """Start the stop (``steps()``, read now) unless it has started; wait for it to end.
 

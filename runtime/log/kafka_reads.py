@@ -328,12 +328,12 @@ class KafkaReads:
 
     def _fail(self, lane: _Lane, partition: int | None, error: LogError) -> None:
         """Report ``error`` to the reader of ``partition`` (None: to every reader of the lane)."""
-        targets = (
-            lane.inboxes.items()
-            if partition is None
-            else ([(partition, lane.inboxes[partition])] if partition in lane.inboxes else [])
-        )
-        for _, inbox in targets:
+        if partition is None:
+            targets = list(lane.inboxes.values())
+        else:
+            inbox = lane.inboxes.get(partition)
+            targets = [] if inbox is None else [inbox]
+        for inbox in targets:
             inbox.error = error
             inbox.ready.set()
 
