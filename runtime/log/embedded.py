@@ -12,9 +12,9 @@ Segments (their frame format and file operations are in ``runtime.log.segments``
 that ``trim`` can drop whole files; the active (last) segment is the only one ever written to.
 
 Durability (the writer side is in ``runtime.log.embedded_writer``): one writer task (under the
-node's ``Supervisor`` when given one) takes every queued append, hands the writes to the log's
-writing thread and fsyncs each touched file once (group commit), the files of different
-partitions in parallel; the LSNs become visible to readers and ``append`` returns only after that
+node's ``Supervisor`` when given one) takes every queued append, writes the frames and has each
+touched file fsynced once (group commit) by the log's fsync process, the files of different
+partitions at once; the LSNs become visible to readers and ``append`` returns only after that
 fsync.
 Memory: one ``array('q')`` of frame offsets per segment (8 bytes per record) and a small
 per-partition cache of recent payloads so that tailing readers do no I/O; older records are read
@@ -33,7 +33,7 @@ from itertools import islice
 from pathlib import Path
 
 from runtime.log.base import Log, LogError, LogRecord, ReadHint
-from runtime.log.embedded_writer import LocalLogWrites, SyncCrew, WriterThread, _Append
+from runtime.log.embedded_writer import LocalLogWrites, _Append
 from runtime.log.segments import (
     HEADER,
     RECORD_BYTES_MAX,
@@ -41,8 +41,8 @@ from runtime.log.segments import (
     delete_segments_sync,
     open_directory_sync,
     read_frames_sync,
-    sync,
 )
+from runtime.log.syncers import FsyncProcess, Syncer, ThreadSyncer
 from runtime.metrics import AppendMeter
 from runtime.supervisor import SupervisedTask, Supervisor
 
@@ -112,11 +112,12 @@ class LocalLog(LocalLogWrites, Log):
         partitions: int,
         *,
         segment_bytes: int = 64 << 20,
-        sync_file: Callable[[int], None] = sync,
+        sync_file: Callable[[int], None] | None = None,
         supervisor: Supervisor | None = None,
     ) -> None:
-        """``sync_file`` makes a segment's written frames durable (fdatasync); it is a seam
-        only so that a test can see that no append is acknowledged before it returned."""
+        """Each commit round's files are made durable (fdatasync) by a child process
+        (``runtime.log.syncers``); ``sync_file`` replaces it with threads of this process that
+        call ``sync_file(fd)``: a seam for tests that hold, count or fail fsyncs."""
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
         if segment_bytes < 1:
@@ -125,12 +126,11 @@ class LocalLog(LocalLogWrites, Log):
         self._meter = AppendMeter(self._directory.name)
         self._partition_count = partitions
         self._segment_bytes = segment_bytes
-        self._sync_file = sync_file
-        # Threads that fsync one round's files at once: a round that touches many partitions
-        # (the node's 24, under load) waits for the slowest fsync rather than for their sum.
-        self._syncers: SyncCrew | None = None
-        # The thread that runs each round's writes and fsyncs (started with the first round).
-        self._writer_thread: WriterThread | None = None
+        # Started with the first round that needs it; a round's files are synced at once.
+        self._syncer: Syncer = (
+            FsyncProcess(f"log {self._directory}") if sync_file is None else ThreadSyncer(sync_file)
+        )
+        self._round_cancelled = False
         self._parts: list[_Partition] = []
         self._lock_fd: int | None = None
         self._queue: list[_Append] = []
@@ -204,21 +204,18 @@ class LocalLog(LocalLogWrites, Log):
                 # at once); a supervisor's shutdown may have stopped it already.
                 await self._writer_ended.wait()
         finally:
-            if self._writer_thread is not None:
-                # Idle by now (a round in flight is always waited for, even by a cancelled writer
-                # task), so this returns at once; before the files close, all the same.
-                self._writer_thread.stop()
+            # The writer is done (a round in flight is always waited for, even by a cancelled
+            # writer task): no file is in use.
             for part in self._parts:
                 part.notify()
                 for seg in part.segments:
                     if seg.wfd is not None:
                         os.close(seg.wfd)
                         seg.wfd = None
-            if self._syncers is not None:
-                self._syncers.stop()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)  # releases the flock
                 self._lock_fd = None
+            await self._syncer.close()
             self._closed.set()
 
     async def append(

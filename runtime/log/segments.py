@@ -1,6 +1,7 @@
 """Segment files of the embedded log: the frame format, the blocking file operations on
-segments, and opening a log directory (lock, meta.json, recovery); all run in worker threads by
-``LocalLog``.
+segments, and opening a log directory (lock, meta.json, recovery). ``LocalLog`` runs opening,
+recovery and reads in worker threads; a commit round's writes on the event loop (page-cache
+copies), its fsyncs in the fsync process (``runtime.log.syncers``).
 
 A segment is a run of frames ``[u32 length][u32 crc][payload]`` (big-endian). The CRC covers the
 length field as well as the payload, so a zero-filled tail (a crash after the file grew but before
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.log.base import LogError
+from runtime.log.fsync_helper import sync
 
 _log = logging.getLogger(__name__)
 
@@ -29,9 +31,6 @@ RECORD_BYTES_MAX = 2**32 - 1
 SEGMENT_SUFFIX = ".seg"
 # The layout version in a log directory's meta.json.
 _FORMAT = 1
-
-# fdatasync is enough for appends (it still flushes the file size) and cheaper than fsync.
-sync = getattr(os, "fdatasync", os.fsync)
 
 
 def frame_crc(payload: bytes | memoryview, length: int) -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from runtime.log import KafkaLog, LocalLog, Log, LogError, LogRecord, segments
+from runtime.log.syncers import FsyncProcess
 from tests.support.broker import unique_topic
 
 pytestmark = pytest.mark.timeout(60)
@@ -554,40 +555,48 @@ async def test_local_round_fsyncs_its_partitions_files_in_parallel(tmp_path: Pat
         await log.close()
 
 
-async def test_local_rounds_run_on_one_writing_thread_that_close_ends(tmp_path: Path) -> None:
-    """Every round runs on one writing thread that lives as long as the log and is gone after
-    close (issue 10: no executor hand-off per round, no thread left behind); while a round's
-    fsync is held, neither its append nor the tail a reader sees has moved."""
-    syncing = threading.Event()
-    release = threading.Event()
-
-    def held_sync(fd: int) -> None:
-        syncing.set()
-        release.wait(20)
-        segments.sync(fd)
-
-    def writer_threads() -> list[threading.Thread]:
-        return [t for t in threading.enumerate() if t.name == "cairn-log-writer"]
-
-    before = len(writer_threads())  # (another test's log, if it were still open)
-    log = LocalLog(tmp_path, 1, sync_file=held_sync)
-    await log.start()
+def _process_exists(pid: int) -> bool:
     try:
-        append = asyncio.create_task(log.append(0, [b"a"]))
-        assert await asyncio.to_thread(syncing.wait, 20)  # the round is in its fsync
-        await asyncio.sleep(0.05)
-        assert not append.done()
-        assert await log.tail(0) == 0
-        release.set()
-        assert await asyncio.wait_for(append, 20) == 0
-        assert await log.tail(0) == 1
-        for i in range(5):  # more rounds, still the one thread
-            await log.append(0, [b"%d" % i])
-        assert len(writer_threads()) == before + 1
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_local_rounds_are_synced_by_one_fsync_process_that_close_ends(tmp_path: Path) -> None:
+    """Every round of a log is synced by one child process, started with the first round and
+    gone after close (issue 10: no thread of the node's process waits for the GIL to sync); no
+    thread of this process syncs, and the acknowledged records are in the files."""
+
+    def syncing_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("cairn-")]
+
+    before = len(syncing_threads())
+    log = LocalLog(tmp_path, 3)
+    syncer = log._syncer
+    assert isinstance(syncer, FsyncProcess)
+    await log.start()
+    assert syncer.pid is None  # started with the first round, not before
+    try:
+        await asyncio.gather(*(log.append(p, [b"r%d" % p]) for p in range(3)))
+        pid = syncer.pid
+        assert pid is not None and _process_exists(pid)
+        for i in range(5):  # more rounds, the same process
+            await asyncio.gather(*(log.append(p, [b"%d" % i]) for p in range(3)))
+        assert syncer.pid == pid
+        assert len(syncing_threads()) == before
     finally:
-        release.set()
         await log.close()
-    assert len(writer_threads()) == before
+    assert syncer.pid is None and not _process_exists(pid)  # exited and reaped
+    reopened = LocalLog(tmp_path, 3)
+    await reopened.start()
+    try:
+        for p in range(3):
+            assert payloads(await collect(reopened, p, 0, 6)) == [b"r%d" % p] + [
+                b"%d" % i for i in range(5)
+            ]
+    finally:
+        await reopened.close()
 
 
 async def test_local_round_fails_only_once_every_fsync_of_it_returned(tmp_path: Path) -> None:

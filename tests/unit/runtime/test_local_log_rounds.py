@@ -40,7 +40,7 @@ class _HeldFirstSync:
 
 
 def _writer_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "cairn-log-writer"]
+    return [t for t in threading.enumerate() if t.name == "cairn-log-syncer"]
 
 
 def _open_fds_under(path: Path) -> list[str]:
