@@ -1,4 +1,4 @@
-"""CPU per append of the embedded log: the whole process and its event-loop thread alone.
+"""CPU per append of the embedded log: the whole process, its event-loop thread, its fsync process.
 
     .venv/bin/python -m benchmarks.log_cpu --appenders 1 --partitions 1    # a round per append
     .venv/bin/python -m benchmarks.log_cpu --appenders 16 --partitions 24
@@ -6,14 +6,16 @@
 ``--appenders`` tasks each await single-record appends to ``LocalLog`` over ``--partitions`` of a
 24-partition log (a node's), for ``--seconds`` after a second of warm-up. With one appender every
 append is its own commit round, so the event loop's figure is what a round's hand-off to the
-writing thread costs; run it in a baseline tree (``git archive``, ``PYTHONPATH=``) and this one,
-alternately, to compare (benchmarks/README.md, perf4).
+fsync process costs (that process's own CPU is the last figure); run it in a baseline tree
+(``git archive``, ``PYTHONPATH=``) and this one, alternately, to compare (benchmarks/README.md,
+perf4).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -36,17 +38,29 @@ async def measure(appenders: int, partitions: int, seconds: float) -> str:
 
         tasks = [asyncio.create_task(appender(n)) for n in range(appenders)]
         await asyncio.sleep(1.0)
+        child = log.fsync_pid
         c0, p0, t0, w0 = count, time.process_time(), time.thread_time(), time.monotonic()
+        f0 = _cpu_s(child)
         await asyncio.sleep(seconds)
         c1, p1, t1, w1 = count, time.process_time(), time.thread_time(), time.monotonic()
+        f1 = _cpu_s(child)
         stop = True
         await asyncio.gather(*tasks)
         await log.close()
     n = c1 - c0
     return (
         f"{n / (w1 - w0):8.0f} appends/s, process {1e6 * (p1 - p0) / n:6.1f} us/append, "
-        f"event loop {1e6 * (t1 - t0) / n:6.1f} us/append"
+        f"event loop {1e6 * (t1 - t0) / n:6.1f} us/append, "
+        f"fsync process {1e6 * (f1 - f0) / n:6.1f} us/append"
     )
+
+
+def _cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process (0 without one)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

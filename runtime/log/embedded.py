@@ -153,6 +153,12 @@ class LocalLog(LocalLogWrites, Log):
         """The number of partitions."""
         return self._partition_count
 
+    @property
+    def fsync_pid(self) -> int | None:
+        """The process id of the log's fsync process (None before the first round, after
+        close, and with a ``sync_file`` seam)."""
+        return self._syncer.pid if isinstance(self._syncer, FsyncProcess) else None
+
     async def start(self) -> None:
         """Open (or create) the directory, recover every partition and start the writer.
 

@@ -107,7 +107,7 @@ async def test_a_killed_fsync_process_fails_the_round_and_the_log_refuses_append
     await log.start()
     try:
         assert await log.append(0, [b"kept"]) == 0
-        pid = log._syncer.pid  # type: ignore[attr-defined]
+        pid = log.fsync_pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(LogError, match="the fsync process ended"):
@@ -137,7 +137,7 @@ def test_the_fsync_process_ends_when_the_process_of_its_log_is_killed(
             log = LocalLog({str(tmp_path)!r}, 1)
             await log.start()
             await log.append(0, [b"x"])
-            print(log._syncer.pid, flush=True)
+            print(log.fsync_pid, flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
         asyncio.run(main())
         """
