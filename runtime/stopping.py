@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 StopStep = tuple[str, Callable[[], Awaitable[object] | None]]
 
 
-async def run_steps(steps: Sequence[StopStep]) -> None:
-    """Run every step in order, each even if one before it failed; raise the first failure."""
+async def run_steps(steps: Sequence[StopStep], what: str = "the node") -> None:
+    """Run every step in order, each even if one before it failed; raise the first failure
+    (each is logged as a failure of stopping ``what``)."""
     first: Exception | None = None
     for name, step in steps:
         try:
@@ -36,7 +37,7 @@ async def run_steps(steps: Sequence[StopStep]) -> None:
             if inspect.isawaitable(result):
                 await result
         except Exception as exc:  # (a cancellation of the whole stop still ends it)
-            log.error("stopping the node: %s failed", name, exc_info=exc)
+            log.error("stopping %s: %s failed", what, name, exc_info=exc)
             if first is None:
                 first = exc
     if first is not None:

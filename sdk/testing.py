@@ -22,6 +22,7 @@ imports it, so an endpoint does not depend on the runtime.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import tempfile
 import urllib.parse
@@ -35,6 +36,7 @@ import aiohttp
 
 from runtime.clock import AdjustableClock
 from runtime.node import Node, NodeConfig
+from runtime.stopping import StopStep, run_steps
 from sdk import _clock
 from sdk.definitions import App, Service, VirtualObject, Workflow, app
 from sdk.endpoint import RunningEndpoint, start_server
@@ -206,7 +208,9 @@ class TestEnvironment:
                 "POST", f"http://127.0.0.1:{admin}/deployments", {"uri": endpoint_uri}
             )
         except BaseException:
-            await self._close()
+            # The failure to start is the one to raise; a failure to stop is logged.
+            with contextlib.suppress(Exception):
+                await self._close()
             raise
         return self
 
@@ -219,17 +223,29 @@ class TestEnvironment:
         await self._close()
 
     async def _close(self) -> None:
+        """Stop what was started, every part even when one fails (the first failure is raised
+        once all were tried): a node that fails to stop still leaves no endpoint serving and no
+        data directory behind."""
         # This process's handler clock back to the wall clock, for the next environment.
         _clock.shift(-self._advanced_ms)
         self._advanced_ms = 0
-        if self._session is not None:
-            await self._session.close()
-        if self._node is not None:
-            await self._node.stop()
-        if self._endpoint is not None:
-            await self._endpoint.stop(0)
-        if self._directory is not None:
-            self._directory.cleanup()
+        session, node, endpoint, directory = (
+            self._session,
+            self._node,
+            self._endpoint,
+            self._directory,
+        )
+        self._session, self._node, self._endpoint, self._directory = None, None, None, None
+        steps: list[StopStep] = []
+        if session is not None:
+            steps.append(("client session", session.close))
+        if node is not None:
+            steps.append(("node", node.stop))
+        if endpoint is not None:
+            steps.append(("endpoint", lambda: endpoint.stop(0)))
+        if directory is not None:
+            steps.append(("data directory", directory.cleanup))
+        await run_steps(steps, "the test environment")
 
     async def advance(self, by: timedelta) -> None:
         """Move the node's clock forward: timers due by then (sleeps, timeouts, delayed sends)

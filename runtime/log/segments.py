@@ -49,7 +49,7 @@ class Segment:
     path: Path
     positions: array[int]
     size: int
-    # Write descriptor of the active segment; touched only by the writer thread and by close().
+    # Write descriptor of the active segment; touched only by the writer task's rounds and close().
     wfd: int | None = None
 
     def end_of(self, index: int) -> int:
