@@ -24,7 +24,11 @@ def open_logs(config: NodeConfig, supervisor: Supervisor) -> tuple[Log, Log]:
             segment_bytes=config.local_log_segment_bytes,
             supervisor=supervisor,
         )
-        return partitions, LocalLog(local_metadata_dir(config), 1, supervisor=supervisor)
+        # One fsync process for both: the metadata log is rarely written.
+        metadata = LocalLog(
+            local_metadata_dir(config), 1, supervisor=supervisor, share_fsync_with=partitions
+        )
+        return partitions, metadata
     if config.log == "kafka":
         prefix = config.kafka_topic_prefix
         wait = timedelta(milliseconds=config.kafka_fetch_max_wait_ms)

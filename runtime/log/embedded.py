@@ -114,10 +114,12 @@ class LocalLog(LocalLogWrites, Log):
         segment_bytes: int = 64 << 20,
         sync_file: Callable[[int], None] | None = None,
         supervisor: Supervisor | None = None,
+        share_fsync_with: LocalLog | None = None,
     ) -> None:
         """Each commit round's files are made durable (fdatasync) by a child process
-        (``runtime.log.syncers``); ``sync_file`` replaces it with threads of this process that
-        call ``sync_file(fd)``: a seam for tests that hold, count or fail fsyncs."""
+        (``runtime.log.syncers``), this log's own or, with ``share_fsync_with``, that other
+        log's (a node's two logs share one); ``sync_file`` replaces it with threads of this
+        process that call ``sync_file(fd)``: a seam for tests that hold, count or fail fsyncs."""
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
         if segment_bytes < 1:
@@ -127,9 +129,13 @@ class LocalLog(LocalLogWrites, Log):
         self._partition_count = partitions
         self._segment_bytes = segment_bytes
         # Started with the first round that needs it; a round's files are synced at once.
-        self._syncer: Syncer = (
-            FsyncProcess(f"log {self._directory}") if sync_file is None else ThreadSyncer(sync_file)
-        )
+        self._syncer: Syncer
+        if sync_file is not None:
+            self._syncer = ThreadSyncer(sync_file)
+        elif share_fsync_with is not None and isinstance(share_fsync_with._syncer, FsyncProcess):
+            self._syncer = share_fsync_with._syncer.share()
+        else:
+            self._syncer = FsyncProcess(f"log {self._directory}")
         self._round_cancelled = False
         self._parts: list[_Partition] = []
         self._lock_fd: int | None = None
@@ -155,8 +161,8 @@ class LocalLog(LocalLogWrites, Log):
 
     @property
     def fsync_pid(self) -> int | None:
-        """The process id of the log's fsync process (None before the first round, after
-        close, and with a ``sync_file`` seam)."""
+        """The process id of the log's fsync process (None before its first round, once it
+        ended, and with a ``sync_file`` seam)."""
         return self._syncer.pid if isinstance(self._syncer, FsyncProcess) else None
 
     async def start(self) -> None:

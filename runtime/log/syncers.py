@@ -50,6 +50,8 @@ class FsyncProcess:
 
     def __init__(self, name: str) -> None:
         self._name = name
+        # The logs that sync here (``share``): the process ends with the last one's ``close``.
+        self._users = 1
         self._sock: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -61,6 +63,11 @@ class FsyncProcess:
     def pid(self) -> int | None:
         """The child's process id, once started."""
         return None if self._process is None else self._process.pid
+
+    def share(self) -> FsyncProcess:
+        """One more log syncs here (a node's metadata log shares its partitions' process)."""
+        self._users += 1
+        return self
 
     def sync(self, fds: list[int]) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
@@ -85,7 +92,11 @@ class FsyncProcess:
         return parts[0] if len(parts) == 1 else _all_of(loop, parts)
 
     async def close(self) -> None:
-        """Close the socket (the child exits after the fsync in flight) and wait for the child."""
+        """One log is done with it; after the last, close the socket (the child exits after the
+        fsync in flight) and wait for the child."""
+        self._users -= 1
+        if self._users > 0:
+            return
         if self._sock is not None:
             assert self._loop is not None
             self._loop.remove_reader(self._sock.fileno())

@@ -78,6 +78,29 @@ async def test_a_failed_fsync_fails_its_request_with_the_error_and_the_next_one_
         await syncer.close()
 
 
+async def test_two_logs_share_one_fsync_process_that_ends_with_the_last_close(
+    tmp_path: Path,
+) -> None:
+    """A node's metadata log syncs through its partitions log's process: one child for both,
+    still serving the one left open after the other closed."""
+    partitions = LocalLog(tmp_path / "partitions", 2)
+    metadata = LocalLog(tmp_path / "metadata", 1, share_fsync_with=partitions)
+    await partitions.start()
+    await metadata.start()
+    try:
+        await partitions.append(0, [b"p"])
+        await metadata.append(0, [b"m"])
+        pid = partitions.fsync_pid
+        assert pid is not None and metadata.fsync_pid == pid
+        await partitions.close()
+        assert _alive(pid)
+        assert await metadata.append(0, [b"after"]) == 1
+    finally:
+        await partitions.close()
+        await metadata.close()
+    assert not _alive(pid)
+
+
 async def test_stop_signals_sent_to_the_process_group_do_not_end_the_fsync_process(
     tmp_path: Path,
 ) -> None:
