@@ -31,11 +31,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from benchmarks.matrix_report import _side_benchmarks, markdown
 from benchmarks.suspended import _free_port, _rss_mib, _wait_http
+
+if TYPE_CHECKING:
+    from tests.support.broker import TansuBroker
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -339,44 +343,80 @@ async def window(
     }
 
 
+async def _start_log_systems(
+    http: aiohttp.ClientSession, args: argparse.Namespace, log: str, work: Path
+) -> tuple[list[System], TansuBroker | None]:
+    """This tree's Cairn (one per event loop) and the baseline's, on ``log`` (with a broker of
+    their own for Kafka)."""
+    systems: list[System] = []
+    broker = None
+    bootstrap = None
+    await asyncio.to_thread(work.mkdir, parents=True, exist_ok=True)
+    try:
+        if log == "kafka":
+            from tests.support.broker import TansuBroker  # the dev broker (DESIGN §10)
+
+            broker = TansuBroker.start(work)
+            bootstrap = broker.bootstrap
+        for loop in args.event_loops:
+            suffix = f"-{loop}" if len(args.event_loops) > 1 else ""
+            systems.append(
+                await start_cairn(
+                    http, log, bootstrap, args.cairn_flag, work, loop=loop, suffix=suffix
+                )
+            )
+        if args.baseline is not None:
+            systems.append(
+                await start_cairn(
+                    http, log, bootstrap, args.baseline_flag, work,
+                    root=args.baseline, suffix="-baseline",
+                )
+            )  # fmt: skip
+    except BaseException:
+        for system in systems:
+            system.stop()
+        if broker is not None:
+            broker.stop()
+        raise
+    return systems, broker
+
+
 async def run_matrix(args: argparse.Namespace, run: str, work: Path) -> list[dict[str, object]]:
     timeout = aiohttp.ClientTimeout(total=120)
     connector = aiohttp.TCPConnector(limit=0)
-    systems: list[System] = []
-    broker = None
+    by_log: dict[str, list[System]] = {}
+    brokers: dict[str, TansuBroker | None] = {}
+    restate: list[System] = []
     rows: list[dict[str, object]] = []
+
+    def systems() -> list[System]:
+        return [s for log in args.logs for s in by_log.get(log, [])] + restate
+
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         try:
             for log in args.logs:
-                bootstrap = None
-                if log == "kafka":
-                    from tests.support.broker import TansuBroker  # the dev broker (DESIGN §10)
-
-                    broker = TansuBroker.start(work)
-                    bootstrap = broker.bootstrap
-                for loop in args.event_loops:
-                    suffix = f"-{loop}" if len(args.event_loops) > 1 else ""
-                    systems.append(
-                        await start_cairn(
-                            http, log, bootstrap, args.cairn_flag, work, loop=loop, suffix=suffix
-                        )
-                    )
-                if args.baseline is not None:
-                    systems.append(
-                        await start_cairn(
-                            http, log, bootstrap, args.baseline_flag, work,
-                            root=args.baseline, suffix="-baseline",
-                        )
-                    )  # fmt: skip
+                by_log[log], brokers[log] = await _start_log_systems(http, args, log, work / log)
             if args.restate:
-                systems.append(await start_restate(http, work))
-            total = len(args.workloads) * len(args.concurrency) * len(systems)
+                restate.append(await start_restate(http, work))
+            total = len(args.workloads) * len(args.concurrency) * len(systems())
             done = 0
-            for workload in args.workloads:
-                for system in systems:  # warm-up: first requests, connections, caches
+            for number, workload in enumerate(args.workloads):
+                if number and "kafka" in by_log:
+                    # Tansu's memory storage gets slower as it grows (its CPU per request doubled
+                    # over five 9 s windows of one workload, benchmarks/README.md): each
+                    # workload starts on an empty broker, with nodes of its own.
+                    for system in by_log["kafka"]:
+                        system.stop()
+                    old = brokers["kafka"]
+                    if old is not None:
+                        old.stop()
+                    by_log["kafka"], brokers["kafka"] = await _start_log_systems(
+                        http, args, "kafka", work / f"kafka-{workload}"
+                    )
+                for system in systems():  # warm-up: first requests, connections, caches
                     await window(http, system, workload, 4, args.warmup)
                 for c in args.concurrency:
-                    order = systems if done % 2 == 0 else list(reversed(systems))
+                    order = systems() if done % 2 == 0 else list(reversed(systems()))
                     for system in order:
                         row = await window(http, system, workload, c, args.window)
                         row["run"] = run
@@ -391,10 +431,11 @@ async def run_matrix(args: argparse.Namespace, run: str, work: Path) -> list[dic
                             flush=True,
                         )
         finally:
-            for system in systems:
+            for system in systems():
                 system.stop()
-            if broker is not None:
-                broker.stop()
+            for broker in brokers.values():
+                if broker is not None:
+                    broker.stop()
     return rows
 
 
