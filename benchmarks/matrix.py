@@ -4,7 +4,8 @@
     .venv/bin/python -m benchmarks.matrix --restate --window 2 --concurrency 1,64 --workloads greet
 
 Starts everything it measures: a one-node Cairn (``cairn server``, the embedded log; ``--logs
-local,kafka`` adds one on Kafka with a Tansu broker) with the matrix's endpoint
+local,kafka`` adds one on Kafka with a Tansu broker, both started anew for each workload) with
+the matrix's endpoint
 (``benchmarks.matrix_app``) in its own process, and with ``--restate`` a Restate server (npm
 ``@restatedev/restate-server``) with the same handlers on restate-sdk served by hypercorn, both
 installed into ``benchmarks/.restate/`` (git-ignored, never a dependency of Cairn; installed on
