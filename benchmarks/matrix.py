@@ -5,8 +5,7 @@
 
 Starts everything it measures: a one-node Cairn (``cairn server``, the embedded log; ``--logs
 local,kafka`` adds one on Kafka with a Tansu broker, both started anew for each workload) with
-the matrix's endpoint
-(``benchmarks.matrix_app``) in its own process, and with ``--restate`` a Restate server (npm
+the matrix's endpoint (``benchmarks.matrix_app``) in its own process, and with ``--restate`` a Restate server (npm
 ``@restatedev/restate-server``) with the same handlers on restate-sdk served by hypercorn, both
 installed into ``benchmarks/.restate/`` (git-ignored, never a dependency of Cairn; installed on
 first use). Each cell runs the systems one after the other (alternating who goes first) with a
