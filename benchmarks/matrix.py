@@ -4,15 +4,15 @@
     .venv/bin/python -m benchmarks.matrix --restate --window 2 --concurrency 1,64 --workloads greet
 
 Starts everything it measures: a one-node Cairn (``cairn server``, the embedded log; ``--logs
-local,kafka`` adds one on Kafka with a Tansu broker, both started anew for each workload) with
-the matrix's endpoint (``benchmarks.matrix_app``) in its own process, and with ``--restate`` a Restate server (npm
-``@restatedev/restate-server``) with the same handlers on restate-sdk served by hypercorn, both
-installed into ``benchmarks/.restate/`` (git-ignored, never a dependency of Cairn; installed on
-first use). Each cell runs the systems one after the other (alternating who goes first) with a
-closed-loop HTTP client for ``--window`` seconds, so the ratios compare runs taken seconds apart
-on the same shared machine. For each cell it records requests/s, p50/p99 latency, the server's
-peak RSS and CPU, and the CPU the rest of the machine used meanwhile (other engineers' tests),
-then appends JSON lines to ``results/matrix.jsonl`` and writes ``results/matrix-<run>.md``
+local,kafka`` adds one on Kafka with a Tansu broker, both started anew for each workload) with the
+matrix's endpoint (``benchmarks.matrix_app``) in its own process, and with ``--restate`` a Restate
+server (npm ``@restatedev/restate-server``) with the same handlers on restate-sdk served by
+hypercorn, both installed into ``benchmarks/.restate/`` (git-ignored, never a dependency of Cairn;
+installed on first use). Each cell runs the systems one after the other (alternating who goes
+first) with a closed-loop HTTP client for ``--window`` seconds, so the ratios compare runs taken
+seconds apart on the same shared machine. For each cell it records requests/s, p50/p99 latency, the
+server's peak RSS and CPU, and the CPU the rest of the machine used meanwhile (other engineers'
+tests), then appends JSON lines to ``results/matrix.jsonl`` and writes ``results/matrix-<run>.md``
 (with ``pp_bench`` and the log benchmark, see ``benchmarks.log_bench``; the report is written by
 ``benchmarks.matrix_report``).
 """
