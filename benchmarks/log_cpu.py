@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.matrix import _cpu_s
 from runtime.log import LocalLog
 
 
@@ -40,10 +40,10 @@ async def measure(appenders: int, partitions: int, seconds: float) -> str:
         await asyncio.sleep(1.0)
         child = log.fsync_pid
         c0, p0, t0, w0 = count, time.process_time(), time.thread_time(), time.monotonic()
-        f0 = _cpu_s(child)
+        f0 = 0.0 if child is None else _cpu_s(child)
         await asyncio.sleep(seconds)
         c1, p1, t1, w1 = count, time.process_time(), time.thread_time(), time.monotonic()
-        f1 = _cpu_s(child)
+        f1 = 0.0 if child is None else _cpu_s(child)
         stop = True
         await asyncio.gather(*tasks)
         await log.close()
@@ -53,14 +53,6 @@ async def measure(appenders: int, partitions: int, seconds: float) -> str:
         f"event loop {1e6 * (t1 - t0) / n:6.1f} us/append, "
         f"fsync process {1e6 * (f1 - f0) / n:6.1f} us/append"
     )
-
-
-def _cpu_s(pid: int | None) -> float:
-    """User + system CPU seconds of a process (0 without one)."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

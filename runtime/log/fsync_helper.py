@@ -51,9 +51,8 @@ class SyncCrew:
     its outcome one put back. Threads start as rounds first need them and end with ``stop``.
     """
 
-    def __init__(self, sync_file: Callable[[int], None], name: str = "cairn-fsync") -> None:
+    def __init__(self, sync_file: Callable[[int], None]) -> None:
         self._sync_file = sync_file
-        self._name = name
         # Only one caller hands out jobs, one round at a time: one outcome queue.
         self._jobs: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._outcomes: queue.SimpleQueue[_Outcome] = queue.SimpleQueue()
@@ -66,7 +65,7 @@ class SyncCrew:
         others = fds[1:]
         while len(self._threads) < min(len(others), SYNCS_IN_FLIGHT - 1):
             thread = threading.Thread(
-                target=self._run, name=f"{self._name}-{len(self._threads)}", daemon=True
+                target=self._run, name=f"cairn-fsync-{len(self._threads)}", daemon=True
             )
             thread.start()
             self._threads.append(thread)
@@ -102,9 +101,9 @@ class SyncCrew:
                 self._outcomes.put(None)
 
 
-def serve(sock: socket.socket, sync_file: Callable[[int], None] = sync) -> None:
+def serve(sock: socket.socket) -> None:
     """Answer sync requests on ``sock`` until the other side closes it."""
-    crew = SyncCrew(sync_file)
+    crew = SyncCrew(sync)
     try:
         while True:
             try:

@@ -297,9 +297,13 @@ class KafkaReads:
                     break
                 self._fail(lane, None, LogError(f"the consumer of {self._topic} stopped"))
             except OffsetOutOfRangeError as exc:
-                for tp in _partitions_of(exc):
+                named = _partitions_of(exc)
+                for tp in named:
                     error = LogError(f"{tp.topic}:{tp.partition}: position out of range (trimmed?)")
                     self._fail(lane, tp.partition, error)
+                if not named:  # (no partition named: every reader hears it, none waits on)
+                    error = LogError(f"{self._topic}: a position is out of range (trimmed?)")
+                    self._fail(lane, None, error)
             except KafkaError as exc:
                 self._fail(lane, None, LogError(f"read of {self._topic} failed: {exc!r}"))
             except Exception as exc:  # a bug here must not stop every reader of the lane

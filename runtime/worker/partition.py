@@ -270,11 +270,10 @@ class PartitionWorker:
         stay in the log (its reader says it is idle: Kafka leaves the partition out of its
         fetches), so the next batch carries a whole interval's records and each batch's fixed
         costs (the fetch, the apply, its store commit, the wake-up) are paid once per interval
-        instead of once per fetch. Nothing waits
-        for a standby's position but a claim, which ends the wait; a leader, one handing over
-        and one catching up never wait. Nor does a standby whose batch was big: records were
-        waiting (a backlog, or more per interval than one read returns), and waiting after
-        every such batch would cap how fast it can apply."""
+        instead of once per fetch. Nothing waits for a standby's position but a claim, which
+        ends the wait; a leader, one handing over and one catching up never wait. Nor does a
+        standby whose batch was big: records were waiting (a backlog, or more per interval than
+        one read returns), and waiting after every such batch would cap how fast it can apply."""
         if self._standby_pace_s <= 0 or not self.synced.is_set():
             return
         if self.is_leader or self.owned:
