@@ -43,8 +43,8 @@ from runtime.invoker.sdk_messages import AttemptMessages
 from runtime.invoker.shared_stream import AttemptCall
 from runtime.invoker.slots import RunningSlots
 from runtime.invoker.stream_writer import AttemptWriter
-from runtime.invoker.watchdog import StreamWatchdog
 from runtime.invoker.validation import InvalidCommand
+from runtime.invoker.watchdog import StreamWatchdog
 from runtime.limits import SizePolicy
 from runtime.log import LogError
 from runtime.logs import bind_invocation
