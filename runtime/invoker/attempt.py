@@ -44,6 +44,7 @@ from runtime.invoker.shared_stream import AttemptCall
 from runtime.invoker.slots import RunningSlots
 from runtime.invoker.stream_writer import AttemptWriter
 from runtime.invoker.validation import InvalidCommand
+from runtime.invoker.watchdog import StreamWatchdog
 from runtime.limits import SizePolicy
 from runtime.log import LogError
 from runtime.logs import bind_invocation
@@ -275,7 +276,7 @@ class Attempt(AttemptMessages, AttemptWriter):
         opened = asyncio.get_running_loop().time()
         proposer = asyncio.create_task(self._propose_loop())
         reader = asyncio.create_task(self._read(call, deployment.uri))
-        watchdog = self._watch(inactivity_s, abort_s)
+        watchdog = StreamWatchdog(self, inactivity_s, abort_s).expired
         try:
             await asyncio.wait({reader, proposer, watchdog}, return_when=asyncio.FIRST_COMPLETED)
             if proposer.done() and not proposer.cancelled() and proposer.exception() is not None:
@@ -311,8 +312,13 @@ class Attempt(AttemptMessages, AttemptWriter):
             self._call = None  # (no writer starts now)
             tasks = [proposer, reader] if self._writer is None else [proposer, reader, self._writer]
             for task in (*tasks, watchdog):
-                task.cancel()  # (the watchdog's timer too: see _watch)
+                task.cancel()  # (the watchdog's timer too: see StreamWatchdog)
             await asyncio.gather(*tasks, return_exceptions=True)
+            # A cancelled task keeps its CancelledError, whose traceback holds the writer's
+            # frame and so this attempt: dropping the task breaks that cycle, so that the
+            # attempt is freed at once, not by the garbage collector (one cycle per attempt
+            # made the node's collections long and frequent: issue 10).
+            self._writer = None
             call.cancel()
             STREAM_DURATION.observe(asyncio.get_running_loop().time() - opened)
 
@@ -325,32 +331,6 @@ class Attempt(AttemptMessages, AttemptWriter):
             entries=[pb.StateEntry(key=name, value=value) for name, value in entries],
             complete=complete,
         )
-
-    def _watch(self, inactivity_s: float, abort_s: float) -> asyncio.Future[None]:
-        """Resolved when the stream has been quiet for inactivity + abort timeout; asks the
-        endpoint to suspend once it has been quiet for the inactivity timeout. A timer, not a
-        task (one less task per attempt, issue 10); cancelling the future stops the timer."""
-        loop = asyncio.get_running_loop()
-        expired: asyncio.Future[None] = loop.create_future()
-        timer: list[asyncio.TimerHandle] = []
-
-        def check() -> None:
-            if expired.done():
-                return
-            quiet = self.quiet_s()
-            if quiet >= inactivity_s + abort_s:
-                expired.set_result(None)
-                return
-            if quiet >= inactivity_s:
-                self.request_suspension()
-                wake = inactivity_s + abort_s
-            else:
-                wake = inactivity_s
-            timer[:] = [loop.call_later(wake - quiet, check)]
-
-        expired.add_done_callback(lambda _: timer[0].cancel() if timer else None)
-        check()
-        return expired
 
     async def _read(self, call: AttemptCall, uri: str) -> None:
         """Turn SDK messages into effects until the attempt ends one way or another."""

@@ -130,6 +130,9 @@ class PartitionInvoker:
     def _finished(self, invocation_id: str, running: _Running, task: SupervisedTask) -> None:
         # (A crash is logged and counted by the supervisor, which restarts the task: it ends
         # only once the attempt is over, superseded, aborted or stopped.)
+        # The task's body is a closure over ``running``: dropping the task breaks that cycle,
+        # so that the attempt is freed at once rather than by the garbage collector.
+        running.task = None
         current = self._running.get(invocation_id)
         if current is running:
             del self._running[invocation_id]
