@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import aiohttp
 
 from partition_processor.ids import object_partition_key, partition_of
 from runtime.log import KafkaLog
+from sdk.ports import free_port
 from tests.support.broker import TansuBroker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,13 +37,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 APP = "examples.demo:app"
 READY_TIMEOUT_S = 180.0  # a node replaying a long log on a busy machine takes a while
 _TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def cpu_seconds(pid: int) -> float:

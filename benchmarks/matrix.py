@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from benchmarks.matrix_report import _side_benchmarks, markdown
-from benchmarks.suspended import _free_port, _rss_mib, _wait_http
+from benchmarks.suspended import _rss_mib, _wait_http
+from sdk.ports import free_port
 
 if TYPE_CHECKING:
     from tests.support.broker import TansuBroker
@@ -129,7 +130,7 @@ async def start_cairn(
     """A node and the matrix endpoint, both run from the source tree ``root`` (a baseline build
     exported with ``git archive`` runs from its own folder), on event loop ``loop`` (None: the
     build's default; a baseline build may predate the flag)."""
-    ingress_port, admin_port, endpoint_port = _free_port(), _free_port(), _free_port()
+    ingress_port, admin_port, endpoint_port = free_port(), free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": str(root)}
     name = f"cairn-{log}{suffix}"
     data = work / name
@@ -188,7 +189,7 @@ def install_restate() -> None:
 
 async def start_restate(http: aiohttp.ClientSession, work: Path) -> System:
     install_restate()
-    ingress_port, admin_port, fabric_port, endpoint_port = (_free_port() for _ in range(4))
+    ingress_port, admin_port, fabric_port, endpoint_port = (free_port() for _ in range(4))
     env = {
         **os.environ,
         "RESTATE_LISTEN_MODE": "tcp",

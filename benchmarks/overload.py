@@ -22,7 +22,8 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.suspended import _free_port, _rss_mib, _spawn, _wait_http
+from benchmarks.suspended import _rss_mib, _spawn, _wait_http
+from sdk.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +72,7 @@ async def _closed_loop(
 
 
 async def run(duration_s: float, sweep: list[int], node_flags: list[str]) -> dict[str, object]:
-    ingress_port, admin_port, endpoint_port = _free_port(), _free_port(), _free_port()
+    ingress_port, admin_port, endpoint_port = free_port(), free_port(), free_port()
     ingress, admin = f"http://127.0.0.1:{ingress_port}", f"http://127.0.0.1:{admin_port}"
     with tempfile.TemporaryDirectory(prefix="cairn-overload-") as data_dir:
         node = _spawn(

@@ -19,7 +19,6 @@ import datetime
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,14 +30,9 @@ import aiohttp
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from sdk.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _spawn(module: str, *args: str) -> subprocess.Popen[bytes]:
@@ -93,7 +87,7 @@ async def _produce(bootstrap: str, topic: str, events: int, keys: int) -> None:
 
 
 async def run(bootstrap: str, events: int, keys: int, data_dir: str) -> dict[str, object]:
-    ingress_port, admin_port, endpoint_port = _free_port(), _free_port(), _free_port()
+    ingress_port, admin_port, endpoint_port = free_port(), free_port(), free_port()
     admin = f"http://127.0.0.1:{admin_port}"
     node = _spawn(
         "runtime.cli", "server", "--data-dir", data_dir,

@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,14 +22,9 @@ from pathlib import Path
 
 import aiohttp
 
+from sdk.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _rss_mib(pid: int) -> float:
@@ -82,7 +76,7 @@ def _spawn(module: str, *args: str) -> subprocess.Popen[bytes]:
 
 
 async def run(invocations: int, concurrency: int, wave: int, data_dir: str) -> dict[str, object]:
-    ingress_port, admin_port, endpoint_port = _free_port(), _free_port(), _free_port()
+    ingress_port, admin_port, endpoint_port = free_port(), free_port(), free_port()
     ingress, admin = f"http://127.0.0.1:{ingress_port}", f"http://127.0.0.1:{admin_port}"
     node = _spawn(
         "runtime.cli", "server", "--data-dir", data_dir,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import tempfile
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -40,6 +39,7 @@ from runtime.stopping import StopStep, run_steps
 from sdk import _clock
 from sdk.definitions import App, Service, VirtualObject, Workflow, app
 from sdk.endpoint import RunningEndpoint, start_server
+from sdk.ports import free_port
 
 __all__ = ["CallFailed", "TestClient", "TestEnvironment", "fixture"]
 
@@ -56,13 +56,6 @@ class CallFailed(Exception):
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _path(service: str, handler: str, key: str | None) -> str:
@@ -188,7 +181,7 @@ class TestEnvironment:
 
     async def __aenter__(self) -> TestEnvironment:
         self._directory = tempfile.TemporaryDirectory(prefix="cairn-test-")
-        ingress, admin = _free_port(), _free_port()
+        ingress, admin = free_port(), free_port()
         config = NodeConfig(
             data_dir=Path(self._directory.name),
             ingress_bind=f"127.0.0.1:{ingress}",

@@ -24,17 +24,11 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict
 
+from sdk.ports import free_port
 from tests.support.broker import unique_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _env() -> dict[str, str]:
@@ -110,6 +104,7 @@ class Endpoint:
                 return
             except OSError:
                 time.sleep(0.05)
+        self.process.kill()  # not left running behind the failed test
         raise RuntimeError(f"endpoint not ready:\n{self.process.output()}")
 
     async def restart(self) -> None:
@@ -189,6 +184,7 @@ class Node:
             except OSError:
                 pass
             time.sleep(0.05)
+        self.process.kill()  # not left running behind the failed test
         raise RuntimeError(f"node not ready:\n{self.process.output()[-5000:]}")
 
     def kill(self) -> None:

@@ -73,10 +73,11 @@ def two_nodes(
         _node("b", directory, bootstrap, prefix, replication),
         Endpoint(app, directory),
     )
-    started.endpoint.start()
-    started.a.start()
-    started.b.start()
     try:
+        # Inside the try: when b cannot start, a and the endpoint are stopped too.
+        started.endpoint.start()
+        started.a.start()
+        started.b.start()
         yield started
     finally:
         print(started.logs())

@@ -24,7 +24,8 @@ import pytest
 from proto import endpoint_pb2 as pb
 from proto import endpoint_pb2_grpc
 from runtime.security.identity import generate_key_pair
-from tests.e2e.harness import ROOT, Client, Endpoint, Node, Response, free_port
+from sdk.ports import free_port
+from tests.e2e.harness import ROOT, Client, Endpoint, Node, Response
 
 APP = "tests.e2e.apps.security:app"
 ADMIN_OLD, ADMIN_NEW, INGRESS = "admin-old-7f3a", "admin-new-91bc", "ingress-2d6e"

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from partition_processor.ids import object_partition_key, partition_of
 from tests.e2e.conftest import start_cluster, stop_cluster
 from tests.e2e.harness import Client, Endpoint, Node
 from tests.e2e.test_cli import _run_main
@@ -42,6 +43,16 @@ def _options(repository: Path, topic_prefix: str | None) -> dict[str, Any]:
             "2048",
         ],
     }
+
+
+def _run_id() -> str:
+    """A run whose ``KEYS`` counters cover every partition: each partition then takes enough
+    records for two snapshots (with one random id in ~500 they would all land on one)."""
+    while True:
+        run = uuid.uuid4().hex[:8]
+        keys = (object_partition_key("Counter", f"{run}-{k}") for k in range(KEYS))
+        if {partition_of(key, PARTITIONS) for key in keys} == set(range(PARTITIONS)):
+            return run
 
 
 async def _add_all(client: Client, run: str, count: int, start: int = 0) -> None:
@@ -113,7 +124,7 @@ async def test_snapshots_trim_and_a_restarted_node_recovers_exactly(
         APP, log_kind, tmp_path, bootstrap, **_options(repository, topic_prefix)
     )
     client = Client(cluster.node)
-    run = uuid.uuid4().hex[:8]
+    run = _run_id()
     try:
         await _add_all(client, run, 400)
         assert await _counts(client, run) == [400 // KEYS] * KEYS
@@ -184,7 +195,7 @@ async def test_a_node_without_local_state_restores_snapshots_and_replays_only_su
     options = _options(repository, topic_prefix)
     cluster = start_cluster(APP, log_kind, tmp_path, bootstrap, **options)
     client = Client(cluster.node)
-    run = uuid.uuid4().hex[:8]
+    run = _run_id()
     fresh: Node | None = None
     try:
         await _add_all(client, run, 400)
@@ -310,7 +321,7 @@ async def test_a_node_joins_a_running_cluster_from_snapshots_and_takes_over(
         client_a = Client(a)
         clients.append(client_a)
         await client_a.register(endpoint)
-        run = uuid.uuid4().hex[:8]
+        run = _run_id()
         await _add_all(client_a, run, 400)
         await _two_snapshots_each(client_a)
         applied_by_a = await _metric(client_a, "cairn_records_applied_total")
@@ -347,7 +358,7 @@ async def test_an_s3_repository_serves_a_node_that_lost_its_store(
     env = {k: v for k, v in s3_server.env().items() if k != "AWS_ENDPOINT_URL"}
     cluster = start_cluster(APP, log_kind, tmp_path, bootstrap, **options, env=env)
     client = Client(cluster.node)
-    run = uuid.uuid4().hex[:8]
+    run = _run_id()
     try:
         await _add_all(client, run, 200)
         await _two_snapshots_each(client)

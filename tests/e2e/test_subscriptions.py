@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from partition_processor.ids import subscription_invocation_id
+from sdk.ports import free_port
 from tests.e2e.conftest import Cluster, start_cluster, stop_cluster
-from tests.e2e.harness import ROOT, Client, free_port
+from tests.e2e.harness import ROOT, Client
 from tests.support.broker import TansuBroker, unique_topic
 from tests.support.kafka_events import Event, create_topic, produce
 

@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proto import endpoint_pb2 as pb
+from sdk.ports import free_port
 from tests.e2e.conftest import Cluster
-from tests.e2e.harness import free_port
 from tests.fuzz.support import FUZZ, every_partition_serves, http_json
 from tests.fuzz.test_ingress_fuzz import IDS
 

@@ -17,6 +17,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdk.ports import free_port
+
 __all__ = ["BrokerUnavailable", "TansuBroker", "s3_storage_env", "tansu_binary", "unique_topic"]
 
 _READY_TIMEOUT_S = 20.0
@@ -57,13 +59,6 @@ def s3_storage_env(endpoint: str) -> dict[str, str]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class TansuBroker:
     """A running tansu process listening on 127.0.0.1."""
@@ -94,7 +89,7 @@ class TansuBroker:
         the data across a restart of the broker on the same port.
         """
         binary = tansu_binary()
-        port = port or _free_port()
+        port = port or free_port()
         url = f"tcp://127.0.0.1:{port}"
         log_path = log_dir / "tansu.log"
         with open(log_path, "ab") as log:

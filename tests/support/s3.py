@@ -7,7 +7,6 @@ Clients find it through the usual variables (``s3_env``): dummy credentials and
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdk.ports import free_port
+
 _READY_TIMEOUT_S = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -48,7 +42,7 @@ class S3Server:
 
     @classmethod
     def start(cls, log_dir: Path) -> S3Server:
-        port = _free_port()
+        port = free_port()
         log_path = log_dir / "moto.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(

@@ -22,7 +22,7 @@ from proto import endpoint_pb2 as pb
 from proto import endpoint_pb2_grpc
 from runtime.config import NodeConfig
 from runtime.node import Node
-from tests.e2e.harness import free_port
+from sdk.ports import free_port
 from tests.support.teardown import bounded, start_node_with_endpoint
 
 

@@ -13,13 +13,9 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from sdk.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _server(data_dir: Path, *flags: str) -> list[str]:
@@ -29,9 +25,9 @@ def _server(data_dir: Path, *flags: str) -> list[str]:
 def _binds() -> list[str]:
     return [
         "--ingress-bind",
-        f"127.0.0.1:{_free_port()}",
+        f"127.0.0.1:{free_port()}",
         "--admin-bind",
-        f"127.0.0.1:{_free_port()}",
+        f"127.0.0.1:{free_port()}",
     ]
 
 
@@ -128,7 +124,7 @@ def test_bad_snapshot_flags(tmp_path: Path) -> None:
 
 def test_snapshot_commands_without_a_node_say_so() -> None:
     argv = [sys.executable, "-m", "runtime.cli", "snapshots", "list", "--admin"]
-    _fails_clearly([*argv, f"http://127.0.0.1:{_free_port()}"], "cannot reach the admin API")
+    _fails_clearly([*argv, f"http://127.0.0.1:{free_port()}"], "cannot reach the admin API")
 
 
 def test_a_cluster_property_for_an_unknown_cluster(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from runtime.config import NodeConfig
 from runtime.node import Node
-from tests.e2e.harness import free_port
+from sdk.ports import free_port
 
 
 async def test_a_stopping_node_refuses_new_requests_and_stops_in_time(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from runtime.config import NodeConfig
-from tests.e2e.harness import free_port
+from sdk.ports import free_port
 from tests.integration.runtime.scripted_endpoint import start_scripted_endpoint
 from tests.support.teardown import bounded, start_node_with_endpoint
 

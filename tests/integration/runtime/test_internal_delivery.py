@@ -5,7 +5,6 @@ metadata log, a real client)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import msgspec
@@ -19,14 +18,9 @@ from runtime.internal import InternalClient, InternalRoutes, InternalServer
 from runtime.log import LocalLog
 from runtime.metadata import Registry
 from runtime.supervisor import Supervisor
+from sdk.ports import free_port
 
 SECRET = b"the-cluster-secret-of-this-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _serve(port: int, received: list[RespondToIngress], secret: bytes) -> web.AppRunner:
@@ -54,7 +48,7 @@ ACTION = RespondToIngress(IngressSink("node-b/1", "request-1"), "inv_x", Success
 
 
 async def test_a_delivery_is_retried_until_the_holder_listens(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     delivery, supervisor, metadata = await _delivery(tmp_path, port)
     received: list[RespondToIngress] = []
     runner: web.AppRunner | None = None
@@ -79,7 +73,7 @@ async def test_a_delivery_is_retried_until_the_holder_listens(tmp_path: Path) ->
 async def test_a_delivery_with_the_wrong_secret_is_refused_and_not_retried(
     tmp_path: Path,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     delivery, supervisor, metadata = await _delivery(tmp_path, port)
     received: list[RespondToIngress] = []
     runner = await _serve(port, received, b"another-secret-of-this-cluster")
@@ -104,7 +98,7 @@ async def test_responses_queued_during_a_request_go_in_one_batched_request(
     """One HTTP request per peer carries the responses that queued while the previous one was
     in flight (in order); a single response (what a node before batching sends) is still taken.
     """
-    port = _free_port()
+    port = free_port()
     delivery, supervisor, metadata = await _delivery(tmp_path, port)
     received: list[RespondToIngress] = []
     requests: list[int] = []

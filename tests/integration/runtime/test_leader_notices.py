@@ -24,15 +24,10 @@ from runtime.leader_notices import (
 from runtime.log import LocalLog
 from runtime.metadata import Registry
 from runtime.supervisor import Supervisor
+from sdk.ports import free_port
 
 SECRET = b"the-cluster-secret-of-this-test"
 PARTITIONS = 4
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _serve(port: int, received: list[int]) -> web.AppRunner:
@@ -53,7 +48,7 @@ async def test_every_other_node_is_told_and_a_silent_one_costs_a_bounded_wait(
     supervisor = Supervisor()
     registry = Registry(metadata)
     await registry.start(supervisor)
-    b_port, c_port, own_port = _free_port(), _free_port(), _free_port()
+    b_port, c_port, own_port = free_port(), free_port(), free_port()
     # A socket that accepts connections (the kernel's backlog) and never answers: a frozen node.
     frozen = socket.socket()
     frozen.bind(("127.0.0.1", 0))

@@ -13,7 +13,7 @@ import pytest
 from runtime.config import NodeConfig
 from runtime.console.app import STATIC
 from runtime.node import Node
-from tests.e2e.harness import free_port
+from sdk.ports import free_port
 from tests.integration.runtime.scripted_endpoint import ScriptedEndpoint, start_scripted_endpoint
 from tests.support.broker import unique_topic
 from tests.support.teardown import bounded, start_node_with_endpoint

@@ -22,7 +22,7 @@ from runtime.internal import InternalClient, InternalRoutes, InternalServer
 from runtime.log import LocalLog
 from runtime.metadata import Registry
 from runtime.supervisor import Supervisor
-from tests.e2e.harness import free_port
+from sdk.ports import free_port
 
 PARTITIONS = 4
 SECRET = secrets.token_bytes(24)

@@ -16,7 +16,7 @@ from runtime.workers import (
     prepare_workers,
     worker_config,
 )
-from tests.e2e.harness import free_port
+from sdk.ports import free_port
 
 
 def test_each_worker_is_a_cluster_node_with_its_own_name_and_data_dir() -> None:
