@@ -53,6 +53,7 @@ from benchmarks.cluster_support import (
     cpu_seconds,
     cpu_split,
     leader_ingresses,
+    open_loop,
     percentile,
     register,
     replication_flag,
@@ -114,9 +115,13 @@ async def _measure(args: argparse.Namespace, nodes: int, work: Path) -> dict[str
             routes = None
             if args.route == "leader":
                 routes = await leader_ingresses(http, servers, args.keys, args.partitions)
-            load = asyncio.create_task(
-                closed_loop(http, ingresses, args.concurrency, args.keys, stats, routes)
-            )
+            if args.rate:
+                traffic = open_loop(
+                    http, ingresses, args.rate, args.concurrency, args.keys, stats, routes
+                )
+            else:
+                traffic = closed_loop(http, ingresses, args.concurrency, args.keys, stats, routes)
+            load = asyncio.create_task(traffic)
             await asyncio.sleep(args.warmup)
             # perf's window is its own (it starts and stops a few ms around the CPU window), so
             # its counts are divided by the requests completed between its start and its stop.
@@ -250,6 +255,8 @@ def _result(
         "partitions": args.partitions,
         "replication": replication,  # None: this server has no --replication (all apply all)
         "concurrency": args.concurrency,
+        "rate": args.rate,  # None: a closed loop of ``concurrency`` clients
+        "shed": stats.shed,
         "route": args.route,
         "kafka_fetch_max_wait_ms": args.kafka_fetch_max_wait_ms,  # None: the server's default
         "server_args": args.server_arg,
@@ -351,7 +358,19 @@ def main() -> None:
     parser.add_argument("--replication", type=int, default=2)
     parser.add_argument("--duration", type=float, default=30.0, help="measured seconds per N")
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
-    parser.add_argument("--concurrency", type=int, default=32, help="closed-loop clients")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=32,
+        help="closed-loop clients; with --rate, the most requests in flight",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="open loop: requests a second on a fixed schedule, the same for every node count "
+        "(default: a closed loop of --concurrency clients)",
+    )
     parser.add_argument(
         "--idle", type=float, default=5.0, help="seconds of the nodes' idle CPU measured first"
     )
@@ -424,6 +443,7 @@ def main() -> None:
     with (args.results_dir / "cluster.md").open("a") as f:
         f.write(
             f"\n### {stamp}: {args.partitions} partitions, concurrency {args.concurrency}, "
+            f"{f'open loop at {args.rate:g} req/s, ' if args.rate else ''}"
             f"route {args.route}, fetch max wait "
             f"{args.kafka_fetch_max_wait_ms or 'default'} ms, "
             f"{args.duration:g} s per node count, server args {args.server_arg}, "

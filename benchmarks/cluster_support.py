@@ -331,7 +331,7 @@ def keys_on(partitions: Sequence[int], partition_count: int, per_partition: int 
 
 @dataclass
 class LoadStats:
-    """What a closed-loop load saw while ``counting`` was on."""
+    """What the load (closed or open loop) saw while ``counting`` was on."""
 
     counting: bool = False
     ok: int = 0
@@ -339,6 +339,7 @@ class LoadStats:
     failed: int = 0
     latencies: list[float] = field(default_factory=list)
     stop: bool = False
+    shed: int = 0  # open loop: requests not sent, ``limit`` being in flight (also in failed)
 
 
 async def closed_loop(
@@ -380,6 +381,60 @@ async def closed_loop(
                 await asyncio.sleep(0.05)
 
     await asyncio.gather(*(client(w) for w in range(concurrency)))
+
+
+async def open_loop(
+    http: aiohttp.ClientSession,
+    ingresses: Sequence[str],
+    rate: float,
+    limit: int,
+    keys: int,
+    stats: LoadStats,
+    ingress_of_key: Sequence[str] | None = None,
+) -> None:
+    """``Counter/key-K/add`` at ``rate`` requests a second on a fixed schedule, whatever the
+    answers' latency (each request a task of its own, every request to the next ingress in
+    turn), until ``stats.stop``: the same offered load for every node count, where a closed
+    loop's load follows the cluster's latency. A request due while ``limit`` are in flight is
+    not sent and counts as a failure (``stats.shed``): the rate is then more than the nodes
+    serve."""
+    interval = 1.0 / rate
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def one(i: int) -> None:
+        key = i % keys
+        ingress = ingresses[i % len(ingresses)] if ingress_of_key is None else ingress_of_key[key]
+        started = time.perf_counter()
+        try:
+            async with http.post(f"{ingress}/Counter/key-{key}/add", json=1) as response:
+                await response.read()
+                ok = response.status == 200
+        except (TimeoutError, aiohttp.ClientError):
+            ok = False
+        stats.completed += ok
+        if stats.counting:
+            if ok:
+                stats.ok += 1
+                stats.latencies.append(time.perf_counter() - started)
+            else:
+                stats.failed += 1
+
+    loop = asyncio.get_running_loop()
+    due = loop.time()
+    i = 0
+    while not stats.stop:
+        if len(in_flight) >= limit:
+            stats.shed += stats.counting
+            stats.failed += stats.counting
+        else:
+            task = loop.create_task(one(i))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        i += 1
+        due += interval
+        await asyncio.sleep(max(0.0, due - loop.time()))
+    if in_flight:
+        await asyncio.gather(*in_flight)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

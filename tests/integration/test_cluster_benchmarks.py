@@ -70,6 +70,22 @@ def test_cluster_benchmark_measures_cpu_and_applied_share(tmp_path: Path) -> Non
     assert result["node_apply_batches_per_request"] > 0 and result["probe_cores_load"]["fine"] > 0
 
 
+def test_cluster_benchmark_offers_a_fixed_rate_with_rate(tmp_path: Path) -> None:
+    """--rate: an open loop, so the requests in the window follow the schedule (the same offered
+    load at every node count), not the nodes' latency."""
+    [result] = _run(
+        "benchmarks.cluster",
+        tmp_path,
+        *("--nodes", "1", "--partitions", "2", "--duration", "3", "--warmup", "1"),
+        *("--idle", "0.5", "--no-perf", "--rate", "40", "--concurrency", "64"),
+    )
+    assert result["rate"] == 40 and result["shed"] == 0 and result["failures"] == 0
+    # 40 a second over the window, give or take the requests in flight at its edges.
+    assert 0.8 * 40 * result["seconds"] <= result["requests"] <= 1.1 * 40 * result["seconds"]
+    assert result["cpu_ms_per_request"] > 0
+    assert "open loop at 40 req/s" in (tmp_path / "cluster.md").read_text()
+
+
 def test_failover_benchmark_times_a_kill(tmp_path: Path) -> None:
     [result] = _run(
         "benchmarks.failover",
