@@ -342,6 +342,35 @@ class LoadStats:
     shed: int = 0  # open loop: requests not sent, ``limit`` being in flight (also in failed)
 
 
+async def _add(
+    http: aiohttp.ClientSession,
+    ingresses: Sequence[str],
+    keys: int,
+    i: int,
+    stats: LoadStats,
+    ingress_of_key: Sequence[str] | None,
+) -> bool:
+    """Request ``i`` of a load: ``Counter/key-K/add`` (K = i mod keys) to the next ingress in
+    turn, or to ``ingress_of_key[K]``; counted in ``stats``. True when it succeeded."""
+    key = i % keys
+    ingress = ingresses[i % len(ingresses)] if ingress_of_key is None else ingress_of_key[key]
+    started = time.perf_counter()
+    try:
+        async with http.post(f"{ingress}/Counter/key-{key}/add", json=1) as response:
+            await response.read()
+            ok = response.status == 200
+    except (TimeoutError, aiohttp.ClientError):
+        ok = False
+    stats.completed += ok
+    if stats.counting:
+        if ok:
+            stats.ok += 1
+            stats.latencies.append(time.perf_counter() - started)
+        else:
+            stats.failed += 1
+    return ok
+
+
 async def closed_loop(
     http: aiohttp.ClientSession,
     ingresses: Sequence[str],
@@ -357,26 +386,8 @@ async def closed_loop(
     async def client(worker: int) -> None:
         i = worker
         while not stats.stop:
-            key = i % keys
-            ingress = (
-                ingresses[i % len(ingresses)] if ingress_of_key is None else ingress_of_key[key]
-            )
-            url = f"{ingress}/Counter/key-{key}/add"
+            ok = await _add(http, ingresses, keys, i, stats, ingress_of_key)
             i += 1
-            started = time.perf_counter()
-            try:
-                async with http.post(url, json=1) as response:
-                    await response.read()
-                    ok = response.status == 200
-            except (TimeoutError, aiohttp.ClientError):
-                ok = False
-            stats.completed += ok
-            if stats.counting:
-                if ok:
-                    stats.ok += 1
-                    stats.latencies.append(time.perf_counter() - started)
-                else:
-                    stats.failed += 1
             if not ok:
                 await asyncio.sleep(0.05)
 
@@ -399,26 +410,7 @@ async def open_loop(
     not sent and counts as a failure (``stats.shed``): the rate is then more than the nodes
     serve."""
     interval = 1.0 / rate
-    in_flight: set[asyncio.Task[None]] = set()
-
-    async def one(i: int) -> None:
-        key = i % keys
-        ingress = ingresses[i % len(ingresses)] if ingress_of_key is None else ingress_of_key[key]
-        started = time.perf_counter()
-        try:
-            async with http.post(f"{ingress}/Counter/key-{key}/add", json=1) as response:
-                await response.read()
-                ok = response.status == 200
-        except (TimeoutError, aiohttp.ClientError):
-            ok = False
-        stats.completed += ok
-        if stats.counting:
-            if ok:
-                stats.ok += 1
-                stats.latencies.append(time.perf_counter() - started)
-            else:
-                stats.failed += 1
-
+    in_flight: set[asyncio.Task[bool]] = set()
     loop = asyncio.get_running_loop()
     due = loop.time()
     i = 0
@@ -427,7 +419,7 @@ async def open_loop(
             stats.shed += stats.counting
             stats.failed += stats.counting
         else:
-            task = loop.create_task(one(i))
+            task = loop.create_task(_add(http, ingresses, keys, i, stats, ingress_of_key))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
         i += 1
