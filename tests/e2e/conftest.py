@@ -3,6 +3,7 @@ a module (``shared``), on the local log and on Kafka. A module names its app wit
 
 from __future__ import annotations
 
+import gc
 import json
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -12,6 +13,16 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import Client, Endpoint, Node
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind() -> Iterator[None]:
+    """After each test, a collection: a child process's ``Popen`` that nothing holds any more
+    while the process still runs (a node or endpoint a failed start left behind) warns here, so
+    that the test which leaked it fails at its teardown, not a later one that happens to
+    collect garbage."""
+    yield
+    gc.collect()
 
 
 @dataclass
